@@ -1,0 +1,371 @@
+"""``sheetdl verify``: recalculate a workbook with IronCalc and check it.
+
+(a) Any .xlsx/.xlsm: every formula cell's recalculated value against the value
+    cached in the file. Volatile cells (RAND, RANDBETWEEN, OFFSET, ...) and the
+    cells computed from them are reported as volatile, not as failures; cells
+    using functions IronCalc does not know are reported as unsupported.
+(b) sheetdl workbooks: the traces (b_trace, a_trace, loss_trace) against the
+    reference math replayed from the workbook's own named inputs and data.
+
+The file is loaded twice, once left as saved (cached values) and once
+recalculated, and compared sheet by sheet without holding all cells in Python.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import linear, optim, xlsx
+
+RTOL, ATOL = 1e-9, 1e-12
+VOLATILE = re.compile(r"\b(RAND|RANDBETWEEN|RANDARRAY|OFFSET|INDIRECT|NOW|TODAY|CELL|INFO)\(",
+                      re.IGNORECASE)
+_UNKNOWN_FUNCTION = re.compile(r"(?<![A-Za-z0-9_.])([a-z][a-z0-9_.]*)\(")
+_REF = re.compile(r"(?:(?:'((?:[^']|'')+)'|([A-Za-z_][\w.]*))!)?\$?([A-Z]{1,3})\$?(\d+)"
+                  r"(?::\$?([A-Z]{1,3})\$?(\d+))?")
+#: Zip members larger than this (uncompressed) are refused before parsing.
+MAX_MEMBER_BYTES = 2_000_000_000
+MAX_LISTED = 50
+
+
+class VerifyError(Exception):
+    """The file cannot be verified; the message names the file and the reason."""
+
+
+@dataclass
+class Mismatch:
+    sheet: str
+    cell: str
+    formula: str
+    cached: object
+    recalculated: object
+
+
+@dataclass
+class TraceCheck:
+    sheet: str
+    name: str
+    steps: int
+    max_rel_error: float
+    worst_cell: str
+    ok: bool
+
+
+@dataclass
+class Report:
+    path: str
+    formula_cells: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+    volatile: list[str] = field(default_factory=list)
+    unsupported: dict[str, list[str]] = field(default_factory=dict)
+    traces: list[TraceCheck] = field(default_factory=list)
+    lesson: str | None = None
+    max_rel_error: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and all(t.ok for t in self.traces)
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path, "ok": self.ok, "engine": "ironcalc", "lesson": self.lesson,
+            "formula_cells": self.formula_cells, "max_rel_error": self.max_rel_error,
+            "mismatches": [m.__dict__ for m in self.mismatches],
+            "volatile": self.volatile, "unsupported": self.unsupported,
+            "traces": [t.__dict__ for t in self.traces],
+        }
+
+    def summary(self) -> str:
+        lines = [f"{self.path}: {'OK' if self.ok else 'FAILED'}"
+                 + (f" (sheetdl {self.lesson} workbook)" if self.lesson else "")]
+        agree = self.formula_cells - len(self.mismatches) - len(self.volatile) - sum(
+            len(v) for v in self.unsupported.values())
+        lines.append(f"  {self.formula_cells} formula cells recalculated by IronCalc; "
+                     f"{agree} agree with their cached values "
+                     f"(largest relative difference {self.max_rel_error:.2g})")
+        if self.mismatches:
+            lines.append(f"  {len(self.mismatches)} differ from their cached values:")
+            for m in self.mismatches[:MAX_LISTED]:
+                lines.append(f"    {m.sheet}!{m.cell} ={m.formula.lstrip('=')}: cached "
+                             f"{m.cached!r}, recalculated {m.recalculated!r}")
+        if self.volatile:
+            shown = ", ".join(self.volatile[:MAX_LISTED])
+            more = f" and {len(self.volatile) - MAX_LISTED} more" if len(self.volatile) > MAX_LISTED else ""
+            lines.append(f"  {len(self.volatile)} volatile (RAND, RANDBETWEEN, OFFSET... or "
+                         f"computed from one), not compared: {shown}{more}")
+        for fn, cells in sorted(self.unsupported.items()):
+            lines.append(f"  {len(cells)} use {fn.upper()}, which IronCalc does not know, not "
+                         f"compared: {', '.join(cells[:MAX_LISTED])}")
+        for t in self.traces:
+            lines.append(f"  {t.sheet}!{t.name}: {t.steps} steps vs reference math, largest "
+                         f"relative error {t.max_rel_error:.2g} at {t.worst_cell} "
+                         f"{'ok' if t.ok else 'FAILED'}")
+        return "\n".join(lines)
+
+
+def _close(a, b, rtol=RTOL, atol=ATOL) -> tuple[bool, float]:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b, 0.0
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if a == b:
+            return True, 0.0
+        if math.isnan(a) or math.isnan(b):
+            return False, math.inf
+        diff = abs(a - b)
+        scale = max(abs(a), abs(b))
+        return diff <= atol + rtol * scale, diff / scale if scale else math.inf
+    return a == b, 0.0 if a == b else math.inf
+
+
+def _check_container(path: Path) -> None:
+    if not path.exists():
+        raise VerifyError(f"{path}: no such file")
+    if path.is_dir():
+        raise VerifyError(f"{path}: is a folder, not a workbook")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            for info in z.infolist():
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise VerifyError(f"{path}: member {info.filename} would unpack to "
+                                      f"{info.file_size:,} bytes; refusing (zip bomb?)")
+    except zipfile.BadZipFile:
+        raise VerifyError(f"{path}: not an .xlsx/.xlsm workbook (not a zip archive, or "
+                          "truncated)") from None
+    if "xl/workbook.xml" not in names:
+        raise VerifyError(f"{path}: a zip archive but not a workbook (no xl/workbook.xml)")
+
+
+def _load(path: Path):
+    import ironcalc
+
+    try:
+        return ironcalc.load_from_xlsx(str(path), "en", "UTC")
+    except BaseException as e:  # the Rust side raises WorkbookError, or panics
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise VerifyError(f"{path}: IronCalc cannot read it: {e}") from None
+
+
+def _col_number(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _cell_name(row: int, col: int) -> str:
+    from .book import col_name
+
+    return f"{col_name(col - 1)}{row}"
+
+
+class _Workbook:
+    """A recalculated IronCalc model plus name and reference resolution."""
+
+    def __init__(self, model):
+        self.model = model
+        self.sheets = [s["name"] for s in model.get_worksheets_properties()]
+        self.index = {n.lower(): i for i, n in enumerate(self.sheets)}
+        self.names: dict[tuple[int | None, str], str] = {}
+        for d in model.get_defined_name_list():
+            self.names[(d["scope"], d["name"].lower())] = d["formula"]
+
+    def name_formula(self, name: str, sheet: int | None) -> str | None:
+        return self.names.get((sheet, name.lower())) or self.names.get((None, name.lower()))
+
+    def cells(self, formula: str, default_sheet: int) -> list[tuple[int, int, int]]:
+        """Cells of an area reference such as ``adam!$E$8:$E$152``."""
+        m = _REF.fullmatch(formula.strip().lstrip("="))
+        if not m:
+            return []
+        sheet_name = (m.group(1) or "").replace("''", "'") or m.group(2)
+        si = self.index.get(sheet_name.lower()) if sheet_name else default_sheet
+        if si is None:
+            return []
+        c1, r1 = _col_number(m.group(3)), int(m.group(4))
+        c2, r2 = (_col_number(m.group(5)), int(m.group(6))) if m.group(5) else (c1, r1)
+        return [(si, r, c) for r in range(r1, r2 + 1) for c in range(c1, c2 + 1)]
+
+
+def _dependencies(wb: _Workbook, si: int, formula: str) -> list[tuple[int, int, int]]:
+    """Cells a formula reads, by A1 reference or defined name (sheet-qualified or not)."""
+    deps = []
+    text = re.sub(r'"[^"]*"', "", formula)
+    for m in _REF.finditer(text):
+        deps += wb.cells(m.group(0), si) if not m.group(5) else wb.cells(m.group(0), si)
+    for word in set(re.findall(r"(?<![A-Za-z0-9_.$!'])([A-Za-z_][A-Za-z0-9_.]*)(?![(!\w])", text)):
+        target = wb.name_formula(word, si)
+        if target:
+            deps += wb.cells(target, si)
+    return deps
+
+
+def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> Report:
+    path = Path(path)
+    _check_container(path)
+    saved = _load(path)
+    model = _load(path)
+    try:
+        model.evaluate()
+    except BaseException as e:
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise VerifyError(f"{path}: IronCalc could not recalculate it: {e}") from None
+    wb = _Workbook(model)
+    report = Report(path=str(path))
+
+    formulas: dict[tuple[int, int, int], str] = {}
+    volatile_roots: set[tuple[int, int, int]] = set()
+    pending: list[Mismatch] = []
+    pending_keys: list[tuple[int, int, int]] = []
+    for si, sheet in enumerate(wb.sheets):
+        _, max_row, _, max_col = model.get_sheet_dimensions(si)
+        for r in range(1, max_row + 1):
+            for c in range(1, max_col + 1):
+                f = saved.get_cell_formula(si, r, c)
+                if not f:
+                    continue
+                report.formula_cells += 1
+                if VOLATILE.search(f):
+                    volatile_roots.add((si, r, c))
+                    formulas[(si, r, c)] = f
+                    continue
+                before = saved.get_cell_value(si, r, c)
+                after = model.get_cell_value(si, r, c)
+                same, rel = _close(before, after, rtol, atol)
+                if same:
+                    if rel > report.max_rel_error:
+                        report.max_rel_error = rel
+                    continue
+                unknown = [fn for fn in _UNKNOWN_FUNCTION.findall(f.lstrip("="))]
+                if unknown and after == "#NAME?":
+                    for fn in sorted(set(unknown)):
+                        report.unsupported.setdefault(fn, []).append(f"{sheet}!{_cell_name(r, c)}")
+                    continue
+                formulas[(si, r, c)] = f
+                pending.append(Mismatch(sheet, _cell_name(r, c), f, before, after))
+                pending_keys.append((si, r, c))
+
+    if volatile_roots and pending:
+        tainted = _reaching(wb, saved, volatile_roots, pending_keys, formulas)
+        for key, mm in zip(pending_keys, pending):
+            if key in tainted:
+                report.volatile.append(f"{mm.sheet}!{mm.cell}")
+            else:
+                report.mismatches.append(mm)
+    else:
+        report.mismatches = pending
+    report.volatile = sorted({f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
+                              for k in volatile_roots} | set(report.volatile),
+                             key=_sort_key)
+
+    meta = xlsx.read_meta(path)
+    if meta and meta.get("lesson") == "graddesc":
+        report.lesson = "graddesc"
+        report.traces = _replay_graddesc(wb, meta, path, rtol, atol)
+    return report
+
+
+def _sort_key(cell: str):
+    sheet, _, ref = cell.rpartition("!")
+    m = re.match(r"([A-Z]+)(\d+)", ref)
+    return (sheet, int(m.group(2)), _col_number(m.group(1))) if m else (sheet, 0, 0)
+
+
+def _reaching(wb, saved, roots, keys, formulas) -> set:
+    """Which of ``keys`` read, directly or through other formulas, a volatile root."""
+    memo: dict = {k: True for k in roots}
+
+    def depends(key, stack) -> bool:
+        if key in memo:
+            return memo[key]
+        f = formulas.get(key)
+        if f is None:
+            f = saved.get_cell_formula(*key)
+            if not f:
+                memo[key] = False
+                return False
+            formulas[key] = f
+        if key in stack:
+            return False
+        stack.add(key)
+        result = any(depends(d, stack) for d in _dependencies(wb, key[0], f))
+        stack.discard(key)
+        memo[key] = result
+        return result
+
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 100_000))
+    try:
+        return {k for k in keys if depends(k, set())}
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _numbers(wb: _Workbook, name: str, si: int | None, path) -> list[float]:
+    where = f"sheet {wb.sheets[si]}" if si is not None else "the workbook"
+    formula = wb.names.get((si, name.lower()))
+    if formula is None:
+        raise VerifyError(f"{path}: {where} has no defined name {name!r}; a sheetdl "
+                          "workbook needs it to be replayed")
+    cells = wb.cells(formula, si if si is not None else 0)
+    if not cells:
+        raise VerifyError(f"{path}: defined name {name!r} on {where} points at {formula!r}, "
+                          "not at cells")
+    out = []
+    for s, r, c in cells:
+        v = wb.model.get_cell_value(s, r, c)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise VerifyError(f"{path}: {wb.sheets[s]}!{_cell_name(r, c)} (named {name}) holds "
+                              f"{v!r}, not a finite number")
+        out.append(float(v))
+    return out
+
+
+def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    x = np.array(_numbers(wb, "x", None, path))
+    y = np.array(_numbers(wb, "y", None, path))
+    if len(x) != len(y):
+        raise VerifyError(f"{path}: names x and y cover {len(x)} and {len(y)} cells")
+    checks = []
+    for sheet, spec in meta["sheets"].items():
+        si = wb.index.get(sheet.lower())
+        if si is None:
+            raise VerifyError(f"{path}: sheet {sheet!r} is missing (sheetdl wrote it)")
+        kind = spec["optimizer"]
+        cls = optim.OPTIMIZERS[kind]
+        hyper = {h: _numbers(wb, h, si, path)[0] for h in cls.hyperparameters}
+        b_init = _numbers(wb, "b_init", si, path)[0]
+        a_init = _numbers(wb, "a_init", si, path)[0]
+        opt = optim.make(kind, **spec["options"], **hyper)
+        with np.errstate(all="ignore"):
+            trace = linear.train(opt, x, y, epochs=meta["epochs"], b_init=b_init, a_init=a_init,
+                                 drop_last_update=meta.get("drop_last_update", False))
+        expected = {"b_trace": trace.b_trace, "a_trace": trace.a_trace, "loss_trace": trace.loss}
+        for name, want in expected.items():
+            cells = wb.cells(wb.names.get((si, name)) or "", si)
+            got = [wb.model.get_cell_value(*c) for c in cells]
+            worst, worst_cell, ok = 0.0, "", len(got) == len(want)
+            if not ok:
+                worst_cell = f"{len(got)} cells for {len(want)} steps"
+            for cell, g, w in zip(cells, got, want):
+                w = float(w)
+                if not math.isfinite(w):
+                    same = isinstance(g, str) and g.startswith("#")
+                    rel = 0.0 if same else math.inf
+                else:
+                    same, rel = _close(g, w, rtol, atol)
+                if rel > worst or not same:
+                    worst, worst_cell = max(worst, rel), _cell_name(cell[1], cell[2])
+                ok = ok and same
+            checks.append(TraceCheck(sheet, name, len(want), worst, worst_cell, ok))
+    return checks
