@@ -180,6 +180,19 @@ class _Workbook:
     def name_formula(self, name: str, sheet: int | None) -> str | None:
         return self.names.get((sheet, name.lower())) or self.names.get((None, name.lower()))
 
+    def values(self, name: str, sheet: str | None = None) -> np.ndarray:
+        """Recalculated values of a defined name (errors and text become NaN)."""
+        si = None if sheet is None else self.index[sheet.lower()]
+        formula = self.name_formula(name, si)
+        if formula is None:
+            raise KeyError(f"no defined name {name!r}" + (f" on sheet {sheet}" if sheet else ""))
+        out = []
+        for c in self.cells(formula, si or 0):
+            v = self.model.get_cell_value(*c)
+            out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                       else math.nan)
+        return np.array(out)
+
     def cells(self, formula: str, default_sheet: int) -> list[tuple[int, int, int]]:
         """Cells of an area reference such as ``adam!$E$8:$E$152``."""
         m = _REF.fullmatch(formula.strip().lstrip("="))
@@ -192,6 +205,15 @@ class _Workbook:
         c1, r1 = _col_number(m.group(3)), int(m.group(4))
         c2, r2 = (_col_number(m.group(5)), int(m.group(6))) if m.group(5) else (c1, r1)
         return [(si, r, c) for r in range(r1, r2 + 1) for c in range(c1, c2 + 1)]
+
+
+def recalculated(path: str | os.PathLike) -> _Workbook:
+    """Load ``path`` in IronCalc and recalculate every formula."""
+    path = Path(path)
+    _check_container(path)
+    wb = _Workbook(_load(path))
+    wb.model.evaluate()
+    return wb
 
 
 def _dependencies(wb: _Workbook, si: int, formula: str) -> list[tuple[int, int, int]]:

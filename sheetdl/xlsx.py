@@ -73,6 +73,7 @@ def write(book: Book, path: str | Path) -> Path:
     os.close(fd)
     try:
         _write(book, tmp)
+        _seal(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -162,3 +163,63 @@ def read_meta(path: str | Path) -> dict | None:
         return json.loads("".join(chunks[k] for k in sorted(chunks)))
     except json.JSONDecodeError:
         return None
+
+
+FINGERPRINT = "sheetdl-fingerprint"
+_CUSTOM = "docProps/custom.xml"
+
+
+def fingerprint(path: str | Path) -> str:
+    """A hash of every zip member's name, CRC-32 and size except the custom
+    properties that store it: any edit Excel or LibreOffice saves changes it.
+    Read from the zip directory alone, so it costs milliseconds at any size."""
+    import hashlib
+    import zipfile
+
+    h = hashlib.sha256()
+    with zipfile.ZipFile(path) as z:
+        for info in sorted(z.infolist(), key=lambda i: i.filename):
+            if info.filename != _CUSTOM:
+                h.update(f"{info.filename}\0{info.CRC:08x}\0{info.file_size}\n".encode())
+    return h.hexdigest()
+
+
+def _seal(filename: str) -> None:
+    """Store the fingerprint in docProps/custom.xml by rewriting the zip."""
+    import zipfile
+
+    digest = fingerprint(filename)
+    sealed = filename + ".seal"
+    with zipfile.ZipFile(filename) as src, zipfile.ZipFile(sealed, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == _CUSTOM:
+                pid = data.count(b"<property ") + 2
+                prop = (f'<property fmtid="{{D5CDD505-2E9C-101B-9397-08002B2CF9AE}}" '
+                        f'pid="{pid}" name="{FINGERPRINT}"><vt:lpwstr>{digest}</vt:lpwstr>'
+                        "</property>").encode()
+                data = data.replace(b"</Properties>", prop + b"</Properties>")
+            dst.writestr(info, data, compress_type=info.compress_type)
+    os.replace(sealed, filename)
+
+
+def stored_fingerprint(path: str | Path) -> str | None:
+    """The fingerprint sheetdl stored when it wrote ``path``, if any."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = z.read(_CUSTOM) if _CUSTOM in z.namelist() else b""
+    except (zipfile.BadZipFile, OSError):
+        return None
+    m = re.search(rb'name="' + FINGERPRINT.encode() + rb'"><vt:lpwstr>([0-9a-f]{64})<', data)
+    return m.group(1).decode() if m else None
+
+
+def untouched(path: str | Path) -> bool:
+    """True when ``path`` is a sheetdl workbook nobody has changed since it was written."""
+    stored = stored_fingerprint(path)
+    try:
+        return stored is not None and stored == fingerprint(path)
+    except Exception:
+        return False

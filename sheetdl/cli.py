@@ -1,0 +1,163 @@
+"""The ``sheetdl`` command: build, verify and list the lessons."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from . import data, graddesc, presets, xlsx
+
+LESSONS = {
+    "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
+}
+DEFAULT_DIR = Path("workbooks")
+
+
+class UserError(Exception):
+    """An expected error: printed as one line, exit status 2, no traceback."""
+
+
+def _float_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _add_build(sub) -> None:
+    p = sub.add_parser("build", help="write a lesson workbook (all default workbooks if none named)",
+                       description="Write lesson workbooks. With no lesson, every default "
+                                   "workbook goes into workbooks/.")
+    p.add_argument("lesson", nargs="?", choices=sorted(LESSONS), help="the lesson to build")
+    p.add_argument("-o", "--out", help="output file (default workbooks/LESSON.xlsx)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite a workbook changed since sheetdl wrote it (a .bak copy is kept)")
+    g = p.add_argument_group("data")
+    g.add_argument("--rows", type=int, help="synthetic data: N points of y = 2x + 30 + noise")
+    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
+    g.add_argument("--data", metavar="FILE.csv", help="your own data: two columns x,y")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizers", type=_float_list,
+                   help=f"comma-separated, from {','.join(graddesc.ALL_OPTIMIZERS)} "
+                        f"(default {','.join(graddesc.DEFAULT_OPTIMIZERS)})")
+    g.add_argument("--epochs", type=int, default=5, help="epochs unrolled (default 5)")
+    g.add_argument("--preset", default=graddesc.DEFAULT_PRESET, choices=sorted(presets.PRESETS),
+                   help="framework conventions (default torch)")
+    g.add_argument("--drop-last-update", action=argparse.BooleanOptionalAction, default=None,
+                   help="reproduce the course VBA's dropped last update per epoch "
+                        "(default: only with --preset course)")
+    g = p.add_argument_group("hyperparameters (override the preset)")
+    for flag, dest in [("--lr", "lr"), ("--momentum", "momentum"), ("--dampening", "dampening"),
+                       ("--beta1", "beta1"), ("--beta2", "beta2"), ("--eps", "eps"),
+                       ("--alpha", "alpha"), ("--weight-decay", "weight_decay"),
+                       ("--init-b", "b_init"), ("--init-a", "a_init")]:
+        g.add_argument(flag, dest=dest, type=float)
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help="Nesterov momentum on the momentum sheet")
+
+
+def build_graddesc(args) -> graddesc.Lesson:
+    if args.data and args.rows:
+        raise UserError("give --data or --rows, not both")
+    if args.data:
+        x, y = data.read_xy_csv(args.data)
+        label = f"{Path(args.data).name} ({len(x)} rows)"
+    elif args.rows:
+        x, y = data.synthetic_line(args.rows, args.seed)
+        label = f"{args.rows} synthetic points, y = 2x + 30 + N(0, 5²), seed {args.seed}"
+    else:
+        x, y = data.course_points()
+        label = None
+    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
+                                               "eps", "alpha", "weight_decay", "nesterov")}
+    for k, v in overrides.items():
+        if isinstance(v, float) and not (v == v and abs(v) != float("inf")):
+            raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
+    return graddesc.make_lesson(
+        x, y, optimizers=tuple(args.optimizers or graddesc.DEFAULT_OPTIMIZERS),
+        preset=args.preset, epochs=args.epochs,
+        b_init=1.0 if args.b_init is None else args.b_init,
+        a_init=1.0 if args.a_init is None else args.a_init,
+        drop_last_update=args.drop_last_update, data_label=label, **overrides)
+
+
+def _safe_write(book, out: Path, force: bool) -> None:
+    """Refuse to replace a workbook that is not sheetdl's own untouched output."""
+    if out.exists():
+        if out.is_dir():
+            raise UserError(f"{out}: is a folder; give a file name with -o")
+        if not xlsx.untouched(out):
+            if not force:
+                raise UserError(f"{out}: exists and was changed since sheetdl wrote it (or is "
+                                "not a sheetdl workbook); not overwriting. Use --force to "
+                                "replace it (a .bak copy is kept) or -o for another file")
+            backup = out.with_name(out.name + ".bak")
+            shutil.copy2(out, backup)
+            print(f"kept a backup of {out} as {backup}", file=sys.stderr)
+    xlsx.write(book, out)
+
+
+def cmd_build(args) -> int:
+    lessons = [args.lesson] if args.lesson else list(LESSONS)
+    if args.out and len(lessons) > 1:
+        raise UserError("-o names one file: name the lesson too, e.g. sheetdl build graddesc -o F")
+    for lesson in lessons:
+        out = Path(args.out) if args.out else DEFAULT_DIR / f"{lesson}.xlsx"
+        t0 = time.perf_counter()
+        book = graddesc.build(build_graddesc(args))
+        _safe_write(book, out, args.force)
+        print(f"wrote {out} ({out.stat().st_size:,} bytes, {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from . import verify
+
+    reports, failed = [], False
+    for f in args.files:
+        try:
+            r = verify.verify(f, rtol=args.rtol)
+        except verify.VerifyError as e:
+            failed = True
+            reports.append({"path": f, "ok": False, "error": str(e)})
+            if not args.json:
+                print(f"{f}: ERROR {e}".replace(f"{f}: ERROR {f}: ", f"{f}: ERROR "))
+            continue
+        failed |= not r.ok
+        reports.append(r.to_json())
+        if not args.json:
+            print(r.summary())
+    if args.json:
+        json.dump(reports, sys.stdout, indent=2, default=str)
+        print()
+    return 1 if failed else 0
+
+
+def cmd_list(args) -> int:
+    for name, text in LESSONS.items():
+        print(f"{name:10s} {text}")
+    print(f"\noptimizers: {', '.join(graddesc.ALL_OPTIMIZERS)}")
+    print(f"presets:    {', '.join(presets.PRESETS)} (default {graddesc.DEFAULT_PRESET})")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="sheetdl", description="Deep learning, one spreadsheet "
+                                     "cell at a time: build and verify lesson workbooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_build(sub)
+    p = sub.add_parser("verify", help="recalculate workbooks with IronCalc and check them")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default 1e-9)")
+    sub.add_parser("list", help="the lessons, optimizers and presets")
+    args = parser.parse_args(argv)
+    try:
+        return {"build": cmd_build, "verify": cmd_verify, "list": cmd_list}[args.command](args)
+    except (UserError, data.DataError, ValueError) as e:
+        print(f"sheetdl: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from sheetdl import libreoffice
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+COURSE = SHARED / "reference" / "fastai" / "course-v3"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="run many more generated examples")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def soffice():
+    """LibreOffice is required in CI (.ci/run installs it); elsewhere its tests skip."""
+    if libreoffice.soffice() is None:
+        if os.environ.get("CI"):
+            pytest.fail("LibreOffice is required in CI: apt-get install libreoffice-calc")
+        pytest.skip("LibreOffice (soffice) is not installed")
+    return libreoffice.soffice()
+
+
+@pytest.fixture(scope="session")
+def course_dir():
+    if not COURSE.exists():
+        pytest.skip(f"{COURSE} not present (it ships in ../shared beside the checkout)")
+    return COURSE

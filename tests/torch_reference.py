@@ -1,0 +1,64 @@
+"""torch.optim stepping per sample on y = b + a·x: the ground truth for presets."""
+import numpy as np
+import torch
+
+from sheetdl import optim
+
+
+def torch_optimizer(kind: str, opt: optim.Optimizer, params):
+    o = opt
+    if kind in ("sgd", "momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=o.lr, momentum=getattr(o, "momentum", 0.0),
+                               dampening=getattr(o, "dampening", 0.0),
+                               weight_decay=o.weight_decay, nesterov=getattr(o, "nesterov", False))
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=o.lr, alpha=o.alpha, eps=o.eps,
+                                   weight_decay=o.weight_decay, momentum=o.momentum,
+                                   centered=o.centered)
+    if kind in ("adam", "adamw"):
+        cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+        return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                   weight_decay=o.weight_decay, amsgrad=o.amsgrad)
+    if kind == "adagrad":
+        return torch.optim.Adagrad(params, lr=o.lr, lr_decay=o.lr_decay, eps=o.eps,
+                                   weight_decay=o.weight_decay,
+                                   initial_accumulator_value=o.initial_accumulator_value)
+    if kind == "adamax":
+        return torch.optim.Adamax(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                                  weight_decay=o.weight_decay)
+    if kind == "nadam":
+        return torch.optim.NAdam(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                                 weight_decay=o.weight_decay, momentum_decay=o.momentum_decay)
+    raise ValueError(kind)
+
+
+def torch_trace(kind, opt, x, y, epochs, b_init, a_init):
+    """(b after each step, a after each step, loss at each step) from torch.optim.
+
+    torch keeps scalar optimizer state (NAdam's mu_product, step counts) in
+    float32 unless the default dtype is float64, which costs NAdam ~1e-9; the
+    comparison is with torch computing in float64 throughout.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return _torch_trace(kind, opt, x, y, epochs, b_init, a_init)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _torch_trace(kind, opt, x, y, epochs, b_init, a_init):
+    b = torch.tensor(b_init, dtype=torch.float64, requires_grad=True)
+    a = torch.tensor(a_init, dtype=torch.float64, requires_grad=True)
+    o = torch_optimizer(kind, opt, [b, a])
+    bs, as_, losses = [], [], []
+    for _ in range(epochs):
+        for xi, yi in zip(x, y):
+            o.zero_grad()
+            loss = (b + a * float(xi) - float(yi)) ** 2
+            loss.backward()
+            o.step()
+            bs.append(b.item())
+            as_.append(a.item())
+            losses.append(loss.item())
+    return np.array(bs), np.array(as_), np.array(losses)
