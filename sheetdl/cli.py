@@ -57,12 +57,12 @@ def _add_build(sub) -> None:
 
 
 def build_graddesc(args) -> graddesc.Lesson:
-    if args.data and args.rows:
+    if args.data and args.rows is not None:
         raise UserError("give --data or --rows, not both")
     if args.data:
         x, y = data.read_xy_csv(args.data)
         label = f"{Path(args.data).name} ({len(x)} rows)"
-    elif args.rows:
+    elif args.rows is not None:
         x, y = data.synthetic_line(args.rows, args.seed)
         label = f"{args.rows} synthetic points, y = 2x + 30 + N(0, 5²), seed {args.seed}"
     else:

@@ -97,7 +97,14 @@ def _write(book: Book, filename: str) -> None:
             ws.set_column(col, col, width)
         if sheet.freeze:
             ws.freeze_panes(*sheet.freeze)
+        # Constant-memory mode flushes a row once the next one starts, and drops
+        # notes written to flushed rows: each row's notes go in with its cells.
+        notes_by_row: dict[int, list] = {}
+        for row, col, text in sheet.notes:
+            notes_by_row.setdefault(row, []).append((col, text))
         for row, cells in sheet.rows():
+            for col, text in notes_by_row.pop(row, ()):
+                ws.write_comment(row, col, text, {"x_scale": 2.2, "y_scale": 1.6})
             for col, formula, value, style in cells:
                 f = fmt[style] if style else None
                 if formula is None:
@@ -112,8 +119,8 @@ def _write(book: Book, filename: str) -> None:
                         raise ValueError(f"{sheet.name}!{col},{row}: formula {formula!r} uses a "
                                          "function sheetdl does not emit")
                     ws.write_formula(row, col, formula, f, cached(value))
-        for row, col, text in sheet.notes:
-            ws.write_comment(row, col, text, {"x_scale": 2.2, "y_scale": 1.6})
+        if notes_by_row:
+            raise ValueError(f"{sheet.name}: notes on rows without cells: {sorted(notes_by_row)}")
         for row, col, options in sheet.validations:
             ws.data_validation(row, col, row, col, options)
         for name, target in sheet.names.items():
