@@ -547,7 +547,7 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
                       area(sheet_name, FIRST_STEP_ROW, loss_col, last_row))], log_y=positive),
     ]
     widths = {i: 11 for i in range(n_cols)}
-    widths.update({0: 9, 1: 7})
+    widths.update({i: max(11, min(26, len(h) + 2)) for i, h in enumerate(hyper)})
     widths.update({s_col + i: 11 for i in range(4)})
     return Sheet(name=sheet_name, rows=rows, widths=widths, freeze=(FIRST_STEP_ROW - 1, 2),
                  notes=notes, validations=validations, charts=charts, names=names)
