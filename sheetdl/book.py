@@ -7,8 +7,14 @@ value, ``value`` the number or text shown (for a formula, its cached result).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
+
+#: Functions some engines lack, treat as volatile or compute differently (LOG is
+#: base 10 in Excel); no sheetdl formula uses them.
+FORBIDDEN = re.compile(r"\b(RAND|RANDBETWEEN|OFFSET|INDIRECT|NOW|TODAY|LAMBDA|LET|SEQUENCE|"
+                       r"FILTER|SORT|UNIQUE|XLOOKUP|LOG)\(")
 
 Cell = tuple  # (col, formula | None, value, style | None)
 Rows = Callable[[], Iterator[tuple[int, list[Cell]]]]

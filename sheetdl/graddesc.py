@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import linear, presets
-from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
+from .book import FORBIDDEN, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_ROWS
 from .optim import Optimizer
 
@@ -332,6 +332,8 @@ class _Template:
     """A formula template compiled against a column map: render(row) is a join."""
 
     def __init__(self, text: str, where: dict[str, int], param: str | None):
+        if FORBIDDEN.search(text):
+            raise ValueError(f"formula template {text!r} uses a function sheetdl does not emit")
         self.parts: list = []
         pos = 0
         for m in _TOKEN.finditer(text):
