@@ -275,24 +275,30 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
                 pending.append(Mismatch(sheet, _cell_name(r, c), f, before, after))
                 pending_keys.append((si, r, c))
 
-    if volatile_roots and pending:
-        tainted = _reaching(wb, saved, volatile_roots, pending_keys, formulas)
-        for key, mm in zip(pending_keys, pending):
-            if key in tainted:
-                report.volatile.append(f"{mm.sheet}!{mm.cell}")
-            else:
-                report.mismatches.append(mm)
-    else:
-        report.mismatches = pending
+    tainted: set = set()
+    if volatile_roots:
+        # Whatever reads a volatile cell is volatile too, whether or not this
+        # recalculation happened to draw the same random number.
+        every = [(si, r, c) for si in range(len(wb.sheets))
+                 for r, c in _formula_cells(saved, si)]
+        tainted = _reaching(wb, saved, volatile_roots, every, formulas)
+    report.mismatches = [mm for key, mm in zip(pending_keys, pending) if key not in tainted]
     report.volatile = sorted({f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
-                              for k in volatile_roots} | set(report.volatile),
-                             key=_sort_key)
+                              for k in tainted | volatile_roots}, key=_sort_key)
 
     meta = xlsx.read_meta(path)
     if meta and meta.get("lesson") == "graddesc":
         report.lesson = "graddesc"
         report.traces = _replay_graddesc(wb, meta, path, rtol, atol)
     return report
+
+
+def _formula_cells(model, si: int):
+    _, max_row, _, max_col = model.get_sheet_dimensions(si)
+    for r in range(1, max_row + 1):
+        for c in range(1, max_col + 1):
+            if model.get_cell_formula(si, r, c):
+                yield r, c
 
 
 def _sort_key(cell: str):
