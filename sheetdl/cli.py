@@ -12,6 +12,7 @@ from . import data, graddesc, presets, xlsx
 
 LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
+    "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
 }
 DEFAULT_DIR = Path("workbooks")
 
@@ -35,12 +36,18 @@ def _add_build(sub) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--rows", type=int, help="synthetic data: N points of y = 2x + 30 + noise")
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
-    g.add_argument("--data", metavar="FILE.csv", help="your own data: two columns x,y")
+    g.add_argument("--data", metavar="SOURCE",
+                   help="graddesc: FILE.csv with columns x,y; softmax: iris (needs "
+                        "scikit-learn) or FILE.csv with columns feature...,label")
     g = p.add_argument_group("training")
     g.add_argument("--optimizers", type=_float_list,
                    help=f"comma-separated, from {','.join(graddesc.ALL_OPTIMIZERS)} "
                         f"(default {','.join(graddesc.DEFAULT_OPTIMIZERS)})")
-    g.add_argument("--epochs", type=int, default=5, help="epochs unrolled (default 5)")
+    g.add_argument("--optimizer", default="sgd", choices=graddesc.ALL_OPTIMIZERS,
+                   help="softmax: the optimizer of the training sheet (default sgd)")
+    g.add_argument("--steps", type=int, default=50,
+                   help="softmax: full-batch steps unrolled (default 50)")
+    g.add_argument("--epochs", type=int, default=5, help="graddesc: epochs unrolled (default 5)")
     g.add_argument("--preset", default=graddesc.DEFAULT_PRESET, choices=sorted(presets.PRESETS),
                    help="framework conventions (default torch)")
     g.add_argument("--drop-last-update", action=argparse.BooleanOptionalAction, default=None,
@@ -68,17 +75,41 @@ def build_graddesc(args) -> graddesc.Lesson:
     else:
         x, y = data.course_points()
         label = None
-    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
-                                               "eps", "alpha", "weight_decay", "nesterov")}
-    for k, v in overrides.items():
-        if isinstance(v, float) and not (v == v and abs(v) != float("inf")):
-            raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
+    overrides = _overrides(args)
     return graddesc.make_lesson(
         x, y, optimizers=tuple(args.optimizers or graddesc.DEFAULT_OPTIMIZERS),
         preset=args.preset, epochs=args.epochs,
         b_init=1.0 if args.b_init is None else args.b_init,
         a_init=1.0 if args.a_init is None else args.a_init,
         drop_last_update=args.drop_last_update, data_label=label, **overrides)
+
+
+def build_softmax(args):
+    from . import softmax, softmax_book
+
+    if args.data == "iris":
+        X, labels, classes, features = softmax_book.load_iris()
+        label = "iris (150 flowers, 4 measurements, 3 species; scikit-learn)"
+    elif args.data:
+        X, labels, classes, features = softmax_book.read_csv(args.data)
+        label = f"{Path(args.data).name} ({len(X)} rows)"
+    else:
+        X, labels = softmax.synthetic_blobs(seed=args.seed)
+        classes, features = ["A", "B", "C"], ["x1", "x2"]
+        label = f"30 synthetic points in 3 seeded Gaussian blobs, seed {args.seed}"
+    lesson = softmax_book.make_lesson(
+        X, labels, classes, features, optimizer=args.optimizer, preset=args.preset,
+        steps=args.steps, seed=args.seed, data_label=label, **_overrides(args))
+    return softmax_book.build(lesson)
+
+
+def _overrides(args) -> dict:
+    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
+                                               "eps", "alpha", "weight_decay", "nesterov")}
+    for k, v in overrides.items():
+        if isinstance(v, float) and not (v == v and abs(v) != float("inf")):
+            raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
+    return overrides
 
 
 def _safe_write(book, out: Path, force: bool) -> None:
@@ -104,10 +135,14 @@ def cmd_build(args) -> int:
     for lesson in lessons:
         out = Path(args.out) if args.out else DEFAULT_DIR / f"{lesson}.xlsx"
         t0 = time.perf_counter()
-        book = graddesc.build(build_graddesc(args))
+        book = BUILDERS[lesson](args)
         _safe_write(book, out, args.force)
         print(f"wrote {out} ({out.stat().st_size:,} bytes, {time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
+            "softmax": build_softmax}
 
 
 def cmd_verify(args) -> int:

@@ -103,7 +103,7 @@ class Report:
             lines.append(f"  {len(cells)} use {fn.upper()}, which IronCalc does not know, not "
                          f"compared: {', '.join(cells[:MAX_LISTED])}")
         for t in self.traces:
-            lines.append(f"  {t.sheet}!{t.name}: {t.steps} steps vs reference math, largest "
+            lines.append(f"  {t.sheet}!{t.name}: {t.steps} values vs reference math, largest "
                          f"relative error {t.max_rel_error:.2g} at {t.worst_cell} "
                          f"{'ok' if t.ok else 'FAILED'}")
         return "\n".join(lines)
@@ -287,9 +287,10 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
                               for k in tainted | volatile_roots}, key=_sort_key)
 
     meta = xlsx.read_meta(path)
-    if meta and meta.get("lesson") == "graddesc":
-        report.lesson = "graddesc"
-        report.traces = _replay_graddesc(wb, meta, path, rtol, atol)
+    replay = {"graddesc": _replay_graddesc, "softmax": _replay_softmax}
+    if meta and meta.get("lesson") in replay:
+        report.lesson = meta["lesson"]
+        report.traces = replay[meta["lesson"]](wb, meta, path, rtol, atol)
     return report
 
 
@@ -359,6 +360,52 @@ def _numbers(wb: _Workbook, name: str, si: int | None, path) -> list[float]:
     return out
 
 
+def _compare(wb: _Workbook, sheet_label: str, name: str, si, want, rtol, atol) -> TraceCheck:
+    """Recalculated cells of defined ``name`` against the reference ``want``."""
+    formula = wb.name_formula(name, si)
+    cells = wb.cells(formula or "", si or 0)
+    want = np.ravel(want)
+    worst, worst_cell, ok = 0.0, "", len(cells) == len(want)
+    if not ok:
+        worst_cell = f"{len(cells)} cells for {len(want)} values"
+    for cell, w in zip(cells, want):
+        g = wb.model.get_cell_value(*cell)
+        w = float(w)
+        if not math.isfinite(w):
+            same = isinstance(g, str) and g.startswith("#")
+            rel = 0.0 if same else math.inf
+        else:
+            same, rel = _close(g, w, rtol, atol)
+        if rel > worst or not same:
+            worst, worst_cell = max(worst, rel), f"{wb.sheets[cell[0]]}!{_cell_name(cell[1], cell[2])}"
+        ok = ok and same
+    return TraceCheck(sheet_label, name, len(want), worst, worst_cell, ok)
+
+
+def _replay_softmax(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    from . import softmax
+
+    labels = np.array(_numbers(wb, "labels", None, path))
+    X = np.array(_numbers(wb, "X", None, path))
+    if len(labels) == 0 or len(X) % len(labels):
+        raise VerifyError(f"{path}: names X ({len(X)} cells) and labels ({len(labels)} cells) "
+                          "do not describe the same examples")
+    X = X.reshape(len(labels), -1)
+    if np.any(labels != np.round(labels)) or labels.min() < 0:
+        raise VerifyError(f"{path}: labels must be whole numbers from 0")
+    bias = np.array(_numbers(wb, "bias_init", None, path))
+    W = np.array(_numbers(wb, "W_init", None, path)).reshape(len(bias), X.shape[1])
+    kind = meta["optimizer"]
+    hyper = {h: _numbers(wb, h, None, path)[0] for h in optim.OPTIMIZERS[kind].hyperparameters}
+    opt = optim.make(kind, **meta["options"], **hyper)
+    with np.errstate(all="ignore"):
+        tr = softmax.train(opt, X, labels.astype(int), W, bias, meta["steps"])
+    final_W, final_b = softmax.unpack(tr.theta[-1], len(bias), X.shape[1])
+    return [_compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol),
+            _compare(wb, "train", "W_final", None, final_W, rtol, atol),
+            _compare(wb, "train", "bias_final", None, final_b, rtol, atol)]
+
+
 def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
     x = np.array(_numbers(wb, "x", None, path))
     y = np.array(_numbers(wb, "y", None, path))
@@ -379,21 +426,6 @@ def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceC
             trace = linear.train(opt, x, y, epochs=meta["epochs"], b_init=b_init, a_init=a_init,
                                  drop_last_update=meta.get("drop_last_update", False))
         expected = {"b_trace": trace.b_trace, "a_trace": trace.a_trace, "loss_trace": trace.loss}
-        for name, want in expected.items():
-            cells = wb.cells(wb.names.get((si, name)) or "", si)
-            got = [wb.model.get_cell_value(*c) for c in cells]
-            worst, worst_cell, ok = 0.0, "", len(got) == len(want)
-            if not ok:
-                worst_cell = f"{len(got)} cells for {len(want)} steps"
-            for cell, g, w in zip(cells, got, want):
-                w = float(w)
-                if not math.isfinite(w):
-                    same = isinstance(g, str) and g.startswith("#")
-                    rel = 0.0 if same else math.inf
-                else:
-                    same, rel = _close(g, w, rtol, atol)
-                if rel > worst or not same:
-                    worst, worst_cell = max(worst, rel), _cell_name(cell[1], cell[2])
-                ok = ok and same
-            checks.append(TraceCheck(sheet, name, len(want), worst, worst_cell, ok))
+        checks += [_compare(wb, sheet, name, si, want, rtol, atol)
+                   for name, want in expected.items()]
     return checks

@@ -25,10 +25,20 @@ def test_default_workbook_verifies(default_book):
         (k, n) for k in graddesc.DEFAULT_OPTIMIZERS for n in ("b_trace", "a_trace", "loss_trace")}
 
 
-def test_committed_workbooks_are_reproduced_byte_for_byte(default_book):
-    committed = ROOT / "workbooks" / "graddesc.xlsx"
-    assert committed.read_bytes() == default_book.read_bytes(), \
-        "workbooks/graddesc.xlsx is stale: run `sheetdl build` and commit it"
+def test_committed_workbooks_are_reproduced_byte_for_byte(tmp_path):
+    """`sheetdl build` in a fresh folder writes exactly the committed workbooks/."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "build"], cwd=tmp_path,
+                       capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    built = sorted(p.name for p in (tmp_path / "workbooks").iterdir())
+    assert built == sorted(p.name for p in (ROOT / "workbooks").glob("*.xlsx"))
+    for name in built:
+        assert (tmp_path / "workbooks" / name).read_bytes() == \
+            (ROOT / "workbooks" / name).read_bytes(), \
+            f"workbooks/{name} is stale: run `sheetdl build` and commit it"
 
 
 def test_structure_names_notes_and_freeze(default_book):

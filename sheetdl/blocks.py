@@ -1,0 +1,201 @@
+"""Full-batch training laid out as one block of rows per step.
+
+A block is ``height`` rows. Its first two rows hold scalars (labels, then
+values): the step number, the lesson's loss and accuracy, and the optimizer's
+per-step scalars (β₁ᵗ, lr_t, ...). Below, the lesson's own band (examples,
+predictions) and one band per parameter group, where the group's matrices θ,
+g, optimizer state and new θ stand side by side. Block 0 holds the initial
+values (new θ = the init, states at their start), so a token ``{key@prev}``
+is the same cell one block up, whatever the step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .book import ref
+from .formulas import Column, Template, optimizer_columns
+from .optim import Optimizer
+
+LABEL_ROW, VALUE_ROW = 0, 1
+
+
+@dataclass
+class Group:
+    """A parameter matrix of the sheet: element (i, j) is θ[index(i, j)]."""
+
+    name: str
+    rows: int
+    cols: int
+    index: Callable[[int, int], int]
+    row_labels: list[str]
+    col_labels: list[str]
+    band: int = 0   # block-relative row of element row 0 (set by the layout)
+
+
+@dataclass
+class Quantity:
+    key: str
+    title: str
+    note: str
+    column: Column | None  # None for θ and the raw gradient, which the layout writes
+
+
+@dataclass
+class Layout:
+    opt: Optimizer
+    groups: list[Group]
+    lesson_rows: int               # rows of the lesson band, starting at row 3
+    scalars: list[tuple[str, str, str]]  # lesson scalars (key, label, note), after "step"
+    top: int = 0                   # sheet row of block 0
+    quantities: list[Quantity] = field(default_factory=list)
+    scalar_columns: list[Column] = field(default_factory=list)
+    scalar_col: dict[str, int] = field(default_factory=dict)
+    matrix_col: dict[tuple[str, str], int] = field(default_factory=dict)
+    height: int = 0
+
+    def __post_init__(self):
+        cols = optimizer_columns(self.opt)
+        self.quantities = [Quantity("p", "θ", "the parameters at the start of this step: "
+                                    "the previous block's new θ", None),
+                           Quantity("g", "∂L/∂θ", "the gradient of the loss", None)]
+        self.quantities += [Quantity(c.key, c.header, c.note, c) for c in cols if c.per_param]
+        self.scalar_columns = [c for c in cols if not c.per_param]
+        keys = ["step"] + [k for k, _, _ in self.scalars] + [c.key for c in self.scalar_columns]
+        self.scalar_col = {k: 1 + i for i, k in enumerate(keys)}
+        row = 3 + self.lesson_rows + (1 if self.lesson_rows else 0)
+        for g in self.groups:
+            g.band = row + 2  # a title row and a column-label row first
+            for q, quantity in enumerate(self.quantities):
+                self.matrix_col[(g.name, quantity.key)] = 1 + q * (g.cols + 1)
+            row = g.band + g.rows + 1
+        self.height = row + 1
+
+    def width(self) -> int:
+        return max(1 + len(self.quantities) * (g.cols + 1) for g in self.groups)
+
+    def block_row(self, block: int) -> int:
+        return self.top + block * self.height
+
+    def cell(self, block: int, group: Group, key: str, i: int, j: int) -> str:
+        return ref(self.block_row(block) + group.band + i,
+                   self.matrix_col[(group.name, key)] + j)
+
+    def scalar(self, block: int, key: str, absolute: bool = False) -> str:
+        return ref(self.block_row(block) + VALUE_ROW, self.scalar_col[key], absolute)
+
+    def area(self, block: int, group: Group, key: str, rows=None, cols=None) -> str:
+        r0, r1 = rows or (0, group.rows - 1)
+        c0, c1 = cols or (0, group.cols - 1)
+        base = self.matrix_col[(group.name, key)]
+        top = self.block_row(block) + group.band
+        return f"{ref(top + r0, base + c0, True)}:{ref(top + r1, base + c1, True)}"
+
+    # -- templates -----------------------------------------------------------------
+
+    def _resolver(self, group: Group | None, i: int):
+        """Tokens for element row i of ``group``, or for the scalar row if None."""
+        here = VALUE_ROW if group is None else group.band + i
+        coupled = any(q.key == "grad" for q in self.quantities)
+
+        def resolve(key: str, prev: bool) -> tuple[int, int]:
+            back = -self.height if prev else 0
+            if key in self.scalar_col:
+                return self.scalar_col[key], VALUE_ROW - here + back
+            if key == "grad" and not coupled:
+                key = "g"
+            return self.matrix_col[(group.name, key)], back  # j is added by the caller
+
+        return resolve
+
+    def templates(self, group: Group, i: int, j: int, column: Column) -> list[Template]:
+        resolve = self._resolver(group, i)
+
+        def shifted(key, prev):
+            col, drow = resolve(key, prev)
+            return (col + j, drow) if key not in self.scalar_col else (col, drow)
+
+        texts = column.formula if isinstance(column.formula, list) else [column.formula] * 2
+        return [Template(t, shifted) for t in texts]
+
+    def scalar_templates(self, column: Column) -> list[Template]:
+        texts = column.formula if isinstance(column.formula, list) else [column.formula] * 2
+        return [Template(t, self._resolver(None, 0)) for t in texts]
+
+
+    # -- cells ---------------------------------------------------------------------
+
+    def cells(self, block: int, *, theta: np.ndarray | None, grad: np.ndarray | None,
+              shown: dict | None, init_state: dict | None, grad_formula=None,
+              scalar_cells=(), notes: list | None = None) -> dict[int, list]:
+        """Cells of one block by sheet row. Block 0 (``theta`` = the initial θ,
+        ``init_state``) holds the start; block t ≥ 1 (``theta`` = θ before the
+        step, ``grad`` the raw gradient, ``shown`` the optimizer's
+        intermediates) one step. ``grad_formula(group, i, j)`` is the lesson's
+        gradient formula; ``scalar_cells`` its (key, formula, value) scalars."""
+        r0 = self.block_row(block)
+        rows: dict[int, list] = {}
+
+        def put(row, col, formula, value, style):
+            rows.setdefault(r0 + row, []).append((col, formula, value, style))
+
+        first = block == 1
+        put(LABEL_ROW, 0, None, f"step {block}" if block else "start", "bold")
+        for key, col in self.scalar_col.items():
+            label = {"step": "step"}.get(key) or next(
+                (lbl for k, lbl, _ in self.scalars if k == key), None) or next(
+                c.header for c in self.scalar_columns if c.key == key)
+            put(LABEL_ROW, col, None, label, "label")
+        if block == 0:
+            put(VALUE_ROW, self.scalar_col["step"], None, 0, "int")
+            for c in self.scalar_columns:
+                if c.init is not None:
+                    put(VALUE_ROW, self.scalar_col[c.key], None, float(c.init), "general")
+        else:
+            put(VALUE_ROW, self.scalar_col["step"], "=" + self.scalar(block - 1, "step") + "+1",
+                block, "int")
+            for key, formula, value in scalar_cells:
+                put(VALUE_ROW, self.scalar_col[key], formula, value, "summary")
+            for c in self.scalar_columns:
+                t = self.scalar_templates(c)[0 if first else 1]
+                put(VALUE_ROW, self.scalar_col[c.key], t.render(r0 + VALUE_ROW),
+                    float(shown[c.key]), "general")
+        for g in self.groups:
+            for q in self.quantities:
+                base = self.matrix_col[(g.name, q.key)]
+                title = {"p": "θ", "g": "∂L/∂θ", "new": "new θ"}.get(q.key, q.title)
+                put(g.band - 2, base, None, f"{title} ({g.name})", "header")
+                if notes is not None and block == 1:
+                    notes.append((r0 + g.band - 2, base, q.note))
+                for j, lbl in enumerate(g.col_labels):
+                    put(g.band - 1, base + j, None, lbl, "label")
+            for i in range(g.rows):
+                put(g.band + i, 0, None, g.row_labels[i], "bold")
+                for j in range(g.cols):
+                    idx = g.index(i, j)
+                    for q in self.quantities:
+                        col = self.matrix_col[(g.name, q.key)] + j
+                        row = g.band + i
+                        if block == 0:
+                            if q.key == "new":
+                                put(row, col, None, float(theta[idx]), "input")
+                            elif q.column is not None and q.column.init is not None:
+                                v = init_state[q.key]
+                                v = float(v[idx]) if np.ndim(v) else float(v)
+                                if q.column.init.startswith("="):
+                                    put(row, col, q.column.init, v, "general")
+                                else:
+                                    put(row, col, None, float(q.column.init), "general")
+                            continue
+                        if q.key == "p":
+                            put(row, col, "=" + self.cell(block - 1, g, "new", i, j),
+                                float(theta[idx]), "num")
+                        elif q.key == "g":
+                            put(row, col, grad_formula(g, i, j), float(grad[idx]), "general")
+                        else:
+                            t = self.templates(g, i, j, q.column)[0 if first else 1]
+                            put(row, col, t.render(r0 + row), float(shown[q.key][idx]),
+                                "num" if q.key == "new" else "general")
+        return rows
