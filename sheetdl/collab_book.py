@@ -1,0 +1,308 @@
+"""Layout of the collab lesson: ratings, embeddings as one-hot products, and
+matrix factorisation trained full batch in formulas, one block per epoch.
+
+No Solver, no pivot tables, no volatile functions. Data flows one way:
+options → ``collab.train`` → this layout → ``xlsx.write``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import collab, presets
+from .blocks import Group, Layout
+from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
+from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
+from .formulas import HYPER_HELP, VALIDATION, conventions
+from .optim import Optimizer
+
+#: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
+LESSON_LR = {"sgd": 5.0, "momentum": 1.0, "nesterov": 1.0, "rmsprop": 0.02, "adam": 0.1,
+             "adamw": 0.1, "adagrad": 0.3, "adamax": 0.1, "nadam": 0.1}
+TOP = 6
+
+
+@dataclass
+class Lesson:
+    R: np.ndarray
+    user_ids: list[str]
+    movie_ids: list[str]
+    shape: collab.Shape
+    kind: str
+    opt: Optimizer
+    follows: str
+    preset: str
+    epochs: int
+    y_range: tuple[float, float] | None
+    theta0: np.ndarray
+    data_label: str
+    trace: collab.Trace = field(default=None)
+
+
+def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="torch",
+                epochs=20, y_range=(0.0, 5.5), seed=0, data_label="", **overrides) -> Lesson:
+    R = np.asarray(R, float)
+    if epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    if factors < 1:
+        raise ValueError(f"--factors must be at least 1, got {factors}")
+    if not np.isfinite(R).any():
+        raise ValueError("the ratings matrix has no ratings")
+    if y_range is not None and not y_range[0] < y_range[1]:
+        raise ValueError(f"--y-range needs low < high, got {y_range[0]},{y_range[1]}")
+    shape = collab.Shape(R.shape[0], R.shape[1], factors)
+    width = 1 + 10 * (max(shape.movies, factors + 1) + 1)
+    if width > EXCEL_MAX_COLS:
+        raise ValueError(f"{shape.movies} movies need about {width:,} columns, past Excel's "
+                         f"{EXCEL_MAX_COLS:,}; use fewer --movies")
+    if overrides.get("lr") is None:
+        overrides["lr"] = LESSON_LR[optimizer]
+    opt, follows = presets.resolve(preset, optimizer, **overrides)
+    theta0 = collab.init_params(shape, seed)
+    lesson = Lesson(R, user_ids, movie_ids, shape, optimizer, opt, follows, preset, epochs,
+                    y_range, theta0, data_label)
+    rows = TOP + (epochs + 1) * (Layout(opt, _groups(lesson), shape.users, []).height)
+    if rows > EXCEL_MAX_ROWS:
+        raise ValueError(f"{epochs} epochs need {rows:,} rows, past Excel's "
+                         f"{EXCEL_MAX_ROWS:,}; use fewer --epochs or --users")
+    with np.errstate(all="ignore"):
+        lesson.trace = collab.train(opt, R, theta0, shape, epochs, y_range)
+    return lesson
+
+
+def _groups(lesson: Lesson) -> list[Group]:
+    u, m, f = lesson.shape.users, lesson.shape.movies, lesson.shape.factors
+    users = Group("users", u, f + 1, lambda i, j: i * f + j if j < f else u * f + i,
+                  [f"user {x}" for x in lesson.user_ids],
+                  [f"f{j + 1}" for j in range(f)] + ["bias"])
+    movies = Group("movies", f + 1, m,
+                   lambda i, j: u * f + u + i * m + j if i < f else u * f + u + f * m + j,
+                   [f"f{i + 1}" for i in range(f)] + ["bias"],
+                   [f"movie {x}" for x in lesson.movie_ids])
+    return [users, movies]
+
+
+def ratings_sheet(lesson: Lesson) -> Sheet:
+    R = lesson.R
+    rows = [(0, [(0, None, "user \\ movie", "header")]
+             + [(j + 1, None, mid, "header") for j, mid in enumerate(lesson.movie_ids)])]
+    for i, uid in enumerate(lesson.user_ids):
+        cells = [(0, None, uid, "bold")]
+        cells += [(j + 1, None, float(R[i, j]), None) for j in range(R.shape[1])
+                  if np.isfinite(R[i, j])]
+        rows.append((i + 1, cells))
+    note_row = len(lesson.user_ids) + 2
+    rows.append((note_row, [(0, None, f"Ratings: {lesson.data_label}. Blank = not rated: left "
+                             "out of the loss (ISNUMBER), never read as 0. Named ratings.",
+                             "subtitle")]))
+    return Sheet("ratings", static_rows(rows), widths={0: 14}, freeze=(1, 1))
+
+
+def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
+    shape, tr = lesson.shape, lesson.trace
+    U, M, F = shape.users, shape.movies, shape.factors
+    users, movies = _groups(lesson)
+    lay = Layout(lesson.opt, [users, movies], lesson_rows=U,
+                 scalars=[("loss", "MSE", "mean squared error over the observed ratings, "
+                           "before this epoch's update"),
+                          ("rmse", "RMSE", "√MSE, in stars")], top=TOP)
+    pc = {"pred": 1, "err": M + 2, "dpred": 2 * M + 3}  # columns of the prediction band
+    ratings = lambda i, j: f"ratings!${col_name(j + 1)}${i + 2}"
+    lo_hi = lesson.y_range
+
+    def pred_terms(block, i, j):
+        terms = "+".join(f"{lay.cell(block, users, 'p', i, f)}*{lay.cell(block, movies, 'p', f, j)}"
+                         for f in range(F))
+        return f"{terms}+{lay.cell(block, users, 'p', i, F)}+{lay.cell(block, movies, 'p', F, j)}"
+
+    def band(block: int, st: collab.Step) -> dict[int, list]:
+        r0 = lay.block_row(block)
+        titles = [("pred", "prediction" + (" = y_min + (y_max − y_min)·σ(u·m + b_u + b_m)"
+                                           if lo_hi else " = u·m + b_u + b_m")),
+                  ("err", "error = pred − rating (0 where blank)"),
+                  ("dpred", "∂L/∂(u·m + b)" + (" = 2·err/n·σ'" if lo_hi else " = 2·err/n"))]
+        rows = {r0 + 2: [(pc[k], None, t, "label") for k, t in titles]}
+        for i in range(U):
+            R0 = r0 + 3 + i
+            cells = [(0, None, f"user {lesson.user_ids[i]}", "bold")]
+            for j in range(M):
+                p, e = f"{col_name(pc['pred'] + j)}{R0 + 1}", f"{col_name(pc['err'] + j)}{R0 + 1}"
+                raw = pred_terms(block, i, j)
+                formula = f"=y_min+(y_max-y_min)/(1+EXP(-({raw})))" if lo_hi else f"={raw}"
+                cells.append((pc["pred"] + j, formula, float(st.pred[i, j]), "general"))
+                cells.append((pc["err"] + j, f"=IF(ISNUMBER({ratings(i, j)}),{p}-{ratings(i, j)},0)",
+                              float(st.err[i, j]), "general"))
+                d = f"=2*{e}/COUNT(ratings)"
+                if lo_hi:
+                    d += f"*({p}-y_min)*(y_max-{p})/(y_max-y_min)"
+                cells.append((pc["dpred"] + j, d, float(st.dpred[i, j]), "general"))
+            rows[R0] = cells
+        return rows
+
+    def grad_formula(block):
+        r0 = lay.block_row(block)
+        top, bottom = r0 + 4, r0 + 3 + U
+        drow = lambda i: f"{col_name(pc['dpred'])}{top + i}:{col_name(pc['dpred'] + M - 1)}{top + i}"
+        dcol = lambda j: f"{col_name(pc['dpred'] + j)}{top}:{col_name(pc['dpred'] + j)}{bottom}"
+
+        def f(g, i, j):
+            if g is users:
+                if j == F:
+                    return f"=SUM({drow(i)})"
+                vrow = lay.area(block, movies, "p", rows=(j, j)).replace("$", "")
+                return f"=SUMPRODUCT({drow(i)},{vrow})"
+            if i == F:
+                return f"=SUM({dcol(j)})"
+            ucol = lay.area(block, users, "p", cols=(i, i)).replace("$", "")
+            return f"=SUMPRODUCT({dcol(j)},{ucol})"
+        return f
+
+    hyper = list(lesson.opt.hyperparameters) + (["y_min", "y_max"] if lo_hi else [])
+    hvals = {**lesson.opt.hyper(), **({"y_min": lo_hi[0], "y_max": lo_hi[1]} if lo_hi else {})}
+    trace_col = lay.width() + 1
+    notes: list = [(2, i, f"{h}: " + HYPER_HELP.get(h, "the prediction range (fastai's y_range)"))
+                   for i, h in enumerate(hyper)]
+
+    def rows():
+        yield 0, [(0, None, f"train: matrix factorisation, {U} users × {M} movies, {F} factors, "
+                   f"{lesson.kind}, {lesson.epochs} full-batch epochs", "title")]
+        yield 1, [(0, None, conventions(lesson.kind, lesson.opt, lesson.follows), "subtitle")]
+        yield 2, [(i, None, h, "label") for i, h in enumerate(hyper)]
+        yield 3, [(i, None, hvals[h], "input") for i, h in enumerate(hyper)]
+        yield 4, [(0, None, "Change a yellow cell (a hyperparameter or a starting factor in the "
+                   "'start' block) and every epoch recomputes. One block per epoch.", "subtitle")]
+        pending: dict[int, list] = {TOP - 1: [(trace_col, None, "epoch", "header"),
+                                              (trace_col + 1, None, "MSE", "header"),
+                                              (trace_col + 2, None, "RMSE", "header")]}
+        for t in range(1, lesson.epochs + 1):
+            st = tr.steps[t - 1]
+            pending.setdefault(TOP + t - 1, []).extend([
+                (trace_col, None, t, "int"),
+                (trace_col + 1, "=" + lay.scalar(t, "loss"), st.loss, "summary"),
+                (trace_col + 2, "=" + lay.scalar(t, "rmse"), st.rmse, "summary")])
+        for block in range(lesson.epochs + 1):
+            if block == 0:
+                cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
+                                  init_state=tr.initial_state, notes=notes)
+            else:
+                st = tr.steps[block - 1]
+                r0 = lay.block_row(block)
+                errs = (f"{col_name(pc['err'])}{r0 + 4}:"
+                        f"{col_name(pc['err'] + M - 1)}{r0 + 3 + U}")
+                cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
+                                  shown=tr.shown[block - 1], init_state=None,
+                                  grad_formula=grad_formula(block),
+                                  scalar_cells=[("loss", f"=SUMPRODUCT({errs},{errs})/COUNT(ratings)",
+                                                 st.loss),
+                                                ("rmse", "=SQRT(" + lay.scalar(block, "loss") + ")",
+                                                 st.rmse)],
+                                  notes=notes)
+                for row, extra in band(block, st).items():
+                    cells.setdefault(row, []).extend(extra)
+            for row in sorted(cells):
+                while pending and min(pending) < row:
+                    r = min(pending)
+                    yield r, pending.pop(r)
+                yield row, sorted(cells[row] + pending.pop(row, []), key=lambda c: c[0])
+        for r in sorted(pending):
+            yield r, pending[r]
+
+    validations = []
+    for i, h in enumerate(hyper):
+        rule = dict(VALIDATION.get(h, {"validate": "decimal", "criteria": "between",
+                                       "minimum": -1e300, "maximum": 1e300}))
+        rule.update({"input_title": h[:32],
+                     "input_message": HYPER_HELP.get(h, "the prediction range")[:255]})
+        validations.append((3, i, rule))
+    last = lesson.epochs
+    names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
+    names["user_factors_init"] = "train!" + lay.area(0, users, "new", cols=(0, F - 1))
+    names["user_bias_init"] = "train!" + lay.area(0, users, "new", cols=(F, F))
+    names["movie_factors_init"] = "train!" + lay.area(0, movies, "new", rows=(0, F - 1))
+    names["movie_bias_init"] = "train!" + lay.area(0, movies, "new", rows=(F, F))
+    names["user_factors_final"] = "train!" + lay.area(last, users, "new", cols=(0, F - 1))
+    names["user_bias_final"] = "train!" + lay.area(last, users, "new", cols=(F, F))
+    names["movie_factors_final"] = "train!" + lay.area(last, movies, "new", rows=(0, F - 1))
+    names["movie_bias_final"] = "train!" + lay.area(last, movies, "new", rows=(F, F))
+    names["loss_trace"] = area("train", TOP, trace_col + 1, TOP + last - 1)
+    names["rmse_trace"] = area("train", TOP, trace_col + 2, TOP + last - 1)
+    chart = Chart(0, trace_col + 4, "train: RMSE per epoch", "epoch", "RMSE (stars)",
+                  [Series("RMSE", area("train", TOP, trace_col, TOP + last - 1),
+                          names["rmse_trace"])])
+    widths = {i: 10 for i in range(trace_col + 3)}
+    widths[0] = 12
+    return Sheet("train", rows, widths=widths, freeze=(5, 1), notes=notes,
+                 validations=validations, charts=[chart]), names
+
+
+def embedding_sheet(lesson: Lesson, names: dict) -> Sheet:
+    """An embedding lookup is a one-hot row times the factor matrix."""
+    U, F = lesson.shape.users, lesson.shape.factors
+    user_area = names["user_factors_init"].split("!")[1].replace("$", "")
+    (c0, r0), _ = [(lambda s: ("".join(ch for ch in s if ch.isalpha()),
+                               int("".join(ch for ch in s if ch.isdigit()))))(p)
+                   for p in user_area.split(":")]
+    first_col = sum((ord(ch) - 64) * 26 ** k for k, ch in enumerate(reversed(c0))) - 1
+    pick = min(3, U)
+    factors = lesson.theta0[:U * F].reshape(U, F)
+    rows = [(0, [(0, None, "An embedding lookup equals a one-hot vector times the factor "
+                  "matrix", "title")]),
+            (1, [(0, None, "Pick a user number (1 to the number of users). Column C is that "
+                  "user's one-hot vector; row 4 looks the factors up with INDEX, row 5 "
+                  "multiplies one-hot × factors with SUMPRODUCT. They are equal.", "subtitle")]),
+            (2, [(0, None, "user number", "label"), (1, None, pick, "input")]),
+            (3, [(0, None, "lookup: INDEX", "bold")]
+             + [(2 + f, f"=INDEX(user_factors_init,$B$3,{f + 1})",
+                 float(factors[pick - 1, f]), "general") for f in range(F)]),
+            (4, [(0, None, "one-hot · factors", "bold")]
+             + [(2 + f, f"=SUMPRODUCT($C$9:$C${8 + U},train!${col_name(first_col + f)}${r0}:"
+                 f"${col_name(first_col + f)}${r0 + U - 1})", float(factors[pick - 1, f]),
+                 "general") for f in range(F)]),
+            (5, [(0, None, "difference", "bold")]
+             + [(2 + f, f"={col_name(2 + f)}5-{col_name(2 + f)}4", 0.0, "general")
+                for f in range(F)]),
+            (7, [(0, None, "user", "header"), (1, None, "number", "header"),
+                 (2, None, "one-hot", "header")]
+             + [(3 + f, None, f"f{f + 1}", "header") for f in range(F)])]
+    for i in range(U):
+        rows.append((8 + i, [(0, None, lesson.user_ids[i], None), (1, None, i + 1, "int"),
+                             (2, f"=IF(B{9 + i}=$B$3,1,0)", 1.0 if i + 1 == pick else 0.0, "int")]
+                     + [(3 + f, f"=INDEX(user_factors_init,{i + 1},{f + 1})",
+                         float(factors[i, f]), "general") for f in range(F)]))
+    return Sheet("embedding", static_rows(rows), widths={0: 18, 1: 10},
+                 validations=[(2, 1, {"validate": "integer", "criteria": "between",
+                                      "minimum": 1, "maximum": U,
+                                      "input_message": "a user number, 1 to " + str(U)})])
+
+
+def about_sheet(lesson: Lesson) -> Sheet:
+    yr = (f"squashed to ({lesson.y_range[0]:g}, {lesson.y_range[1]:g}) by a sigmoid (fastai's "
+          "y_range)" if lesson.y_range else "not squashed")
+    lines = [("sheetdl · collaborative filtering by matrix factorisation, in formulas", "title"),
+             (f"ratings: {lesson.data_label}; blanks are not ratings and are left out of the loss.",
+              None),
+             ("embedding: looking a user's factors up is the same as multiplying a one-hot vector "
+              "by the factor matrix.", None),
+             (f"train: prediction = user factors · movie factors + user bias + movie bias, {yr}; "
+              f"loss = mean squared error over observed ratings; {lesson.kind} ({lesson.preset} "
+              f"preset), {lesson.epochs} full-batch epochs, one block each: predictions, errors, "
+              "∂L/∂prediction, then every factor's and bias's gradient (SUMPRODUCT), optimizer "
+              "state and new value. No Solver, no pivot tables, no macros.", None),
+             ("Defined names: ratings, user_factors_init, movie_factors_init, user_bias_init, "
+              "movie_bias_init, the hyperparameters under torch's names, loss_trace (MSE per "
+              "epoch), rmse_trace, user_factors_final, movie_factors_final and the final biases.",
+              None)]
+    return Sheet("about", static_rows([(i, [(0, None, t, s or "text")])
+                                       for i, (t, s) in enumerate(lines)]), widths={0: 120})
+
+
+def build(lesson: Lesson) -> Book:
+    train, names = train_sheet(lesson)
+    U, M = lesson.R.shape
+    names["ratings"] = f"ratings!$B$2:${col_name(M)}${U + 1}"
+    meta = {"lesson": "collab", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
+            "optimizer": lesson.kind, "options": lesson.opt.options(),
+            "factors": lesson.shape.factors, "y_range": lesson.y_range}
+    return Book([about_sheet(lesson), ratings_sheet(lesson), embedding_sheet(lesson, names),
+                 train], names, f"sheetdl collab ({lesson.preset})", meta)
