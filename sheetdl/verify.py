@@ -47,6 +47,28 @@ class Mismatch:
     recalculated: object
 
 
+#: Functions whose result IronCalc computes differently from Excel on some inputs:
+#: a mismatch in a cell using one is the engine's, not the workbook's.
+ENGINE_DIFFERS = [
+    (re.compile(r"\bSUMX(MY2|2MY2|2PY2)\(", re.IGNORECASE),
+     "SUMXMY2 and kin: Excel skips pairs with a blank cell, IronCalc (like LibreOffice) "
+     "reads the blank as 0"),
+    (re.compile(r"\bMATCH\([^()]*(\([^()]*\)[^()]*)*\)", re.IGNORECASE),
+     "approximate MATCH (match type 1 or omitted) on unsorted data: the result is "
+     "undefined and engines differ"),
+]
+
+
+@dataclass
+class EngineDifference:
+    sheet: str
+    cell: str
+    formula: str
+    cached: object
+    recalculated: object
+    reason: str
+
+
 @dataclass
 class TraceCheck:
     sheet: str
@@ -64,6 +86,7 @@ class Report:
     mismatches: list[Mismatch] = field(default_factory=list)
     volatile: list[str] = field(default_factory=list)
     unsupported: dict[str, list[str]] = field(default_factory=dict)
+    engine_differs: list[EngineDifference] = field(default_factory=list)
     traces: list[TraceCheck] = field(default_factory=list)
     lesson: str | None = None
     max_rel_error: float = 0.0
@@ -78,6 +101,7 @@ class Report:
             "formula_cells": self.formula_cells, "max_rel_error": self.max_rel_error,
             "mismatches": [m.__dict__ for m in self.mismatches],
             "volatile": self.volatile, "unsupported": self.unsupported,
+            "engine_differs": [d.__dict__ for d in self.engine_differs],
             "traces": [t.__dict__ for t in self.traces],
         }
 
@@ -85,7 +109,7 @@ class Report:
         lines = [f"{self.path}: {'OK' if self.ok else 'FAILED'}"
                  + (f" (sheetdl {self.lesson} workbook)" if self.lesson else "")]
         agree = self.formula_cells - len(self.mismatches) - len(self.volatile) - sum(
-            len(v) for v in self.unsupported.values())
+            len(v) for v in self.unsupported.values()) - len(self.engine_differs)
         lines.append(f"  {self.formula_cells} formula cells recalculated by IronCalc; "
                      f"{agree} agree with their cached values "
                      f"(largest relative difference {self.max_rel_error:.2g})")
@@ -102,6 +126,9 @@ class Report:
         for fn, cells in sorted(self.unsupported.items()):
             lines.append(f"  {len(cells)} use {fn.upper()}, which IronCalc does not know, not "
                          f"compared: {', '.join(cells[:MAX_LISTED])}")
+        for d in self.engine_differs[:MAX_LISTED]:
+            lines.append(f"  {d.sheet}!{d.cell} ={d.formula.lstrip('=')}: cached {d.cached!r}, "
+                         f"IronCalc {d.recalculated!r}; not a failure: {d.reason}")
         for t in self.traces:
             lines.append(f"  {t.sheet}!{t.name}: {t.steps} values vs reference math, largest "
                          f"relative error {t.max_rel_error:.2g} at {t.worst_cell} "
@@ -277,12 +304,22 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
 
     tainted: set = set()
     if volatile_roots:
+        arrays = _array_members(path, wb.sheets)
         # Whatever reads a volatile cell is volatile too, whether or not this
         # recalculation happened to draw the same random number.
         every = [(si, r, c) for si in range(len(wb.sheets))
                  for r, c in _formula_cells(saved, si)]
-        tainted = _reaching(wb, saved, volatile_roots, every, formulas)
-    report.mismatches = [mm for key, mm in zip(pending_keys, pending) if key not in tainted]
+        tainted = _reaching(wb, saved, volatile_roots, every, formulas, arrays)
+    for key, mm in zip(pending_keys, pending):
+        if key in tainted:
+            continue
+        reason = next((why for pattern, why in ENGINE_DIFFERS
+                       if pattern.search(mm.formula) and _is_engine_case(pattern, mm.formula)),
+                      None)
+        if reason:
+            report.engine_differs.append(EngineDifference(**mm.__dict__, reason=reason))
+        else:
+            report.mismatches.append(mm)
     report.volatile = sorted({f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
                               for k in tainted | volatile_roots}, key=_sort_key)
 
@@ -309,9 +346,76 @@ def _sort_key(cell: str):
     return (sheet, int(m.group(2)), _col_number(m.group(1))) if m else (sheet, 0, 0)
 
 
-def _reaching(wb, saved, roots, keys, formulas) -> set:
+def _is_engine_case(pattern, formula: str) -> bool:
+    """MATCH only differs when approximate: two arguments, or a third of 1 or -1."""
+    if "MATCH" not in pattern.pattern:
+        return True
+    for m in re.finditer(r"\bMATCH\(", formula, re.IGNORECASE):
+        depth, args, i = 1, 1, m.end()
+        while i < len(formula) and depth:
+            ch = formula[i]
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == "," and depth == 1:
+                args += 1
+                third = formula[i + 1:].lstrip()
+                if args == 3 and third[:1] not in ("1", "-"):
+                    break
+            i += 1
+        else:
+            return True
+        if args < 3:
+            return True
+    return False
+
+
+def _array_members(path: Path, sheets: list[str]) -> dict:
+    """{(sheet index, row, col) of an array formula's member: its anchor key}.
+
+    IronCalc reports a formula only on an array formula's first cell; the
+    others must be traced through it. Read from the sheet XML with defusedxml.
+    """
+    from defusedxml import ElementTree as SafeET
+
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+          "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
+    rel_ns = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+    out: dict = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            book = SafeET.fromstring(z.read("xl/workbook.xml"))
+            rels = SafeET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+            target = {r.get("Id"): r.get("Target") for r in rels.iter(f"{rel_ns}Relationship")}
+            for sheet in book.iter(f"{{{ns['m']}}}sheet"):
+                name = sheet.get("name")
+                rid = sheet.get(f"{{{ns['r']}}}id")
+                part = target.get(rid, "").lstrip("/")
+                part = part if part.startswith("xl/") else f"xl/{part}"
+                if name not in sheets or part not in z.namelist():
+                    continue
+                si = sheets.index(name)
+                for _, el in SafeET.iterparse(z.open(part)):
+                    if el.tag == f"{{{ns['m']}}}f" and el.get("t") == "array" and el.get("ref"):
+                        m = _REF.fullmatch(el.get("ref"))
+                        if m:
+                            c1, r1 = _col_number(m.group(3)), int(m.group(4))
+                            c2, r2 = ((_col_number(m.group(5)), int(m.group(6))) if m.group(5)
+                                      else (c1, r1))
+                            for r in range(r1, r2 + 1):
+                                for c in range(c1, c2 + 1):
+                                    if (r, c) != (r1, c1):
+                                        out[(si, r, c)] = (si, r1, c1)
+                    if el.tag == f"{{{ns['m']}}}row":
+                        el.clear()
+    except Exception:  # a part we cannot read only loses this refinement
+        return out
+    return out
+
+
+def _reaching(wb, saved, roots, keys, formulas, arrays=None) -> set:
     """Which of ``keys`` read, directly or through other formulas, a volatile root."""
     memo: dict = {k: True for k in roots}
+    arrays = arrays or {}
 
     def depends(key, stack) -> bool:
         if key in memo:
@@ -319,6 +423,9 @@ def _reaching(wb, saved, roots, keys, formulas) -> set:
         f = formulas.get(key)
         if f is None:
             f = saved.get_cell_formula(*key)
+            if not f and key in arrays:
+                memo[key] = depends(arrays[key], stack)
+                return memo[key]
             if not f:
                 memo[key] = False
                 return False
