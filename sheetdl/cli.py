@@ -178,12 +178,24 @@ def cmd_build(args) -> int:
         t0 = time.perf_counter()
         book = BUILDERS[lesson](args)
         _safe_write(book, out, args.force)
+        for sheet in book.sheets:
+            for warning in _divergence(book, sheet.name):
+                print(f"warning: {out}: {warning}", file=sys.stderr)
         print(f"wrote {out} ({out.stat().st_size:,} bytes, {time.perf_counter() - t0:.1f} s)")
     return 0
 
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
             "softmax": build_softmax, "collab": build_collab}
+
+
+def _divergence(book, sheet: str) -> list[str]:
+    """What the reference math says overflowed, so the user hears it at build time."""
+    diverged = book.meta.get("diverged", {})
+    if sheet in diverged:
+        return [f"sheet {sheet}: training diverged at step {diverged[sheet]} (a value "
+                "overflowed; the sheet shows #NUM! from there and says DIVERGED); lower --lr"]
+    return []
 
 
 def cmd_verify(args) -> int:

@@ -14,7 +14,7 @@ from . import collab, presets
 from .blocks import Group, Layout
 from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
-from .formulas import HYPER_HELP, VALIDATION, conventions
+from .formulas import HYPER_HELP, VALIDATION, conventions, status_cell
 from .optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
@@ -170,7 +170,9 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
         yield 1, [(0, None, conventions(lesson.kind, lesson.opt, lesson.follows), "subtitle")]
         yield 2, [(i, None, h, "label") for i, h in enumerate(hyper)]
         yield 3, [(i, None, hvals[h], "input") for i, h in enumerate(hyper)]
-        yield 4, [(0, None, "Change a yellow cell (a hyperparameter or a starting factor in the "
+        status, status_value = status_cell("loss_trace", [s.loss for s in tr.steps])
+        yield 4, [(trace_col, status, status_value, "bold"),
+                  (0, None, "Change a yellow cell (a hyperparameter or a starting factor in the "
                    "'start' block) and every epoch recomputes. One block per epoch.", "subtitle")]
         pending: dict[int, list] = {TOP - 1: [(trace_col, None, "epoch", "header"),
                                               (trace_col + 1, None, "MSE", "header"),
@@ -303,6 +305,15 @@ def build(lesson: Lesson) -> Book:
     names["ratings"] = f"ratings!$B$2:${col_name(M)}${U + 1}"
     meta = {"lesson": "collab", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
+            **_diverged(lesson.trace),
             "factors": lesson.shape.factors, "y_range": lesson.y_range}
     return Book([about_sheet(lesson), ratings_sheet(lesson), embedding_sheet(lesson, names),
                  train], names, f"sheetdl collab ({lesson.preset})", meta)
+
+
+def _diverged(trace) -> dict:
+    """{"diverged": {"train": first step whose loss or θ is not finite}}, or {}."""
+    for t, (step, theta) in enumerate(zip(trace.steps, trace.theta[1:]), start=1):
+        if not (np.isfinite(step.loss) and np.all(np.isfinite(theta))):
+            return {"diverged": {"train": t}}
+    return {}

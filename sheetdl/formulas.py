@@ -258,3 +258,17 @@ def conventions(kind: str, opt: Optimizer, follows: str) -> str:
     return f"Preset: {follows}. " + "; ".join(bits) + "."
 
 
+
+
+def status_cell(loss_trace: str, losses) -> tuple[str, str]:
+    """A cell that says in words whether training stayed finite.
+
+    SUM over the loss trace is an error as soon as one loss overflowed, so the
+    sheet says so instead of showing #NUM! down a column without comment.
+    """
+    import numpy as np
+
+    ok = bool(np.all(np.isfinite(losses)) and np.isfinite(np.sum(losses)))
+    words = ("training stayed finite", "DIVERGED: a value overflowed (#NUM!); lower lr")
+    return (f'=IF(ISNUMBER(SUM({loss_trace})),"{words[0]}","{words[1]}")',
+            words[0] if ok else words[1])

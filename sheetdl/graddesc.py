@@ -23,7 +23,7 @@ from . import linear, presets
 from .book import Book, Chart, Series, Sheet, area, ref, static_rows
 from .data import EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, VALIDATION, Column, Template, conventions,
-                       optimizer_columns)
+                       optimizer_columns, status_cell)
 from .optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
@@ -253,7 +253,9 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
         yield 1, [(0, None, conventions(kind, opt, lesson.follows[kind]), "subtitle")]
         yield LABEL_ROW, [(i, None, h, "label") for i, h in enumerate(hyper)]
         yield INPUT_ROW, [(i, None, hyper_values[h], "input") for i, h in enumerate(hyper)]
-        yield 4, [(0, None, "Change a yellow input: every row below recomputes (no macros). "
+        status, status_value = status_cell("loss_trace", trace.loss)
+        yield 4, [(s_col, status, status_value, "bold"),
+                  (0, None, "Change a yellow input: every row below recomputes (no macros). "
                    "Hover a header for its math." + (
                        " Preset course: each epoch restarts from the last row's inputs, "
                        "dropping its update, as the course's VBA did."
@@ -403,5 +405,12 @@ def build(lesson: Lesson) -> Book:
         "sheets": {k: {"optimizer": k, "options": opt.options()}
                    for k, opt in lesson.optimizers.items()},
     }
+    diverged = {}
+    for k, t in lesson.traces.items():
+        bad = ~(np.isfinite(t.loss) & np.isfinite(t.b_trace) & np.isfinite(t.a_trace))
+        if bad.any():
+            diverged[k] = int(np.argmax(bad)) + 1
+    if diverged:
+        meta["diverged"] = diverged
     return Book(sheets=sheets, names={"x": area("data", 1, 0, n), "y": area("data", 1, 1, n)},
                 title=f"sheetdl graddesc ({lesson.preset})", meta=meta)

@@ -14,7 +14,7 @@ from . import presets, softmax
 from .blocks import Group, Layout
 from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_ROWS, DataError
-from .formulas import HYPER_HELP, VALIDATION, conventions
+from .formulas import HYPER_HELP, VALIDATION, conventions, status_cell
 from .optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -306,7 +306,9 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
         yield 1, [(0, None, conventions(lesson.kind, lesson.opt, lesson.follows), "subtitle")]
         yield 2, [(i, None, h, "label") for i, h in enumerate(hyper)]
         yield 3, [(i, None, hvals[h], "input") for i, h in enumerate(hyper)]
-        yield 4, [(0, None, "Change a yellow cell (a hyperparameter, or a starting weight in the "
+        status, status_value = status_cell("loss_trace", [s.loss for s in tr.steps])
+        yield 4, [(trace_col, status, status_value, "bold"),
+                  (0, None, "Change a yellow cell (a hyperparameter, or a starting weight in the "
                    "'start' block) and every step below recomputes. One block per step.",
                    "subtitle")]
         pending: dict[int, list] = {}
@@ -392,6 +394,15 @@ def build(lesson: Lesson) -> Book:
     names["labels"] = f"data!${col_name(d)}$2:${col_name(d)}${n + 1}"
     meta = {"lesson": "softmax", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
+            **_diverged(lesson.trace),
             "classes": len(lesson.class_names)}
     return Book([about_sheet(lesson), softmax_sheet(), data_sheet(lesson), train], names,
                 f"sheetdl softmax ({lesson.preset})", meta)
+
+
+def _diverged(trace) -> dict:
+    """{"diverged": {"train": first step whose loss or θ is not finite}}, or {}."""
+    for t, (step, theta) in enumerate(zip(trace.steps, trace.theta[1:]), start=1):
+        if not (np.isfinite(step.loss) and np.all(np.isfinite(theta))):
+            return {"diverged": {"train": t}}
+    return {}

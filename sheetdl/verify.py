@@ -26,11 +26,14 @@ from . import linear, optim, xlsx
 RTOL, ATOL = 1e-9, 1e-12
 VOLATILE = re.compile(r"\b(RAND|RANDBETWEEN|RANDARRAY|OFFSET|INDIRECT|NOW|TODAY|CELL|INFO)\(",
                       re.IGNORECASE)
-_UNKNOWN_FUNCTION = re.compile(r"(?<![A-Za-z0-9_.])([a-z][a-z0-9_.]*)\(")
+# IronCalc lowercases the functions it does not know (after any _xlfn. prefix).
+_UNKNOWN_FUNCTION = re.compile(r"(?<![A-Za-z0-9_.])(?:_xl\w+\.)*([a-z][a-z0-9_.]*)\(")
 _REF = re.compile(r"(?:(?:'((?:[^']|'')+)'|([A-Za-z_][\w.]*))!)?\$?([A-Z]{1,3})\$?(\d+)"
                   r"(?::\$?([A-Z]{1,3})\$?(\d+))?")
-#: Zip members larger than this (uncompressed) are refused before parsing.
-MAX_MEMBER_BYTES = 2_000_000_000
+#: Refused before parsing: a member or a whole workbook unpacking past these (zip
+#: bombs). A 100,000-row sheetdl sheet unpacks to about 300 MB.
+MAX_MEMBER_BYTES = 1 << 30
+MAX_TOTAL_BYTES = 4 << 30
 MAX_LISTED = 50
 
 
@@ -136,7 +139,15 @@ class Report:
         return "\n".join(lines)
 
 
+def _is_error(v) -> bool:
+    return isinstance(v, str) and v.startswith("#")
+
+
 def _close(a, b, rtol=RTOL, atol=ATOL) -> tuple[bool, float]:
+    if _is_error(a) and _is_error(b):
+        # An overflow is #NUM! in Excel and may be #DIV/0! in IronCalc: both say
+        # the value is not a number, which is what the cached value says.
+        return True, 0.0
     if isinstance(a, bool) or isinstance(b, bool):
         return a == b, 0.0
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
@@ -158,10 +169,23 @@ def _check_container(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
+            total = 0
             for info in z.infolist():
+                total += info.file_size
                 if info.file_size > MAX_MEMBER_BYTES:
                     raise VerifyError(f"{path}: member {info.filename} would unpack to "
-                                      f"{info.file_size:,} bytes; refusing (zip bomb?)")
+                                      f"{info.file_size:,} bytes (limit {MAX_MEMBER_BYTES:,}); "
+                                      "refusing: a zip bomb, or a sheet too large to check")
+                if info.filename.endswith((".xml", ".rels", ".vml")):
+                    with z.open(info) as member:
+                        head = member.read(4096)
+                    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:
+                        raise VerifyError(f"{path}: member {info.filename} declares a DTD or XML "
+                                          "entities, which no spreadsheet needs; refusing (an "
+                                          "entity-expansion bomb?)")
+            if total > MAX_TOTAL_BYTES:
+                raise VerifyError(f"{path}: would unpack to {total:,} bytes in all (limit "
+                                  f"{MAX_TOTAL_BYTES:,}); refusing (zip bomb?)")
     except zipfile.BadZipFile:
         raise VerifyError(f"{path}: not an .xlsx/.xlsm workbook (not a zip archive, or "
                           "truncated)") from None

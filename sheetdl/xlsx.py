@@ -141,7 +141,9 @@ def _write(book: Book, filename: str) -> None:
 def read_meta(path: str | Path) -> dict | None:
     """The lesson description stored by ``write``, or None for other workbooks."""
     import zipfile
-    from xml.etree import ElementTree
+
+    from defusedxml import DefusedXmlException
+    from defusedxml import ElementTree as SafeET
 
     try:
         with zipfile.ZipFile(path) as z:
@@ -150,8 +152,8 @@ def read_meta(path: str | Path) -> dict | None:
             info = z.getinfo("docProps/custom.xml")
             if info.file_size > 10_000_000:
                 return None
-            root = ElementTree.fromstring(z.read(info))
-    except (zipfile.BadZipFile, ElementTree.ParseError):
+            root = SafeET.fromstring(z.read(info))
+    except (zipfile.BadZipFile, SafeET.ParseError, DefusedXmlException):
         return None
     chunks = {}
     for prop in root:

@@ -1,0 +1,182 @@
+"""Hostile and broken input: each gives a clear error naming the file, sheet, cell
+or argument, a non-zero exit status and no traceback; nothing is lost."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+from sheetdl import collab_book, softmax, softmax_book, verify, xlsx
+from conftest import ROOT
+
+WORKBOOK = ROOT / "workbooks" / "graddesc.xlsx"
+LOL = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+       + b"".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">'.replace("&lol0;", "&lol;").encode()
+                  for i in range(1, 10)) + b"]>")
+
+
+def run(*args, cwd=None):
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    return r
+
+
+def rewrite(src, dst, edit):
+    """Copy a workbook, passing each member's bytes through edit(name, data)."""
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as d:
+        for info in z.infolist():
+            data = edit(info.filename, z.read(info))
+            if data is not None:
+                d.writestr(info, data)
+    return dst
+
+
+def test_truncated_zip(tmp_path):
+    bad = tmp_path / "cut.xlsx"
+    bad.write_bytes(WORKBOOK.read_bytes()[: WORKBOOK.stat().st_size // 2])
+    r = run("verify", bad)
+    assert r.returncode == 1 and f"{bad}: ERROR" in r.stdout and "truncated" in r.stdout
+
+
+def test_zip_bomb_is_refused_before_unpacking(tmp_path):
+    """1.1 GiB of zeros in one member (about 1 MB packed)."""
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+        with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as f:
+            block = b"\0" * (1 << 24)
+            for _ in range(70):
+                f.write(block)
+    assert bomb.stat().st_size < 5_000_000
+    r = run("verify", bomb)
+    assert r.returncode == 1
+    assert "xl/worksheets/sheet1.xml would unpack to 1,174,405,120 bytes" in r.stdout
+
+
+@pytest.mark.parametrize("member", ["xl/worksheets/sheet3.xml", "xl/workbook.xml",
+                                    "docProps/custom.xml"])
+def test_xml_entity_bomb_is_refused(tmp_path, member):
+    def edit(name, data):
+        if name != member:
+            return data
+        body = data.split(b"?>", 1)[1]
+        return LOL + body.replace(b"<sheetData>", b"<sheetData><row r=\"999\"><c r=\"A999\" "
+                                  b"t=\"inlineStr\"><is><t>&lol9;</t></is></c></row>", 1)
+    bad = rewrite(WORKBOOK, tmp_path / "lol.xlsx", edit)
+    t0 = time.perf_counter()
+    r = run("verify", bad)
+    assert time.perf_counter() - t0 < 60
+    assert r.returncode == 1 and f"member {member} declares a DTD or XML entities" in r.stdout
+
+
+def test_unknown_function_is_reported_not_failed(tmp_path):
+    import xlsxwriter
+
+    path = tmp_path / "odd.xlsx"
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet("calc")
+    ws.write_number("A1", 2)
+    ws.write_formula("A2", "=A1*3", None, 6)
+    ws.write_formula("A3", "=_xlfn.NOSUCHFN(A1)", None, 7)
+    wb.close()
+    r = verify.verify(path)
+    assert r.ok and r.unsupported and list(r.unsupported.values()) == [["calc!A3"]]
+    assert "IronCalc does not know" in r.summary()
+
+
+def test_wrong_typed_named_input(tmp_path):
+    """lr on the sgd sheet holds text: verify names the cell and the name."""
+    def edit(name, data):
+        if name == "xl/worksheets/sheet3.xml":  # sgd
+            data, n = re.subn(rb'<c r="A4" s="(\d+)"><v>[^<]*</v></c>',
+                              rb'<c r="A4" s="\1" t="inlineStr"><is><t>fast</t></is></c>', data)
+            assert n == 1
+        return data
+    bad = rewrite(WORKBOOK, tmp_path / "typed.xlsx", edit)
+    r = run("verify", bad)
+    assert r.returncode == 1
+    assert "sgd!A4 (named lr) holds 'fast', not a finite number" in r.stdout
+
+
+def test_missing_named_input(tmp_path):
+    def edit(name, data):
+        if name == "xl/workbook.xml":
+            data, n = re.subn(rb'<definedName name="beta2" localSheetId="\d+">[^<]*</definedName>',
+                              b"", data, count=1)
+            assert n == 1
+        return data
+    bad = rewrite(WORKBOOK, tmp_path / "unnamed.xlsx", edit)
+    r = run("verify", bad)
+    assert r.returncode == 1 and "has no defined name 'beta2'" in r.stdout
+
+
+@pytest.mark.parametrize("body,expect", [
+    ("x,y\n1,2\n,5\n", "line 3, column x: '' is not a number"),
+    ("x,y\n1,2\n3,inf\n", "line 3, column y: inf is not a finite number"),
+    ("x,y\n1,2\nNaN,4\n", "line 3, column x: nan is not a finite number"),
+    ("x,y\n1,2\n3,seven\n", "line 3, column y: 'seven' is not a number"),
+])
+def test_bad_graddesc_csv(tmp_path, body, expect):
+    f = tmp_path / "d.csv"
+    f.write_text(body)
+    r = run("build", "graddesc", "--data", f, "-o", tmp_path / "o.xlsx")
+    assert r.returncode == 2 and expect in r.stderr and str(f) in r.stderr, r.stderr
+    assert not (tmp_path / "o.xlsx").exists()
+
+
+def test_bad_softmax_and_collab_csv(tmp_path):
+    f = tmp_path / "s.csv"
+    f.write_text("a,b,label\n1,2,x\n3,,y\n")
+    r = run("build", "softmax", "--data", f, "-o", tmp_path / "o.xlsx")
+    assert r.returncode == 2 and "line 3, column 2: '' is not a number" in r.stderr
+    f.write_text("user,item,rating\nu,i,inf\n")
+    r = run("build", "collab", "--data", f, "-o", tmp_path / "o.xlsx")
+    assert r.returncode == 2 and "line 2, column rating: inf is not a finite number" in r.stderr
+
+
+def test_sizes_past_excel_are_refused():
+    X, labels = softmax.synthetic_blobs(1000, 3, 2)
+    with pytest.raises(ValueError, match="past Excel's 1,048,576 rows"):
+        softmax_book.make_lesson(X, labels, steps=2000)
+    R = np.full((3, 20_000), 3.0)
+    with pytest.raises(ValueError, match="past Excel's 16,384"):
+        collab_book.make_lesson(R, ["a", "b", "c"], [str(i) for i in range(20_000)])
+    r = run("build", "graddesc", "--rows", 300_000, "--epochs", 4, "-o", "/dev/null/x.xlsx")
+    assert r.returncode == 2 and "past Excel's 1,048,576 rows" in r.stderr
+
+
+def test_overflowing_learning_rate_says_so(tmp_path):
+    out = tmp_path / "d.xlsx"
+    r = run("build", "graddesc", "--optimizers", "sgd,adam", "--lr", 0.01, "-o", out)
+    assert r.returncode == 0
+    assert "sheet sgd: training diverged at step" in r.stderr
+    assert "sheet adam" not in r.stderr
+    report = verify.verify(out)
+    assert report.ok, report.summary()
+    wb = verify.recalculated(out)
+    status = {sheet: [wb.model.get_cell_value(wb.index[sheet], 5, c) for c in range(1, 40)]
+              for sheet in ("sgd", "adam")}
+    assert any(str(v).startswith("DIVERGED") for v in status["sgd"])
+    assert "training stayed finite" in status["adam"]
+
+
+def test_interrupted_build_leaves_the_previous_file_intact(tmp_path):
+    out = tmp_path / "g.xlsx"
+    assert run("build", "graddesc", "-o", out).returncode == 0
+    before = out.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "build", "graddesc", "--rows",
+                             "40000", "-o", str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)  # well into writing sheets: the full build takes over a minute
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert out.read_bytes() == before
+    assert verify.verify(out).ok
+    assert xlsx.untouched(out)
