@@ -14,6 +14,11 @@ def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="run many more generated examples")
 
 
+def pytest_configure(config):
+    # read by property-based tests to scale their example counts
+    os.environ["SHEETDL_SLOW"] = "1" if config.getoption("--slow") else ""
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--slow"):
         return

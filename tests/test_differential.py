@@ -1,0 +1,116 @@
+"""Differential testing across engines: hypothesis draws lesson configurations;
+each is built, recalculated by IronCalc (checked against the reference math by
+verify) and by LibreOffice, and the two engines must agree.
+
+Default: a few batches (CI's time); `pytest --slow` runs many more."""
+import os
+
+import numpy as np
+import openpyxl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sheetdl import (collab, collab_book, graddesc, libreoffice, presets, softmax,
+                     softmax_book, verify, xlsx)
+
+SLOW = bool(os.environ.get("SHEETDL_SLOW"))
+BATCHES = 25 if SLOW else 2
+KINDS = graddesc.ALL_OPTIMIZERS
+# Learning-rate ranges per lesson that train without overflowing on the drawn data.
+LR = {"graddesc": (1e-4, 0.05), "softmax": (1e-3, 0.5), "collab": (1e-3, 0.3)}
+finite = dict(allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def hyper(draw, lesson, kind):
+    lo, hi = LR[lesson]
+    if lesson == "collab" and kind in ("sgd", "momentum", "nesterov"):
+        lo, hi = 0.1, 2.0
+    h = {"lr": draw(st.floats(np.log(lo), np.log(hi), **finite).map(np.exp).map(float)),
+         "weight_decay": draw(st.sampled_from([0.0, 0.01, 0.1]))}
+    if kind in ("momentum", "nesterov"):
+        h["momentum"] = draw(st.floats(0.0, 0.95, **finite))
+    if kind not in ("sgd", "momentum", "nesterov", "rmsprop", "adagrad"):
+        h["beta1"] = draw(st.floats(0.0, 0.95, **finite))
+        h["beta2"] = draw(st.floats(0.5, 0.9999, **finite))
+    if kind == "rmsprop":
+        h["alpha"] = draw(st.floats(0.5, 0.999, **finite))
+    if kind != "sgd" and kind not in ("momentum", "nesterov"):
+        h["eps"] = draw(st.sampled_from([1e-8, 1e-6, 1e-3]))
+    return h
+
+
+@st.composite
+def configs(draw):
+    lesson = draw(st.sampled_from(["graddesc", "softmax", "collab"]))
+    preset = draw(st.sampled_from(sorted(presets.PRESETS)))
+    seed = draw(st.integers(0, 10_000))
+    if lesson == "graddesc":
+        n = draw(st.integers(2, 12))
+        x = np.round(np.array(draw(st.lists(st.floats(-5, 5, **finite), min_size=n, max_size=n))), 2)
+        y = np.round(1.5 * x - 2 + np.array(draw(st.lists(st.floats(-1, 1, **finite), min_size=n,
+                                                          max_size=n))), 2)
+        kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
+        h = draw(hyper(lesson, kinds[0]))
+        return lesson, graddesc.build(graddesc.make_lesson(
+            x, y, optimizers=tuple(kinds), preset=preset, epochs=draw(st.integers(1, 3)),
+            b_init=draw(st.floats(-2, 2, **finite)), a_init=draw(st.floats(-2, 2, **finite)), **h))
+    kind = draw(st.sampled_from(KINDS))
+    h = draw(hyper(lesson, kind))
+    if lesson == "softmax":
+        k, d, n = draw(st.integers(2, 4)), draw(st.integers(1, 3)), draw(st.integers(3, 15))
+        X, labels = softmax.synthetic_blobs(n, k, d, seed)
+        return lesson, softmax_book.build(softmax_book.make_lesson(
+            X, labels, optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed, **h))
+    users, movies = draw(st.integers(2, 6)), draw(st.integers(2, 6))
+    R, iu, im = collab.synthetic_ratings(users, movies, blank=draw(st.sampled_from([0.0, 0.2, 0.4])),
+                                         seed=seed)
+    if not np.isfinite(R).any():
+        R[0, 0] = 3.0
+    y_range = draw(st.sampled_from([None, (0.0, 5.5), (0.5, 5.0)]))
+    return lesson, collab_book.build(collab_book.make_lesson(
+        R, iu, im, factors=draw(st.integers(1, 3)), optimizer=kind, preset=preset,
+        epochs=draw(st.integers(1, 5)), y_range=y_range, seed=seed, **h))
+
+
+NAMES = {"softmax": ["loss_trace", "W_final", "bias_final"],
+         "collab": ["loss_trace", "user_factors_final", "movie_factors_final",
+                    "user_bias_final", "movie_bias_final"]}
+
+
+def named_values_lo(path, lesson, book):
+    """The traces as LibreOffice recalculated them (errors as NaN)."""
+    wb = openpyxl.load_workbook(path, data_only=True)
+    out = {}
+    if lesson == "graddesc":
+        for sheet in book.meta["sheets"]:
+            for name in ("b_trace", "a_trace", "loss_trace"):
+                rng = wb[sheet].defined_names[name].attr_text.split("!")[1]
+                out[(sheet, name)] = [c.value for row in wb[sheet][rng.replace("$", "")]
+                                      for c in row]
+    else:
+        for name in NAMES[lesson]:
+            sheet, rng = next(iter(wb.defined_names[name].destinations))
+            out[(None, name)] = [c.value for row in wb[sheet][rng.replace("$", "")] for c in row]
+    return {k: np.array([v if isinstance(v, (int, float)) else np.nan for v in vals], float)
+            for k, vals in out.items()}
+
+
+@settings(max_examples=BATCHES, deadline=None, derandomize=not SLOW,
+          suppress_health_check=list(HealthCheck))
+@given(batch=st.lists(configs(), min_size=4, max_size=4))
+def test_engines_agree_with_each_other_and_the_reference(batch, tmp_path_factory, soffice):
+    folder = tmp_path_factory.mktemp("diff")
+    paths = []
+    for i, (lesson, book) in enumerate(batch):
+        path = xlsx.write(book, folder / f"case{i}.xlsx")
+        report = verify.verify(path)  # IronCalc: every cached value, and the replayed traces
+        assert report.ok, report.summary()
+        paths.append(path)
+    outs = libreoffice.recalculate(paths, folder / "lo")
+    for (lesson, book), path, out in zip(batch, paths, outs):
+        ironcalc = verify.recalculated(path)
+        for (sheet, name), lo_values in named_values_lo(out, lesson, book).items():
+            np.testing.assert_allclose(lo_values, ironcalc.values(name, sheet), rtol=1e-9,
+                                       atol=1e-12, equal_nan=True,
+                                       err_msg=f"{lesson} {sheet or ''}!{name} ({book.meta})")
