@@ -52,22 +52,27 @@ class Step:
     grad: np.ndarray   # flat, θ's order
 
 
+def predict(U, bu, V, bm, y_range=None) -> np.ndarray:
+    """Σ_f U[u,f]·V[f,m] + bu[u] + bm[m], squashed into y_range by a sigmoid if given."""
+    raw = seqsum(U[:, None, :] * V.T[None, :, :], axis=2) + bu[:, None] + bm[None, :]
+    if y_range:
+        lo, hi = y_range
+        return lo + (hi - lo) / (1.0 + np.exp(-raw))
+    return raw
+
+
 def forward_backward(R, theta, shape: Shape, y_range=None) -> Step:
     """∂L/∂U[u,f] = Σ_m D[u,m]·V[f,m]; ∂L/∂V[f,m] = Σ_u D[u,m]·U[u,f];
     ∂L/∂bu = Σ_m D; ∂L/∂bm = Σ_u D, with D = 2·err/n (·σ' under y_range)."""
     U, bu, V, bm = shape.unpack(theta)
     observed = np.isfinite(R)
     n = int(observed.sum())
-    raw = seqsum(U[:, None, :] * V.T[None, :, :], axis=2) + bu[:, None] + bm[None, :]
-    if y_range:
-        lo, hi = y_range
-        pred = lo + (hi - lo) / (1.0 + np.exp(-raw))
-    else:
-        pred = raw
+    pred = predict(U, bu, V, bm, y_range)
     err = np.where(observed, pred - np.where(observed, R, 0.0), 0.0)
     loss = float(seqsum((err * err).ravel()) / n)
     D = 2.0 * err / n
     if y_range:
+        lo, hi = y_range
         D = D * (pred - lo) * (hi - pred) / (hi - lo)
     gU = seqsum(D[:, None, :] * V[None, :, :], axis=2)        # (u, f)
     gV = seqsum(D.T[None, :, :] * U.T[:, None, :], axis=2)    # (f, m)

@@ -1,0 +1,308 @@
+"""Excel functions of the sheetdl add-in, one module for every xlwings runtime.
+
+Excel names: ``=SHEETDL.ADAM_STEP(...)`` under xlwings Server and Lite (the
+SHEETDL namespace), ``=SHEETDL_ADAM_STEP(...)`` in classic xlwings on Windows
+(VBA has no namespaces). Python names are the plain ones below.
+
+Policy, the same on every runtime:
+- numeric arguments arrive as 2-D float arrays; an empty or error cell is NaN
+  and is refused with a message naming the argument and the cell (except in
+  ``ratings``, where a blank is an unrated movie, and in ``velocity``, where an
+  all-empty range means "no momentum buffer yet", torch's first step);
+- results are 2-D; a result that would hold ±inf or NaN is refused with a
+  message ("the result overflowed ... lower lr") instead of returning numbers
+  Excel cannot show (Office.js cannot carry inf at all);
+- a bad argument raises ValueError, which Excel shows in the cell (#VALUE! with
+  the message under Office.js).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from . import collab, kernels, linear, presets
+
+NAMESPACE = "SHEETDL"
+
+
+# --------------------------------------------------------------------------- checks
+
+def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
+    a = np.asarray(value, dtype=float)
+    if a.ndim == 0:
+        a = a.reshape(1, 1)
+    elif a.ndim == 1:
+        a = a.reshape(1, -1)
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not allow_nan and not np.all(np.isfinite(a)):
+        r, c = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name} has an empty, error or non-finite cell at row {r + 1}, "
+                         f"column {c + 1} of the range")
+    return a
+
+
+def _number(value, name: str, positive: bool = False, default=None) -> float:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        if default is None:
+            raise ValueError(f"{name} is required")
+        return float(default)
+    try:
+        v = float(np.asarray(value, dtype=float).reshape(-1)[0])
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number, "
+                         f"got {v}")
+    return v
+
+
+def _same_shape(ref: np.ndarray, **others) -> None:
+    for name, a in others.items():
+        if a.shape != ref.shape:
+            raise ValueError(f"{name} is {a.shape[0]}×{a.shape[1]} but params is "
+                             f"{ref.shape[0]}×{ref.shape[1]}")
+
+
+def _finite(result: np.ndarray, what: str = "the result") -> np.ndarray:
+    if not np.all(np.isfinite(result)):
+        r, c = np.argwhere(~np.isfinite(result))[0]
+        raise ValueError(f"{what} overflowed (inf or NaN) at row {r + 1}, column {c + 1}: "
+                         "lower lr")
+    return result
+
+
+def _on(backend: str | None, *arrays):
+    xp = kernels.backend(backend)
+    return xp, [xp.asarray(a) for a in arrays]
+
+
+def _host(a) -> np.ndarray:
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+# --------------------------------------------------------------------------- functions
+
+def softmax(logits, backend=None):
+    """Softmax of each row of logits (the row max is subtracted first)."""
+    z = _matrix(logits, "logits")
+    xp, (z,) = _on(backend, z)
+    return _finite(_host(kernels.softmax(z, axis=1)))
+
+
+def cross_entropy(logits, targets):
+    """Mean cross-entropy of logits (one row per example) against 0-based target classes."""
+    z = _matrix(logits, "logits")
+    t = _matrix(targets, "targets").reshape(-1)
+    if t.size != z.shape[0]:
+        raise ValueError(f"targets has {t.size} values for {z.shape[0]} rows of logits")
+    if np.any(t != np.round(t)) or t.min() < 0 or t.max() >= z.shape[1]:
+        raise ValueError(f"targets must be whole numbers from 0 to {z.shape[1] - 1}")
+    return float(kernels.cross_entropy(z, t.astype(np.int64)))
+
+
+def sgd_step(params, grads, lr, weight_decay=0.0, backend=None):
+    """One torch.optim.SGD step: params − lr·(grads + weight_decay·params)."""
+    p, g = _matrix(params, "params"), _matrix(grads, "grads")
+    _same_shape(p, grads=g)
+    lr, wd = _number(lr, "lr", positive=True), _number(weight_decay, "weight_decay", default=0)
+    xp, (p, g) = _on(backend, p, g)
+    with np.errstate(all="ignore"):
+        return _finite(_host(kernels.sgd_step(p, g, lr, wd)))
+
+
+def momentum_step(params, grads, velocity, lr, momentum=0.9, dampening=0.0, nesterov=False):
+    """One torch SGD-with-momentum step; returns new params and velocity side by side.
+
+    An all-empty velocity range is torch's first step (the buffer becomes the gradient).
+    """
+    p, g = _matrix(params, "params"), _matrix(grads, "grads")
+    v = _matrix(velocity, "velocity", allow_nan=True)
+    _same_shape(p, grads=g, velocity=v)
+    first = bool(np.all(np.isnan(v)))
+    if not first:
+        v = _matrix(velocity, "velocity")
+    new, buf = kernels.momentum_step(
+        p, g, np.nan_to_num(v), _number(lr, "lr", positive=True),
+        _number(momentum, "momentum", default=0.9), _number(dampening, "dampening", default=0),
+        bool(nesterov), first=first)
+    return _finite(np.hstack([new, buf]))
+
+
+def rmsprop_step(params, grads, square_avg, lr, alpha=0.99, eps=1e-8):
+    """One torch.optim.RMSprop step; returns new params and square_avg side by side."""
+    p, g, v = (_matrix(params, "params"), _matrix(grads, "grads"),
+               _matrix(square_avg, "square_avg"))
+    _same_shape(p, grads=g, square_avg=v)
+    new, v = kernels.rmsprop_step(p, g, v, _number(lr, "lr", positive=True),
+                                  _number(alpha, "alpha", default=0.99),
+                                  _number(eps, "eps", default=1e-8))
+    return _finite(np.hstack([new, v]))
+
+
+def adam_step(params, grads, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+              eps=1e-8, weight_decay=0.0, backend=None):
+    """One torch.optim.Adam step at 1-based step; returns new params, exp_avg and
+    exp_avg_sq side by side."""
+    p, g = _matrix(params, "params"), _matrix(grads, "grads")
+    m, v = _matrix(exp_avg, "exp_avg"), _matrix(exp_avg_sq, "exp_avg_sq")
+    _same_shape(p, grads=g, exp_avg=m, exp_avg_sq=v)
+    t = _number(step, "step", positive=True)
+    if t != int(t):
+        raise ValueError(f"step must be a whole number from 1, got {t}")
+    xp, arrays = _on(backend, p, g, m, v)
+    new, m, v = kernels.adam_step(*arrays, int(t), _number(lr, "lr", positive=True),
+                                  _number(beta1, "beta1", default=0.9),
+                                  _number(beta2, "beta2", default=0.999),
+                                  _number(eps, "eps", default=1e-8),
+                                  _number(weight_decay, "weight_decay", default=0))
+    return _finite(np.hstack([_host(new), _host(m), _host(v)]))
+
+
+TRAIN_HEADER = ["step", "epoch", "x", "y", "b", "a", "pred", "loss", "dL/db", "dL/da",
+                "new b", "new a"]
+
+
+def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_init=1.0,
+                 a_init=1.0, momentum=None, beta1=None, beta2=None, eps=None,
+                 weight_decay=None):
+    """The whole graddesc trajectory (one sample per step) as a table with a header row."""
+    xs = _matrix(x, "x").reshape(-1)
+    ys = _matrix(y, "y").reshape(-1)
+    if xs.size != ys.size:
+        raise ValueError(f"x has {xs.size} values and y has {ys.size}")
+    e = _number(epochs, "epochs", positive=True)
+    from .graddesc import ALL_OPTIMIZERS, LESSON_LR
+
+    kind = str(optimizer).strip().lower()
+    if kind not in ALL_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(ALL_OPTIMIZERS)}, got {optimizer!r}")
+    given = {"lr": lr, "momentum": momentum, "beta1": beta1, "beta2": beta2, "eps": eps,
+             "weight_decay": weight_decay}
+    given = {k: _number(v, k) for k, v in given.items()
+             if v is not None and not (isinstance(v, float) and np.isnan(v))}
+    given.setdefault("lr", LESSON_LR[kind])
+    opt, _ = presets.resolve(str(preset).strip().lower(), kind, **given)
+    with np.errstate(all="ignore"):
+        tr = linear.train(opt, xs, ys, epochs=int(e), b_init=_number(b_init, "b_init", default=1),
+                          a_init=_number(a_init, "a_init", default=1))
+    steps = np.arange(1, tr.loss.size + 1)
+    table = np.column_stack([steps, (steps - 1) // xs.size + 1, tr.x, tr.y, tr.b, tr.a,
+                             tr.pred, tr.loss, tr.grad_b, tr.grad_a, tr.b_trace, tr.a_trace])
+    _finite(table, "training")
+    return [TRAIN_HEADER] + table.tolist()
+
+
+def collab_predict(user_factors, movie_factors, user_bias, movie_bias, y_min=None, y_max=None):
+    """Predicted ratings: user factors (users × f) · movie factors (f × movies) + biases,
+    squashed into (y_min, y_max) by a sigmoid when both are given."""
+    U, V = _matrix(user_factors, "user_factors"), _matrix(movie_factors, "movie_factors")
+    bu = _matrix(user_bias, "user_bias").reshape(-1)
+    bm = _matrix(movie_bias, "movie_bias").reshape(-1)
+    if U.shape[1] != V.shape[0]:
+        raise ValueError(f"user_factors has {U.shape[1]} factors, movie_factors {V.shape[0]} rows")
+    if bu.size != U.shape[0] or bm.size != V.shape[1]:
+        raise ValueError("user_bias needs one value per user and movie_bias one per movie")
+    with np.errstate(all="ignore"):
+        return _finite(collab.predict(U, bu, V, bm, _range(y_min, y_max)))
+
+
+def _range(y_min, y_max):
+    none = lambda v: v is None or (isinstance(v, float) and np.isnan(v))
+    if none(y_min) and none(y_max):
+        return None
+    lo, hi = _number(y_min, "y_min"), _number(y_max, "y_max")
+    if not lo < hi:
+        raise ValueError(f"y_min must be below y_max, got {lo} and {hi}")
+    return lo, hi
+
+
+def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=0,
+                 optimizer="adam", y_min=0.0, y_max=5.5):
+    """Train matrix factorisation on a ratings range (blank = unrated), full batch, as the
+    collab workbook does; returns epoch, MSE and RMSE per epoch with a header row."""
+    R = _matrix(ratings, "ratings", allow_nan=True)
+    if not np.isfinite(R).any():
+        raise ValueError("ratings has no ratings")
+    from .collab_book import LESSON_LR
+
+    kind = str(optimizer).strip().lower()
+    if kind not in LESSON_LR:
+        raise ValueError(f"optimizer must be one of {', '.join(LESSON_LR)}, got {optimizer!r}")
+    f = int(_number(factors, "factors", positive=True))
+    shape = collab.Shape(R.shape[0], R.shape[1], f)
+    opt, _ = presets.resolve("torch", kind,
+                             lr=_number(lr, "lr", positive=True, default=LESSON_LR[kind]),
+                             weight_decay=_number(weight_decay, "weight_decay", default=0))
+    with np.errstate(all="ignore"):
+        tr = collab.train(opt, R, collab.init_params(shape, int(_number(seed, "seed", default=0))),
+                          shape, int(_number(epochs, "epochs", positive=True)),
+                          _range(y_min, y_max))
+    table = np.array([[t + 1, s.loss, s.rmse] for t, s in enumerate(tr.steps)])
+    _finite(table, "training")
+    return [["epoch", "MSE", "RMSE"]] + table.tolist()
+
+
+PUBLIC = ["softmax", "cross_entropy", "sgd_step", "momentum_step", "rmsprop_step", "adam_step",
+          "train_linear", "collab_predict", "collab_train"]
+
+
+# --------------------------------------------------------------------------- decorators
+
+_ARRAYS = {"logits", "targets", "params", "grads", "velocity", "square_avg", "exp_avg",
+           "exp_avg_sq", "x", "y", "user_factors", "movie_factors", "user_bias", "movie_bias",
+           "ratings"}
+
+
+def decorate(func, arg, ret, classic: bool = False) -> dict:
+    """Apply a runtime's xlwings decorators to every public function.
+
+    Array arguments are converted to 2-D float arrays (empty and error cells
+    become NaN). Classic xlwings names functions SHEETDL_NAME; the Office.js
+    runtimes put them in the SHEETDL namespace.
+    """
+    import functools
+    import inspect
+
+    out = {}
+    for name in PUBLIC:
+        f = globals()[name]
+        if classic:
+            f = functools.wraps(f)(lambda *a, _f=f: _f(*a))
+            f.__name__ = f"{NAMESPACE}_{name.upper()}"
+            f.__signature__ = inspect.signature(globals()[name])
+        wrapped = f
+        for p in reversed(inspect.signature(globals()[name]).parameters):
+            if p in _ARRAYS:
+                wrapped = arg(p, np.array, ndim=2, dtype=float)(wrapped)
+        wrapped = func(namespace=NAMESPACE)(wrapped) if not classic else func(wrapped)
+        out[wrapped.__name__ if classic else name] = wrapped
+    return out
+
+
+def _runtime_decorators():
+    """xlwings' decorators for the runtime this module is imported in, if any."""
+    if sys.platform == "emscripten":  # xlwings Lite (Pyodide)
+        from xlwings import arg, func, ret
+        return func, arg, ret, False
+    if sys.platform == "win32":
+        try:
+            from xlwings import arg, func, ret
+            return func, arg, ret, True
+        except ImportError:
+            return None
+    if os.environ.get("XLWINGS_LICENSE_KEY"):  # xlwings Server
+        try:
+            from xlwings.server import arg, func, ret
+            return func, arg, ret, False
+        except Exception:
+            return None
+    return None
+
+
+_decorators = _runtime_decorators()
+if _decorators:
+    _func, _arg, _ret, _classic = _decorators
+    globals().update(decorate(_func, _arg, _ret, classic=_classic))
