@@ -221,6 +221,34 @@ def cmd_verify(args) -> int:
     return 1 if failed else 0
 
 
+LICENSE_TERMS = (
+    "xlwings Server is licensed separately from sheetdl. Set XLWINGS_LICENSE_KEY=noncommercial "
+    "to use it under the PolyForm Noncommercial License 1.0.0 (teaching, study, personal and "
+    "other non-commercial use); commercial use needs your own key from xlwings.org.")
+
+
+def cmd_serve(args) -> int:
+    import os
+
+    if not os.environ.get("XLWINGS_LICENSE_KEY"):
+        raise UserError("XLWINGS_LICENSE_KEY is not set. " + LICENSE_TERMS)
+    try:
+        import uvicorn
+        import xlwings_server  # noqa: F401
+    except ImportError:
+        raise UserError('sheetdl serve needs xlwings Server: pip install "sheetdl[addin]"') from None
+    project = Path(__file__).parent / "server_project"
+    os.environ["XLWINGS_PROJECT_DIR"] = str(project)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: anyone who can reach it can run the functions",
+              file=sys.stderr)
+    print(f"sheetdl functions on http://{args.host}:{args.port} (xlwings Server; "
+          f"{LICENSE_TERMS.split('. ')[0]}.)", flush=True)
+    uvicorn.run("xlwings_server.main:main_app", host=args.host, port=args.port,
+                log_level="warning")
+    return 0
+
+
 def cmd_list(args) -> int:
     for name, text in LESSONS.items():
         print(f"{name:10s} {text}")
@@ -239,9 +267,15 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default 1e-9)")
     sub.add_parser("list", help="the lessons, optimizers and presets")
+    p = sub.add_parser("serve", help="serve the add-in's functions with xlwings Server",
+                       description="Run xlwings Server with sheetdl's functions "
+                                   "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     args = parser.parse_args(argv)
     try:
-        return {"build": cmd_build, "verify": cmd_verify, "list": cmd_list}[args.command](args)
+        return {"build": cmd_build, "verify": cmd_verify, "list": cmd_list,
+                "serve": cmd_serve}[args.command](args)
     except (UserError, data.DataError, ValueError) as e:
         print(f"sheetdl: error: {e}", file=sys.stderr)
         return 2

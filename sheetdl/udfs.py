@@ -12,8 +12,9 @@ Policy, the same on every runtime:
 - results are 2-D; a result that would hold ±inf or NaN is refused with a
   message ("the result overflowed ... lower lr") instead of returning numbers
   Excel cannot show (Office.js cannot carry inf at all);
-- a bad argument raises ValueError, which Excel shows in the cell (#VALUE! with
-  the message under Office.js).
+- a bad argument raises UdfError (a ValueError and an xlwings XlwingsError), whose
+  message Excel shows in the cell (#VALUE! with the message under Office.js,
+  which xlwings Server sends as HTTP 400 so Excel does not retry).
 """
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ from . import collab, kernels, linear, presets
 
 NAMESPACE = "SHEETDL"
 
+try:  # xlwings shows an XlwingsError's message in the cell (Server: HTTP 400, no retry)
+    from xlwings import XlwingsError as _ShownError
+except Exception:  # xlwings not installed: plain calls, e.g. from Python or the tests
+    _ShownError = Exception
+
+
+class UdfError(ValueError, _ShownError):
+    """A bad argument or an overflowing result, with a message for the cell."""
+
 
 # --------------------------------------------------------------------------- checks
 
@@ -36,10 +46,10 @@ def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
     elif a.ndim == 1:
         a = a.reshape(1, -1)
     if a.size == 0:
-        raise ValueError(f"{name} is empty")
+        raise UdfError(f"{name} is empty")
     if not allow_nan and not np.all(np.isfinite(a)):
         r, c = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(f"{name} has an empty, error or non-finite cell at row {r + 1}, "
+        raise UdfError(f"{name} has an empty, error or non-finite cell at row {r + 1}, "
                          f"column {c + 1} of the range")
     return a
 
@@ -47,14 +57,14 @@ def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
 def _number(value, name: str, positive: bool = False, default=None) -> float:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         if default is None:
-            raise ValueError(f"{name} is required")
+            raise UdfError(f"{name} is required")
         return float(default)
     try:
         v = float(np.asarray(value, dtype=float).reshape(-1)[0])
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise UdfError(f"{name} must be a number, got {value!r}") from None
     if not np.isfinite(v) or (positive and v <= 0):
-        raise ValueError(f"{name} must be a {'positive ' if positive else ''}finite number, "
+        raise UdfError(f"{name} must be a {'positive ' if positive else ''}finite number, "
                          f"got {v}")
     return v
 
@@ -62,14 +72,14 @@ def _number(value, name: str, positive: bool = False, default=None) -> float:
 def _same_shape(ref: np.ndarray, **others) -> None:
     for name, a in others.items():
         if a.shape != ref.shape:
-            raise ValueError(f"{name} is {a.shape[0]}×{a.shape[1]} but params is "
+            raise UdfError(f"{name} is {a.shape[0]}×{a.shape[1]} but params is "
                              f"{ref.shape[0]}×{ref.shape[1]}")
 
 
 def _finite(result: np.ndarray, what: str = "the result") -> np.ndarray:
     if not np.all(np.isfinite(result)):
         r, c = np.argwhere(~np.isfinite(result))[0]
-        raise ValueError(f"{what} overflowed (inf or NaN) at row {r + 1}, column {c + 1}: "
+        raise UdfError(f"{what} overflowed (inf or NaN) at row {r + 1}, column {c + 1}: "
                          "lower lr")
     return result
 
@@ -97,9 +107,9 @@ def cross_entropy(logits, targets):
     z = _matrix(logits, "logits")
     t = _matrix(targets, "targets").reshape(-1)
     if t.size != z.shape[0]:
-        raise ValueError(f"targets has {t.size} values for {z.shape[0]} rows of logits")
+        raise UdfError(f"targets has {t.size} values for {z.shape[0]} rows of logits")
     if np.any(t != np.round(t)) or t.min() < 0 or t.max() >= z.shape[1]:
-        raise ValueError(f"targets must be whole numbers from 0 to {z.shape[1] - 1}")
+        raise UdfError(f"targets must be whole numbers from 0 to {z.shape[1] - 1}")
     return float(kernels.cross_entropy(z, t.astype(np.int64)))
 
 
@@ -151,7 +161,7 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     _same_shape(p, grads=g, exp_avg=m, exp_avg_sq=v)
     t = _number(step, "step", positive=True)
     if t != int(t):
-        raise ValueError(f"step must be a whole number from 1, got {t}")
+        raise UdfError(f"step must be a whole number from 1, got {t}")
     xp, arrays = _on(backend, p, g, m, v)
     new, m, v = kernels.adam_step(*arrays, int(t), _number(lr, "lr", positive=True),
                                   _number(beta1, "beta1", default=0.9),
@@ -172,13 +182,13 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
     xs = _matrix(x, "x").reshape(-1)
     ys = _matrix(y, "y").reshape(-1)
     if xs.size != ys.size:
-        raise ValueError(f"x has {xs.size} values and y has {ys.size}")
+        raise UdfError(f"x has {xs.size} values and y has {ys.size}")
     e = _number(epochs, "epochs", positive=True)
     from .graddesc import ALL_OPTIMIZERS, LESSON_LR
 
     kind = str(optimizer).strip().lower()
     if kind not in ALL_OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(ALL_OPTIMIZERS)}, got {optimizer!r}")
+        raise UdfError(f"optimizer must be one of {', '.join(ALL_OPTIMIZERS)}, got {optimizer!r}")
     given = {"lr": lr, "momentum": momentum, "beta1": beta1, "beta2": beta2, "eps": eps,
              "weight_decay": weight_decay}
     given = {k: _number(v, k) for k, v in given.items()
@@ -202,9 +212,9 @@ def collab_predict(user_factors, movie_factors, user_bias, movie_bias, y_min=Non
     bu = _matrix(user_bias, "user_bias").reshape(-1)
     bm = _matrix(movie_bias, "movie_bias").reshape(-1)
     if U.shape[1] != V.shape[0]:
-        raise ValueError(f"user_factors has {U.shape[1]} factors, movie_factors {V.shape[0]} rows")
+        raise UdfError(f"user_factors has {U.shape[1]} factors, movie_factors {V.shape[0]} rows")
     if bu.size != U.shape[0] or bm.size != V.shape[1]:
-        raise ValueError("user_bias needs one value per user and movie_bias one per movie")
+        raise UdfError("user_bias needs one value per user and movie_bias one per movie")
     with np.errstate(all="ignore"):
         return _finite(collab.predict(U, bu, V, bm, _range(y_min, y_max)))
 
@@ -215,7 +225,7 @@ def _range(y_min, y_max):
         return None
     lo, hi = _number(y_min, "y_min"), _number(y_max, "y_max")
     if not lo < hi:
-        raise ValueError(f"y_min must be below y_max, got {lo} and {hi}")
+        raise UdfError(f"y_min must be below y_max, got {lo} and {hi}")
     return lo, hi
 
 
@@ -225,12 +235,12 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     collab workbook does; returns epoch, MSE and RMSE per epoch with a header row."""
     R = _matrix(ratings, "ratings", allow_nan=True)
     if not np.isfinite(R).any():
-        raise ValueError("ratings has no ratings")
+        raise UdfError("ratings has no ratings")
     from .collab_book import LESSON_LR
 
     kind = str(optimizer).strip().lower()
     if kind not in LESSON_LR:
-        raise ValueError(f"optimizer must be one of {', '.join(LESSON_LR)}, got {optimizer!r}")
+        raise UdfError(f"optimizer must be one of {', '.join(LESSON_LR)}, got {optimizer!r}")
     f = int(_number(factors, "factors", positive=True))
     shape = collab.Shape(R.shape[0], R.shape[1], f)
     opt, _ = presets.resolve("torch", kind,

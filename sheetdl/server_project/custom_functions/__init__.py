@@ -1,0 +1,16 @@
+"""sheetdl's Excel functions for xlwings Server: =SHEETDL.ADAM_STEP(...) and the rest.
+
+Every member carrying xlwings metadata becomes a custom function; sheetdl.udfs
+decorates its functions with xlwings.server's decorators when it is imported
+with XLWINGS_LICENSE_KEY set, as the server requires.
+"""
+import sys
+
+if sys.platform != "emscripten":
+    # xlwings 0.37.8's Office.js conversion retries `from pyodide.ffi import JsNull`
+    # for every cell on CPython; a None entry makes that import fail at once
+    # (a 100k-cell call: 10-18 s without this, about 1 s with it).
+    sys.modules.setdefault("pyodide", None)
+
+from sheetdl.udfs import (adam_step, collab_predict, collab_train, cross_entropy,  # noqa: E402,F401
+                          momentum_step, rmsprop_step, sgd_step, softmax, train_linear)

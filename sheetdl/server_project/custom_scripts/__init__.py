@@ -1,0 +1,1 @@
+"""sheetdl defines no xlwings Server scripts, only custom functions."""

@@ -1,0 +1,145 @@
+"""Tier 3: end to end through xlwings Server on 127.0.0.1, started by `sheetdl serve`,
+with HTTP calls shaped exactly like Excel's Office.js runtime. Results are compared
+with the formula workbooks recalculated by IronCalc.
+
+sheetdl is free non-commercial teaching software, so its tests run xlwings Server
+under the PolyForm Noncommercial terms (XLWINGS_LICENSE_KEY=noncommercial)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from sheetdl import data, softmax_book, verify
+from conftest import ROOT
+
+pytest.importorskip("xlwings_server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    env = dict(os.environ, XLWINGS_LICENSE_KEY="noncommercial", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(base + "/xlwings/custom-functions-meta", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"sheetdl serve exited: {proc.stdout.read()}")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("xlwings Server did not start in 60 s")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def call(base, name, *args):
+    """POST /xlwings/custom-functions-call as Office.js does: each argument a 2-D array,
+    an omitted optional argument null."""
+    wrap = lambda a: None if a is None else (a if isinstance(a, list) and a and isinstance(a[0], list) else [[a]])
+    body = {"client": "Office.js", "func_name": name, "args": [wrap(a) for a in args],
+            "caller_address": "[Book1.xlsx]Sheet1!E2", "session_id": "test",
+            "culture_info_name": "en-US", "date_format": "M/d/yyyy", "version": "0.37.8",
+            "runtime": "1.4"}
+    req = urllib.request.Request(base + "/xlwings/custom-functions-call",
+                                 data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_metadata_lists_every_function_in_the_sheetdl_namespace(server):
+    with urllib.request.urlopen(server + "/xlwings/custom-functions-meta") as r:
+        meta = json.loads(r.read())
+    names = {f["name"] for f in meta["functions"]}
+    assert {"SHEETDL.SOFTMAX", "SHEETDL.ADAM_STEP", "SHEETDL.TRAIN_LINEAR",
+            "SHEETDL.COLLAB_TRAIN", "SHEETDL.COLLAB_PREDICT"} <= names
+    with urllib.request.urlopen(server + "/xlwings/custom-functions-code") as r:
+        code = r.read().decode()
+    assert "SHEETDL" in code or "custom-functions-call" in code
+
+
+def test_train_linear_through_the_server_equals_the_workbook(server):
+    wb = verify.recalculated(ROOT / "workbooks" / "graddesc.xlsx")
+    x, y = data.course_points()
+    status, out = call(server, "train_linear", [[v] for v in x], [[v] for v in y], "adam",
+                       float(wb.values("lr", "adam")[0]), 5)
+    assert status == 200, out
+    table = np.array(out["result"][1:], dtype=float)
+    assert out["result"][0][-2:] == ["new b", "new a"]
+    np.testing.assert_allclose(table[:, 10], wb.values("b_trace", "adam"), rtol=1e-12)
+    np.testing.assert_allclose(table[:, 11], wb.values("a_trace", "adam"), rtol=1e-12)
+
+
+def test_softmax_through_the_server_equals_the_workbook(server):
+    wb = verify.recalculated(ROOT / "workbooks" / "softmax.xlsx")
+    z = [list(map(float, e[1])) for e in softmax_book.EXAMPLES]
+    status, out = call(server, "softmax", z, None)
+    assert status == 200, out
+    si = wb.index["softmax"]
+    header = [wb.model.get_cell_value(si, 4, c) for c in range(1, 80)]
+    p0 = header.index("p = softmax") + 1
+    want = [[wb.model.get_cell_value(si, 6 + i, p0 + j) for j in range(5)] for i in range(len(z))]
+    np.testing.assert_allclose(np.array(out["result"], float), want, rtol=1e-13, atol=1e-300)
+
+
+def test_collab_train_through_the_server_with_blank_cells(server):
+    """Blank ratings arrive from Office.js as empty strings; they are unrated movies."""
+    wb = verify.recalculated(ROOT / "workbooks" / "collab.xlsx")
+    R = wb.values("ratings").reshape(15, 15)
+    cells = [["" if np.isnan(v) else float(v) for v in row] for row in R]
+    status, out = call(server, "collab_train", cells, 5, 20, 0.1, 0, 0, "adam", 0, 5.5)
+    assert status == 200, out
+    np.testing.assert_allclose(np.array(out["result"][1:], float)[:, 1], wb.values("loss_trace"),
+                               rtol=1e-12)
+
+
+def test_adam_step_through_the_server(server):
+    status, out = call(server, "adam_step", [[1.0, 1.0]], [[0.5466666667, 0.0389333333]],
+                       [[0.0, 0.0]], [[0.0, 0.0]], 1, 0.1, None, None, None, None, None)
+    assert status == 200, out
+    from sheetdl import udfs
+
+    # the direct call, which tier 1 ties to the workbook rows; the server must not change a bit
+    want = udfs.adam_step([[1.0, 1.0]], [[0.5466666667, 0.0389333333]], [[0.0, 0.0]],
+                          [[0.0, 0.0]], 1, 0.1)
+    np.testing.assert_array_equal(np.array(out["result"], float), want)
+    assert want.shape == (1, 6)
+
+
+def test_a_bad_argument_is_a_message_excel_shows(server):
+    status, out = call(server, "sgd_step", [[1.0, ""]], [[1.0, 2.0]], 0.1, None, None)
+    assert status == 400
+    assert "params has an empty, error or non-finite cell at row 1, column 2" in out
+    status, out = call(server, "sgd_step", [[1e308]], [[1e308]], 10.0, None, None)
+    assert status == 400 and "overflowed" in out
+
+
+def test_serve_without_a_license_key_states_the_terms():
+    env = {k: v for k, v in os.environ.items() if k != "XLWINGS_LICENSE_KEY"}
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "serve"], capture_output=True,
+                       text=True, env=dict(env, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 2
+    assert "XLWINGS_LICENSE_KEY=noncommercial" in r.stderr and "PolyForm Noncommercial" in r.stderr
+    assert "commercial use needs your own key" in r.stderr
