@@ -16,7 +16,18 @@ from typing import Callable, Iterable, Iterator
 FORBIDDEN = re.compile(r"\b(RAND|RANDBETWEEN|OFFSET|INDIRECT|NOW|TODAY|LAMBDA|LET|SEQUENCE|"
                        r"FILTER|SORT|UNIQUE|XLOOKUP|LOG)\(")
 
-Cell = tuple  # (col, formula | None, value, style | None)
+@dataclass(frozen=True)
+class ArrayFormula:
+    """A formula whose result fills rows first_row..last_row × cols first..last; the
+    cell holding it is the top-left one, and the other cells of the area carry
+    their cached values as plain cells in their own rows."""
+
+    text: str
+    last_row: int
+    last_col: int
+
+
+Cell = tuple  # (col, formula | ArrayFormula | None, value, style | None)
 Rows = Callable[[], Iterator[tuple[int, list[Cell]]]]
 
 
@@ -84,6 +95,8 @@ class Book:
     title: str
     #: JSON-able description a verifier needs to replay the lesson
     meta: dict
+    #: an Excel VBA project (vbaProject.bin) to embed; the file must then be .xlsm
+    vba_project: bytes | None = None
 
 
 def static_rows(rows: Iterable[tuple[int, list[Cell]]]) -> Rows:

@@ -71,6 +71,10 @@ def _add_build(sub) -> None:
                        ("--alpha", "alpha"), ("--weight-decay", "weight_decay"),
                        ("--init-b", "b_init"), ("--init-a", "a_init")]:
         g.add_argument(flag, dest=dest, type=float)
+    g.add_argument("--udf", action="store_true",
+                   help="graddesc, collab: write each big table as one call to the sheetdl "
+                        "add-in (SHEETDL_TRAIN_LINEAR, SHEETDL_COLLAB_TRAIN) with cached values, "
+                        "for lessons too large to recalculate as formulas")
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                    help="Nesterov momentum on the momentum sheet")
 
@@ -88,12 +92,14 @@ def build_graddesc(args) -> graddesc.Lesson:
         x, y = data.course_points()
         label = None
     overrides = _overrides(args)
-    return graddesc.make_lesson(
+    lesson = graddesc.make_lesson(
         x, y, optimizers=tuple(args.optimizers or graddesc.DEFAULT_OPTIMIZERS),
         preset=args.preset, epochs=5 if args.epochs is None else args.epochs,
         b_init=1.0 if args.b_init is None else args.b_init,
         a_init=1.0 if args.a_init is None else args.a_init,
         drop_last_update=args.drop_last_update, data_label=label, **overrides)
+    lesson.udf = args.udf
+    return lesson
 
 
 def build_softmax(args):
@@ -141,6 +147,7 @@ def build_collab(args):
         R, users, movies, factors=args.factors, optimizer=args.optimizer or "adam",
         preset=args.preset, epochs=20 if args.epochs is None else args.epochs, y_range=y_range,
         seed=args.seed, data_label=label, **_overrides(args))
+    lesson.udf = args.udf
     return collab_book.build(lesson)
 
 

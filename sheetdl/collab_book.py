@@ -12,7 +12,7 @@ import numpy as np
 
 from . import collab, presets
 from .blocks import Group, Layout
-from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
+from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
 from .formulas import HYPER_HELP, VALIDATION, conventions, status_cell
 from .optim import Optimizer
@@ -38,6 +38,9 @@ class Lesson:
     theta0: np.ndarray
     data_label: str
     trace: collab.Trace = field(default=None)
+    seed: int = 0
+    #: write training as one call to the add-in (SHEETDL_COLLAB_TRAIN)
+    udf: bool = False
 
 
 def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="torch",
@@ -61,7 +64,7 @@ def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="
     opt, follows = presets.resolve(preset, optimizer, **overrides)
     theta0 = collab.init_params(shape, seed)
     lesson = Lesson(R, user_ids, movie_ids, shape, optimizer, opt, follows, preset, epochs,
-                    y_range, theta0, data_label)
+                    y_range, theta0, data_label, seed=seed)
     rows = TOP + (epochs + 1) * (Layout(opt, _groups(lesson), shape.users, []).height)
     if rows > EXCEL_MAX_ROWS:
         raise ValueError(f"{epochs} epochs need {rows:,} rows, past Excel's "
@@ -238,6 +241,40 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                  validations=validations, charts=[chart]), names
 
 
+def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
+    """Training as one array call to the add-in, with cached values."""
+    hyper = ["lr", "weight_decay"] + (["y_min", "y_max"] if lesson.y_range else [])
+    values = {**lesson.opt.hyper(), **({"y_min": lesson.y_range[0], "y_max": lesson.y_range[1]}
+                                       if lesson.y_range else {})}
+    lo_hi = "y_min,y_max" if lesson.y_range else '"",""'
+    call = (f'=SHEETDL_COLLAB_TRAIN(ratings,{lesson.shape.factors},{lesson.epochs},lr,'
+            f'weight_decay,{lesson.seed},"{lesson.kind}",{lo_hi})')
+    steps = lesson.trace.steps
+    top, last = TOP - 1, TOP - 1 + lesson.epochs
+
+    def rows():
+        yield 0, [(0, None, f"train: {lesson.epochs} epochs of matrix factorisation in one call "
+                   "to the sheetdl add-in", "title")]
+        yield 1, [(0, None, conventions(lesson.kind, lesson.opt, lesson.follows), "subtitle")]
+        yield 2, [(i, None, h, "label") for i, h in enumerate(hyper)]
+        yield 3, [(i, None, values[h], "input") for i, h in enumerate(hyper)]
+        yield 4, [(0, None, f"The table below is one array formula, {call}; it needs the sheetdl "
+                   "add-in. The values shown are cached, computed by sheetdl.", "subtitle")]
+        yield top, [(0, ArrayFormula(call, last, 2), "epoch", "header"),
+                    (1, None, "MSE", "header"), (2, None, "RMSE", "header")]
+        for t, st in enumerate(steps, start=1):
+            yield top + t, [(0, None, t, "int"), (1, None, st.loss, "general"),
+                            (2, None, st.rmse, "general")]
+
+    names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
+    names["loss_trace"] = area("train", TOP, 1, last)
+    names["rmse_trace"] = area("train", TOP, 2, last)
+    chart = Chart(0, 5, "train: RMSE per epoch", "epoch", "RMSE (stars)",
+                  [Series("RMSE", area("train", TOP, 0, last), names["rmse_trace"])])
+    return Sheet("train", rows, widths={i: 12 for i in range(4)}, freeze=(TOP, 0),
+                 charts=[chart]), names
+
+
 def embedding_sheet(lesson: Lesson, names: dict) -> Sheet:
     """An embedding lookup is a one-hot row times the factor matrix."""
     U, F = lesson.shape.users, lesson.shape.factors
@@ -300,15 +337,18 @@ def about_sheet(lesson: Lesson) -> Sheet:
 
 
 def build(lesson: Lesson) -> Book:
-    train, names = train_sheet(lesson)
+    train, names = udf_train_sheet(lesson) if lesson.udf else train_sheet(lesson)
     U, M = lesson.R.shape
     names["ratings"] = f"ratings!$B$2:${col_name(M)}${U + 1}"
     meta = {"lesson": "collab", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
+            "udf": lesson.udf, "seed": lesson.seed,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             **_diverged(lesson.trace),
             "factors": lesson.shape.factors, "y_range": lesson.y_range}
-    return Book([about_sheet(lesson), ratings_sheet(lesson), embedding_sheet(lesson, names),
-                 train], names, f"sheetdl collab ({lesson.preset})", meta)
+    sheets = [about_sheet(lesson), ratings_sheet(lesson)]
+    if not lesson.udf:  # the lookup demo reads the start factors of the formula sheet
+        sheets.append(embedding_sheet(lesson, names))
+    return Book(sheets + [train], names, f"sheetdl collab ({lesson.preset})", meta)
 
 
 def _diverged(trace) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import linear, presets
-from .book import Book, Chart, Series, Sheet, area, ref, static_rows
+from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_rows
 from .data import EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, VALIDATION, Column, Template, conventions,
                        optimizer_columns, status_cell)
@@ -59,6 +59,8 @@ class Lesson:
     drop_last_update: bool = False
     data_label: str = "the course's 29 points, y = 2x + 30"
     traces: dict[str, linear.Trace] = field(default_factory=dict)
+    #: write each optimizer's table as one add-in call (SHEETDL_TRAIN_LINEAR)
+    udf: bool = False
 
 
 def make_lesson(x, y, *, optimizers=DEFAULT_OPTIMIZERS, preset=DEFAULT_PRESET, epochs=5,
@@ -324,6 +326,74 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
                  notes=notes, validations=validations, charts=charts, names=names)
 
 
+UDF_FUNCTION = "SHEETDL_TRAIN_LINEAR"
+UDF_HEADER = ["step", "epoch", "x", "y", "b", "a", "pred", "loss", "dL/db", "dL/da",
+              "new b", "new a"]  # the columns SHEETDL_TRAIN_LINEAR returns
+
+
+def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
+    """The whole trajectory as one array call to the add-in, with cached values, so a
+    1,000,000-row lesson opens at once and recomputes in the add-in's time."""
+    opt = lesson.optimizers[kind]
+    trace = lesson.traces[kind]
+    n, steps = len(lesson.x), len(trace.loss)
+    hyper = [h for h in opt.hyperparameters] + ["b_init", "a_init"]
+    values = {**opt.hyper(), "b_init": lesson.b_init, "a_init": lesson.a_init}
+    arg = lambda h: h if h in hyper else '""'
+    call = (f'={UDF_FUNCTION}(x,y,"{kind}",lr,{lesson.epochs},"{lesson.preset}",b_init,a_init,'
+            f'{arg("momentum")},{arg("beta1")},{arg("beta2")},{arg("eps")},{arg("weight_decay")})')
+    top = HEADER_ROW
+    last = top + steps
+    cols = len(UDF_HEADER)
+    t = np.arange(1, steps + 1)
+    table = np.column_stack([t, (t - 1) // n + 1, trace.x, trace.y, trace.b, trace.a, trace.pred,
+                             trace.loss, trace.grad_b, trace.grad_a, trace.b_trace, trace.a_trace])
+    s_col = cols + 1
+    epoch_loss = trace.loss.reshape(lesson.epochs, n).mean(axis=1)
+
+    def rows():
+        yield 0, [(0, None, f"{kind}: the whole trajectory is one call to the sheetdl add-in "
+                   f"({steps:,} steps)", "title")]
+        yield 1, [(0, None, conventions(kind, opt, lesson.follows[kind]), "subtitle")]
+        yield LABEL_ROW, [(i, None, h, "label") for i, h in enumerate(hyper)]
+        yield INPUT_ROW, [(i, None, values[h], "input") for i, h in enumerate(hyper)]
+        yield 4, [(0, None, f"Rows {top + 1}.. are one array formula, {call}. It needs the "
+                   "sheetdl add-in (README: Excel add-in); the values shown are cached, "
+                   "computed by sheetdl's reference math.", "subtitle")]
+        header = [(0, ArrayFormula(call, last, cols - 1), UDF_HEADER[0], "header")]
+        header += [(j, None, h, "header") for j, h in enumerate(UDF_HEADER) if j]
+        header += [(s_col + i, None, h, "header")
+                   for i, h in enumerate(("epoch", "mean loss", "b at end", "a at end"))]
+        yield top, header
+        for i in range(steps):
+            row = top + 1 + i
+            cells = [(j, None, float(table[i, j]), "int" if j < 2 else "general")
+                     for j in range(cols)]
+            if i < lesson.epochs:
+                first, end = top + 1 + i * n, top + (i + 1) * n
+                cells += [(s_col, None, i + 1, "int"),
+                          (s_col + 1, f"=AVERAGE({ref(first, 7)}:{ref(end, 7)})",
+                           float(epoch_loss[i]), "summary"),
+                          (s_col + 2, f"={ref(end, 10)}", float(trace.b_trace[(i + 1) * n - 1]),
+                           "summary"),
+                          (s_col + 3, f"={ref(end, 11)}", float(trace.a_trace[(i + 1) * n - 1]),
+                           "summary")]
+            yield row, cells
+
+    names = {h: ref(INPUT_ROW, i, True) for i, h in enumerate(hyper)}
+    names["b_trace"] = f"{ref(top + 1, 10, True)}:{ref(last, 10, True)}"
+    names["a_trace"] = f"{ref(top + 1, 11, True)}:{ref(last, 11, True)}"
+    names["loss_trace"] = f"{ref(top + 1, 7, True)}:{ref(last, 7, True)}"
+    validations = [(INPUT_ROW, i, dict(VALIDATION.get(h, {"validate": "decimal",
+                                                          "criteria": "between",
+                                                          "minimum": -1e300, "maximum": 1e300})))
+                   for i, h in enumerate(hyper)]
+    widths = {i: max(11, min(26, len(h) + 2)) for i, h in enumerate(hyper)}
+    return Sheet(name=kind, rows=rows, widths=widths, freeze=(top + 1, 0),
+                 validations=validations, names=names,
+                 notes=[(LABEL_ROW, i, f"{h}: {HYPER_HELP[h]}") for i, h in enumerate(hyper)])
+
+
 def data_sheet(lesson: Lesson) -> Sheet:
     rows = [(0, [(0, None, "x", "header"), (1, None, "y", "header"),
                  (3, None, f"Data: {lesson.data_label}. Named ranges x and y; "
@@ -367,6 +437,8 @@ def compare_sheet(lesson: Lesson) -> Sheet:
 
 def summary_column(lesson: Lesson, kind: str) -> int:
     """The column where ``kind``'s sheet puts its epoch summary (after one blank)."""
+    if lesson.udf:
+        return len(UDF_HEADER) + 1
     columns = _base_columns(kind) + optimizer_columns(lesson.optimizers[kind])
     return sum(2 if c.per_param else 1 for c in columns) + 1
 
@@ -396,12 +468,13 @@ def about_sheet(lesson: Lesson) -> Sheet:
 
 def build(lesson: Lesson) -> Book:
     sheets = [about_sheet(lesson), data_sheet(lesson)]
-    sheets += [optimizer_sheet(lesson, k) for k in lesson.optimizers]
+    sheet_of = udf_sheet if lesson.udf else optimizer_sheet
+    sheets += [sheet_of(lesson, k) for k in lesson.optimizers]
     sheets.append(compare_sheet(lesson))
     n = len(lesson.x)
     meta = {
         "lesson": "graddesc", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
-        "samples": n, "drop_last_update": lesson.drop_last_update,
+        "samples": n, "drop_last_update": lesson.drop_last_update, "udf": lesson.udf,
         "sheets": {k: {"optimizer": k, "options": opt.options()}
                    for k, opt in lesson.optimizers.items()},
     }

@@ -54,8 +54,16 @@ def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
     return a
 
 
+def _missing(value) -> bool:
+    """Not given: None (omitted), "" (an empty argument or cell) or NaN (empty cell)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    return value is None or (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, float) and np.isnan(value))
+
+
 def _number(value, name: str, positive: bool = False, default=None) -> float:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if _missing(value):
         if default is None:
             raise UdfError(f"{name} is required")
         return float(default)
@@ -191,8 +199,7 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
         raise UdfError(f"optimizer must be one of {', '.join(ALL_OPTIMIZERS)}, got {optimizer!r}")
     given = {"lr": lr, "momentum": momentum, "beta1": beta1, "beta2": beta2, "eps": eps,
              "weight_decay": weight_decay}
-    given = {k: _number(v, k) for k, v in given.items()
-             if v is not None and not (isinstance(v, float) and np.isnan(v))}
+    given = {k: _number(v, k) for k, v in given.items() if not _missing(v)}
     given.setdefault("lr", LESSON_LR[kind])
     opt, _ = presets.resolve(str(preset).strip().lower(), kind, **given)
     with np.errstate(all="ignore"):
@@ -220,8 +227,7 @@ def collab_predict(user_factors, movie_factors, user_bias, movie_bias, y_min=Non
 
 
 def _range(y_min, y_max):
-    none = lambda v: v is None or (isinstance(v, float) and np.isnan(v))
-    if none(y_min) and none(y_max):
+    if _missing(y_min) and _missing(y_max):
         return None
     lo, hi = _number(y_min, "y_min"), _number(y_max, "y_max")
     if not lo < hi:

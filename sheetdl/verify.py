@@ -90,6 +90,8 @@ class Report:
     volatile: list[str] = field(default_factory=list)
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     engine_differs: list[EngineDifference] = field(default_factory=list)
+    #: cells computed from one IronCalc does not know (not compared)
+    from_unsupported: list[str] = field(default_factory=list)
     traces: list[TraceCheck] = field(default_factory=list)
     lesson: str | None = None
     max_rel_error: float = 0.0
@@ -105,6 +107,7 @@ class Report:
             "mismatches": [m.__dict__ for m in self.mismatches],
             "volatile": self.volatile, "unsupported": self.unsupported,
             "engine_differs": [d.__dict__ for d in self.engine_differs],
+            "from_unsupported": self.from_unsupported,
             "traces": [t.__dict__ for t in self.traces],
         }
 
@@ -112,7 +115,8 @@ class Report:
         lines = [f"{self.path}: {'OK' if self.ok else 'FAILED'}"
                  + (f" (sheetdl {self.lesson} workbook)" if self.lesson else "")]
         agree = self.formula_cells - len(self.mismatches) - len(self.volatile) - sum(
-            len(v) for v in self.unsupported.values()) - len(self.engine_differs)
+            len(v) for v in self.unsupported.values()) - len(self.engine_differs) - len(
+            self.from_unsupported)
         lines.append(f"  {self.formula_cells} formula cells recalculated by IronCalc; "
                      f"{agree} agree with their cached values "
                      f"(largest relative difference {self.max_rel_error:.2g})")
@@ -129,6 +133,9 @@ class Report:
         for fn, cells in sorted(self.unsupported.items()):
             lines.append(f"  {len(cells)} use {fn.upper()}, which IronCalc does not know, not "
                          f"compared: {', '.join(cells[:MAX_LISTED])}")
+        if self.from_unsupported:
+            lines.append(f"  {len(self.from_unsupported)} computed from those, not compared: "
+                         f"{', '.join(self.from_unsupported[:MAX_LISTED])}")
         for d in self.engine_differs[:MAX_LISTED]:
             lines.append(f"  {d.sheet}!{d.cell} ={d.formula.lstrip('=')}: cached {d.cached!r}, "
                          f"IronCalc {d.recalculated!r}; not a failure: {d.reason}")
@@ -296,6 +303,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
 
     formulas: dict[tuple[int, int, int], str] = {}
     volatile_roots: set[tuple[int, int, int]] = set()
+    unsupported_roots: set[tuple[int, int, int]] = set()
     pending: list[Mismatch] = []
     pending_keys: list[tuple[int, int, int]] = []
     for si, sheet in enumerate(wb.sheets):
@@ -321,19 +329,29 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
                 if unknown and after == "#NAME?":
                     for fn in sorted(set(unknown)):
                         report.unsupported.setdefault(fn, []).append(f"{sheet}!{_cell_name(r, c)}")
+                    unsupported_roots.add((si, r, c))
                     continue
                 formulas[(si, r, c)] = f
                 pending.append(Mismatch(sheet, _cell_name(r, c), f, before, after))
                 pending_keys.append((si, r, c))
 
     tainted: set = set()
-    if volatile_roots:
+    if volatile_roots or unsupported_roots:
         arrays = _array_members(path, wb.sheets)
-        # Whatever reads a volatile cell is volatile too, whether or not this
-        # recalculation happened to draw the same random number.
         every = [(si, r, c) for si in range(len(wb.sheets))
                  for r, c in _formula_cells(saved, si)]
+    if volatile_roots:
+        # Whatever reads a volatile cell is volatile too, whether or not this
+        # recalculation happened to draw the same random number.
         tainted = _reaching(wb, saved, volatile_roots, every, formulas, arrays)
+    if unsupported_roots:
+        # IronCalc cannot compute these, so it cannot check what is computed from them.
+        pending_set = set(pending_keys)
+        beyond = _reaching(wb, saved, unsupported_roots, [k for k in every if k in pending_set],
+                           formulas, arrays) - unsupported_roots - tainted
+        report.from_unsupported = sorted((f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
+                                          for k in beyond), key=_sort_key)
+        tainted = tainted | beyond
     for key, mm in zip(pending_keys, pending):
         if key in tainted:
             continue
@@ -344,15 +362,19 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
             report.engine_differs.append(EngineDifference(**mm.__dict__, reason=reason))
         else:
             report.mismatches.append(mm)
-    report.volatile = sorted({f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
-                              for k in tainted | volatile_roots}, key=_sort_key)
+    volatile_cells = {f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
+                      for k in tainted | volatile_roots} - set(report.from_unsupported)
+    report.volatile = sorted(volatile_cells, key=_sort_key)
 
     meta = xlsx.read_meta(path)
     replay = {"graddesc": _replay_graddesc, "softmax": _replay_softmax,
               "collab": _replay_collab}
     if meta and meta.get("lesson") in replay:
         report.lesson = meta["lesson"]
-        report.traces = replay[meta["lesson"]](wb, meta, path, rtol, atol)
+        # No engine here computes the add-in's calls: a --udf workbook's traces are
+        # checked as cached, the numbers it shows, against the reference math.
+        source = _Workbook(saved) if meta.get("udf") else wb
+        report.traces = replay[meta["lesson"]](source, meta, path, rtol, atol)
     return report
 
 
@@ -553,6 +575,8 @@ def _replay_collab(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceChe
     from . import collab
 
     R = _matrix(wb, "ratings", path, blanks=True)
+    if meta.get("udf"):  # one add-in call: the start is the seeded init, as collab_train makes it
+        return _replay_collab_udf(wb, meta, R, path, rtol, atol)
     U = _matrix(wb, "user_factors_init", path)
     V = _matrix(wb, "movie_factors_init", path)
     bu = _matrix(wb, "user_bias_init", path).ravel()
@@ -573,6 +597,20 @@ def _replay_collab(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceChe
     want = {"loss_trace": [s.loss for s in tr.steps], "user_factors_final": Uf,
             "movie_factors_final": Vf, "user_bias_final": buf, "movie_bias_final": bmf}
     return [_compare(wb, "train", name, None, w, rtol, atol) for name, w in want.items()]
+
+
+def _replay_collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
+    from . import collab
+
+    shape = collab.Shape(R.shape[0], R.shape[1], meta["factors"])
+    hyper = {h: _numbers(wb, h, None, path)[0] for h in ("lr", "weight_decay")}
+    y_range = ((_numbers(wb, "y_min", None, path)[0], _numbers(wb, "y_max", None, path)[0])
+               if meta.get("y_range") else None)
+    opt = optim.make(meta["optimizer"], **meta["options"], **hyper)
+    with np.errstate(all="ignore"):
+        tr = collab.train(opt, R, collab.init_params(shape, meta["seed"]), shape,
+                          meta["epochs"], y_range)
+    return [_compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol)]
 
 
 def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:

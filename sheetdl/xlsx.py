@@ -18,7 +18,7 @@ from pathlib import Path
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
-from .book import Book
+from .book import ArrayFormula, Book
 
 #: Fixed document timestamp: the same inputs give the same bytes.
 EPOCH = _dt.datetime(2024, 1, 1)
@@ -87,6 +87,10 @@ def _write(book: Book, filename: str) -> None:
     meta = json.dumps(book.meta, sort_keys=True, separators=(",", ":"))
     for i in range(0, len(meta), META_CHUNK):
         wb.set_custom_property(f"{META_PREFIX}{i // META_CHUNK:04d}", meta[i:i + META_CHUNK], "text")
+    if book.vba_project is not None:
+        import io
+
+        wb.add_vba_project(io.BytesIO(book.vba_project), is_stream=True)
     fmt = {name: wb.add_format(spec) for name, spec in STYLES.items()}
     for sheet in book.sheets:
         ws = wb.add_worksheet(sheet.name, worksheet_class=_PlainFormulaWorksheet)
@@ -104,7 +108,10 @@ def _write(book: Book, filename: str) -> None:
                 ws.write_comment(row, col, text, {"x_scale": 2.2, "y_scale": 1.6})
             for col, formula, value, style in cells:
                 f = fmt[style] if style else None
-                if formula is None:
+                if isinstance(formula, ArrayFormula):
+                    ws.write_array_formula(row, col, formula.last_row, formula.last_col,
+                                           formula.text, f, cached(value))
+                elif formula is None:
                     if isinstance(value, str):
                         ws.write_string(row, col, value, f)
                     elif value is None:
