@@ -256,6 +256,32 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_addin(args) -> int:
+    from . import addin
+
+    if args.action == "install":
+        print(addin.install())
+    elif args.action == "steps":
+        print(addin.install_steps())
+    elif args.action == "build":
+        out = Path(args.out or "addin/sheetdl.xlsm")
+        if out.suffix != ".xlsm":
+            raise UserError(f"{out}: the demo carries VBA, so its name must end in .xlsm")
+        try:
+            book = addin.demo_book()
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
+        _safe_write(book, out, args.force)
+        print(f"wrote {out}")
+    elif args.action == "lite":
+        out = Path(args.out or "addin/lite/main.py")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(addin.lite_main())
+        (out.parent / "requirements.txt").write_text("numpy\narray-api-compat\n")
+        print(f"wrote {out} and {out.parent / 'requirements.txt'}")
+    return 0
+
+
 def cmd_list(args) -> int:
     for name, text in LESSONS.items():
         print(f"{name:10s} {text}")
@@ -274,6 +300,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default 1e-9)")
     sub.add_parser("list", help="the lessons, optimizers and presets")
+    p = sub.add_parser("addin", help="the Excel add-in: install, steps, build the demo, Lite")
+    p.add_argument("action", choices=["install", "steps", "build", "lite"],
+                   help="install (classic xlwings, Windows), steps (print how), build "
+                        "(addin/sheetdl.xlsm), lite (addin/lite/main.py)")
+    p.add_argument("-o", "--out", help="output file for build or lite")
+    p.add_argument("--force", action="store_true", help="build: replace a changed demo")
     p = sub.add_parser("serve", help="serve the add-in's functions with xlwings Server",
                        description="Run xlwings Server with sheetdl's functions "
                                    "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)
@@ -282,7 +314,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"build": cmd_build, "verify": cmd_verify, "list": cmd_list,
-                "serve": cmd_serve}[args.command](args)
+                "serve": cmd_serve, "addin": cmd_addin}[args.command](args)
     except (UserError, data.DataError, ValueError) as e:
         print(f"sheetdl: error: {e}", file=sys.stderr)
         return 2

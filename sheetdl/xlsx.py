@@ -28,10 +28,19 @@ META_CHUNK = 250
 
 
 class _PlainFormulaWorksheet(Worksheet):
-    """A worksheet that stores formulas as given (minus the leading '=')."""
+    """A worksheet that stores formulas as given (minus the leading '=') and numbers
+    exactly."""
 
     def _prepare_formula(self, formula, expand_future_functions=False):
         return formula[1:] if formula.startswith("=") else formula
+
+    def _xml_number_element(self, number, attributes=[]) -> None:
+        # XlsxWriter writes %.16G, which can drop the last bit of a float; repr is the
+        # shortest text that reads back to the same float (as formula results are written).
+        attr = "".join(f' {k}="{self._escape_attributes(v)}"' for k, v in attributes)
+        text = repr(float(number)) if not float(number).is_integer() or abs(number) >= 1e16 \
+            else str(int(number))
+        self.fh.write(f"<c{attr}><v>{text}</v></c>")
 
 
 STYLES = {

@@ -1,0 +1,224 @@
+"""The Excel side of the add-in: the demo .xlsm, installing, and xlwings Lite's main.py.
+
+- ``demo_book()``: ``addin/sheetdl.xlsm``: the xlwings VBA project from the
+  xlwings wheel's standalone template, an ``xlwings.conf`` sheet with
+  ``UDF Modules`` = ``sheetdl.udfs``, formula sheets for SGD and Adam on the
+  course data, and a ``calls`` sheet with the same lessons as add-in calls
+  (cached values included) and their difference from the formula sheets.
+- ``install_steps()`` / ``install()``: classic xlwings on Windows.
+- ``lite_main()``: a self-contained ``main.py`` for xlwings Lite (Pyodide,
+  NumPy only): the kernels' source followed by thin wrappers.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import data, graddesc, kernels, softmax_book, udfs
+from .book import ArrayFormula, Book, Sheet, ref, static_rows
+
+CONF_KEYS = ["Interpreter_Win", "Interpreter_Mac", "PYTHONPATH", "Conda Path", "Conda Env",
+             "UDF Modules", "Debug UDFs", "Use UDF Server", "Show Console"]
+
+
+def vba_project() -> bytes:
+    """xl/vbaProject.bin of the xlwings wheel's quickstart_standalone.xlsm (the
+    xlwings VBA module that Import Functions and CallUDF need)."""
+    import zipfile
+
+    try:
+        import xlwings
+    except ImportError:
+        raise RuntimeError('building the demo needs xlwings: pip install "sheetdl[addin]"') from None
+    template = Path(xlwings.__file__).parent / "quickstart_standalone.xlsm"
+    with zipfile.ZipFile(template) as z:
+        return z.read("xl/vbaProject.bin")
+
+
+def conf_sheet() -> Sheet:
+    values = {"Interpreter_Win": "python", "UDF Modules": "sheetdl.udfs"}
+    rows = [(i, [(0, None, k, "bold"), (1, None, values.get(k, ""), None)])
+            for i, k in enumerate(CONF_KEYS)]
+    return Sheet("xlwings.conf", static_rows(rows), widths={0: 18, 1: 30})
+
+
+def calls_sheet(lesson: graddesc.Lesson, sheets: list[Sheet]) -> Sheet:
+    """Sample calls beside the formula sheets they reproduce."""
+    n = len(lesson.x)
+    steps = n * lesson.epochs
+    cells: dict[int, list] = {}
+
+    def put(row, col, formula, value, style=None):
+        cells.setdefault(row, []).append((col, formula, value, style))
+
+    put(0, 0, None, "The sheetdl add-in: each table below is one call. Once, in Excel: xlwings "
+        "ribbon → Import Functions (File → Options → Trust Center → trust access to the VBA "
+        "project object model). Each call's values are cached here, computed by sheetdl.",
+        "title")
+    row = 2
+    for kind in lesson.optimizers:
+        # The formula sheet's input cells by address: IronCalc cannot parse sheet!name for
+        # sheet-scoped names, which Excel accepts.
+        inputs = next(s for s in sheets if s.name == kind).names
+        cell = lambda h: f"{kind}!{inputs[h]}" if h in inputs else '""'
+        call = (f'=SHEETDL_TRAIN_LINEAR(x,y,"{kind}",{cell("lr")},{lesson.epochs},"torch",'
+                f'{cell("b_init")},{cell("a_init")},'
+                + ",".join(cell(h) for h in ("momentum", "beta1", "beta2", "eps", "weight_decay"))
+                + ")")
+        put(row, 0, None, f"{kind}: the whole graddesc trajectory of sheet {kind}, in one call",
+            "bold")
+        table = udfs.train_linear(lesson.x.reshape(-1, 1), lesson.y.reshape(-1, 1), kind,
+                                  lesson.optimizers[kind].lr, lesson.epochs, "torch",
+                                  lesson.b_init, lesson.a_init,
+                                  *[getattr(lesson.optimizers[kind], h, "")
+                                    for h in ("momentum", "beta1", "beta2", "eps",
+                                              "weight_decay")])
+        top = row + 1
+        put(top, 0, ArrayFormula(call, top + steps, len(udfs.TRAIN_HEADER) - 1), table[0][0],
+            "header")
+        for j, h in enumerate(table[0][1:], start=1):
+            put(top, j, None, h, "header")
+        diff_col = len(udfs.TRAIN_HEADER) + 1
+        put(top, diff_col, None, f"new b − {kind}!new b", "header")
+        new_b = graddesc.summary_column(lesson, kind) - 1  # the formula sheet's new-b column
+        new_b -= 2  # new a is the last table column, new b the one before
+        for i, values in enumerate(table[1:]):
+            r = top + 1 + i
+            for j, v in enumerate(values):
+                put(r, j, None, float(v), "general")
+            put(r, diff_col, f"={ref(r, 10)}-{kind}!{ref(graddesc.FIRST_STEP_ROW + i, new_b)}",
+                float(values[10]) - float(lesson.traces[kind].b_trace[i]), "general")
+        row = top + steps + 3
+    # softmax and one Adam step, small enough to read
+    z = np.array([e[1] for e in softmax_book.EXAMPLES])
+    put(row, 0, None, "SHEETDL_SOFTMAX of the course's logits and of ±1000 (finite)", "bold")
+    for i, zi in enumerate(z):
+        for j, v in enumerate(zi):
+            put(row + 1 + i, j, None, float(v), "input")
+    sm = udfs.softmax(z)
+    area = f"{ref(row + 1, 0)}:{ref(row + len(z), z.shape[1] - 1)}"
+    for i in range(len(z)):
+        for j in range(z.shape[1]):
+            formula = (ArrayFormula(f"=SHEETDL_SOFTMAX({area})", row + len(z), 2 * z.shape[1])
+                       if (i, j) == (0, 0) else None)
+            put(row + 1 + i, z.shape[1] + 1 + j, formula, float(sm[i, j]), "general")
+    return Sheet("calls", lambda: iter(sorted((r, sorted(c, key=lambda x: x[0]))
+                                             for r, c in cells.items())),
+                 widths={i: 12 for i in range(14)})
+
+
+def demo_book() -> Book:
+    x, y = data.course_points()
+    lesson = graddesc.make_lesson(x, y, optimizers=("sgd", "adam"), epochs=2)
+    book = graddesc.build(lesson)
+    sheets = [s for s in book.sheets if s.name != "compare"]
+    sheets.insert(1, calls_sheet(lesson, sheets))
+    sheets.append(conf_sheet())
+    meta = dict(book.meta, demo="addin")
+    return Book(sheets, book.names, "sheetdl add-in demo", meta, vba_project=vba_project())
+
+
+def install_steps() -> str:
+    return (
+        "Classic xlwings add-in (Windows desktop Excel):\n"
+        '  1. pip install "sheetdl[addin]" && xlwings addin install\n'
+        "  2. In %USERPROFILE%\\.xlwings\\xlwings.conf set \"UDF Modules\",\"sheetdl.udfs\" and\n"
+        f"     \"Interpreter_Win\",\"<path to python.exe>\"; then in Excel: xlwings ribbon →\n"
+        "     Import Functions. Formulas: =SHEETDL_ADAM_STEP(...), =SHEETDL_TRAIN_LINEAR(...).\n"
+        "Or open addin/sheetdl.xlsm and click Import Functions once.\n"
+        "Excel on Mac or the web: xlwings Lite (addin/lite/main.py) or `sheetdl serve` "
+        "(xlwings Server).")
+
+
+def install() -> str:
+    """On Windows: what `xlwings addin install` does, plus the conf sheetdl needs."""
+    import subprocess
+
+    if sys.platform != "win32":
+        return ("sheetdl addin install works on Windows with desktop Excel; here are the "
+                "steps:\n" + install_steps())
+    subprocess.run([sys.executable, "-m", "xlwings", "addin", "install"], check=True)
+    conf = Path.home() / ".xlwings" / "xlwings.conf"
+    conf.parent.mkdir(exist_ok=True)
+    lines = [l for l in (conf.read_text().splitlines() if conf.exists() else [])
+             if not l.startswith(('"UDF MODULES"', '"INTERPRETER_WIN"'))]
+    lines += ['"UDF MODULES","sheetdl.udfs"', f'"INTERPRETER_WIN","{sys.executable}"']
+    conf.write_text("\n".join(lines) + "\n")
+    return f"installed the xlwings add-in and set {conf}: restart Excel, then Import Functions"
+
+
+LITE_WRAPPERS = '''
+
+# --- the Excel functions (xlwings Lite): =SHEETDL.SOFTMAX(...) and the rest -------------
+from xlwings import arg, func  # noqa: E402
+
+
+def _m(a):
+    a = np.asarray(a, dtype=float)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("an argument has an empty, error or non-finite cell")
+    return a.reshape(a.shape if a.ndim == 2 else (1, -1))
+
+
+def _ok(a):
+    if not np.all(np.isfinite(a)):
+        raise ValueError("the result overflowed (inf or NaN): lower lr")
+    return a
+
+
+@func(namespace="SHEETDL")
+@arg("logits", np.array, ndim=2, dtype=float)
+def softmax_(logits):
+    """Softmax of each row (the row max is subtracted first)."""
+    return _ok(softmax(_m(logits), axis=1))
+
+
+@func(namespace="SHEETDL")
+@arg("params", np.array, ndim=2, dtype=float)
+@arg("grads", np.array, ndim=2, dtype=float)
+def sgd_step_(params, grads, lr, weight_decay=0.0):
+    """One torch.optim.SGD step."""
+    return _ok(sgd_step(_m(params), _m(grads), float(lr), float(weight_decay or 0.0)))
+
+
+@func(namespace="SHEETDL")
+@arg("params", np.array, ndim=2, dtype=float)
+@arg("grads", np.array, ndim=2, dtype=float)
+@arg("exp_avg", np.array, ndim=2, dtype=float)
+@arg("exp_avg_sq", np.array, ndim=2, dtype=float)
+def adam_step_(params, grads, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+               eps=1e-8, weight_decay=0.0):
+    """One torch.optim.Adam step; new params, exp_avg and exp_avg_sq side by side."""
+    out = adam_step(_m(params), _m(grads), _m(exp_avg), _m(exp_avg_sq), int(step), float(lr),
+                    float(beta1), float(beta2), float(eps), float(weight_decay or 0.0))
+    return _ok(np.hstack(out))
+
+
+@func(namespace="SHEETDL")
+@arg("params", np.array, ndim=2, dtype=float)
+@arg("grads", np.array, ndim=2, dtype=float)
+@arg("square_avg", np.array, ndim=2, dtype=float)
+def rmsprop_step_(params, grads, square_avg, lr, alpha=0.99, eps=1e-8):
+    """One torch.optim.RMSprop step; new params and square_avg side by side."""
+    return _ok(np.hstack(rmsprop_step(_m(params), _m(grads), _m(square_avg), float(lr),
+                                      float(alpha), float(eps))))
+
+
+softmax_.__name__, sgd_step_.__name__ = "softmax", "sgd_step"
+adam_step_.__name__, rmsprop_step_.__name__ = "adam_step", "rmsprop_step"
+'''
+
+
+def lite_main() -> str:
+    """main.py for xlwings Lite: kernels.py's source, then the functions above.
+
+    Pyodide cannot install sheetdl itself (IronCalc has no WebAssembly wheel), so
+    the kernels travel as source; requirements.txt names array-api-compat."""
+    source = inspect.getsource(kernels)
+    body = source[source.index("from __future__"):]  # its docstring gives way to this one
+    return ('"""sheetdl for xlwings Lite, generated by `sheetdl addin lite` from '
+            'sheetdl/kernels.py: do not edit.\n\nThe kernels are written once against the array '
+            'API; see sheetdl/kernels.py for their math.\n"""\n' + body + LITE_WRAPPERS)

@@ -1,0 +1,77 @@
+"""The Excel side: the demo .xlsm, the install steps, and xlwings Lite's main.py."""
+import subprocess
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pytest
+
+from sheetdl import addin, kernels, udfs, verify, xlsx
+from conftest import ROOT
+
+DEMO = ROOT / "addin" / "sheetdl.xlsm"
+LITE = ROOT / "addin" / "lite" / "main.py"
+
+
+def test_demo_is_reproduced_byte_for_byte(tmp_path):
+    pytest.importorskip("xlwings")
+    out = xlsx.write(addin.demo_book(), tmp_path / "sheetdl.xlsm")
+    assert out.read_bytes() == DEMO.read_bytes(), "run `sheetdl addin build --force` and commit"
+
+
+def test_demo_carries_the_xlwings_vba_and_conf():
+    pytest.importorskip("xlwings")
+    with zipfile.ZipFile(DEMO) as z:
+        assert z.read("xl/vbaProject.bin") == addin.vba_project()
+    wb = openpyxl.load_workbook(DEMO, keep_vba=True)
+    conf = {r[0].value: r[1].value for r in wb["xlwings.conf"].iter_rows(max_col=2)}
+    assert conf["UDF Modules"] == "sheetdl.udfs" and conf["Interpreter_Win"] == "python"
+
+
+def test_demo_calls_sit_beside_their_formula_sheets():
+    report = verify.verify(DEMO)
+    assert report.ok, report.summary()
+    assert set(report.unsupported) == {"sheetdl_train_linear", "sheetdl_softmax"}
+    wb = openpyxl.load_workbook(DEMO, data_only=True)
+    calls = wb["calls"]
+    header = [c.value for c in calls[4]]
+    assert header[:12] == udfs.TRAIN_HEADER and header[13] == "new b − sgd!new b"
+    recalc = verify.recalculated(DEMO)
+    new_b_call = [calls.cell(5 + i, 11).value for i in range(58)]
+    np.testing.assert_array_equal(new_b_call, recalc.values("b_trace", "sgd"))
+    assert all(calls.cell(5 + i, 14).value == 0.0 for i in range(58))
+
+
+def test_install_elsewhere_prints_the_steps():
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "addin", "install"],
+                       capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0
+    assert "xlwings addin install" in r.stdout and '"UDF Modules","sheetdl.udfs"' in r.stdout
+
+
+def test_lite_main_is_generated_from_the_kernels():
+    assert LITE.read_text() == addin.lite_main(), "run `sheetdl addin lite` and commit"
+    assert (LITE.parent / "requirements.txt").read_text().split() == ["numpy", "array-api-compat"]
+
+
+def test_lite_main_runs_and_equals_the_add_in(monkeypatch):
+    """Run main.py as Pyodide would, with xlwings Lite's decorators as identities."""
+    lite = types.ModuleType("xlwings")
+    lite.func = lambda f=None, **k: f if f else (lambda g: g)
+    lite.arg = lambda *a, **k: (lambda g: g)
+    monkeypatch.setitem(sys.modules, "xlwings", lite)
+    ns = {"__name__": "main"}
+    exec(compile(LITE.read_text(), str(LITE), "exec"), ns)
+    rng = np.random.default_rng(0)
+    p, g, m = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    v = np.abs(m)
+    np.testing.assert_array_equal(ns["adam_step_"](p, g, m, v, 2, 0.1),
+                                  udfs.adam_step(p, g, m, v, 2, 0.1))
+    np.testing.assert_array_equal(ns["softmax_"](p), udfs.softmax(p))
+    np.testing.assert_array_equal(ns["sgd_step_"](p, g, 0.1, 0.01), udfs.sgd_step(p, g, 0.1, 0.01))
+    np.testing.assert_array_equal(ns["rmsprop_step_"](p, g, v, 0.01), udfs.rmsprop_step(p, g, v, 0.01))
+    with pytest.raises(ValueError, match="overflowed"):
+        ns["sgd_step_"](np.array([[1e308]]), np.array([[1e308]]), 10.0)
