@@ -143,3 +143,40 @@ def test_serve_without_a_license_key_states_the_terms():
     assert r.returncode == 2
     assert "XLWINGS_LICENSE_KEY=noncommercial" in r.stderr and "PolyForm Noncommercial" in r.stderr
     assert "commercial use needs your own key" in r.stderr
+
+
+def node_call(server, tmp_path, function_id, *args):
+    """Call a function through the JavaScript the server serves to Excel, run by Node."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is required in CI (.ci/run installs nodejs)")
+        pytest.skip("node is not installed")
+    code = tmp_path / "custom-functions.js"
+    with urllib.request.urlopen(server + "/xlwings/custom-functions-code") as r:
+        code.write_bytes(r.read())
+    harness = ROOT / "tests" / "node" / "run_custom_function.js"
+    out = subprocess.run([node, str(harness), str(code), server, function_id, json.dumps(args)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_served_javascript_under_node_equals_the_workbook(server, tmp_path):
+    wb = verify.recalculated(ROOT / "workbooks" / "graddesc.xlsx")
+    x, y = data.course_points()
+    lr = float(wb.values("lr", "momentum")[0])
+    out = node_call(server, tmp_path, "TRAIN_LINEAR", [[float(v)] for v in x],
+                    [[float(v)] for v in y], [["momentum"]], [[lr]], [[5]],
+                    None, None, None, None, None, None, None, None)
+    assert "result" in out, out
+    table = np.array(out["result"][1:], float)
+    np.testing.assert_allclose(table[:, 10], wb.values("b_trace", "momentum"), rtol=1e-12)
+
+
+def test_served_javascript_shows_the_message_of_a_bad_argument(server, tmp_path):
+    out = node_call(server, tmp_path, "SGD_STEP", [[1.0, ""]], [[1.0, 2.0]], [[0.1]], None, None)
+    assert out.get("code") == "#VALUE!"
+    assert "params has an empty, error or non-finite cell at row 1, column 2" in out["error"]
