@@ -103,6 +103,48 @@ def train(opt: Optimizer, R, theta0, shape: Shape, epochs: int, y_range=None) ->
     return Trace(steps, np.array(thetas), shown, initial)
 
 
+def train_sparse(opt: Optimizer, users, movies, ratings, theta0, shape: Shape, epochs: int,
+                 y_range=None) -> tuple[np.ndarray, list[float]]:
+    """The same model and full-batch steps over observed (user, movie, rating) triples only.
+
+    For data far larger than a sheet (MovieLens: 610 × 9,066 users × movies, 1.8% rated),
+    where the dense layout's temporaries would not fit in memory. Sums run in a different
+    order than the sheet's, so results agree with ``train`` to rounding, not to the bit.
+    Returns the final θ and the loss at each epoch.
+    """
+    u = np.asarray(users, np.int64)
+    m = np.asarray(movies, np.int64)
+    r = np.asarray(ratings, float)
+    n = r.size
+    theta = np.asarray(theta0, float)
+    state = opt.init(theta)
+    losses = []
+    for _ in range(epochs):
+        U, bu, V, bm = shape.unpack(theta)
+        Vt = V.T
+        raw = np.einsum("kf,kf->k", U[u], Vt[m]) + bu[u] + bm[m]
+        if y_range:
+            lo, hi = y_range
+            pred = lo + (hi - lo) / (1.0 + np.exp(-raw))
+        else:
+            pred = raw
+        err = pred - r
+        losses.append(float(err @ err / n))
+        D = 2.0 * err / n
+        if y_range:
+            D = D * (pred - lo) * (hi - pred) / (hi - lo)
+        # scatter-add by bincount, one factor at a time (np.add.at is ~20× slower)
+        Dv, Du = D[:, None] * Vt[m], D[:, None] * U[u]
+        gU = np.stack([np.bincount(u, Dv[:, f], minlength=shape.users)
+                       for f in range(shape.factors)], axis=1)
+        gV = np.stack([np.bincount(m, Du[:, f], minlength=shape.movies)
+                       for f in range(shape.factors)], axis=1)
+        gbu = np.bincount(u, D, minlength=shape.users)
+        gbm = np.bincount(m, D, minlength=shape.movies)
+        theta, state, _ = opt.update(theta, pack(gU, gbu, gV.T, gbm), state)
+    return theta, losses
+
+
 def init_params(shape: Shape, seed: int, scale: float = 0.1) -> np.ndarray:
     """Small seeded normal factors (rounded to 4 places to read well), zero biases."""
     rng = np.random.default_rng(seed)

@@ -252,14 +252,23 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     opt, _ = presets.resolve("torch", kind,
                              lr=_number(lr, "lr", positive=True, default=LESSON_LR[kind]),
                              weight_decay=_number(weight_decay, "weight_decay", default=0))
+    theta0 = collab.init_params(shape, int(_number(seed, "seed", default=0)))
+    n_epochs, y_range = int(_number(epochs, "epochs", positive=True)), _range(y_min, y_max)
     with np.errstate(all="ignore"):
-        tr = collab.train(opt, R, collab.init_params(shape, int(_number(seed, "seed", default=0))),
-                          shape, int(_number(epochs, "epochs", positive=True)),
-                          _range(y_min, y_max))
-    table = np.array([[t + 1, s.loss, s.rmse] for t, s in enumerate(tr.steps)])
+        if R.size * f > DENSE_LIMIT:  # the formula-shaped math would not fit in memory
+            users, movies = np.nonzero(np.isfinite(R))
+            _, losses = collab.train_sparse(opt, users, movies, R[users, movies], theta0, shape,
+                                            n_epochs, y_range)
+        else:
+            losses = [s.loss for s in collab.train(opt, R, theta0, shape, n_epochs,
+                                                   y_range).steps]
+    table = np.array([[t + 1, loss, np.sqrt(loss)] for t, loss in enumerate(losses)])
     _finite(table, "training")
     return [["epoch", "MSE", "RMSE"]] + table.tolist()
 
+
+#: users × movies × factors above which collab_train uses the sparse path
+DENSE_LIMIT = 2_000_000
 
 PUBLIC = ["softmax", "cross_entropy", "sgd_step", "momentum_step", "rmsprop_step", "adam_step",
           "train_linear", "collab_predict", "collab_train"]

@@ -177,3 +177,12 @@ def test_bad_arguments_give_messages(call, message):
     with pytest.raises(ValueError) as e:
         call()
     assert message in str(e.value)
+
+
+def test_collab_train_sparse_path_equals_the_dense_one(monkeypatch):
+    """Large ratings matrices go through collab.train_sparse (observed pairs only)."""
+    R, _, _ = collab.synthetic_ratings(12, 9, blank=0.3, seed=4)
+    dense = np.array(udfs.collab_train(R, 3, 15, 0.05, 0.01, 4, "adam", 0, 5.5)[1:])
+    monkeypatch.setattr(udfs, "DENSE_LIMIT", 0)
+    sparse = np.array(udfs.collab_train(R, 3, 15, 0.05, 0.01, 4, "adam", 0, 5.5)[1:])
+    np.testing.assert_allclose(sparse, dense, rtol=1e-12)
