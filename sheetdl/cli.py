@@ -282,6 +282,18 @@ def cmd_addin(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from . import bench
+
+    report = bench.run(full=args.full, plot=args.plot, only=args.only)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print(bench.table(report))
+    return 0
+
+
 def cmd_list(args) -> int:
     for name, text in LESSONS.items():
         print(f"{name:10s} {text}")
@@ -306,6 +318,13 @@ def main(argv=None) -> int:
                         "(addin/sheetdl.xlsm), lite (addin/lite/main.py)")
     p.add_argument("-o", "--out", help="output file for build or lite")
     p.add_argument("--force", action="store_true", help="build: replace a changed demo")
+    p = sub.add_parser("bench", help="measure ratios against the alternatives, in one run")
+    p.add_argument("--full", action="store_true", help="the large sizes (100,000 rows, 10M "
+                   "parameters, 1,000,000 training rows); slow")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--plot", metavar="FILE.png", help="write the scaling plot (needs matplotlib)")
+    p.add_argument("--only", type=_float_list, metavar="AREAS",
+                   help="comma-separated: writing, recalculation, kernels, add-in, scaling")
     p = sub.add_parser("serve", help="serve the add-in's functions with xlwings Server",
                        description="Run xlwings Server with sheetdl's functions "
                                    "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)
@@ -314,7 +333,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"build": cmd_build, "verify": cmd_verify, "list": cmd_list,
-                "serve": cmd_serve, "addin": cmd_addin}[args.command](args)
+                "serve": cmd_serve, "addin": cmd_addin, "bench": cmd_bench}[args.command](args)
     except (UserError, data.DataError, ValueError) as e:
         print(f"sheetdl: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,514 @@
+"""``sheetdl bench``: ratios against the alternatives, each measured in one run.
+
+These machines are shared and noisy, so absolute times drift; a ratio taken
+between two measurements of the same run holds. Every time is the median of
+``repeats`` runs. Writers and engines run in child processes so each peak
+memory is its own. Rows whose tool is missing say so instead of a number.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+QUICK = {"build_rows": 2_000, "kernel_n": 1_000_000, "train_rows": 20_000, "collab": (60, 80, 8),
+         "softmax_cells": 10_000, "train_udf_rows": 10_000, "repeats": 3}
+FULL = {"build_rows": 100_000, "kernel_n": 10_000_000, "train_rows": 1_000_000,
+        "collab": (610, 2000, 20), "softmax_cells": 100_000, "train_udf_rows": 100_000,
+        "repeats": 3}
+
+
+@dataclass
+class Row:
+    area: str
+    what: str
+    ours: float | None          # seconds
+    theirs: float | None        # seconds of the alternative
+    alternative: str
+    target: str
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        """How many times faster ours is (alternative time / our time)."""
+        if not self.ours or not self.theirs:
+            return None
+        return self.theirs / self.ours
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _child(code: str, *args, python=sys.executable, timeout=3600) -> dict:
+    """Run ``code`` in a fresh process; it prints one JSON line. Adds its peak memory."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child would
+    # report its parent's peak; the high-water mark of its own memory map resets.
+    wrapper = (code + "\nimport json, re\n"
+               "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
+               "print(json.dumps(dict(RESULT, peak_mb=int(hwm.group(1)) / 1024 if hwm else None)))")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    r = subprocess.run([python, "-c", wrapper, *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip()[-800:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- writing
+
+WRITE_SHEETDL = """
+import sys, time
+from sheetdl import data, graddesc, xlsx
+x, y = data.synthetic_line(int(sys.argv[1]), 0)
+t0 = time.perf_counter()
+lesson = graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1)
+xlsx.write(graddesc.build(lesson), sys.argv[2])
+RESULT = {"seconds": time.perf_counter() - t0}
+"""
+
+# The same cells, values and formulas, written by the alternatives. The cell stream
+# comes from the same layout, built before the clock starts.
+WRITE_ALTERNATIVE = """
+import sys, time
+from sheetdl import data, graddesc
+x, y = data.synthetic_line(int(sys.argv[1]), 0)
+book = graddesc.build(graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1))
+sheets = [(s.name, list(s.rows())) for s in book.sheets]
+which, out = sys.argv[3], sys.argv[2]
+t0 = time.perf_counter()
+if which == "xlsxwriter":
+    import xlsxwriter
+    wb = xlsxwriter.Workbook(out, {"constant_memory": True})
+    for name, rows in sheets:
+        ws = wb.add_worksheet(name)
+        for r, cells in rows:
+            for c, f, v, _ in cells:
+                if f is None:
+                    ws.write(r, c, v) if v is not None else None
+                else:
+                    ws.write_formula(r, c, f, None, v if isinstance(v, (int, float, str)) else 0)
+    wb.close()
+else:
+    from openpyxl import Workbook
+    wb = Workbook(write_only=True)
+    for name, rows in sheets:
+        ws = wb.create_sheet(name)
+        last = -1
+        for r, cells in rows:
+            while last < r - 1:
+                ws.append([]); last += 1
+            line = [None] * (max(c for c, *_ in cells) + 1) if cells else []
+            for c, f, v, _ in cells:
+                line[c] = f if f is not None else v
+            ws.append(line); last = r
+    wb.save(out)
+RESULT = {"seconds": time.perf_counter() - t0}
+"""
+
+
+def bench_writing(rows: int, folder: Path, repeats: int) -> list[Row]:
+    def run(code, *args):
+        res = [_child(code, rows, folder / "w.xlsx", *args) for _ in range(repeats)]
+        return statistics.median(r["seconds"] for r in res), max(r["peak_mb"] for r in res)
+
+    ours, ours_mb = run(WRITE_SHEETDL)
+    xw, xw_mb = run(WRITE_ALTERNATIVE, "xlsxwriter")
+    op, op_mb = run(WRITE_ALTERNATIVE, "openpyxl")
+    cells = f"graddesc adam sheet, {rows:,} rows"
+    return [
+        Row("writing", f"sheetdl build ({cells}, cached values, layout included)", ours, xw,
+            "plain XlsxWriter constant-memory loop, same cells and values",
+            "—", extra={"peak_mb": ours_mb, "alternative_peak_mb": xw_mb}),
+        Row("writing", f"sheetdl build ({cells})", ours, op,
+            "openpyxl write_only, same formulas, no values", "no slower (ratio ≥ 1)",
+            extra={"peak_mb": ours_mb, "alternative_peak_mb": op_mb}),
+    ]
+
+
+# --------------------------------------------------------------------------- recalculation
+
+UNO_SCRIPT = r"""
+import json, subprocess, sys, time, tempfile, os
+import uno
+from com.sun.star.beans import PropertyValue
+path, port, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+profile = tempfile.mkdtemp()
+proc = subprocess.Popen(["soffice", f"-env:UserInstallation=file://{profile}", "--headless",
+                         "--norestore", f"--accept=socket,host=127.0.0.1,port={port};urp;"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+local = uno.getComponentContext()
+resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
+for _ in range(120):
+    try:
+        ctx = resolver.resolve(f"uno:socket,host=127.0.0.1,port={port};urp;StarOffice.ComponentContext")
+        break
+    except Exception:
+        time.sleep(0.5)
+desktop = ctx.ServiceManager.createInstanceWithContext("com.sun.star.frame.Desktop", ctx)
+hidden = PropertyValue(); hidden.Name = "Hidden"; hidden.Value = True
+times = []
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    doc = desktop.loadComponentFromURL(uno.systemPathToFileUrl(path), "_blank", 0, (hidden,))
+    doc.calculateAll()
+    times.append(time.perf_counter() - t0)
+    doc.close(True)
+proc.terminate()
+times.sort()
+print(json.dumps({"seconds": times[len(times) // 2]}))
+"""
+
+
+def _uno_python() -> str | None:
+    for py in ("/usr/bin/python3", shutil.which("python3")):
+        if py and subprocess.run([py, "-c", "import uno"], capture_output=True).returncode == 0:
+            return py
+    return None
+
+
+def bench_recalculation(rows: int, folder: Path, repeats: int) -> list[Row]:
+    from . import data, graddesc, libreoffice, verify, xlsx
+
+    x, y = data.synthetic_line(rows, 0)
+    path = xlsx.write(graddesc.build(graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1)),
+                      folder / "recalc.xlsx")
+    ours = median_time(lambda: verify.verify(path), repeats)
+    out = []
+    if libreoffice.soffice():
+        fresh = median_time(lambda: libreoffice.recalculate([path], folder / "lo"), repeats)
+        out.append(Row("recalculation", f"sheetdl verify (IronCalc + replay), {rows:,} rows",
+                       ours, fresh, "LibreOffice headless, fresh process (convert-to xlsx)",
+                       "≥ 3× faster"))
+        py = _uno_python()
+        if py:
+            import socket
+
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            r = subprocess.run([py, "-c", UNO_SCRIPT, str(path), str(port), str(repeats)],
+                               capture_output=True, text=True, timeout=3600)
+            try:
+                warm, why = json.loads(r.stdout.strip().splitlines()[-1])["seconds"], ""
+            except (IndexError, ValueError, KeyError):
+                warm, why = None, "UNO run failed: " + (r.stderr.strip()[-200:] or "no output")
+            out.append(Row("recalculation", f"sheetdl verify, {rows:,} rows", ours, warm,
+                           "LibreOffice warm process over UNO (load + calculateAll)", "—",
+                           note=why))
+        else:
+            out.append(Row("recalculation", "sheetdl verify", ours, None,
+                           "LibreOffice warm process over UNO", "—",
+                           note="not measured: python3-uno is not installed"))
+    else:
+        out.append(Row("recalculation", "sheetdl verify", ours, None, "LibreOffice", "≥ 3×",
+                       note="not measured: LibreOffice is not installed"))
+    return out
+
+
+# --------------------------------------------------------------------------- kernels
+
+def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Row]:
+    from . import collab, data, kernels, presets, udfs
+
+    rng = np.random.default_rng(0)
+    p, g, m = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n) * 0.1
+    v = np.abs(rng.normal(size=n))
+    src7, dst7 = np.empty(7 * n), np.empty(7 * n)
+    src3, dst3 = np.empty(3 * n), np.empty(3 * n)
+    floor7 = median_time(lambda: np.copyto(dst7, src7), repeats)
+    floor3 = median_time(lambda: np.copyto(dst3, src3), repeats)
+    adam = median_time(lambda: kernels.adam_step(p, g, m, v, 3, 1e-3, 0.9, 0.999, 1e-8, 0.01),
+                       repeats)
+    sgd = median_time(lambda: kernels.sgd_step(p, g, 1e-3, 0.01), repeats)
+    rows = [
+        Row("kernels", f"adam_step, {n:,} float64 parameters", adam, floor7,
+            "NumPy copy of the same bytes (4 arrays read, 3 written): the bandwidth floor",
+            "≥ 0.5"),
+        Row("kernels", f"sgd_step, {n:,} float64 parameters", sgd, floor3,
+            "NumPy copy of the same bytes (2 read, 1 written)", "≥ 0.5"),
+    ]
+    x, y = data.synthetic_line(train_rows, 0)
+    x, y = x / 100, y / 100
+    cols = (x.reshape(-1, 1), y.reshape(-1, 1))
+    ours = median_time(lambda: udfs.train_linear(*cols, "sgd", 0.01, 1), 1)
+
+    def plain_loop():
+        b = a = 1.0
+        out = []
+        for xi, yi in zip(x.tolist(), y.tolist()):
+            err = b + a * xi - yi
+            gb = 2.0 * err
+            b, a = b - 0.01 * gb, a - 0.01 * gb * xi
+            out.append((b, a, err * err))
+        return out
+
+    loop = median_time(plain_loop, 1)
+    rows.append(Row("kernels", f"train_linear, {train_rows:,} rows, sgd", ours, loop,
+                    "plain Python loop of the same SGD math", "≥ 50× faster"))
+    try:
+        import torch
+
+        # torch takes ~0.26 ms a step here: compare on at most 100,000 rows, both sides
+        m_rows = min(train_rows, 100_000)
+        xs, ys = x[:m_rows], y[:m_rows]
+
+        def torch_steps():
+            b = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+            a = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+            opt = torch.optim.SGD([b, a], lr=0.01)
+            for xi, yi in zip(xs.tolist(), ys.tolist()):
+                opt.zero_grad()
+                ((b + a * xi - yi) ** 2).backward()
+                opt.step()
+
+        ours_m = median_time(lambda: udfs.train_linear(xs.reshape(-1, 1), ys.reshape(-1, 1),
+                                                       "sgd", 0.01, 1), 1)
+        rows.append(Row("kernels", f"train_linear, {m_rows:,} rows, sgd", ours_m,
+                        median_time(torch_steps, 1), "torch CPU, the same per-sample steps", "—"))
+    except ImportError:
+        rows.append(Row("kernels", "train_linear", ours, None, "torch CPU", "—",
+                        note="not measured: torch is not installed"))
+    users, movies, factors = collab_size
+    R, _, _ = collab.synthetic_ratings(users, movies, blank=0.9, seed=0)
+    epochs = 20
+    ours = median_time(lambda: udfs.collab_train(R, factors, epochs, 0.05, 0.0, 0, "adam", 0, 5.5),
+                       1)
+    try:
+        import torch
+
+        def torch_collab():
+            uu, mm = np.nonzero(np.isfinite(R))
+            target = torch.tensor(R[uu, mm])
+            uu, mm = torch.tensor(uu), torch.tensor(mm)
+            shape = collab.Shape(users, movies, factors)
+            U, bu, V, bm = (torch.tensor(a.copy(), requires_grad=True)
+                            for a in shape.unpack(collab.init_params(shape, 0)))
+            opt = torch.optim.Adam([U, bu, V, bm], lr=0.05)
+            for _ in range(epochs):
+                opt.zero_grad()
+                raw = (U[uu] * V.T[mm]).sum(1) + bu[uu] + bm[mm]
+                loss = ((torch.sigmoid(raw) * 5.5 - target) ** 2).mean()
+                loss.backward()
+                opt.step()
+
+        rows.append(Row("kernels", f"collab_train, {users}×{movies} ratings (10% observed), "
+                        f"{factors} factors, {epochs} epochs", ours, median_time(torch_collab, 1),
+                        "torch CPU, the same model and epochs", "no slower (ratio ≥ 1)"))
+    except ImportError:
+        pass
+    return rows
+
+
+# --------------------------------------------------------------------------- add-in end to end
+
+def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
+    from . import libreoffice, softmax, softmax_book, xlsx
+    from .book import Book, Sheet, static_rows
+
+    try:
+        import xlwings_server  # noqa: F401
+    except ImportError:
+        return [Row("add-in", "through xlwings Server", None, None, "LibreOffice", "≥ 100×",
+                    note="not measured: xlwings Server is not installed")]
+    import socket
+    import urllib.request
+
+    k = 5
+    n = cells // k
+    z = np.random.default_rng(0).normal(size=(n, k)).round(4)
+    # the equivalent formula sheet: each row's softmax with max subtraction
+    rows = []
+    for i in range(n):
+        r1 = i + 1
+        cells_row = [(j, None, float(z[i, j]), None) for j in range(k)]
+        cells_row.append((k, f"=MAX(A{r1}:E{r1})", float(z[i].max()), None))
+        e = np.exp(z[i] - z[i].max())
+        for j in range(k):
+            cells_row.append((k + 1 + j, f"=EXP({chr(65 + j)}{r1}-F{r1})", float(e[j]), None))
+        cells_row.append((2 * k + 1, f"=SUM(G{r1}:K{r1})", float(e.sum()), None))
+        for j in range(k):
+            cells_row.append((2 * k + 2 + j, f"={chr(71 + j)}{r1}/L{r1}", float(e[j] / e.sum()), None))
+        rows.append((i, cells_row))
+    path = xlsx.write(Book([Sheet("softmax", static_rows(rows))], {}, "bench", {}),
+                      folder / "softmax_formulas.xlsx")
+    lo = median_time(lambda: libreoffice.recalculate([path], folder / "lo2"), 1) \
+        if libreoffice.soffice() else None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, XLWINGS_LICENSE_KEY=os.environ.get("XLWINGS_LICENSE_KEY", "noncommercial"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base + "/xlwings/custom-functions-meta", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+
+        def call(name, args):
+            body = json.dumps({"client": "Office.js", "func_name": name, "args": args,
+                               "caller_address": "[B.xlsx]S!A1", "session_id": "bench",
+                               "culture_info_name": "en-US", "date_format": "M/d/yyyy",
+                               "version": "0.37.8", "runtime": "1.4"}).encode()
+            req = urllib.request.Request(base + "/xlwings/custom-functions-call", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=600) as r:
+                return json.loads(r.read())
+
+        server_softmax = median_time(lambda: call("softmax", [z.tolist(), None]), 3)
+        x = np.round(np.random.default_rng(1).uniform(0, 1, train_rows), 4)
+        y = np.round(2 * x + 0.3, 4)
+        server_train = median_time(lambda: call("train_linear", [[[v] for v in x.tolist()],
+                                                                 [[v] for v in y.tolist()],
+                                                                 [["sgd"]], [[0.01]], [[1]],
+                                                                 None, None, None, None, None,
+                                                                 None, None, None]), 1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    from . import graddesc
+
+    lesson = graddesc.make_lesson(x, y, optimizers=("sgd",), epochs=1, lr=0.01)
+    tpath = xlsx.write(graddesc.build(lesson), folder / "train_formulas.xlsx")
+    lo_train = median_time(lambda: libreoffice.recalculate([tpath], folder / "lo3"), 1) \
+        if libreoffice.soffice() else None
+    return [
+        Row("add-in", f"SHEETDL.SOFTMAX on {cells:,} cells through xlwings Server (HTTP, "
+            "127.0.0.1)", server_softmax, lo, "LibreOffice recalculating the formula sheet "
+            "(fresh process)", "≥ 100× faster"),
+        Row("add-in", f"SHEETDL.TRAIN_LINEAR on {train_rows:,} rows through xlwings Server",
+            server_train, lo_train, "LibreOffice recalculating the graddesc sgd sheet",
+            "≥ 100× faster"),
+    ]
+
+
+# --------------------------------------------------------------------------- scaling
+
+def bench_scaling(base_rows: int, base_n: int, folder: Path, factors=(1, 10, 100)) -> list[dict]:
+    from . import kernels
+
+    points = []
+    for f in factors:
+        rows = base_rows * f
+        res = _child(WRITE_SHEETDL, rows, folder / "s.xlsx")
+        n = base_n * f
+        rng = np.random.default_rng(0)
+        arrays = [rng.normal(size=n) for _ in range(3)] + [np.abs(rng.normal(size=n))]
+        t = median_time(lambda: kernels.adam_step(*arrays, 3, 1e-3, 0.9, 0.999, 1e-8, 0.0), 3)
+        points.append({"scale": f, "build_rows": rows, "build_s": res["seconds"],
+                       "build_peak_mb": res["peak_mb"], "adam_n": n, "adam_s": t})
+    return points
+
+
+# --------------------------------------------------------------------------- report
+
+def machine() -> str:
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem = float("nan")
+    return (f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}")
+
+
+def gpu_row() -> Row:
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return Row("gpu", "adam_step on CuPy", None, None, "NumPy", "—",
+                       note="a GPU is present: run the kernels with SHEETDL_BACKEND=cupy")
+    except Exception:
+        pass
+    return Row("gpu", "adam_step on CuPy", None, None, "NumPy", "—",
+               note="not measured: no CuPy and GPU on this machine")
+
+
+def run(full: bool = False, plot: str | None = None, only: list[str] | None = None) -> dict:
+    cfg = FULL if full else QUICK
+    rows: list[Row] = []
+    scaling: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="sheetdl-bench-") as tmp:
+        folder = Path(tmp)
+        want = lambda area: not only or area in only
+        if want("writing"):
+            rows += bench_writing(cfg["build_rows"], folder, cfg["repeats"])
+        if want("recalculation"):
+            rows += bench_recalculation(cfg["build_rows"], folder, min(cfg["repeats"], 3))
+        if want("kernels"):
+            rows += bench_kernels(cfg["kernel_n"], cfg["train_rows"], cfg["collab"],
+                                  cfg["repeats"])
+        if want("add-in"):
+            rows += bench_addin(cfg["softmax_cells"], cfg["train_udf_rows"], folder)
+        rows.append(gpu_row())
+        if want("scaling"):
+            # 10×, 100×, 1000× a small base: builds of 1k-100k rows, kernels of 100k-10M
+            scaling = bench_scaling(100, 10_000, folder,
+                                    factors=(10, 100, 1000) if full else (10, 100))
+    report = {"machine": machine(), "mode": "full" if full else "quick",
+              "rows": [dict(r.__dict__, ratio=r.ratio) for r in rows], "scaling": scaling}
+    if plot and scaling:
+        report["plot"] = write_plot(scaling, plot)
+    return report
+
+
+def write_plot(points: list[dict], path: str) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "not written: matplotlib is not installed (pip install matplotlib)"
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    axes[0].loglog([p["build_rows"] for p in points], [p["build_s"] for p in points], "o-")
+    axes[0].set(xlabel="rows", ylabel="seconds", title="sheetdl build graddesc (adam)")
+    axes[1].loglog([p["adam_n"] for p in points], [p["adam_s"] for p in points], "o-")
+    axes[1].set(xlabel="parameters", ylabel="seconds", title="adam_step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def table(report: dict) -> str:
+    lines = [f"sheetdl bench ({report['mode']}) on {report['machine']}", "",
+             "| area | ours | alternative | ours (s) | theirs (s) | ratio (×faster) | target |",
+             "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        fmt = lambda v: "—" if v is None else f"{v:.3g}"
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        note = f" ({r['note']})" if r["note"] else ""
+        mem = (f"; peak {r['extra']['peak_mb']:.0f} MB vs {r['extra']['alternative_peak_mb']:.0f} MB"
+               if "peak_mb" in r.get("extra", {}) else "")
+        lines.append(f"| {r['area']} | {r['what']}{mem} | {r['alternative']}{note} | "
+                     f"{fmt(r['ours'])} | {fmt(r['theirs'])} | {ratio} | {r['target']} |")
+    if report["scaling"]:
+        lines += ["", "| scale | build rows | build s | build peak MB | adam n | adam s |",
+                  "|---|---|---|---|---|---|"]
+        for p in report["scaling"]:
+            lines.append(f"| {p['scale']}× | {p['build_rows']:,} | {p['build_s']:.2f} | "
+                         f"{p['build_peak_mb']:.0f} | {p['adam_n']:,} | {p['adam_s']:.4f} |")
+    if report.get("plot"):
+        lines += ["", f"plot: {report['plot']}"]
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""sheetdl bench measures; it enforces no speed (these machines are noisy). The test
+checks that each row's ratio is computed from the two times measured in the run."""
+import json
+import math
+
+from sheetdl import bench
+
+
+def test_kernel_rows_are_measured_ratios(monkeypatch):
+    monkeypatch.setitem(bench.QUICK, "kernel_n", 200_000)
+    monkeypatch.setitem(bench.QUICK, "train_rows", 2_000)
+    monkeypatch.setitem(bench.QUICK, "collab", (20, 30, 4))
+    monkeypatch.setitem(bench.QUICK, "repeats", 1)
+    report = bench.run(only=["kernels"])
+    rows = [r for r in report["rows"] if r["area"] == "kernels"]
+    assert {r["what"].split(",")[0] for r in rows} >= {"adam_step", "sgd_step", "train_linear",
+                                                      "collab_train"}
+    for r in rows:
+        assert r["ours"] > 0 and r["theirs"] > 0
+        assert math.isclose(r["ratio"], r["theirs"] / r["ours"])
+    gpu = [r for r in report["rows"] if r["area"] == "gpu"]
+    assert len(gpu) == 1 and gpu[0]["note"]
+    text = bench.table(report)
+    assert "| kernels | adam_step, 200,000 float64 parameters |" in text
+    json.dumps(report, default=str)
