@@ -199,3 +199,13 @@ class Layout:
                             put(row, col, t.render(r0 + row), float(shown[q.key][idx]),
                                 "num" if q.key == "new" else "general")
         return rows
+
+
+def interleave(block_rows: dict[int, list], pending: dict[int, list]):
+    """Yield a block's rows in order, first emitting (and merging) the rows of ``pending``
+    (cells beside the blocks, such as a trace table) that come before or on them."""
+    for row in sorted(block_rows):
+        while pending and min(pending) < row:
+            r = min(pending)
+            yield r, pending.pop(r)
+        yield row, sorted(block_rows[row] + pending.pop(row, []), key=lambda c: c[0])

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import collab, presets
-from .blocks import Group, Layout
+from .blocks import Group, Layout, interleave
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
-from .formulas import HYPER_HELP, VALIDATION, conventions, status_cell
+from .formulas import HYPER_HELP, conventions, input_validations, status_cell
 from .optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
@@ -205,21 +205,11 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                                   notes=notes)
                 for row, extra in band(block, st).items():
                     cells.setdefault(row, []).extend(extra)
-            for row in sorted(cells):
-                while pending and min(pending) < row:
-                    r = min(pending)
-                    yield r, pending.pop(r)
-                yield row, sorted(cells[row] + pending.pop(row, []), key=lambda c: c[0])
+            yield from interleave(cells, pending)
         for r in sorted(pending):
             yield r, pending[r]
 
-    validations = []
-    for i, h in enumerate(hyper):
-        rule = dict(VALIDATION.get(h, {"validate": "decimal", "criteria": "between",
-                                       "minimum": -1e300, "maximum": 1e300}))
-        rule.update({"input_title": h[:32],
-                     "input_message": HYPER_HELP.get(h, "the prediction range")[:255]})
-        validations.append((3, i, rule))
+    validations = input_validations(hyper, 3, fallback="the prediction range")
     last = lesson.epochs
     names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
     names["user_factors_init"] = "train!" + lay.area(0, users, "new", cols=(0, F - 1))

@@ -272,3 +272,14 @@ def status_cell(loss_trace: str, losses) -> tuple[str, str]:
     words = ("training stayed finite", "DIVERGED: a value overflowed (#NUM!); lower lr")
     return (f'=IF(ISNUMBER(SUM({loss_trace})),"{words[0]}","{words[1]}")',
             words[0] if ok else words[1])
+
+
+def input_validations(hyper: list[str], row: int, fallback: str = "") -> list[tuple[int, int, dict]]:
+    """Data validation for a row of named input cells, with each input's help as its message."""
+    out = []
+    for i, h in enumerate(hyper):
+        rule = dict(VALIDATION.get(h, {"validate": "decimal", "criteria": "between",
+                                       "minimum": -1e300, "maximum": 1e300}))
+        rule.update({"input_title": h[:32], "input_message": HYPER_HELP.get(h, fallback or h)[:255]})
+        out.append((row, i, rule))
+    return out

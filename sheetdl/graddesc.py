@@ -22,7 +22,7 @@ import numpy as np
 from . import linear, presets
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_rows
 from .data import EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, VALIDATION, Column, Template, conventions,
+from .formulas import (HYPER_HELP, Column, Template, conventions, input_validations,
                        optimizer_columns, status_cell)
 from .optim import Optimizer
 
@@ -294,13 +294,9 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
     notes += [(LABEL_ROW, i, f"{h}: {HYPER_HELP[h]}") for i, h in enumerate(hyper)]
     notes.append((HEADER_ROW, s_col + 1, "mean loss over the epoch's steps (each step's loss "
                   "is measured before its update)"))
-    validations = []
-    for i, h in enumerate(hyper):
-        rule = dict(VALIDATION.get(h, {"validate": "decimal", "criteria": "between",
-                                       "minimum": -1e300, "maximum": 1e300}))
-        rule.update({"input_title": h[:32], "input_message": HYPER_HELP[h][:255],
-                     "error_message": f"{h} must be a number in its valid range"})
-        validations.append((INPUT_ROW, i, rule))
+    validations = input_validations(hyper, INPUT_ROW)
+    for _, i, rule in validations:
+        rule["error_message"] = f"{hyper[i]} must be a number in its valid range"
 
     last_row = FIRST_STEP_ROW + steps - 1
     names = {h: ref(INPUT_ROW, i, True) for i, h in enumerate(hyper)}
@@ -384,10 +380,7 @@ def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
     names["b_trace"] = f"{ref(top + 1, 10, True)}:{ref(last, 10, True)}"
     names["a_trace"] = f"{ref(top + 1, 11, True)}:{ref(last, 11, True)}"
     names["loss_trace"] = f"{ref(top + 1, 7, True)}:{ref(last, 7, True)}"
-    validations = [(INPUT_ROW, i, dict(VALIDATION.get(h, {"validate": "decimal",
-                                                          "criteria": "between",
-                                                          "minimum": -1e300, "maximum": 1e300})))
-                   for i, h in enumerate(hyper)]
+    validations = input_validations(hyper, INPUT_ROW)
     widths = {i: max(11, min(26, len(h) + 2)) for i, h in enumerate(hyper)}
     return Sheet(name=kind, rows=rows, widths=widths, freeze=(top + 1, 0),
                  validations=validations, names=names,

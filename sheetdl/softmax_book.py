@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from . import presets, softmax
-from .blocks import Group, Layout
+from .blocks import Group, Layout, interleave
 from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_ROWS, DataError
-from .formulas import HYPER_HELP, VALIDATION, conventions, status_cell
+from .formulas import HYPER_HELP, conventions, input_validations, status_cell
 from .optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -340,21 +340,12 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                                   notes=notes_sink)
                 for row, extra in example_cells(block, st).items():
                     cells.setdefault(row, []).extend(extra)
-            for row in sorted(cells):
-                while pending and min(pending) < row:
-                    r = min(pending)
-                    yield r, pending.pop(r)
-                yield row, sorted(cells[row] + pending.pop(row, []), key=lambda c: c[0])
+            yield from interleave(cells, pending)
         for r in sorted(pending):
             yield r, pending[r]
 
     notes: list = [(2, i, f"{h}: {HYPER_HELP.get(h, h)}") for i, h in enumerate(hyper)]
-    validations = []
-    for i, h in enumerate(hyper):
-        rule = dict(VALIDATION.get(h, {"validate": "decimal", "criteria": "between",
-                                       "minimum": -1e300, "maximum": 1e300}))
-        rule.update({"input_title": h[:32], "input_message": HYPER_HELP.get(h, h)[:255]})
-        validations.append((3, i, rule))
+    validations = input_validations(hyper, 3)
     names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
     names["W_init"] = "train!" + lay.area(0, group, "new", cols=(0, d - 1))
     names["bias_init"] = "train!" + lay.area(0, group, "new", cols=(d, d))
