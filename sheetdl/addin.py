@@ -126,7 +126,7 @@ def install_steps() -> str:
         "Classic xlwings add-in (Windows desktop Excel):\n"
         '  1. pip install "sheetdl[addin]" && xlwings addin install\n'
         "  2. In %USERPROFILE%\\.xlwings\\xlwings.conf set \"UDF Modules\",\"sheetdl.udfs\" and\n"
-        f"     \"Interpreter_Win\",\"<path to python.exe>\"; then in Excel: xlwings ribbon →\n"
+        "     \"Interpreter_Win\",\"<path to python.exe>\"; then in Excel: xlwings ribbon →\n"
         "     Import Functions. Formulas: =SHEETDL_ADAM_STEP(...), =SHEETDL_TRAIN_LINEAR(...).\n"
         "Or open addin/sheetdl.xlsm and click Import Functions once.\n"
         "Excel on Mac or the web: xlwings Lite (addin/lite/main.py) or `sheetdl serve` "

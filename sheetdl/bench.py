@@ -225,7 +225,7 @@ def bench_recalculation(rows: int, folder: Path, repeats: int) -> list[Row]:
 # --------------------------------------------------------------------------- kernels
 
 def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Row]:
-    from . import collab, data, kernels, presets, udfs
+    from . import collab, data, kernels, udfs
 
     rng = np.random.default_rng(0)
     p, g, m = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n) * 0.1
@@ -319,7 +319,7 @@ def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Ro
 # --------------------------------------------------------------------------- add-in end to end
 
 def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
-    from . import libreoffice, softmax, softmax_book, xlsx
+    from . import libreoffice, xlsx
     from .book import Book, Sheet, static_rows
 
     try:

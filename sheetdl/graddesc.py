@@ -244,6 +244,7 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
             (s_col + 3, f"={ref(last, na_col)}", float(trace.a_trace[(e + 1) * n - 1]), "summary"),
         ]
 
+    placed_style = {colno: c.style for c, p, colno in placed}
     hyper = _hyper_names(kind, opt)
     hyper_values = {**opt.hyper(), "fd_h": FD_H, "b_init": lesson.b_init, "a_init": lesson.a_init}
     sheet_name = kind
@@ -288,7 +289,6 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
                 cells += summary_cells(i + 1)
             yield row, cells
 
-    placed_style = {colno: c.style for c, p, colno in placed}
 
     notes = [(HEADER_ROW, colno, c.note + (f" ({p})" if p else "")) for c, p, colno in placed]
     notes += [(LABEL_ROW, i, f"{h}: {HYPER_HELP[h]}") for i, h in enumerate(hyper)]

@@ -245,11 +245,9 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                    ("e", "exp(z − max)"), ("sum", "Σ exp"), ("p", "p = softmax(z)"),
                    ("loss", "loss = LN(Σ) − (z_y − max)"), ("correct", "correct"),
                    ("dz", "∂L/∂z = (p − y)/N")]
-    X0 = ref(1, 0, True)[:2]  # "$A"
     data_x = lambda i: f"data!$A${i + 2}:${col_name(d - 1)}${i + 2}"
     data_col = lambda j: f"data!${col_name(j)}$2:${col_name(j)}${n + 1}"
     lab_cell = lambda i: f"data!${col_name(d)}${i + 2}"
-    del X0
 
     def example_cells(block: int, st: softmax.Step) -> dict[int, list]:
         r0 = lay.block_row(block)

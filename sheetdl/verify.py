@@ -279,7 +279,7 @@ def _dependencies(wb: _Workbook, si: int, formula: str) -> list[tuple[int, int, 
     deps = []
     text = re.sub(r'"[^"]*"', "", formula)
     for m in _REF.finditer(text):
-        deps += wb.cells(m.group(0), si) if not m.group(5) else wb.cells(m.group(0), si)
+        deps += wb.cells(m.group(0), si)
     for word in set(re.findall(r"(?<![A-Za-z0-9_.$!'])([A-Za-z_][A-Za-z0-9_.]*)(?![(!\w])", text)):
         target = wb.name_formula(word, si)
         if target:

@@ -3,13 +3,12 @@ import subprocess
 import sys
 import types
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import addin, kernels, udfs, verify, xlsx
+from sheetdl import addin, udfs, verify, xlsx
 from conftest import ROOT
 
 DEMO = ROOT / "addin" / "sheetdl.xlsm"

@@ -82,7 +82,6 @@ def test_softmax_and_cross_entropy_equal_the_workbook(tmp_path):
     lesson = softmax_book.make_lesson(X, labels, steps=2)
     wb = verify.recalculated(xlsx.write(softmax_book.build(lesson), tmp_path / "s.xlsx"))
     z = np.array([e[1] for e in softmax_book.EXAMPLES])
-    t = np.array([e[2] for e in softmax_book.EXAMPLES])
     si = wb.index["softmax"]
     header = [wb.model.get_cell_value(si, 4, c) for c in range(1, 80)]
     p0 = header.index("p = softmax") + 1
