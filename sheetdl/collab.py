@@ -52,13 +52,26 @@ class Step:
     grad: np.ndarray   # flat, θ's order
 
 
+def squash(raw, y_range=None):
+    """lo + (hi − lo)·sigmoid(raw) for y_range = (lo, hi) (fastai's y_range); raw if None."""
+    if not y_range:
+        return raw
+    lo, hi = y_range
+    return lo + (hi - lo) / (1.0 + np.exp(-raw))
+
+
+def squash_backward(D, pred, y_range=None):
+    """D·∂squash/∂raw = D·(pred − lo)·(hi − pred)/(hi − lo), in the sheet's order of operations."""
+    if not y_range:
+        return D
+    lo, hi = y_range
+    return D * (pred - lo) * (hi - pred) / (hi - lo)
+
+
 def predict(U, bu, V, bm, y_range=None) -> np.ndarray:
     """Σ_f U[u,f]·V[f,m] + bu[u] + bm[m], squashed into y_range by a sigmoid if given."""
-    raw = seqsum(U[:, None, :] * V.T[None, :, :], axis=2) + bu[:, None] + bm[None, :]
-    if y_range:
-        lo, hi = y_range
-        return lo + (hi - lo) / (1.0 + np.exp(-raw))
-    return raw
+    return squash(seqsum(U[:, None, :] * V.T[None, :, :], axis=2) + bu[:, None] + bm[None, :],
+                  y_range)
 
 
 def forward_backward(R, theta, shape: Shape, y_range=None) -> Step:
@@ -70,10 +83,7 @@ def forward_backward(R, theta, shape: Shape, y_range=None) -> Step:
     pred = predict(U, bu, V, bm, y_range)
     err = np.where(observed, pred - np.where(observed, R, 0.0), 0.0)
     loss = float(seqsum((err * err).ravel()) / n)
-    D = 2.0 * err / n
-    if y_range:
-        lo, hi = y_range
-        D = D * (pred - lo) * (hi - pred) / (hi - lo)
+    D = squash_backward(2.0 * err / n, pred, y_range)
     gU = seqsum(D[:, None, :] * V[None, :, :], axis=2)        # (u, f)
     gV = seqsum(D.T[None, :, :] * U.T[:, None, :], axis=2)    # (f, m)
     gbu = seqsum(D, axis=1)
@@ -122,17 +132,10 @@ def train_sparse(opt: Optimizer, users, movies, ratings, theta0, shape: Shape, e
     for _ in range(epochs):
         U, bu, V, bm = shape.unpack(theta)
         Vt = V.T
-        raw = np.einsum("kf,kf->k", U[u], Vt[m]) + bu[u] + bm[m]
-        if y_range:
-            lo, hi = y_range
-            pred = lo + (hi - lo) / (1.0 + np.exp(-raw))
-        else:
-            pred = raw
+        pred = squash(np.einsum("kf,kf->k", U[u], Vt[m]) + bu[u] + bm[m], y_range)
         err = pred - r
         losses.append(float(err @ err / n))
-        D = 2.0 * err / n
-        if y_range:
-            D = D * (pred - lo) * (hi - pred) / (hi - lo)
+        D = squash_backward(2.0 * err / n, pred, y_range)
         # scatter-add by bincount, one factor at a time (np.add.at is ~20× slower)
         Dv, Du = D[:, None] * Vt[m], D[:, None] * U[u]
         gU = np.stack([np.bincount(u, Dv[:, f], minlength=shape.users)

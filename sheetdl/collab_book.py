@@ -14,7 +14,7 @@ from . import collab, presets
 from .blocks import Group, Layout, interleave
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
-from .formulas import HYPER_HELP, conventions, input_validations, status_cell
+from .formulas import HYPER_HELP, conventions, input_rows, input_validations, status_cell
 from .optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
@@ -168,15 +168,13 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                    for i, h in enumerate(hyper)]
 
     def rows():
-        yield 0, [(0, None, f"train: matrix factorisation, {U} users × {M} movies, {F} factors, "
-                   f"{lesson.kind}, {lesson.epochs} full-batch epochs", "title")]
-        yield 1, [(0, None, conventions(lesson.kind, lesson.opt, lesson.follows), "subtitle")]
-        yield 2, [(i, None, h, "label") for i, h in enumerate(hyper)]
-        yield 3, [(i, None, hvals[h], "input") for i, h in enumerate(hyper)]
-        status, status_value = status_cell("loss_trace", [s.loss for s in tr.steps])
-        yield 4, [(trace_col, status, status_value, "bold"),
-                  (0, None, "Change a yellow cell (a hyperparameter or a starting factor in the "
-                   "'start' block) and every epoch recomputes. One block per epoch.", "subtitle")]
+        yield from input_rows(
+            f"train: matrix factorisation, {U} users × {M} movies, {F} factors, {lesson.kind}, "
+            f"{lesson.epochs} full-batch epochs", conventions(lesson.kind, lesson.opt,
+                                                              lesson.follows), hyper, hvals,
+            "Change a yellow cell (a hyperparameter or a starting factor in the 'start' block) "
+            "and every epoch recomputes. One block per epoch.",
+            (trace_col, *status_cell("loss_trace", [s.loss for s in tr.steps])))
         pending: dict[int, list] = {TOP - 1: [(trace_col, None, "epoch", "header"),
                                               (trace_col + 1, None, "MSE", "header"),
                                               (trace_col + 2, None, "RMSE", "header")]}
@@ -243,13 +241,11 @@ def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     top, last = TOP - 1, TOP - 1 + lesson.epochs
 
     def rows():
-        yield 0, [(0, None, f"train: {lesson.epochs} epochs of matrix factorisation in one call "
-                   "to the sheetdl add-in", "title")]
-        yield 1, [(0, None, conventions(lesson.kind, lesson.opt, lesson.follows), "subtitle")]
-        yield 2, [(i, None, h, "label") for i, h in enumerate(hyper)]
-        yield 3, [(i, None, values[h], "input") for i, h in enumerate(hyper)]
-        yield 4, [(0, None, f"The table below is one array formula, {call}; it needs the sheetdl "
-                   "add-in. The values shown are cached, computed by sheetdl.", "subtitle")]
+        yield from input_rows(
+            f"train: {lesson.epochs} epochs of matrix factorisation in one call to the sheetdl "
+            "add-in", conventions(lesson.kind, lesson.opt, lesson.follows), hyper, values,
+            f"The table below is one array formula, {call}; it needs the sheetdl add-in. The "
+            "values shown are cached, computed by sheetdl.")
         yield top, [(0, ArrayFormula(call, last, 2), "epoch", "header"),
                     (1, None, "MSE", "header"), (2, None, "RMSE", "header")]
         for t, st in enumerate(steps, start=1):

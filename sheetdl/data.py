@@ -58,7 +58,7 @@ def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         except ValueError:
             if lineno == 1 and not xs:
                 continue  # a header
-            bad = 1 if _is_number(row[0]) else 0
+            bad = 1 if is_number(row[0]) else 0
             raise DataError(f"{path}, line {lineno}, column {'xy'[bad]}: "
                             f"{row[bad].strip()!r} is not a number") from None
         for col, v in zip("xy", values):
@@ -71,7 +71,7 @@ def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(xs), np.array(ys)
 
 
-def _is_number(s: str) -> bool:
+def is_number(s: str) -> bool:
     try:
         float(s)
         return True

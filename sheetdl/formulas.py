@@ -283,3 +283,15 @@ def input_validations(hyper: list[str], row: int, fallback: str = "") -> list[tu
         rule.update({"input_title": h[:32], "input_message": HYPER_HELP.get(h, fallback or h)[:255]})
         out.append((row, i, rule))
     return out
+
+
+def input_rows(title: str, convention: str, hyper: list[str], values: dict, hint: str,
+               status: tuple | None = None) -> list[tuple[int, list]]:
+    """Rows 0–4 of a training sheet: title, conventions, the named inputs' labels (row 2)
+    and values (row 3), and a hint, with ``status`` = (col, formula, value) beside it."""
+    row4 = [(status[0], status[1], status[2], "bold")] if status else []
+    return [(0, [(0, None, title, "title")]),
+            (1, [(0, None, convention, "subtitle")]),
+            (2, [(i, None, h, "label") for i, h in enumerate(hyper)]),
+            (3, [(i, None, values[h], "input") for i, h in enumerate(hyper)]),
+            (4, row4 + [(0, None, hint, "subtitle")])]

@@ -22,8 +22,8 @@ import numpy as np
 from . import linear, presets
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_rows
 from .data import EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, Column, Template, conventions, input_validations,
-                       optimizer_columns, status_cell)
+from .formulas import (HYPER_HELP, Column, Template, conventions, input_rows,
+                       input_validations, optimizer_columns, status_cell)
 from .optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
@@ -252,17 +252,13 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
              f"{'s' if lesson.epochs != 1 else ''} × {n} samples = {steps} steps")
 
     def rows():
-        yield 0, [(0, None, title, "title")]
-        yield 1, [(0, None, conventions(kind, opt, lesson.follows[kind]), "subtitle")]
-        yield LABEL_ROW, [(i, None, h, "label") for i, h in enumerate(hyper)]
-        yield INPUT_ROW, [(i, None, hyper_values[h], "input") for i, h in enumerate(hyper)]
-        status, status_value = status_cell("loss_trace", trace.loss)
-        yield 4, [(s_col, status, status_value, "bold"),
-                  (0, None, "Change a yellow input: every row below recomputes (no macros). "
-                   "Hover a header for its math." + (
-                       " Preset course: each epoch restarts from the last row's inputs, "
-                       "dropping its update, as the course's VBA did."
-                       if lesson.drop_last_update else ""), "subtitle")]
+        hint = ("Change a yellow input: every row below recomputes (no macros). "
+                "Hover a header for its math." + (
+                    " Preset course: each epoch restarts from the last row's inputs, "
+                    "dropping its update, as the course's VBA did."
+                    if lesson.drop_last_update else ""))
+        yield from input_rows(title, conventions(kind, opt, lesson.follows[kind]), hyper,
+                              hyper_values, hint, (s_col, *status_cell("loss_trace", trace.loss)))
         header = [(colno, None, (f"{c.header} {p}" if p else c.header), "header")
                   for c, p, colno in placed]
         header += [(s_col + i, None, h, "header")
@@ -348,14 +344,12 @@ def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
     epoch_loss = trace.loss.reshape(lesson.epochs, n).mean(axis=1)
 
     def rows():
-        yield 0, [(0, None, f"{kind}: the whole trajectory is one call to the sheetdl add-in "
-                   f"({steps:,} steps)", "title")]
-        yield 1, [(0, None, conventions(kind, opt, lesson.follows[kind]), "subtitle")]
-        yield LABEL_ROW, [(i, None, h, "label") for i, h in enumerate(hyper)]
-        yield INPUT_ROW, [(i, None, values[h], "input") for i, h in enumerate(hyper)]
-        yield 4, [(0, None, f"Rows {top + 1}.. are one array formula, {call}. It needs the "
-                   "sheetdl add-in (README: Excel add-in); the values shown are cached, "
-                   "computed by sheetdl's reference math.", "subtitle")]
+        yield from input_rows(
+            f"{kind}: the whole trajectory is one call to the sheetdl add-in ({steps:,} steps)",
+            conventions(kind, opt, lesson.follows[kind]), hyper, values,
+            f"Rows {top + 1}.. are one array formula, {call}. It needs the sheetdl add-in "
+            "(README: Excel add-in); the values shown are cached, computed by sheetdl's "
+            "reference math.")
         header = [(0, ArrayFormula(call, last, cols - 1), UDF_HEADER[0], "header")]
         header += [(j, None, h, "header") for j, h in enumerate(UDF_HEADER) if j]
         header += [(s_col + i, None, h, "header")

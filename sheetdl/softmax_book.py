@@ -13,8 +13,8 @@ import numpy as np
 from . import presets, softmax
 from .blocks import Group, Layout, interleave
 from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
-from .data import EXCEL_MAX_ROWS, DataError
-from .formulas import HYPER_HELP, conventions, input_validations, status_cell
+from .data import EXCEL_MAX_ROWS, DataError, is_number
+from .formulas import HYPER_HELP, conventions, input_rows, input_validations, status_cell
 from .optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -87,25 +87,17 @@ def read_csv(path) -> tuple:
         try:
             vals = [float(c) for c in r[:-1]]
         except ValueError:
-            bad = next(i for i, c in enumerate(r[:-1]) if not _num(c))
+            bad = next(i for i, c in enumerate(r[:-1]) if not is_number(c))
             raise DataError(f"{path}, line {n}, column {bad + 1}: {r[bad].strip()!r} is not "
                             "a number") from None
         if not all(np.isfinite(vals)):
             raise DataError(f"{path}, line {n}: features must be finite numbers")
         X.append(vals)
         raw.append(r[-1].strip())
-    names = sorted(set(raw), key=lambda s: (not _num(s), float(s) if _num(s) else 0, s))
+    names = sorted(set(raw), key=lambda s: (not is_number(s), float(s) if is_number(s) else 0, s))
     labels = np.array([names.index(s) for s in raw])
     features = header[:-1] if header else [f"x{j + 1}" for j in range(width - 1)]
     return np.array(X), labels, names, features
-
-
-def _num(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
 
 
 def make_lesson(X, labels, class_names=None, feature_names=None, *, optimizer="sgd",
@@ -300,15 +292,11 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     def rows():
         title = (f"train: softmax regression, {lesson.kind}, {lesson.steps} full-batch steps "
                  f"on {n} examples, {k} classes")
-        yield 0, [(0, None, title, "title")]
-        yield 1, [(0, None, conventions(lesson.kind, lesson.opt, lesson.follows), "subtitle")]
-        yield 2, [(i, None, h, "label") for i, h in enumerate(hyper)]
-        yield 3, [(i, None, hvals[h], "input") for i, h in enumerate(hyper)]
-        status, status_value = status_cell("loss_trace", [s.loss for s in tr.steps])
-        yield 4, [(trace_col, status, status_value, "bold"),
-                  (0, None, "Change a yellow cell (a hyperparameter, or a starting weight in the "
-                   "'start' block) and every step below recomputes. One block per step.",
-                   "subtitle")]
+        yield from input_rows(
+            title, conventions(lesson.kind, lesson.opt, lesson.follows), hyper, hvals,
+            "Change a yellow cell (a hyperparameter, or a starting weight in the 'start' block) "
+            "and every step below recomputes. One block per step.",
+            (trace_col, *status_cell("loss_trace", [s.loss for s in tr.steps])))
         pending: dict[int, list] = {}
         pending[TOP - 1] = [(trace_col, None, "step", "header"),
                             (trace_col + 1, None, "loss", "header"),
