@@ -10,6 +10,22 @@ SHARED = ROOT.parent / "shared"
 COURSE = SHARED / "reference" / "fastai" / "course-v3"
 
 
+def named_values(wb, name: str, sheet: str | None = None, errors_as_nan: bool = False):
+    """The cells of defined ``name`` (sheet-scoped when ``sheet`` is given) in an openpyxl
+    workbook opened with data_only, e.g. LibreOffice's recalculated output. A non-numeric
+    cell raises unless ``errors_as_nan``."""
+    import numpy as np
+
+    if sheet:
+        rng = wb[sheet].defined_names[name].attr_text.split("!")[1]
+    else:
+        sheet, rng = next(iter(wb.defined_names[name].destinations))
+    values = [c.value for row in wb[sheet][rng.replace("$", "")] for c in row]
+    if errors_as_nan:
+        values = [v if isinstance(v, (int, float)) else np.nan for v in values]
+    return np.array(values, float)
+
+
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="run many more generated examples")
 

@@ -10,6 +10,7 @@ import openpyxl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import named_values
 from sheetdl import (collab, collab_book, graddesc, libreoffice, presets, softmax,
                      softmax_book, verify, xlsx)
 
@@ -81,19 +82,13 @@ NAMES = {"softmax": ["loss_trace", "W_final", "bias_final"],
 def named_values_lo(path, lesson, book):
     """The traces as LibreOffice recalculated them (errors as NaN)."""
     wb = openpyxl.load_workbook(path, data_only=True)
-    out = {}
     if lesson == "graddesc":
-        for sheet in book.meta["sheets"]:
-            for name in ("b_trace", "a_trace", "loss_trace"):
-                rng = wb[sheet].defined_names[name].attr_text.split("!")[1]
-                out[(sheet, name)] = [c.value for row in wb[sheet][rng.replace("$", "")]
-                                      for c in row]
+        keys = [(sheet, name) for sheet in book.meta["sheets"]
+                for name in ("b_trace", "a_trace", "loss_trace")]
     else:
-        for name in NAMES[lesson]:
-            sheet, rng = next(iter(wb.defined_names[name].destinations))
-            out[(None, name)] = [c.value for row in wb[sheet][rng.replace("$", "")] for c in row]
-    return {k: np.array([v if isinstance(v, (int, float)) else np.nan for v in vals], float)
-            for k, vals in out.items()}
+        keys = [(None, name) for name in NAMES[lesson]]
+    return {(sheet, name): named_values(wb, name, sheet, errors_as_nan=True)
+            for sheet, name in keys}
 
 
 @settings(max_examples=BATCHES, deadline=None, derandomize=not SLOW,

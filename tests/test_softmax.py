@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sheetdl import graddesc, libreoffice, softmax, softmax_book, verify, xlsx
+from conftest import named_values
 from torch_reference import torch_optimizer
 
 KINDS = graddesc.ALL_OPTIMIZERS
@@ -82,10 +83,7 @@ def test_libreoffice_recalculates_identically(built, soffice, tmp_path):
         ironcalc = verify.recalculated(built[key][0])
         lo = openpyxl.load_workbook(out, data_only=True)
         for name in ("loss_trace", "W_final", "bias_final"):
-            dest = lo.defined_names[name].destinations
-            sheet, rng = next(iter(dest))
-            got = [c.value for row in lo[sheet][rng.replace("$", "")] for c in row]
-            np.testing.assert_allclose(np.array(got, float), ironcalc.values(name),
+            np.testing.assert_allclose(named_values(lo, name), ironcalc.values(name),
                                        rtol=1e-9, atol=1e-12, err_msg=f"{key} {name}")
 
 
