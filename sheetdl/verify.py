@@ -50,15 +50,36 @@ class Mismatch:
     recalculated: object
 
 
-#: Functions whose result IronCalc computes differently from Excel on some inputs:
-#: a mismatch in a cell using one is the engine's, not the workbook's.
+def _uses_sumxmy2(formula: str) -> bool:
+    return re.search(r"\bSUMX(MY2|2MY2|2PY2)\(", formula, re.IGNORECASE) is not None
+
+
+def _approximate_match(formula: str) -> bool:
+    """A MATCH with two arguments, or with a third of 1 or -1."""
+    for m in re.finditer(r"\bMATCH\(", formula, re.IGNORECASE):
+        depth, args, i = 1, 1, m.end()
+        while i < len(formula) and depth:
+            ch = formula[i]
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == "," and depth == 1:
+                args += 1
+                third = formula[i + 1:].lstrip()
+                if args == 3 and third[:1] not in ("1", "-"):
+                    break
+            i += 1
+        else:
+            return True
+    return False
+
+
+#: Cases where IronCalc computes differently from Excel: a mismatch in such a cell
+#: is the engine's, not the workbook's. Each is (does this formula have it?, why).
 ENGINE_DIFFERS = [
-    (re.compile(r"\bSUMX(MY2|2MY2|2PY2)\(", re.IGNORECASE),
-     "SUMXMY2 and kin: Excel skips pairs with a blank cell, IronCalc (like LibreOffice) "
-     "reads the blank as 0"),
-    (re.compile(r"\bMATCH\([^()]*(\([^()]*\)[^()]*)*\)", re.IGNORECASE),
-     "approximate MATCH (match type 1 or omitted) on unsorted data: the result is "
-     "undefined and engines differ"),
+    (_uses_sumxmy2, "SUMXMY2 and kin: Excel skips pairs with a blank cell, IronCalc (like "
+     "LibreOffice) reads the blank as 0"),
+    (_approximate_match, "approximate MATCH (match type 1 or omitted) on unsorted data: the "
+     "result is undefined and engines differ"),
 ]
 
 
@@ -355,9 +376,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
     for key, mm in zip(pending_keys, pending):
         if key in tainted:
             continue
-        reason = next((why for pattern, why in ENGINE_DIFFERS
-                       if pattern.search(mm.formula) and _is_engine_case(pattern, mm.formula)),
-                      None)
+        reason = next((why for applies, why in ENGINE_DIFFERS if applies(mm.formula)), None)
         if reason:
             report.engine_differs.append(EngineDifference(**mm.__dict__, reason=reason))
         else:
@@ -390,29 +409,6 @@ def _sort_key(cell: str):
     sheet, _, ref = cell.rpartition("!")
     m = re.match(r"([A-Z]+)(\d+)", ref)
     return (sheet, int(m.group(2)), _col_number(m.group(1))) if m else (sheet, 0, 0)
-
-
-def _is_engine_case(pattern, formula: str) -> bool:
-    """MATCH only differs when approximate: two arguments, or a third of 1 or -1."""
-    if "MATCH" not in pattern.pattern:
-        return True
-    for m in re.finditer(r"\bMATCH\(", formula, re.IGNORECASE):
-        depth, args, i = 1, 1, m.end()
-        while i < len(formula) and depth:
-            ch = formula[i]
-            depth += ch == "("
-            depth -= ch == ")"
-            if ch == "," and depth == 1:
-                args += 1
-                third = formula[i + 1:].lstrip()
-                if args == 3 and third[:1] not in ("1", "-"):
-                    break
-            i += 1
-        else:
-            return True
-        if args < 3:
-            return True
-    return False
 
 
 def _array_members(path: Path, sheets: list[str]) -> dict:
