@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 
 from .book import ref
-from .formulas import Column, Template, optimizer_columns
+from . import schedules
+from .formulas import Column, Template, optimizer_columns, schedule_keys, schedule_scalars
 from .optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
@@ -50,6 +51,7 @@ class Layout:
     lesson_rows: int               # rows of the lesson band, starting at row 3
     scalars: list[tuple[str, str, str]]  # lesson scalars (key, label, note), after "step"
     top: int = 0                   # sheet row of block 0
+    schedule: object = None        # a schedules.Schedule: lr (and momentum) per step
     quantities: list[Quantity] = field(default_factory=list)
     scalar_columns: list[Column] = field(default_factory=list)
     scalar_col: dict[str, int] = field(default_factory=dict)
@@ -57,7 +59,9 @@ class Layout:
     height: int = 0
 
     def __post_init__(self):
-        cols = optimizer_columns(self.opt)
+        self.scalars = list(self.scalars) + schedule_scalars(self.schedule)
+        cols = optimizer_columns(schedules.adapt(self.opt, self.schedule),
+                                 schedule_keys(self.schedule))
         self.quantities = [Quantity("p", "θ", "the parameters at the start of this step: "
                                     "the previous block's new θ", None),
                            Quantity("g", "∂L/∂θ", "the gradient of the loss", None)]
@@ -124,6 +128,17 @@ class Layout:
         texts = column.formula if isinstance(column.formula, list) else [column.formula] * 2
         return [Template(t, self._resolver(None, 0)) for t in texts]
 
+
+    def schedule_cells(self, block: int, shown: dict) -> list[tuple[str, str, float]]:
+        """(key, formula, value) of block ``block``'s scheduled lr and momentum."""
+        if self.schedule is None or not self.schedule.scheduled:
+            return []
+        texts = {"lr": self.schedule.lr_formula()}
+        if self.schedule.cycles:
+            texts[self.schedule.cycles] = self.schedule.momentum_formula()
+        row = self.block_row(block) + VALUE_ROW
+        return [(k, Template(t, self._resolver(None, 0)).render(row), float(shown[k]))
+                for k, t in texts.items()]
 
     # -- cells ---------------------------------------------------------------------
 

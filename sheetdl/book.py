@@ -72,6 +72,8 @@ class Chart:
     log_y: bool = False
     width: int = 480
     height: int = 288
+    #: a scatter chart with a log-scaled x axis (loss against learning rate)
+    log_x: bool = False
 
 
 @dataclass

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, graddesc, presets, xlsx
+from . import data, graddesc, presets, schedules, xlsx
 
 LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
     "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
     "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
+    "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
 }
 DEFAULT_DIR = Path("workbooks")
 
@@ -56,8 +57,9 @@ def _add_build(sub) -> None:
     g.add_argument("--optimizer", choices=graddesc.ALL_OPTIMIZERS,
                    help="softmax, collab: the optimizer of the training sheet "
                         "(default sgd for softmax, adam for collab)")
-    g.add_argument("--steps", type=int, default=50,
-                   help="softmax: full-batch steps unrolled (default 50)")
+    g.add_argument("--steps", type=int,
+                   help="softmax: full-batch steps unrolled (default 50); lrfind: finder "
+                        "steps (default 100)")
     g.add_argument("--epochs", type=int,
                    help="epochs unrolled (default 5 for graddesc, 20 for collab)")
     g.add_argument("--preset", default=graddesc.DEFAULT_PRESET, choices=sorted(presets.PRESETS),
@@ -77,9 +79,37 @@ def _add_build(sub) -> None:
                         "for lessons too large to recalculate as formulas")
     g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                    help="Nesterov momentum on the momentum sheet")
+    g = p.add_argument_group("learning-rate schedule (each step's lr is a formula column)")
+    g.add_argument("--schedule", default="constant",
+                   choices=schedules.KINDS + ("anneal",),
+                   help="constant (default), step (StepLR), exp (ExponentialLR), cosine "
+                        "(CosineAnnealingLR), onecycle (fit_one_cycle / OneCycleLR), or "
+                        "anneal (graddesc: the course's adam_ann rule)")
+    for flag, kind, what in [
+            ("--lr-max", float, "onecycle: peak lr (default the lesson's lr); lrfind: last lr "
+             "(default 10)"),
+            ("--lr-min", float, "cosine: the floor (default 0); lrfind: first lr (default 1e-7)"),
+            ("--pct-start", float, "onecycle: warm-up fraction (torch 0.3, fastai 0.25)"),
+            ("--div", float, "onecycle: first lr = lr_max/div (default 25)"),
+            ("--div-final", float, "onecycle: final lr = lr_max/div_final (fastai, default 1e5) "
+             "or lr_max/div/div_final (torch, default 1e4)"),
+            ("--step-size", int, "step: steps between decays (default 1)"),
+            ("--gamma", float, "step: decay factor (default 0.1); exp: per step (default 0.99)"),
+            ("--anneal-ratio", float, "anneal: proxy/best ratio that triggers (default 2)"),
+            ("--anneal-factor", float, "anneal: lr divisor (default 4)")]:
+        g.add_argument(flag, type=kind, help=what)
+    g.add_argument("--cycle-momentum", action=argparse.BooleanOptionalAction, default=True,
+                   help="onecycle: cycle momentum or β₁ 0.95 → 0.85 → 0.95 (default on)")
+    g.add_argument("--lrfind", action="store_true",
+                   help="graddesc, softmax, collab: add an lr finder sheet (for --optimizer, "
+                        "or the first of --optimizers)")
+    g.add_argument("--smooth-beta", type=float, help="lr finder: smoothing β (default 0.98)")
+    g.add_argument("--stop-factor", type=float,
+                   help="lr finder: stop once the smoothed loss passes this × its minimum "
+                        "(default 4)")
 
 
-def build_graddesc(args) -> graddesc.Lesson:
+def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
     if args.data and args.rows is not None:
         raise UserError("give --data or --rows, not both")
     if args.data:
@@ -92,14 +122,44 @@ def build_graddesc(args) -> graddesc.Lesson:
         x, y = data.course_points()
         label = None
     overrides = _overrides(args)
+    optimizers = tuple(args.optimizers or graddesc.DEFAULT_OPTIMIZERS)
+    if finder_only:
+        if args.optimizers or args.schedule != "constant":
+            raise UserError("sheetdl build lrfind takes --optimizer (one), not --optimizers or "
+                            "--schedule")
+        optimizers = ()
+    if args.udf and (args.schedule != "constant" or args.lrfind or finder_only):
+        raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
+    if args.steps is not None and not (finder_only or args.lrfind):
+        raise UserError("--steps is for softmax and the lr finder; graddesc counts --epochs")
     lesson = graddesc.make_lesson(
-        x, y, optimizers=tuple(args.optimizers or graddesc.DEFAULT_OPTIMIZERS),
+        x, y, optimizers=optimizers,
         preset=args.preset, epochs=5 if args.epochs is None else args.epochs,
         b_init=1.0 if args.b_init is None else args.b_init,
         a_init=1.0 if args.a_init is None else args.a_init,
-        drop_last_update=args.drop_last_update, data_label=label, **overrides)
+        drop_last_update=args.drop_last_update, data_label=label,
+        schedule=args.schedule, schedule_options=_schedule_options(args),
+        lrfind_optimizer=(args.optimizer or (optimizers[0] if optimizers else "sgd"))
+        if (finder_only or args.lrfind) else None,
+        lrfind_options=_finder_options(args), **overrides)
     lesson.udf = args.udf
     return lesson
+
+
+def _schedule_options(args) -> dict:
+    opts = {k: getattr(args, k) for k in ("lr_max", "lr_min", "pct_start", "div", "div_final",
+                                          "step_size", "gamma", "anneal_ratio",
+                                          "anneal_factor")}
+    for k, v in opts.items():
+        if v is not None and not np.isfinite(v):
+            raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
+    opts["cycle_momentum"] = args.cycle_momentum
+    return opts
+
+
+def _finder_options(args) -> dict:
+    return {"steps": args.steps, "lr_min": args.lr_min, "lr_max": args.lr_max,
+            "smooth_beta": args.smooth_beta, "stop_factor": args.stop_factor}
 
 
 def build_softmax(args):
@@ -117,7 +177,8 @@ def build_softmax(args):
         label = f"30 synthetic points in 3 seeded Gaussian blobs, seed {args.seed}"
     lesson = softmax_book.make_lesson(
         X, labels, classes, features, optimizer=args.optimizer or "sgd", preset=args.preset,
-        steps=args.steps, seed=args.seed, data_label=label, **_overrides(args))
+        steps=50 if args.steps is None else args.steps, seed=args.seed, data_label=label,
+        schedule=args.schedule, schedule_options=_schedule_options(args), **_overrides(args))
     return softmax_book.build(lesson)
 
 
@@ -146,7 +207,10 @@ def build_collab(args):
     lesson = collab_book.make_lesson(
         R, users, movies, factors=args.factors, optimizer=args.optimizer or "adam",
         preset=args.preset, epochs=20 if args.epochs is None else args.epochs, y_range=y_range,
-        seed=args.seed, data_label=label, **_overrides(args))
+        seed=args.seed, data_label=label, schedule=args.schedule,
+        schedule_options=_schedule_options(args), **_overrides(args))
+    if args.udf and lesson.schedule is not None:
+        raise UserError("--udf writes constant-lr tables only; leave out --schedule")
     lesson.udf = args.udf
     return collab_book.build(lesson)
 
@@ -193,6 +257,7 @@ def cmd_build(args) -> int:
 
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
+            "lrfind": lambda args: graddesc.build(build_graddesc(args, finder_only=True)),
             "softmax": build_softmax, "collab": build_collab}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from .data import DataError
 from .optim import Optimizer
+from .schedules import scheduled_values, stepping
 from .softmax import seqsum
 
 
@@ -99,14 +100,19 @@ class Trace:
     initial_state: dict
 
 
-def train(opt: Optimizer, R, theta0, shape: Shape, epochs: int, y_range=None) -> Trace:
+def train(opt: Optimizer, R, theta0, shape: Shape, epochs: int, y_range=None,
+          schedule=None) -> Trace:
+    """Full-batch epochs; ``schedule`` sets each epoch's lr and cycled momentum."""
     theta = np.asarray(theta0, float)
     state = opt.init(theta)
     initial = {k: v for k, v in state.items() if k != "t"}
     thetas, steps, shown = [theta], [], []
-    for _ in range(epochs):
+    opt_at = stepping(opt, schedule)
+    for t in range(1, epochs + 1):
         st = forward_backward(R, theta, shape, y_range)
-        theta, state, sh = opt.update(theta, st.grad, state)
+        step_opt = opt_at(t)
+        theta, state, sh = step_opt.update(theta, st.grad, state)
+        sh.update(scheduled_values(step_opt, schedule))
         steps.append(st)
         shown.append(sh)
         thetas.append(theta)

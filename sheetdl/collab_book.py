@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import collab, presets
+from . import collab, presets, schedules
 from .blocks import Group, Layout, interleave
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
-from .formulas import HYPER_HELP, conventions, input_rows, input_validations, status_cell
+from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
+                       status_cell)
 from .optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
@@ -41,10 +42,12 @@ class Lesson:
     seed: int = 0
     #: write training as one call to the add-in (SHEETDL_COLLAB_TRAIN)
     udf: bool = False
+    schedule: schedules.Schedule | None = None
 
 
 def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="torch",
-                epochs=20, y_range=(0.0, 5.5), seed=0, data_label="", **overrides) -> Lesson:
+                epochs=20, y_range=(0.0, 5.5), seed=0, data_label="", schedule="constant",
+                schedule_options=None, **overrides) -> Lesson:
     R = np.asarray(R, float)
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
@@ -69,8 +72,10 @@ def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="
     if rows > EXCEL_MAX_ROWS:
         raise ValueError(f"{epochs} epochs need {rows:,} rows, past Excel's "
                          f"{EXCEL_MAX_ROWS:,}; use fewer --epochs or --users")
+    lesson.schedule = schedules.for_lesson(schedule, schedule_options, epochs, optimizer, opt.lr,
+                                           preset)
     with np.errstate(all="ignore"):
-        lesson.trace = collab.train(opt, R, theta0, shape, epochs, y_range)
+        lesson.trace = collab.train(opt, R, theta0, shape, epochs, y_range, lesson.schedule)
     return lesson
 
 
@@ -109,7 +114,7 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     lay = Layout(lesson.opt, [users, movies], lesson_rows=U,
                  scalars=[("loss", "MSE", "mean squared error over the observed ratings, "
                            "before this epoch's update"),
-                          ("rmse", "RMSE", "√MSE, in stars")], top=TOP)
+                          ("rmse", "RMSE", "√MSE, in stars")], top=TOP, schedule=lesson.schedule)
     pc = {"pred": 1, "err": M + 2, "dpred": 2 * M + 3}  # columns of the prediction band
     ratings = lambda i, j: f"ratings!${col_name(j + 1)}${i + 2}"
     lo_hi = lesson.y_range
@@ -161,9 +166,11 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
             return f"=SUMPRODUCT({dcol(j)},{ucol})"
         return f
 
-    hyper = list(lesson.opt.hyperparameters) + (["y_min", "y_max"] if lo_hi else [])
-    hvals = {**lesson.opt.hyper(), **({"y_min": lo_hi[0], "y_max": lo_hi[1]} if lo_hi else {})}
+    hyper, hvals = schedule_inputs(lesson.opt, lesson.schedule)
+    hyper += ["y_min", "y_max"] if lo_hi else []
+    hvals = {**hvals, **({"y_min": lo_hi[0], "y_max": lo_hi[1]} if lo_hi else {})}
     trace_col = lay.width() + 1
+    scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     notes: list = [(2, i, f"{h}: " + HYPER_HELP.get(h, "the prediction range (fastai's y_range)"))
                    for i, h in enumerate(hyper)]
 
@@ -171,19 +178,25 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
         yield from input_rows(
             f"train: matrix factorisation, {U} users × {M} movies, {F} factors, {lesson.kind}, "
             f"{lesson.epochs} full-batch epochs", conventions(lesson.kind, lesson.opt,
-                                                              lesson.follows), hyper, hvals,
+                                                              lesson.follows)
+            + (" " + lesson.schedule.describe() + "." if scheduled else ""), hyper, hvals,
             "Change a yellow cell (a hyperparameter or a starting factor in the 'start' block) "
             "and every epoch recomputes. One block per epoch.",
             (trace_col, *status_cell("loss_trace", [s.loss for s in tr.steps])))
         pending: dict[int, list] = {TOP - 1: [(trace_col, None, "epoch", "header"),
                                               (trace_col + 1, None, "MSE", "header"),
                                               (trace_col + 2, None, "RMSE", "header")]}
+        if scheduled:
+            pending[TOP - 1].append((trace_col + 3, None, "lr", "header"))
         for t in range(1, lesson.epochs + 1):
             st = tr.steps[t - 1]
             pending.setdefault(TOP + t - 1, []).extend([
                 (trace_col, None, t, "int"),
                 (trace_col + 1, "=" + lay.scalar(t, "loss"), st.loss, "summary"),
                 (trace_col + 2, "=" + lay.scalar(t, "rmse"), st.rmse, "summary")])
+            if scheduled:
+                pending[TOP + t - 1].append((trace_col + 3, "=" + lay.scalar(t, "lr"),
+                                             float(tr.shown[t - 1]["lr"]), "summary"))
         for block in range(lesson.epochs + 1):
             if block == 0:
                 cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
@@ -199,7 +212,8 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                                   scalar_cells=[("loss", f"=SUMPRODUCT({errs},{errs})/COUNT(ratings)",
                                                  st.loss),
                                                 ("rmse", "=SQRT(" + lay.scalar(block, "loss") + ")",
-                                                 st.rmse)],
+                                                 st.rmse)]
+                                  + lay.schedule_cells(block, tr.shown[block - 1]),
                                   notes=notes)
                 for row, extra in band(block, st).items():
                     cells.setdefault(row, []).extend(extra)
@@ -220,13 +234,18 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     names["movie_bias_final"] = "train!" + lay.area(last, movies, "new", rows=(F, F))
     names["loss_trace"] = area("train", TOP, trace_col + 1, TOP + last - 1)
     names["rmse_trace"] = area("train", TOP, trace_col + 2, TOP + last - 1)
-    chart = Chart(0, trace_col + 4, "train: RMSE per epoch", "epoch", "RMSE (stars)",
-                  [Series("RMSE", area("train", TOP, trace_col, TOP + last - 1),
-                          names["rmse_trace"])])
-    widths = {i: 10 for i in range(trace_col + 3)}
+    charts = [Chart(0, trace_col + 4 + scheduled, "train: RMSE per epoch", "epoch", "RMSE (stars)",
+                    [Series("RMSE", area("train", TOP, trace_col, TOP + last - 1),
+                            names["rmse_trace"])])]
+    if scheduled:
+        names["lr_trace"] = area("train", TOP, trace_col + 3, TOP + last - 1)
+        charts.append(Chart(16, trace_col + 5, "train: learning rate per epoch", "epoch", "lr",
+                            [Series("lr", area("train", TOP, trace_col, TOP + last - 1),
+                                    names["lr_trace"])]))
+    widths = {i: 10 for i in range(trace_col + 3 + scheduled)}
     widths[0] = 12
     return Sheet("train", rows, widths=widths, freeze=(5, 1), notes=notes,
-                 validations=validations, charts=[chart]), names
+                 validations=validations, charts=charts), names
 
 
 def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
@@ -331,6 +350,8 @@ def build(lesson: Lesson) -> Book:
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             **_diverged(lesson.trace),
             "factors": lesson.shape.factors, "y_range": lesson.y_range}
+    if lesson.schedule is not None and lesson.schedule.scheduled:
+        meta["schedule"] = lesson.schedule.options()
     sheets = [about_sheet(lesson), ratings_sheet(lesson)]
     if not lesson.udf:  # the lookup demo reads the start factors of the formula sheet
         sheets.append(embedding_sheet(lesson, names))

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from . import schedules
 from .book import FORBIDDEN, col_name
 from .optim import Optimizer
 
@@ -34,6 +35,9 @@ HYPER_HELP = {
     "b_init": "starting intercept b",
     "a_init": "starting slope a",
     "fd_h": "h of the central finite differences",
+    "smooth_beta": "β of the lr finder's smoothed loss (fastai's 0.98)",
+    "stop_factor": "the lr finder stops once the smoothed loss passes this × its minimum",
+    **schedules.HELP,
 }
 
 VALIDATION = {
@@ -49,6 +53,11 @@ VALIDATION = {
     "momentum_decay": {"validate": "decimal", "criteria": ">=", "value": 0},
     "initial_accumulator_value": {"validate": "decimal", "criteria": ">=", "value": 0},
     "fd_h": {"validate": "decimal", "criteria": ">", "value": 0},
+    "smooth_beta": {"validate": "decimal", "criteria": "between", "minimum": 0,
+                    "maximum": 0.999999999999},
+    "stop_factor": {"validate": "decimal", "criteria": ">", "value": 1},
+    "steps": {"validate": "integer", "criteria": ">=", "value": 2},
+    **schedules.VALIDATION,
 }
 
 
@@ -63,8 +72,34 @@ class Column:
     init: str | None = None  # step-0 formula (e.g. "=b_init") or None for a value
 
 
-def optimizer_columns(opt: Optimizer) -> list[Column]:
-    """The state and update columns of one optimizer, matching ``opt.update``'s ``shown``."""
+def optimizer_columns(opt: Optimizer, scheduled=()) -> list[Column]:
+    """The state and update columns of one optimizer, matching ``opt.update``'s ``shown``.
+
+    ``scheduled`` names hyperparameters a schedule sets per step (``lr``, ``beta1``,
+    ``momentum``): their bare names become tokens ``{lr}``..., so each step reads its
+    own row's value instead of the named input.
+    """
+    cols = _optimizer_columns(opt)
+    if scheduled:
+        bare = re.compile(r"(?<![{\w])(" + "|".join(map(re.escape, scheduled)) + r")\b")
+        swap = lambda t: bare.sub(r"{\1}", t) if t else t
+        for c in cols:
+            c.formula = [swap(t) for t in c.formula] if isinstance(c.formula, list) \
+                else swap(c.formula)
+    return cols
+
+
+def _beta1_pow_column(opt: Optimizer) -> Column:
+    if getattr(opt, "beta1_pow_from_step", False):
+        return Column("beta1_pow", "β₁ᵗ", "β₁ᵗ = EXP(t·LN β₁) with this step's β₁ (torch's "
+                      "beta1**step): a cycled β₁ makes a running product wrong",
+                      "=EXP({step}*LN(beta1))", per_param=False, init="1")
+    return Column("beta1_pow", "β₁ᵗ", "β₁ᵗ as a running product β₁ᵗ⁻¹·β₁ (it underflows "
+                  "to 0 quietly where 0.9^7000 is #NUM! in LibreOffice)",
+                  "={beta1_pow@prev}*beta1", per_param=False, init="1")
+
+
+def _optimizer_columns(opt: Optimizer) -> list[Column]:
     decoupled = getattr(opt, "decoupled_weight_decay", False)
     P = "{p}*(1-lr*weight_decay)" if decoupled else "{p}"
     cols: list[Column] = []
@@ -133,9 +168,7 @@ def optimizer_columns(opt: Optimizer) -> list[Column]:
             v = "{max_exp_avg_sq}"
         if opt.bias_correction:
             cols += [
-                Column("beta1_pow", "β₁ᵗ", "β₁ᵗ as a running product β₁ᵗ⁻¹·β₁ (it underflows "
-                       "to 0 quietly where 0.9^7000 is #NUM! in LibreOffice)",
-                       "={beta1_pow@prev}*beta1", per_param=False, init="1"),
+                _beta1_pow_column(opt),
                 Column("beta2_pow", "β₂ᵗ", "β₂ᵗ as a running product β₂ᵗ⁻¹·β₂",
                        "={beta2_pow@prev}*beta2", per_param=False, init="1"),
             ]
@@ -175,8 +208,7 @@ def optimizer_columns(opt: Optimizer) -> list[Column]:
             Column("exp_inf", "u", "infinity norm u_t = max(β₂·u_{t−1}, |g| + ε)" if opt.eps_in_max
                    else "infinity norm u_t = max(β₂·u_{t−1}, |g|) (Keras: ε added below)", u,
                    init="0"),
-            Column("beta1_pow", "β₁ᵗ", "β₁ᵗ as a running product", "={beta1_pow@prev}*beta1",
-                   per_param=False, init="1"),
+            _beta1_pow_column(opt),
             Column("clr", "lr_t", "lr_t = lr/(1 − β₁ᵗ)", "=lr/(1-{beta1_pow})", per_param=False),
         ]
         denom = "{exp_inf}" if opt.eps_in_max else "({exp_inf}+eps)"
@@ -232,6 +264,34 @@ class Template:
         """The formula for 0-based ``row``."""
         r1 = row + 1
         return "".join(p if isinstance(p, str) else f"{p[0]}{r1 + p[1]}" for p in self.parts)
+
+
+def schedule_inputs(opt: Optimizer, sched) -> tuple[list[str], dict[str, float]]:
+    """The named inputs of a sheet trained under ``sched``: the optimizer's
+    hyperparameters less those the schedule sets per step, then the schedule's."""
+    names, values = list(opt.hyperparameters), opt.hyper()
+    if sched is not None and sched.scheduled:
+        names = [h for h in names if h != sched.cycles and (sched.uses_base_lr or h != "lr")]
+        names += sched.inputs() + ["steps"]
+        values = {**values, **sched.values()}
+    return names, values
+
+
+def schedule_scalars(sched) -> list[tuple[str, str, str]]:
+    """(key, label, note) of the per-step scalars a schedule adds to a block layout."""
+    if sched is None or not sched.scheduled:
+        return []
+    out = [("lr", "lr", sched.describe().removeprefix("Schedule: ") + ": this step's lr, "
+            "from the step number and the named schedule inputs")]
+    if sched.cycles:
+        out.append((sched.cycles, "β₁" if sched.cycles == "beta1" else "μ",
+                    "this step's cycled momentum, mom_max → mom_min → mom_max"))
+    return out
+
+
+def schedule_keys(sched) -> tuple[str, ...]:
+    """Hyperparameters a schedule sets per step, for ``optimizer_columns(scheduled=)``."""
+    return tuple(k for k, _, _ in schedule_scalars(sched))
 
 
 def conventions(kind: str, opt: Optimizer, follows: str) -> str:

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import linear, presets
+from . import linear, lrfind, presets, schedules
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_rows
 from .data import EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, Column, Template, conventions, input_rows,
-                       input_validations, optimizer_columns, status_cell)
+                       input_validations, optimizer_columns, schedule_inputs, schedule_keys,
+                       status_cell)
 from .optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
@@ -45,6 +46,20 @@ FD_H = 0.01
 PARAMS = ("b", "a")
 
 @dataclass
+class Finder:
+    """The lr finder sheet: one optimizer trained from the same start while lr grows."""
+
+    kind: str
+    opt: Optimizer
+    follows: str
+    schedule: schedules.Schedule
+    smooth_beta: float = 0.98
+    stop_factor: float = 4.0
+    trace: linear.Trace | None = None
+    result: lrfind.Finder | None = None
+
+
+@dataclass
 class Lesson:
     """Everything the graddesc workbook is built from."""
 
@@ -61,12 +76,25 @@ class Lesson:
     traces: dict[str, linear.Trace] = field(default_factory=dict)
     #: write each optimizer's table as one add-in call (SHEETDL_TRAIN_LINEAR)
     udf: bool = False
+    #: each optimizer sheet's lr schedule (absent: a constant lr)
+    schedules: dict[str, schedules.Schedule] = field(default_factory=dict)
+    #: the course's adam_ann annealing, on every optimizer sheet
+    anneal: schedules.Anneal | None = None
+    finder: Finder | None = None
 
 
 def make_lesson(x, y, *, optimizers=DEFAULT_OPTIMIZERS, preset=DEFAULT_PRESET, epochs=5,
                 b_init=1.0, a_init=1.0, drop_last_update=None, data_label=None,
-                **overrides) -> Lesson:
-    """Resolve options (preset, then explicit overrides) and run the reference math."""
+                schedule="constant", schedule_options=None, lrfind_optimizer=None,
+                lrfind_options=None, **overrides) -> Lesson:
+    """Resolve options (preset, then explicit overrides) and run the reference math.
+
+    ``schedule`` is a kind from ``schedules.KINDS`` or ``"anneal"`` (the course's
+    adam_ann rule), with ``schedule_options`` (lr_max, pct_start, div, div_final,
+    step_size, gamma, lr_min, cycle_momentum, anneal_ratio, anneal_factor).
+    ``lrfind_optimizer`` adds an lr finder sheet (``lrfind_options``: steps,
+    lr_min, lr_max, smooth_beta, stop_factor).
+    """
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
     unknown = [o for o in optimizers if o not in ALL_OPTIMIZERS]
@@ -93,12 +121,55 @@ def make_lesson(x, y, *, optimizers=DEFAULT_OPTIMIZERS, preset=DEFAULT_PRESET, e
                     a_init=float(a_init), drop_last_update=drop_last_update)
     if data_label:
         lesson.data_label = data_label
+    sopts = dict(schedule_options or {})
+    ratio, factor = sopts.pop("anneal_ratio", None), sopts.pop("anneal_factor", None)
+    if schedule == "anneal":
+        lesson.anneal = schedules.Anneal(2.0 if ratio is None else ratio,
+                                         4.0 if factor is None else factor)
+        lacking = [k for k in optimizers if k not in schedules.Anneal.MOMENT]
+        if lacking:
+            raise ValueError(f"--schedule anneal watches the second moment v, which {lacking[0]} "
+                             f"does not keep; use it with {', '.join(schedules.Anneal.MOMENT)}")
+    elif schedule != "constant":
+        for kind, opt in opts.items():
+            lesson.schedules[kind] = schedules.make(schedule, steps=steps, optimizer=kind,
+                                                    lr=opt.lr, preset=preset, **sopts)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for kind, opt in opts.items():
             lesson.traces[kind] = linear.train(opt, lesson.x, lesson.y, epochs=epochs,
                                                b_init=lesson.b_init, a_init=lesson.a_init,
-                                               drop_last_update=drop_last_update)
+                                               drop_last_update=drop_last_update,
+                                               schedule=lesson.schedules.get(kind),
+                                               anneal=lesson.anneal)
+    if lrfind_optimizer:
+        lesson.finder = make_finder(lesson, lrfind_optimizer, overrides, **(lrfind_options or {}))
     return lesson
+
+
+def make_finder(lesson: Lesson, kind: str, overrides: dict, *, steps=None, lr_min=None,
+                lr_max=None, smooth_beta=None, stop_factor=None) -> Finder:
+    if kind not in ALL_OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {kind!r} for the lr finder; choose from "
+                         f"{', '.join(ALL_OPTIMIZERS)}")
+    steps = 100 if steps is None else steps
+    if steps < 10:
+        raise ValueError(f"the lr finder needs at least 10 --steps, got {steps}")
+    if FIRST_STEP_ROW + steps > EXCEL_MAX_ROWS:
+        raise ValueError(f"{steps} lr finder steps: past Excel's {EXCEL_MAX_ROWS:,} rows")
+    given = {k: v for k, v in overrides.items() if k != "lr"}
+    opt, follows = presets.resolve(lesson.preset, kind, lr=LESSON_LR[kind], **given)
+    sched = schedules.make("lrfind", steps=steps, optimizer=kind, lr=opt.lr,
+                           preset=lesson.preset, lr_min=lr_min, lr_max=lr_max)
+    f = Finder(kind, opt, follows, sched, 0.98 if smooth_beta is None else smooth_beta,
+               4.0 if stop_factor is None else stop_factor)
+    if not 0 <= f.smooth_beta < 1:
+        raise ValueError(f"--smooth-beta must be in [0, 1), got {f.smooth_beta}")
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        f.trace = linear.train_full_batch(opt, lesson.x, lesson.y, steps=steps,
+                                          b_init=lesson.b_init, a_init=lesson.a_init,
+                                          schedule=sched)
+        f.result = lrfind.analyse(f.trace.lr, f.trace.loss, f.smooth_beta, f.stop_factor)
+    return f
 
 
 # --------------------------------------------------------------------------- columns
@@ -138,6 +209,81 @@ def _base_columns(kind: str) -> list[Column]:
     return cols
 
 
+def _finder_base_columns() -> list[Column]:
+    """The finder steps full batch: a per-sample loss is too noisy for its 4× stop rule
+    (on the course's data the smoothed loss passes 4× its best at step 2)."""
+    e = "({b}+{a}*x-y)"
+    return [
+        Column("step", "step", "t: the update number. Row 7 is step 0, the starting point.",
+               "={step@prev}+1", per_param=False, style="int"),
+        Column("b", "b", "b before this step: the previous row's new b.", None, per_param=False,
+               style="num"),
+        Column("a", "a", "a before this step: the previous row's new a.", None, per_param=False,
+               style="num"),
+        Column("loss", "loss", "full-batch loss L = Σ(b + a·x − y)²/n over all the data",
+               f"=SUMPRODUCT({e}^2)/ROWS(x)", per_param=False),
+        Column("dl_b", "dL/db", "∂L/∂b = 2·Σ(b + a·x − y)/n", f"=2*SUMPRODUCT({e})/ROWS(x)",
+               per_param=False),
+        Column("dl_a", "dL/da", "∂L/∂a = 2·Σ(b + a·x − y)·x/n", f"=2*SUMPRODUCT({e},x)/ROWS(x)",
+               per_param=False),
+    ]
+
+
+EPOCH_LR = "EPOCH_LR"  # stands for the annealing table's lr column until it is placed
+
+
+def schedule_columns(sched: schedules.Schedule | None, anneal: schedules.Anneal | None,
+                     epoch_key: str = "epoch") -> list[Column]:
+    """The per-step lr (and cycled momentum) columns a schedule adds."""
+    if anneal is not None:
+        return [Column("lr", "lr", "this step's lr: its epoch's lr from the annealing table "
+                       "to the right (the course's adam_ann rule, as formulas)",
+                       f"=INDEX({EPOCH_LR},{{{epoch_key}}})", per_param=False)]
+    if sched is None or not sched.scheduled:
+        return []
+    cols = [Column("lr", "lr", sched.describe().removeprefix("Schedule: ") + ", computed "
+                   "from the step number t and the named schedule inputs", sched.lr_formula(),
+                   per_param=False)]
+    if sched.cycles:
+        label = "β₁" if sched.cycles == "beta1" else "μ"
+        cols.append(Column(sched.cycles, label, f"{label} this step: cycled mom_max → mom_min "
+                           "→ mom_max opposite to the lr", sched.momentum_formula(),
+                           per_param=False))
+    return cols
+
+
+def _scheduled_keys(sched, anneal) -> tuple[str, ...]:
+    return ("lr",) if anneal is not None else schedule_keys(sched)
+
+
+def finder_columns() -> list[Column]:
+    return [
+        Column("avg", "avg", "exponential average avg_t = β·avg_{t−1} + (1 − β)·L_t, β = "
+               "smooth_beta (fastai's AvgSmoothLoss)", "=smooth_beta*{avg@prev}+(1-smooth_beta)*"
+               "{loss}", per_param=False, init="0"),
+        Column("smooth_pow", "βᵗ", "βᵗ as a running product", "={smooth_pow@prev}*smooth_beta",
+               per_param=False, init="1"),
+        Column("smooth", "smoothed", "debiased smoothed loss avg_t/(1 − βᵗ)",
+               "={avg}/(1-{smooth_pow})", per_param=False),
+        Column("best", "best", "the lowest smoothed loss so far (carried once stopped)",
+               ["={smooth}", "=IF({stopped@prev}=1,{best@prev},IF(ISNUMBER({smooth}),"
+                "MIN({best@prev},{smooth}),{best@prev}))"], per_param=False),
+        Column("stopped", "stopped", "1 from the step where the smoothed loss passes "
+               "stop_factor × best (fastai stops there; the rows below show what it skips)",
+               "=IF({stopped@prev}=1,1,IF(ISNUMBER({smooth}),IF({smooth}>stop_factor*{best},"
+               "1,0),1))", per_param=False, init="0", style="int"),
+        Column("in_window", "used", "1 where fastai's suggestion looks: after the first tenth "
+               "of the steps and before the last 5 recorded", "=IF(AND({step}>INT(steps/10),"
+               "{step}<=finder_stop-5),1,0)", per_param=False, style="int"),
+        Column("smooth_in", "smoothed used", "the smoothed loss where used = 1, else empty",
+               '=IF({in_window}=1,{smooth},"")', per_param=False),
+        Column("slope", "slope", "d smoothed / d ln lr between this step and the one before, "
+               "where both are used (fastai's steep)",
+               ['=""', '=IF(AND({in_window}=1,{in_window@prev}=1),({smooth}-{smooth@prev})/'
+                '(LN({lr})-LN({lr@prev})),"")'], per_param=False),
+    ]
+
+
 # --------------------------------------------------------------------------- sheets
 
 def _resolver(where: dict[str, int], param: str | None):
@@ -155,18 +301,32 @@ def _resolver(where: dict[str, int], param: str | None):
     return resolve
 
 
-def _hyper_names(kind: str, opt: Optimizer) -> list[str]:
-    names = list(opt.hyperparameters)
-    if kind == "sgd":
+def _hyper_names(kind: str, opt: Optimizer, sched=None, anneal=None, finder=None) -> list[str]:
+    names = schedule_inputs(opt, sched)[0]
+    if anneal is not None:
+        names += ["anneal_ratio", "anneal_factor"]
+    if finder is not None:
+        names += ["smooth_beta", "stop_factor"]
+    elif kind == "sgd":
         names.append("fd_h")
     return names + ["b_init", "a_init"]
 
 
-def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
-    opt = lesson.optimizers[kind]
-    trace = lesson.traces[kind]
+def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> Sheet:
+    """An optimizer's sheet, or with ``finder`` the lr finder's."""
+    if finder is not None:
+        opt, trace, sched, anneal = finder.opt, finder.trace, finder.schedule, None
+        follows, sheet_name = finder.follows, "lrfind"
+    else:
+        opt, trace = lesson.optimizers[kind], lesson.traces[kind]
+        sched, anneal = lesson.schedules.get(kind), lesson.anneal
+        follows, sheet_name = lesson.follows[kind], kind
     n, steps = len(lesson.x), len(trace.loss)
-    columns = _base_columns(kind) + optimizer_columns(opt)
+    base = _finder_base_columns() if finder else _base_columns(kind)
+    columns = (base[:2 - bool(finder)] + schedule_columns(sched, anneal)
+               + base[2 - bool(finder):]
+               + optimizer_columns(schedules.adapt(opt, sched), _scheduled_keys(sched, anneal))
+               + (finder_columns() if finder else []))
 
     # Place columns: per-parameter columns take two adjacent cells (b then a).
     where: dict[str, int] = {}
@@ -183,10 +343,13 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
             placed.append((c, None, col))
             col += 1
     n_cols = col
+    s_col = n_cols + 1  # the summary table, after one blank column
+    epoch_lr_area = f"{ref(INIT_ROW, s_col + 6, True)}:{ref(INIT_ROW + lesson.epochs - 1, s_col + 6, True)}"
 
     def compile_(c: Column, p: str | None):
         texts = c.formula if isinstance(c.formula, list) else [c.formula, c.formula]
-        return [Template(t, _resolver(where, p)) if t else None for t in texts]
+        return [Template(t.replace(EPOCH_LR, epoch_lr_area), _resolver(where, p)) if t else None
+                for t in texts]
 
     templates = {}
     for c, p, colno in placed:
@@ -197,12 +360,13 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
     drop_templates = {where[k]: Template(f"={{{k}@prev}}", _resolver(where, None)) for k in PARAMS}
 
     # Cached values come from the reference math, column by column.
+    found = finder.result if finder else None
     values: dict[int, np.ndarray] = {}
     for c, p, colno in placed:
         if c.key in ("step", "epoch"):
             t = np.arange(1, steps + 1)
             values[colno] = t if c.key == "step" else (t - 1) // n + 1
-        elif c.key in ("x", "y", "b", "a", "pred", "err", "loss"):
+        elif c.key in ("x", "y", "b", "a", "pred", "err", "loss", "lr"):
             values[colno] = getattr(trace, c.key)
         elif c.key in ("dl_b", "dl_a"):
             values[colno] = trace.grad_b if c.key == "dl_b" else trace.grad_a
@@ -210,6 +374,8 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
             with np.errstate(over="ignore", invalid="ignore"):
                 fd = linear.finite_difference(trace.b, trace.a, trace.x, trace.y, FD_H)
             values[colno] = fd[0] if c.key == "fd_b" else fd[1]
+        elif found is not None and hasattr(found, c.key):
+            values[colno] = getattr(found, c.key)
         else:
             v = trace.shown[c.key]
             values[colno] = v[:, PARAMS.index(p)] if (p and v.ndim == 2) else v
@@ -221,6 +387,9 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
         if c.key == "new":
             init_cells.append((colno, f"={p}_init", trace.initial["new"][PARAMS.index(p)], "num"))
             continue
+        if c.key not in trace.initial:  # the finder's own columns start from constants
+            init_cells.append((colno, None, float(c.init), c.style))
+            continue
         start = trace.initial[c.key]
         start = float(start[PARAMS.index(p)]) if p else float(start)
         if c.init.startswith("="):
@@ -229,93 +398,189 @@ def optimizer_sheet(lesson: Lesson, kind: str) -> Sheet:
             init_cells.append((colno, None, float(c.init), c.style))
     init_cells.insert(0, (where["step"], None, 0, "int"))
 
-    # Epoch summary to the right of the table.
-    s_col = n_cols + 1
-    loss_col, nb_col, na_col = where["loss"], where["new_b"], where["new_a"]
-    epoch_loss = trace.loss.reshape(lesson.epochs, n).mean(axis=1)
-
-    def summary_cells(e: int) -> list:
-        first, last = FIRST_STEP_ROW + e * n, FIRST_STEP_ROW + (e + 1) * n - 1
-        return [
-            (s_col, None, e + 1, "int"),
-            (s_col + 1, f"=AVERAGE({ref(first, loss_col)}:{ref(last, loss_col)})",
-             float(epoch_loss[e]), "summary"),
-            (s_col + 2, f"={ref(last, nb_col)}", float(trace.b_trace[(e + 1) * n - 1]), "summary"),
-            (s_col + 3, f"={ref(last, na_col)}", float(trace.a_trace[(e + 1) * n - 1]), "summary"),
-        ]
+    loss_col = where["loss"]
+    last_row = FIRST_STEP_ROW + steps - 1
+    col_area = lambda key: f"{ref(FIRST_STEP_ROW, where[key], True)}:{ref(last_row, where[key], True)}"
+    summary = (_finder_summary(finder, s_col, col_area) if finder
+               else _epoch_summary(lesson, trace, s_col, where, anneal))
+    summary_header = (("finder", "") if finder else
+                      ("epoch", "mean loss", "b at end", "a at end")
+                      + (("proxy √v_b+√v_a", "best proxy", "epoch lr") if anneal else ()))
 
     placed_style = {colno: c.style for c, p, colno in placed}
-    hyper = _hyper_names(kind, opt)
-    hyper_values = {**opt.hyper(), "fd_h": FD_H, "b_init": lesson.b_init, "a_init": lesson.a_init}
-    sheet_name = kind
-    title = (f"{kind}: fit y = b + a·x one sample per row, {lesson.epochs} epoch"
-             f"{'s' if lesson.epochs != 1 else ''} × {n} samples = {steps} steps")
+    hyper = _hyper_names(kind, opt, sched, anneal, finder)
+    hyper_values = {**opt.hyper(), "fd_h": FD_H, "b_init": lesson.b_init,
+                    "a_init": lesson.a_init}
+    if sched is not None and sched.scheduled:
+        hyper_values.update(sched.values())
+    if anneal is not None:
+        hyper_values.update(anneal_ratio=anneal.ratio, anneal_factor=anneal.factor)
+    if finder is not None:
+        hyper_values.update(smooth_beta=finder.smooth_beta, stop_factor=finder.stop_factor)
+        title = (f"lr finder ({kind}): lr grows from lr_min to lr_max over {steps} full-batch "
+                 "steps from the same start; where does the loss fall fastest?")
+    else:
+        title = (f"{kind}: fit y = b + a·x one sample per row, {lesson.epochs} epoch"
+                 f"{'s' if lesson.epochs != 1 else ''} × {n} samples = {steps} steps")
+    convention = conventions(kind, opt, follows)
+    if sched is not None and sched.scheduled:
+        convention += " " + sched.describe() + "."
+    if anneal is not None:
+        convention += (" Schedule: the course's adam_ann annealing: lr ÷ anneal_factor when the "
+                       "epoch-end proxy √v_b + √v_a passes anneal_ratio × its best so far.")
+    status = None if finder else (s_col, *status_cell("loss_trace", trace.loss))
 
     def rows():
         hint = ("Change a yellow input: every row below recomputes (no macros). "
                 "Hover a header for its math." + (
                     " Preset course: each epoch restarts from the last row's inputs, "
                     "dropping its update, as the course's VBA did."
-                    if lesson.drop_last_update else ""))
-        yield from input_rows(title, conventions(kind, opt, lesson.follows[kind]), hyper,
-                              hyper_values, hint, (s_col, *status_cell("loss_trace", trace.loss)))
+                    if lesson.drop_last_update and not finder else ""))
+        yield from input_rows(title, convention, hyper, hyper_values, hint, status)
         header = [(colno, None, (f"{c.header} {p}" if p else c.header), "header")
                   for c, p, colno in placed]
-        header += [(s_col + i, None, h, "header")
-                   for i, h in enumerate(("epoch", "mean loss", "b at end", "a at end"))]
+        header += [(s_col + i, None, h, "header") for i, h in enumerate(summary_header) if h]
         yield HEADER_ROW, header
-        init = list(init_cells)
-        if lesson.epochs > 0:
-            init += summary_cells(0)
-        yield INIT_ROW, init
+        yield INIT_ROW, list(init_cells) + summary.get(INIT_ROW, [])
         for i in range(steps):
             row = FIRST_STEP_ROW + i
             later = 0 if i == 0 else 1
             epoch_start = i > 0 and i % n == 0
             cells = []
             for colno, tmpl in templates.items():
-                if lesson.drop_last_update and epoch_start and colno in drop_templates:
+                if lesson.drop_last_update and epoch_start and colno in drop_templates \
+                        and not finder:
                     formula = drop_templates[colno].render(row)
                 else:
                     formula = tmpl[later].render(row)
                 v = values[colno][i]
                 cells.append((colno, formula, v.item() if hasattr(v, "item") else v,
                                placed_style[colno]))
-            if i + 1 < lesson.epochs:  # epoch e's summary sits on row INIT_ROW + e
-                cells += summary_cells(i + 1)
-            yield row, cells
-
+            yield row, cells + summary.get(row, [])
 
     notes = [(HEADER_ROW, colno, c.note + (f" ({p})" if p else "")) for c, p, colno in placed]
     notes += [(LABEL_ROW, i, f"{h}: {HYPER_HELP[h]}") for i, h in enumerate(hyper)]
-    notes.append((HEADER_ROW, s_col + 1, "mean loss over the epoch's steps (each step's loss "
-                  "is measured before its update)"))
+    if not finder:
+        notes.append((HEADER_ROW, s_col + 1, "mean loss over the epoch's steps (each step's "
+                      "loss is measured before its update)"))
+    if anneal is not None:
+        notes.append((HEADER_ROW, s_col + 4, "the VBA's avg_grad2: √v of b plus √v of a at the "
+                      "epoch's last step"))
+        notes.append((HEADER_ROW, s_col + 6, "epochs 1 and 2 run at lr; then lr_e = lr_{e−1} ÷ "
+                      "anneal_factor if proxy_{e−1} > anneal_ratio × best_{e−2}, else lr_{e−1}"))
     validations = input_validations(hyper, INPUT_ROW)
     for _, i, rule in validations:
         rule["error_message"] = f"{hyper[i]} must be a number in its valid range"
 
-    last_row = FIRST_STEP_ROW + steps - 1
     names = {h: ref(INPUT_ROW, i, True) for i, h in enumerate(hyper)}
-    names["b_trace"] = f"{ref(FIRST_STEP_ROW, nb_col, True)}:{ref(last_row, nb_col, True)}"
-    names["a_trace"] = f"{ref(FIRST_STEP_ROW, na_col, True)}:{ref(last_row, na_col, True)}"
-    names["loss_trace"] = f"{ref(FIRST_STEP_ROW, loss_col, True)}:{ref(last_row, loss_col, True)}"
+    names["b_trace"] = col_area("new_b")
+    names["a_trace"] = col_area("new_a")
+    names["loss_trace"] = col_area("loss")
+    if "lr" in where:
+        names["lr_trace"] = col_area("lr")
+    if finder:
+        names["smooth_loss_trace"] = col_area("smooth")
+        names["finder_stop"] = ref(INIT_ROW, s_col + 1, True)
+        names["lr_suggested"] = f"{ref(INIT_ROW + 6, s_col + 1, True)}:{ref(INIT_ROW + 7, s_col + 1, True)}"
 
     positive = bool(np.all(np.isfinite(trace.loss)) and np.all(trace.loss > 0))
-    ep_first, ep_last = INIT_ROW, INIT_ROW + lesson.epochs - 1
-    chart_col = s_col + 5
-    charts = [
-        Chart(1, chart_col, f"{kind}: mean loss per epoch", "epoch", "mean loss",
-              [Series("mean loss", area(sheet_name, ep_first, s_col, ep_last),
-                      area(sheet_name, ep_first, s_col + 1, ep_last))], log_y=positive),
-        Chart(17, chart_col, f"{kind}: loss per step", "step", "loss",
-              [Series("loss", area(sheet_name, FIRST_STEP_ROW, where["step"], last_row),
-                      area(sheet_name, FIRST_STEP_ROW, loss_col, last_row))], log_y=positive),
-    ]
+    chart_col = s_col + len(summary_header) + 1
+    step_area = area(sheet_name, FIRST_STEP_ROW, where["step"], last_row)
+    if finder:
+        lr_area = area(sheet_name, FIRST_STEP_ROW, where["lr"], last_row)
+        charts = [Chart(1, chart_col, "lr finder: loss against learning rate", "lr (log)",
+                        "loss (log)",
+                        [Series("loss", lr_area, area(sheet_name, FIRST_STEP_ROW, loss_col, last_row)),
+                         Series("smoothed", lr_area,
+                                area(sheet_name, FIRST_STEP_ROW, where["smooth"], last_row))],
+                        log_y=True, log_x=True, width=640, height=360)]
+    else:
+        ep_first, ep_last = INIT_ROW, INIT_ROW + lesson.epochs - 1
+        charts = [
+            Chart(1, chart_col, f"{kind}: mean loss per epoch", "epoch", "mean loss",
+                  [Series("mean loss", area(sheet_name, ep_first, s_col, ep_last),
+                          area(sheet_name, ep_first, s_col + 1, ep_last))], log_y=positive),
+            Chart(17, chart_col, f"{kind}: loss per step", "step", "loss",
+                  [Series("loss", step_area,
+                          area(sheet_name, FIRST_STEP_ROW, loss_col, last_row))], log_y=positive),
+        ]
+        if "lr" in where:
+            charts.append(Chart(33, chart_col, f"{kind}: learning rate per step", "step", "lr",
+                                [Series("lr", step_area,
+                                        area(sheet_name, FIRST_STEP_ROW, where["lr"], last_row))]))
     widths = {i: 11 for i in range(n_cols)}
     widths.update({i: max(11, min(26, len(h) + 2)) for i, h in enumerate(hyper)})
-    widths.update({s_col + i: 11 for i in range(4)})
+    widths.update({s_col + i: 11 for i in range(len(summary_header))})
+    if finder:
+        widths[s_col] = 30
     return Sheet(name=sheet_name, rows=rows, widths=widths, freeze=(FIRST_STEP_ROW - 1, 2),
                  notes=notes, validations=validations, charts=charts, names=names)
+
+
+def _epoch_summary(lesson: Lesson, trace, s_col: int, where: dict, anneal) -> dict[int, list]:
+    """Epoch e's summary sits on row INIT_ROW + e: mean loss, b and a at its end, and
+    under annealing the proxy, its best and the epoch's lr."""
+    n = len(lesson.x)
+    epoch_loss = trace.loss.reshape(lesson.epochs, n).mean(axis=1)
+    out = {}
+    for e in range(lesson.epochs):
+        first, last = FIRST_STEP_ROW + e * n, FIRST_STEP_ROW + (e + 1) * n - 1
+        row = INIT_ROW + e
+        cells = [
+            (s_col, None, e + 1, "int"),
+            (s_col + 1, f"=AVERAGE({ref(first, where['loss'])}:{ref(last, where['loss'])})",
+             float(epoch_loss[e]), "summary"),
+            (s_col + 2, f"={ref(last, where['new_b'])}", float(trace.b_trace[(e + 1) * n - 1]),
+             "summary"),
+            (s_col + 3, f"={ref(last, where['new_a'])}", float(trace.a_trace[(e + 1) * n - 1]),
+             "summary"),
+        ]
+        if anneal is not None:
+            v = "exp_avg_sq" if "exp_avg_sq_b" in where else "square_avg"
+            proxy = ref(row, s_col + 4)
+            cells.append((s_col + 4, f"=SQRT({ref(last, where[v + '_b'])})+SQRT("
+                          f"{ref(last, where[v + '_a'])})", float(trace.epoch_proxy[e]), "summary"))
+            cells.append((s_col + 5, f"={proxy}" if e == 0 else
+                          f"=MIN({ref(row - 1, s_col + 5)},{proxy})", float(trace.epoch_best[e]),
+                          "summary"))
+            if e == 0:
+                lr_f = "=lr"
+            elif e == 1:
+                lr_f = f"={ref(row - 1, s_col + 6)}"
+            else:
+                lr_f = (f"={ref(row - 1, s_col + 6)}/IF({ref(row - 1, s_col + 4)}>anneal_ratio*"
+                        f"{ref(row - 2, s_col + 5)},anneal_factor,1)")
+            cells.append((s_col + 6, lr_f, float(trace.lr[e * n]), "summary"))
+        out[row] = cells
+    return out
+
+
+def _finder_summary(finder: Finder, s_col: int, col_area) -> dict[int, list]:
+    """The finder's results beside the table, each a formula over the step columns."""
+    r = finder.result
+    stopped, lr_col, smooth_in, slope = (col_area("stopped"), col_area("lr"),
+                                         col_area("smooth_in"), col_area("slope"))
+    v = lambda x: "" if x == "" else float(x)
+    at_min = ref(INIT_ROW + 4, s_col + 1)
+    rows = [
+        ("stops after step", f"=IF(SUM({stopped})>0,ROWS({stopped})-SUM({stopped})+1,"
+         f"ROWS({stopped}))", r.stop_step),
+        ("lr there", f"=INDEX({lr_col},{ref(INIT_ROW, s_col + 1)})", r.lr_at_stop),
+        ("steps used", f'=(INT(steps/10)+1)&" to "&({ref(INIT_ROW, s_col + 1)}-5)',
+         f"{lrfind.skip_start(finder.schedule.steps) + 1} to {r.stop_step - 5}"),
+        ("lowest smoothed loss", f'=IF(COUNT({smooth_in})>0,MIN({smooth_in}),"")', v(r.min_loss)),
+        ("lr at the lowest", f'=IF(COUNT({smooth_in})>0,INDEX({lr_col},MATCH(MIN({smooth_in}),'
+         f'{smooth_in},0)),"")', v(r.lr_at_min)),
+        ("steepest slope", f'=IF(COUNT({slope})>0,MIN({slope}),"")', v(r.min_slope)),
+        ("suggested: steepest (lr_steep)", f'=IF(COUNT({slope})>0,INDEX({lr_col},MATCH(MIN('
+         f'{slope}),{slope},0)-1),"")', v(r.lr_steep)),
+        ("suggested: lowest ÷ 10 (lr_min)", f'=IF(COUNT({smooth_in})>0,{at_min}/10,"")',
+         v(r.lr_min10)),
+    ]
+    return {INIT_ROW + i: [(s_col, None, label, "bold"),
+                           (s_col + 1, formula, value, "summary" if i > 1 else "int" if i == 0
+                            else "summary")]
+            for i, (label, formula, value) in enumerate(rows)}
 
 
 UDF_FUNCTION = "SHEETDL_TRAIN_LINEAR"
@@ -426,7 +691,8 @@ def summary_column(lesson: Lesson, kind: str) -> int:
     """The column where ``kind``'s sheet puts its epoch summary (after one blank)."""
     if lesson.udf:
         return len(UDF_HEADER) + 1
-    columns = _base_columns(kind) + optimizer_columns(lesson.optimizers[kind])
+    columns = (_base_columns(kind) + schedule_columns(lesson.schedules.get(kind), lesson.anneal)
+               + optimizer_columns(lesson.optimizers[kind]))
     return sum(2 if c.per_param else 1 for c in columns) + 1
 
 
@@ -457,7 +723,10 @@ def build(lesson: Lesson) -> Book:
     sheets = [about_sheet(lesson), data_sheet(lesson)]
     sheet_of = udf_sheet if lesson.udf else optimizer_sheet
     sheets += [sheet_of(lesson, k) for k in lesson.optimizers]
-    sheets.append(compare_sheet(lesson))
+    if lesson.finder is not None:
+        sheets.append(optimizer_sheet(lesson, lesson.finder.kind, lesson.finder))
+    if lesson.optimizers:
+        sheets.append(compare_sheet(lesson))
     n = len(lesson.x)
     meta = {
         "lesson": "graddesc", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
@@ -465,6 +734,15 @@ def build(lesson: Lesson) -> Book:
         "sheets": {k: {"optimizer": k, "options": opt.options()}
                    for k, opt in lesson.optimizers.items()},
     }
+    for k, sched in lesson.schedules.items():
+        meta["sheets"][k]["schedule"] = sched.options()
+    if lesson.anneal is not None:
+        for k in lesson.optimizers:
+            meta["sheets"][k]["schedule"] = {"kind": "anneal"}
+    if lesson.finder is not None:
+        f = lesson.finder
+        meta["lrfind"] = {"sheet": "lrfind", "optimizer": f.kind, "options": f.opt.options(),
+                          "schedule": f.schedule.options()}
     diverged = {}
     for k, t in lesson.traces.items():
         bad = ~(np.isfinite(t.loss) & np.isfinite(t.b_trace) & np.isfinite(t.a_trace))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .optim import Optimizer
+from .schedules import Anneal, Schedule, stepping
 
 
 def forward(b, a, x, y):
@@ -49,6 +50,10 @@ class Trace:
     grad_a: np.ndarray
     shown: dict[str, np.ndarray]
     initial: dict[str, object]
+    #: the learning rate of each step, and per epoch the annealing proxy and its best
+    lr: np.ndarray | None = None
+    epoch_proxy: np.ndarray | None = None
+    epoch_best: np.ndarray | None = None
 
     @property
     def b_trace(self):
@@ -59,34 +64,96 @@ class Trace:
         return self.shown["new"][:, 1]
 
 
-def train(opt: Optimizer, x, y, *, epochs: int, b_init: float, a_init: float,
-          drop_last_update: bool = False) -> Trace:
-    """Per-sample steps over (x, y) in order, ``epochs`` times.
+def train(opt: Optimizer, x, y, *, epochs: int | None = None, b_init: float, a_init: float,
+          drop_last_update: bool = False, schedule: Schedule | None = None,
+          anneal: Anneal | None = None, steps: int | None = None) -> Trace:
+    """Per-sample steps over (x, y) in order, ``epochs`` times (or ``steps`` steps).
 
     ``drop_last_update`` reproduces the course's VBA: each epoch after the
     first starts from the last row's *input* parameters, not its outputs;
-    optimizer state carries over in full.
+    optimizer state carries over in full. ``schedule`` sets each step's lr
+    (and a cycled momentum); ``anneal`` applies the course's per-epoch rule.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(x)
-    steps = n * epochs
+    if steps is None:
+        steps = n * epochs
     params = np.array([b_init, a_init], dtype=float)
     state = opt.init(params)
     initial = {"new": params.copy(), **{k: v for k, v in state.items() if k != "t"}}
-    xs, ys = np.tile(x, epochs), np.tile(y, epochs)
+    order = np.arange(steps) % n
+    xs, ys = x[order], y[order]
     cols = {k: np.empty(steps) for k in ("b", "a", "pred", "err", "loss", "grad_b", "grad_a")}
     shown: dict[str, list] = {}
+    opt_at = stepping(opt, schedule)
+    lr = np.empty(steps)
+    epoch_lr, proxies, bests = opt.lr, [], []
     previous_inputs = params
     for i in range(steps):
-        if drop_last_update and i > 0 and i % n == 0:
-            params = previous_inputs
+        if i > 0 and i % n == 0:
+            if drop_last_update:
+                params = previous_inputs
+            if anneal is not None:
+                proxies.append(anneal.proxy(state))
+                epoch_lr = anneal.next_lr(epoch_lr, proxies, bests)
         previous_inputs = params
         pred, err, loss, gb, ga = forward(params[0], params[1], xs[i], ys[i])
         for k, v in zip(cols, (params[0], params[1], pred, err, loss, gb, ga)):
             cols[k][i] = v
-        params, state, step_shown = opt.update(params, np.array([gb, ga]), state)
+        step_opt = opt.replace(lr=epoch_lr) if anneal is not None else opt_at(i + 1)
+        lr[i] = step_opt.lr
+        params, state, step_shown = step_opt.update(params, np.array([gb, ga]), state)
+        if schedule is not None and schedule.cycles:
+            step_shown[schedule.cycles] = getattr(step_opt, schedule.cycles)
         for k, v in step_shown.items():
             shown.setdefault(k, []).append(v)
+    if anneal is not None:
+        proxies.append(anneal.proxy(state))
+        anneal.next_lr(epoch_lr, proxies, bests)
     return Trace(x=xs, y=ys, **cols, shown={k: np.asarray(v) for k, v in shown.items()},
-                 initial=initial)
+                 initial=initial, lr=lr,
+                 epoch_proxy=np.asarray(proxies) if anneal is not None else None,
+                 epoch_best=np.asarray(bests) if anneal is not None else None)
+
+
+def train_full_batch(opt: Optimizer, x, y, *, steps: int, b_init: float, a_init: float,
+                     schedule: Schedule | None = None) -> Trace:
+    """Full-batch steps on the mean squared error over all of (x, y), as the lr
+    finder's sheet computes them with SUMPRODUCT:
+
+    L = Σ(b + a·x − y)²/n,  ∂L/∂b = 2·Σ(b + a·x − y)/n,  ∂L/∂a = 2·Σ(b + a·x − y)·x/n,
+
+    summed in data order (as spreadsheet engines sum). ``x``, ``y``, ``pred`` and
+    ``err`` of the returned trace are empty: no single sample belongs to a step.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    params = np.array([b_init, a_init], dtype=float)
+    state = opt.init(params)
+    initial = {"new": params.copy(), **{k: v for k, v in state.items() if k != "t"}}
+    cols = {k: np.empty(steps) for k in ("b", "a", "loss", "grad_b", "grad_a")}
+    shown: dict[str, list] = {}
+    opt_at = stepping(opt, schedule)
+    lr = np.empty(steps)
+    xs, ys = x.tolist(), y.tolist()
+    for i in range(steps):
+        b, a = float(params[0]), float(params[1])
+        err = [b + a * xi - yi for xi, yi in zip(xs, ys)]
+        sq = ex = se = 0.0
+        for e, xi in zip(err, xs):
+            sq += e ** 2
+            se += e
+            ex += e * xi
+        for k, v in zip(cols, (b, a, sq / n, 2 * se / n, 2 * ex / n)):
+            cols[k][i] = v
+        step_opt = opt_at(i + 1)
+        lr[i] = step_opt.lr
+        params, state, step_shown = step_opt.update(
+            params, np.array([cols["grad_b"][i], cols["grad_a"][i]]), state)
+        for k, v in step_shown.items():
+            shown.setdefault(k, []).append(v)
+    empty = np.empty(0)
+    return Trace(x=empty, y=empty, pred=empty, err=empty, **cols,
+                 shown={k: np.asarray(v) for k, v in shown.items()}, initial=initial, lr=lr)

@@ -45,6 +45,13 @@ def _decay(opt, params: Array, grads: Array) -> tuple[Array, Array]:
     return params, grads + opt.weight_decay * params
 
 
+def _beta1_pow(opt, state: dict, t: int) -> float:
+    """β₁ᵗ: a running product, or exp(t·ln β₁) of the current β₁ under a cycled β₁."""
+    if opt.beta1_pow_from_step:
+        return math.exp(t * math.log(opt.beta1))
+    return state["beta1_pow"] * opt.beta1
+
+
 @dataclass(frozen=True)
 class Optimizer:
     """Common interface. ``hyperparameters`` are the named input cells."""
@@ -204,10 +211,13 @@ class Adam(Optimizer):
     eps_on_uncorrected: bool = False
     amsgrad: bool = False
     decoupled_weight_decay: bool = False
+    #: β₁ᵗ = exp(t·ln β₁) from the current β₁ (torch's ``beta1 ** step``), set when a
+    #: schedule cycles β₁; the running product equals it only while β₁ is constant.
+    beta1_pow_from_step: bool = False
 
     def init(self, params):
         state = {"exp_avg": np.zeros_like(params), "exp_avg_sq": np.zeros_like(params),
-                 "beta1_pow": 1.0, "beta2_pow": 1.0}
+                 "beta1_pow": 1.0, "beta2_pow": 1.0, "t": 0}
         if self.amsgrad:
             state["max_exp_avg_sq"] = np.zeros_like(params)
         return state
@@ -216,9 +226,10 @@ class Adam(Optimizer):
         p, g = _decay(self, params, grads)
         m = self.beta1 * state["exp_avg"] + (1.0 - self.beta1) * g
         v = self.beta2 * state["exp_avg_sq"] + (1.0 - self.beta2) * (g * g)
-        b1p = state["beta1_pow"] * self.beta1
+        t = state["t"] + 1
+        b1p = _beta1_pow(self, state, t)
         b2p = state["beta2_pow"] * self.beta2
-        new_state = {"exp_avg": m, "exp_avg_sq": v, "beta1_pow": b1p, "beta2_pow": b2p}
+        new_state = {"exp_avg": m, "exp_avg_sq": v, "beta1_pow": b1p, "beta2_pow": b2p, "t": t}
         shown = {"grad": g, "exp_avg": m, "exp_avg_sq": v}
         v_used = v
         if self.amsgrad:
@@ -287,9 +298,11 @@ class Adamax(Optimizer):
     weight_decay: float = 0.0
     eps_in_max: bool = True
     decoupled_weight_decay: bool = False
+    beta1_pow_from_step: bool = False  # as Adam's
 
     def init(self, params):
-        return {"exp_avg": np.zeros_like(params), "exp_inf": np.zeros_like(params), "beta1_pow": 1.0}
+        return {"exp_avg": np.zeros_like(params), "exp_inf": np.zeros_like(params),
+                "beta1_pow": 1.0, "t": 0}
 
     def update(self, params, grads, state):
         p, g = _decay(self, params, grads)
@@ -300,11 +313,12 @@ class Adamax(Optimizer):
         else:
             u = np.maximum(self.beta2 * state["exp_inf"], np.abs(g))
             denom = u + self.eps
-        b1p = state["beta1_pow"] * self.beta1
+        t = state["t"] + 1
+        b1p = _beta1_pow(self, state, t)
         clr = self.lr / (1.0 - b1p)
         new = p - clr * m / denom
         shown = {"grad": g, "exp_avg": m, "exp_inf": u, "beta1_pow": b1p, "clr": clr, "new": new}
-        return new, {"exp_avg": m, "exp_inf": u, "beta1_pow": b1p}, shown
+        return new, {"exp_avg": m, "exp_inf": u, "beta1_pow": b1p, "t": t}, shown
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .optim import Optimizer
+from .schedules import scheduled_values, stepping
 
 
 def seqsum(a: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -120,8 +121,10 @@ class Trace:
     initial_state: dict
 
 
-def train(opt: Optimizer, X, labels, W0, b0, steps: int) -> Trace:
-    """Full-batch steps: each uses all examples, then updates θ once."""
+def train(opt: Optimizer, X, labels, W0, b0, steps: int, schedule=None) -> Trace:
+    """Full-batch steps: each uses all examples, then updates θ once. ``schedule``
+    (``schedules.Schedule``) sets each step's lr and cycled momentum; ``shown``
+    then carries them under their names."""
     X = np.asarray(X, float)
     labels = np.asarray(labels, int)
     k, d = np.shape(W0)
@@ -129,10 +132,13 @@ def train(opt: Optimizer, X, labels, W0, b0, steps: int) -> Trace:
     state = opt.init(theta)
     initial = {key: v for key, v in state.items() if key != "t"}
     thetas, out, shown = [theta], [], []
-    for _ in range(steps):
+    opt_at = stepping(opt, schedule)
+    for t in range(1, steps + 1):
         W, b = unpack(theta, k, d)
         st = forward_backward(X, labels, W, b)
-        theta, state, sh = opt.update(theta, pack(st.grad_W, st.grad_b), state)
+        step_opt = opt_at(t)
+        theta, state, sh = step_opt.update(theta, pack(st.grad_W, st.grad_b), state)
+        sh.update(scheduled_values(step_opt, schedule))
         out.append(st)
         shown.append(sh)
         thetas.append(theta)

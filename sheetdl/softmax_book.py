@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import presets, softmax
+from . import presets, schedules, softmax
 from .blocks import Group, Layout, interleave
 from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_ROWS, DataError, is_number
-from .formulas import HYPER_HELP, conventions, input_rows, input_validations, status_cell
+from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
+                       status_cell)
 from .optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -46,6 +47,7 @@ class Lesson:
     b0: np.ndarray
     data_label: str
     trace: softmax.Trace = field(default=None)
+    schedule: schedules.Schedule | None = None
 
 
 def load_iris():
@@ -101,7 +103,8 @@ def read_csv(path) -> tuple:
 
 
 def make_lesson(X, labels, class_names=None, feature_names=None, *, optimizer="sgd",
-                preset="torch", steps=50, seed=0, data_label="", **overrides) -> Lesson:
+                preset="torch", steps=50, seed=0, data_label="", schedule="constant",
+                schedule_options=None, **overrides) -> Lesson:
     X = np.asarray(X, float)
     labels = np.asarray(labels, int)
     if steps < 1:
@@ -123,8 +126,10 @@ def make_lesson(X, labels, class_names=None, feature_names=None, *, optimizer="s
     b0 = np.zeros(k)
     lesson = Lesson(X, labels, class_names, feature_names, optimizer, opt, follows, preset,
                     steps, W0, b0, data_label)
+    lesson.schedule = schedules.for_lesson(schedule, schedule_options, steps, optimizer, opt.lr,
+                                           preset)
     with np.errstate(all="ignore"):
-        lesson.trace = softmax.train(opt, X, labels, W0, b0, steps)
+        lesson.trace = softmax.train(opt, X, labels, W0, b0, steps, lesson.schedule)
     return lesson
 
 
@@ -229,7 +234,7 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                  scalars=[("loss", "loss", "mean cross-entropy over all examples, before "
                            "this step's update"),
                           ("accuracy", "accuracy", "share of examples whose target has the "
-                           "largest logit")], top=TOP)
+                           "largest logit")], top=TOP, schedule=lesson.schedule)
     # Columns of the example band: target, z (k), max, e (k), Σ, p (k), loss_i, correct, dz (k)
     ec = {"y": 1, "z": 2, "max": 2 + k, "e": 3 + k, "sum": 3 + 2 * k, "p": 4 + 2 * k,
           "loss": 4 + 3 * k, "correct": 5 + 3 * k, "dz": 6 + 3 * k}
@@ -284,16 +289,19 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
             return f"=SUM({dz(i)})"
         return f
 
-    hyper = list(lesson.opt.hyperparameters)
-    hvals = lesson.opt.hyper()
+    hyper, hvals = schedule_inputs(lesson.opt, lesson.schedule)
     trace_col = max(lay.width(), ec["dz"] + k) + 1
+    scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     last_block = lesson.steps
 
     def rows():
         title = (f"train: softmax regression, {lesson.kind}, {lesson.steps} full-batch steps "
                  f"on {n} examples, {k} classes")
+        convention = conventions(lesson.kind, lesson.opt, lesson.follows)
+        if scheduled:
+            convention += " " + lesson.schedule.describe() + "."
         yield from input_rows(
-            title, conventions(lesson.kind, lesson.opt, lesson.follows), hyper, hvals,
+            title, convention, hyper, hvals,
             "Change a yellow cell (a hyperparameter, or a starting weight in the 'start' block) "
             "and every step below recomputes. One block per step.",
             (trace_col, *status_cell("loss_trace", [s.loss for s in tr.steps])))
@@ -301,12 +309,17 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
         pending[TOP - 1] = [(trace_col, None, "step", "header"),
                             (trace_col + 1, None, "loss", "header"),
                             (trace_col + 2, None, "accuracy", "header")]
+        if scheduled:
+            pending[TOP - 1].append((trace_col + 3, None, "lr", "header"))
         for t in range(1, lesson.steps + 1):
             st = tr.steps[t - 1]
             pending.setdefault(TOP + t - 1, []).extend([
                 (trace_col, None, t, "int"),
                 (trace_col + 1, "=" + lay.scalar(t, "loss"), st.loss, "summary"),
                 (trace_col + 2, "=" + lay.scalar(t, "accuracy"), st.accuracy, "summary")])
+            if scheduled:
+                pending[TOP + t - 1].append((trace_col + 3, "=" + lay.scalar(t, "lr"),
+                                             float(tr.shown[t - 1]["lr"]), "summary"))
         notes_sink = notes
         for block in range(0, lesson.steps + 1):
             if block == 0:
@@ -322,7 +335,8 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                                   shown=tr.shown[block - 1], init_state=None,
                                   grad_formula=grad_formula(block),
                                   scalar_cells=[("loss", f"=AVERAGE({loss_range})", st.loss),
-                                                ("accuracy", f"=AVERAGE({corr_range})", st.accuracy)],
+                                                ("accuracy", f"=AVERAGE({corr_range})", st.accuracy)]
+                                  + lay.schedule_cells(block, tr.shown[block - 1]),
                                   notes=notes_sink)
                 for row, extra in example_cells(block, st).items():
                     cells.setdefault(row, []).extend(extra)
@@ -339,13 +353,20 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     names["bias_final"] = "train!" + lay.area(last_block, group, "new", cols=(d, d))
     names["loss_trace"] = area("train", TOP, trace_col + 1, TOP + lesson.steps - 1)
     names["accuracy_trace"] = area("train", TOP, trace_col + 2, TOP + lesson.steps - 1)
-    chart = Chart(0, trace_col + 4, "train: mean cross-entropy per step", "step", "loss",
-                  [Series("loss", area("train", TOP, trace_col, TOP + lesson.steps - 1),
-                          names["loss_trace"])], log_y=False)
-    widths = {i: 10 for i in range(trace_col + 3)}
+    if scheduled:
+        names["lr_trace"] = area("train", TOP, trace_col + 3, TOP + lesson.steps - 1)
+    chart = Chart(0, trace_col + 4 + scheduled, "train: mean cross-entropy per step", "step",
+                  "loss", [Series("loss", area("train", TOP, trace_col, TOP + lesson.steps - 1),
+                                  names["loss_trace"])], log_y=False)
+    charts = [chart]
+    if scheduled:
+        charts.append(Chart(16, trace_col + 5, "train: learning rate per step", "step", "lr",
+                            [Series("lr", area("train", TOP, trace_col, TOP + lesson.steps - 1),
+                                    names["lr_trace"])]))
+    widths = {i: 10 for i in range(trace_col + 3 + scheduled)}
     widths[0] = 12
     sheet = Sheet("train", rows, widths=widths, freeze=(5, 1), notes=notes,
-                  validations=validations, charts=[chart])
+                  validations=validations, charts=charts)
     return sheet, names
 
 
@@ -373,6 +394,8 @@ def build(lesson: Lesson) -> Book:
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             **_diverged(lesson.trace),
             "classes": len(lesson.class_names)}
+    if lesson.schedule is not None and lesson.schedule.scheduled:
+        meta["schedule"] = lesson.schedule.options()
     return Book([about_sheet(lesson), softmax_sheet(), data_sheet(lesson), train], names,
                 f"sheetdl softmax ({lesson.preset})", meta)
 

@@ -546,14 +546,19 @@ def _replay_softmax(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCh
     bias = np.array(_numbers(wb, "bias_init", None, path))
     W = np.array(_numbers(wb, "W_init", None, path)).reshape(len(bias), X.shape[1])
     kind = meta["optimizer"]
-    hyper = {h: _numbers(wb, h, None, path)[0] for h in optim.OPTIMIZERS[kind].hyperparameters}
+    hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], meta.get("schedule"), None, path)
+    sched = _schedule(wb, meta.get("schedule"), None, path, hyper.get("lr"))
     opt = optim.make(kind, **meta["options"], **hyper)
     with np.errstate(all="ignore"):
-        tr = softmax.train(opt, X, labels.astype(int), W, bias, meta["steps"])
+        tr = softmax.train(opt, X, labels.astype(int), W, bias, meta["steps"], sched)
     final_W, final_b = softmax.unpack(tr.theta[-1], len(bias), X.shape[1])
-    return [_compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol),
-            _compare(wb, "train", "W_final", None, final_W, rtol, atol),
-            _compare(wb, "train", "bias_final", None, final_b, rtol, atol)]
+    checks = [_compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol),
+              _compare(wb, "train", "W_final", None, final_W, rtol, atol),
+              _compare(wb, "train", "bias_final", None, final_b, rtol, atol)]
+    if sched is not None:
+        checks.append(_compare(wb, "train", "lr_trace", None, [s["lr"] for s in tr.shown],
+                               rtol, atol))
+    return checks
 
 
 def _matrix(wb: _Workbook, name: str, path, blanks: bool = False) -> np.ndarray:
@@ -582,16 +587,20 @@ def _replay_collab(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceChe
         raise VerifyError(f"{path}: ratings is {R.shape[0]}×{R.shape[1]} but the factors are "
                           f"for {shape.users} users × {shape.movies} movies")
     kind = meta["optimizer"]
-    hyper = {h: _numbers(wb, h, None, path)[0] for h in optim.OPTIMIZERS[kind].hyperparameters}
+    hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], meta.get("schedule"), None, path)
+    sched = _schedule(wb, meta.get("schedule"), None, path, hyper.get("lr"))
     y_range = None
     if meta.get("y_range"):
         y_range = (_numbers(wb, "y_min", None, path)[0], _numbers(wb, "y_max", None, path)[0])
     opt = optim.make(kind, **meta["options"], **hyper)
     with np.errstate(all="ignore"):
-        tr = collab.train(opt, R, collab.pack(U, bu, V, bm), shape, meta["epochs"], y_range)
+        tr = collab.train(opt, R, collab.pack(U, bu, V, bm), shape, meta["epochs"], y_range,
+                          sched)
     Uf, buf, Vf, bmf = shape.unpack(tr.theta[-1])
     want = {"loss_trace": [s.loss for s in tr.steps], "user_factors_final": Uf,
             "movie_factors_final": Vf, "user_bias_final": buf, "movie_bias_final": bmf}
+    if sched is not None:
+        want["lr_trace"] = [s["lr"] for s in tr.shown]
     return [_compare(wb, "train", name, None, w, rtol, atol) for name, w in want.items()]
 
 
@@ -609,26 +618,75 @@ def _replay_collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
     return [_compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol)]
 
 
+def _schedule(wb: _Workbook, spec: dict | None, si, path, lr: float | None):
+    """The sheet's schedule rebuilt from its metadata and its own named inputs."""
+    if not spec or spec.get("kind") in (None, "constant", "anneal"):
+        return None
+    from . import schedules
+
+    probe = schedules.Schedule(kind=spec["kind"], cycles=spec.get("cycles"))
+    given = {k: _numbers(wb, k, si, path)[0] for k in probe.inputs() + ["steps"]}
+    given["steps"] = int(given["steps"])
+    if "step_size" in given:
+        given["step_size"] = int(given["step_size"])
+    return schedules.Schedule(kind=spec["kind"], cycles=spec.get("cycles"),
+                              convention=spec.get("convention", "torch"),
+                              lr=1.0 if lr is None else lr, **given)
+
+
+def _sheet_hyper(wb: _Workbook, cls, spec: dict | None, si, path) -> dict:
+    """Named hyperparameters, less those the schedule sets per step."""
+    skip = set()
+    if spec and spec.get("kind") in ("onecycle", "lrfind"):
+        skip = {"lr", spec.get("cycles")}
+    return {h: _numbers(wb, h, si, path)[0] for h in cls.hyperparameters if h not in skip}
+
+
 def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    from . import lrfind, schedules
+
     x = np.array(_numbers(wb, "x", None, path))
     y = np.array(_numbers(wb, "y", None, path))
     if len(x) != len(y):
         raise VerifyError(f"{path}: names x and y cover {len(x)} and {len(y)} cells")
     checks = []
-    for sheet, spec in meta["sheets"].items():
+    sheets = dict(meta["sheets"])
+    if meta.get("lrfind"):
+        sheets[meta["lrfind"]["sheet"]] = meta["lrfind"]
+    for sheet, spec in sheets.items():
         si = wb.index.get(sheet.lower())
         if si is None:
             raise VerifyError(f"{path}: sheet {sheet!r} is missing (sheetdl wrote it)")
         kind = spec["optimizer"]
         cls = optim.OPTIMIZERS[kind]
-        hyper = {h: _numbers(wb, h, si, path)[0] for h in cls.hyperparameters}
+        sspec = spec.get("schedule")
+        hyper = _sheet_hyper(wb, cls, sspec, si, path)
+        sched = _schedule(wb, sspec, si, path, hyper.get("lr"))
+        anneal = None
+        if sspec and sspec.get("kind") == "anneal":
+            anneal = schedules.Anneal(_numbers(wb, "anneal_ratio", si, path)[0],
+                                      _numbers(wb, "anneal_factor", si, path)[0])
         b_init = _numbers(wb, "b_init", si, path)[0]
         a_init = _numbers(wb, "a_init", si, path)[0]
         opt = optim.make(kind, **spec["options"], **hyper)
+        finder = sheet == meta.get("lrfind", {}).get("sheet")
         with np.errstate(all="ignore"):
-            trace = linear.train(opt, x, y, epochs=meta["epochs"], b_init=b_init, a_init=a_init,
-                                 drop_last_update=meta.get("drop_last_update", False))
+            if finder:
+                trace = linear.train_full_batch(opt, x, y, steps=sched.steps, b_init=b_init,
+                                                a_init=a_init, schedule=sched)
+            else:
+                trace = linear.train(opt, x, y, epochs=meta["epochs"], b_init=b_init,
+                                     a_init=a_init, schedule=sched, anneal=anneal,
+                                     drop_last_update=meta.get("drop_last_update", False))
         expected = {"b_trace": trace.b_trace, "a_trace": trace.a_trace, "loss_trace": trace.loss}
+        if sched is not None or anneal is not None:
+            expected["lr_trace"] = trace.lr
+        if finder:
+            found = lrfind.analyse(trace.lr, trace.loss, _numbers(wb, "smooth_beta", si, path)[0],
+                                   _numbers(wb, "stop_factor", si, path)[0])
+            expected["smooth_loss_trace"] = found.smooth
+            if found.lr_steep != "" and found.lr_min10 != "":
+                expected["lr_suggested"] = [found.lr_steep, found.lr_min10]
         checks += [_compare(wb, sheet, name, si, want, rtol, atol)
                    for name, want in expected.items()]
     return checks

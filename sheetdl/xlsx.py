@@ -42,6 +42,13 @@ class _PlainFormulaWorksheet(Worksheet):
             else str(int(number))
         self.fh.write(f"<c{attr}><v>{text}</v></c>")
 
+    def _xml_formula_element(self, formula, result, attributes=[]) -> None:
+        # XlsxWriter writes a cached "" untyped, which readers take for the number 0;
+        # typed as a string it reads back as the empty text the formula gives.
+        if result == "" and not any(k == "t" for k, _ in attributes):
+            attributes = [*attributes, ("t", "str")]
+        super()._xml_formula_element(formula, result, attributes)
+
 
 STYLES = {
     "title": {"bold": True, "font_size": 14},
@@ -136,12 +143,14 @@ def _write(book: Book, filename: str) -> None:
         for name, target in sheet.names.items():
             wb.define_name(f"{sheet.name}!{name}", f"={sheet.name}!{target}")
         for spec in sheet.charts:
-            chart = wb.add_chart({"type": "line"})
+            chart = wb.add_chart({"type": "scatter", "subtype": "straight"} if spec.log_x
+                                 else {"type": "line"})
             for s in spec.series:
                 chart.add_series({"name": s.name, "categories": "=" + s.categories,
                                   "values": "=" + s.values, "marker": {"type": "none"}})
             chart.set_title({"name": spec.title})
-            chart.set_x_axis({"name": spec.x_title})
+            chart.set_x_axis({"name": spec.x_title, "log_base": 10} if spec.log_x
+                             else {"name": spec.x_title})
             y_axis = {"name": spec.y_title}
             if spec.log_y:
                 y_axis["log_base"] = 10

@@ -8,7 +8,7 @@ import torch
 
 from sheetdl import graddesc, libreoffice, softmax, softmax_book, verify, xlsx
 from conftest import named_values
-from torch_reference import torch_optimizer
+from torch_reference import torch_optimizer, torch_scheduler
 
 KINDS = graddesc.ALL_OPTIMIZERS
 
@@ -27,7 +27,7 @@ def random_lesson(kind, seed):
 
 
 def torch_replay(lesson):
-    """F.cross_entropy, full batch, the same init and optimizer, in float64."""
+    """F.cross_entropy, full batch, the same init and optimizer (and lr scheduler), in float64."""
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -36,6 +36,7 @@ def torch_replay(lesson):
         # one flat parameter, like the sheet's θ: the update rules are element-wise
         theta = torch.nn.Parameter(torch.cat([W.detach().ravel(), b.detach()]))
         opt = torch_optimizer(lesson.kind, lesson.opt, [theta])
+        scheduler = torch_scheduler(opt, lesson.schedule)
         X, y = torch.tensor(lesson.X), torch.tensor(lesson.labels)
         k, d = lesson.W0.shape
         losses = []
@@ -45,6 +46,8 @@ def torch_replay(lesson):
             loss = torch.nn.functional.cross_entropy(X @ Wt.T + bt, y)
             loss.backward()
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             losses.append(loss.item())
         return np.array(losses), theta.detach()[:k * d].numpy(), theta.detach()[k * d:].numpy()
     finally:

@@ -32,7 +32,27 @@ def torch_optimizer(kind: str, opt: optim.Optimizer, params):
     raise ValueError(kind)
 
 
-def torch_trace(kind, opt, x, y, epochs, b_init, a_init):
+def torch_scheduler(o, sched):
+    """torch.optim.lr_scheduler for a sheetdl ``schedules.Schedule`` (torch convention)."""
+    S = torch.optim.lr_scheduler
+    if sched is None or sched.kind == "constant":
+        return None
+    if sched.kind == "onecycle":
+        return S.OneCycleLR(o, max_lr=sched.lr_max, total_steps=sched.steps,
+                            pct_start=sched.pct_start, div_factor=sched.div,
+                            final_div_factor=sched.div_final, anneal_strategy="cos",
+                            three_phase=False, cycle_momentum=bool(sched.cycles),
+                            base_momentum=sched.mom_min, max_momentum=sched.mom_max)
+    if sched.kind == "cosine":
+        return S.CosineAnnealingLR(o, T_max=sched.steps, eta_min=sched.lr_min)
+    if sched.kind == "step":
+        return S.StepLR(o, step_size=sched.step_size, gamma=sched.gamma)
+    if sched.kind == "exp":
+        return S.ExponentialLR(o, gamma=sched.gamma)
+    raise ValueError(sched.kind)
+
+
+def torch_trace(kind, opt, x, y, epochs, b_init, a_init, sched=None):
     """(b after each step, a after each step, loss at each step) from torch.optim.
 
     torch keeps scalar optimizer state (NAdam's mu_product, step counts) in
@@ -42,23 +62,29 @@ def torch_trace(kind, opt, x, y, epochs, b_init, a_init):
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        return _torch_trace(kind, opt, x, y, epochs, b_init, a_init)
+        return _torch_trace(kind, opt, x, y, epochs, b_init, a_init, sched)
     finally:
         torch.set_default_dtype(previous)
 
 
-def _torch_trace(kind, opt, x, y, epochs, b_init, a_init):
+def _torch_trace(kind, opt, x, y, epochs, b_init, a_init, sched=None):
     b = torch.tensor(b_init, dtype=torch.float64, requires_grad=True)
     a = torch.tensor(a_init, dtype=torch.float64, requires_grad=True)
     o = torch_optimizer(kind, opt, [b, a])
-    bs, as_, losses = [], [], []
+    scheduler = torch_scheduler(o, sched)
+    bs, as_, losses, lrs = [], [], [], []
     for _ in range(epochs):
         for xi, yi in zip(x, y):
             o.zero_grad()
             loss = (b + a * float(xi) - float(yi)) ** 2
             loss.backward()
+            lrs.append(o.param_groups[0]["lr"])
             o.step()
+            if scheduler is not None:
+                scheduler.step()
             bs.append(b.item())
             as_.append(a.item())
             losses.append(loss.item())
+    if sched is not None:
+        return np.array(bs), np.array(as_), np.array(losses), np.array(lrs)
     return np.array(bs), np.array(as_), np.array(losses)
