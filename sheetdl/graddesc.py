@@ -281,6 +281,11 @@ def finder_columns() -> list[Column]:
                "where both are used (fastai's steep)",
                ['=""', '=IF(AND({in_window}=1,{in_window@prev}=1),({smooth}-{smooth@prev})/'
                 '(LN({lr})-LN({lr@prev})),"")'], per_param=False),
+        Column("plot_loss", "plotted loss", "the loss through the stop, #N/A after it: the "
+               "chart skips #N/A, so the divergence fastai never runs does not flatten it",
+               "=IF({step}<=finder_stop,{loss},NA())", per_param=False),
+        Column("plot_smooth", "plotted smoothed", "the smoothed loss through the stop, #N/A "
+               "after it", "=IF({step}<=finder_stop,{smooth},NA())", per_param=False),
     ]
 
 
@@ -490,9 +495,10 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         lr_area = area(sheet_name, FIRST_STEP_ROW, where["lr"], last_row)
         charts = [Chart(1, chart_col, "lr finder: loss against learning rate", "lr (log)",
                         "loss (log)",
-                        [Series("loss", lr_area, area(sheet_name, FIRST_STEP_ROW, loss_col, last_row)),
+                        [Series("loss", lr_area,
+                                area(sheet_name, FIRST_STEP_ROW, where["plot_loss"], last_row)),
                          Series("smoothed", lr_area,
-                                area(sheet_name, FIRST_STEP_ROW, where["smooth"], last_row))],
+                                area(sheet_name, FIRST_STEP_ROW, where["plot_smooth"], last_row))],
                         log_y=True, log_x=True, width=640, height=360)]
     else:
         ep_first, ep_last = INIT_ROW, INIT_ROW + lesson.epochs - 1
@@ -700,7 +706,9 @@ def about_sheet(lesson: Lesson) -> Sheet:
     lines = [
         ("sheetdl · gradient descent, one spreadsheet row per step", "title"),
         (f"Model: pred = b + a·x, loss = (pred − y)², one sample per step (batch size 1), "
-         f"{lesson.epochs} epochs over {lesson.data_label}, in data order.", None),
+         f"{lesson.epochs} epochs over {lesson.data_label}, in data order." if lesson.optimizers
+         else f"Model: pred = b + a·x on {lesson.data_label}; the finder's loss is the mean of "
+         "(pred − y)² over all the data, one full-batch step per row.", None),
         (f"Preset: {lesson.preset}. Every optimizer sheet states the conventions it follows "
          "in row 2 and where other frameworks differ.", None),
         ("Yellow cells are inputs with names (lr, beta1, ...): change one and the sheet retrains "
@@ -709,12 +717,20 @@ def about_sheet(lesson: Lesson) -> Sheet:
          None),
         ("Every formula cell also stores its value, computed by sheetdl's NumPy reference math; "
          "`sheetdl verify FILE` recalculates all formulas and checks them against it.", None),
-        ("Sheets: data (x, y); " + ", ".join(lesson.optimizers) + "; compare (all optimizers' "
-         "mean loss per epoch).", None),
+        ("Sheets: " + "; ".join(
+            ["data (x, y)"] + ([", ".join(lesson.optimizers),
+                                "compare (all optimizers' mean loss per epoch)"]
+                               if lesson.optimizers else [])
+            + (["lrfind (the learning-rate finder: lr grows each full-batch step from the same "
+                "start; where it stops and the suggested lr are formulas beside the table)"]
+               if lesson.finder else [])) + ".", None),
         ("Defined names: x, y (workbook); on each optimizer sheet its hyperparameters under "
          "torch's names, b_init, a_init, and b_trace, a_trace, loss_trace (one cell per step).",
          None),
     ]
+    if lesson.schedules or lesson.anneal:
+        lines.append(("Each optimizer sheet's lr column is a schedule computed from the step "
+                      "number and named inputs (row 2 says which); lr_trace names it.", None))
     return Sheet("about", static_rows([(i, [(0, None, t, s or "text")])
                                        for i, (t, s) in enumerate(lines)]), widths={0: 120})
 

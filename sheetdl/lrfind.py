@@ -47,6 +47,19 @@ class Finder:
     lr_min10: float | str  # "" when the window is empty
     min_slope: float | str
     lr_steep: float | str
+    loss: np.ndarray | None = None
+
+    def _through_stop(self, values) -> list:
+        return [float(v) if t < self.stop_step else "#N/A" for t, v in enumerate(values)]
+
+    @property
+    def plot_loss(self) -> list:
+        """The loss up to the stop, #N/A after it (charts skip #N/A)."""
+        return self._through_stop(self.loss)
+
+    @property
+    def plot_smooth(self) -> list:
+        return self._through_stop(self.smooth)
 
     @property
     def smooth_in(self) -> list:
@@ -98,4 +111,4 @@ def analyse(lr, loss, beta: float = 0.98, stop_factor: float = 4.0) -> Finder:
     else:
         min_slope = lr_steep = ""
     return Finder(avg, pw, smooth, best, stopped, in_window, slope, stop, float(lr[stop - 1]),
-                  min_loss, lr_at_min, lr_min10, min_slope, lr_steep)
+                  min_loss, lr_at_min, lr_min10, min_slope, lr_steep, loss)

@@ -20,7 +20,10 @@ def named_values(wb, name: str, sheet: str | None = None, errors_as_nan: bool = 
         rng = wb[sheet].defined_names[name].attr_text.split("!")[1]
     else:
         sheet, rng = next(iter(wb.defined_names[name].destinations))
-    values = [c.value for row in wb[sheet][rng.replace("$", "")] for c in row]
+    rng = rng.replace("$", "")
+    if ":" not in rng:  # one cell
+        rng = f"{rng}:{rng}"
+    values = [c.value for row in wb[sheet][rng] for c in row]
     if errors_as_nan:
         values = [v if isinstance(v, (int, float)) else np.nan for v in values]
     return np.array(values, float)

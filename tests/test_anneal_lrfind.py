@@ -1,0 +1,213 @@
+"""The course's adam_ann annealing as formulas, and the learning-rate finder."""
+import math
+import subprocess
+import sys
+
+import numpy as np
+import openpyxl
+import pytest
+
+from conftest import ROOT, named_values
+from sheetdl import data, graddesc, libreoffice, verify, xlsx
+
+# --------------------------------------------------------------------------- annealing
+
+
+def vba_adam_ann(x, y, epochs, lr, beta1=0.9, beta2=0.95):
+    """adam_ann's Run macro transcribed from the VBA (fastai-workbooks.md §1.4), with
+    its hidden warm-up left out: per epoch, paste the last row's state, divide lr by 4
+    if avg_grad2/prev_grad2 > 2, keep prev_grad2 the best avg_grad2, recompute the
+    epoch. The course's sheet: no bias correction, no ε, and each epoch restarts from
+    the last row's inputs. Returns the lr of each epoch and the final b, a."""
+    b = a = 1.0
+    m, v = [0.0, 0.0], [0.0, 0.0]
+    prev_grad2, lrs = None, []
+    for epoch in range(epochs):
+        if epoch > 0:
+            avg_grad2 = math.sqrt(v[0]) + math.sqrt(v[1])
+            if prev_grad2 is not None and avg_grad2 / prev_grad2 > 2:
+                lr = lr / 4
+            if prev_grad2 is None or avg_grad2 < prev_grad2:
+                prev_grad2 = avg_grad2
+        lrs.append(lr)
+        for i, (xi, yi) in enumerate(zip(x, y)):
+            inputs = (b, a)
+            g = [2 * (a * xi + b - yi)]
+            g.append(g[0] * xi)
+            for j in range(2):
+                m[j] = beta1 * m[j] + (1 - beta1) * g[j]
+                v[j] = beta2 * v[j] + (1 - beta2) * g[j] ** 2
+            b, a = b - lr * m[0] / math.sqrt(v[0]), a - lr * m[1] / math.sqrt(v[1])
+        b, a = inputs  # the VBA carries the last row's inputs, dropping its update
+    return lrs, b, a
+
+
+@pytest.fixture(scope="module")
+def annealed(tmp_path_factory):
+    x, y = data.course_points()
+    lesson = graddesc.make_lesson(x, y, optimizers=("adam",), preset="course", epochs=25,
+                                  schedule="anneal", lr=1.0, beta2=0.95)
+    path = xlsx.write(graddesc.build(lesson), tmp_path_factory.mktemp("ann") / "ann.xlsx")
+    return path, lesson
+
+
+def epoch_lrs(wb, n):
+    return wb.values("lr_trace", "adam")[::n]
+
+
+def test_annealing_column_reproduces_the_course_macro(annealed, course_dir):
+    path, lesson = annealed
+    report = verify.verify(path)
+    assert report.ok, report.summary()
+    wb = verify.recalculated(path)
+    n = len(lesson.x)
+    want_lrs, b, a = vba_adam_ann(lesson.x, lesson.y, 25, 1.0)
+    np.testing.assert_array_equal(epoch_lrs(wb, n), want_lrs)
+    # the last row's inputs b, a (what a 26th epoch would start from; verify has checked
+    # the sheet against this reference trace)
+    np.testing.assert_allclose([lesson.traces["adam"].b[-1], lesson.traces["adam"].a[-1]],
+                               [b, a], rtol=1e-12)
+    # lr 1 → 1/256 in four ÷4 steps, ending at the course's saved learning rate
+    assert len(set(want_lrs)) == 5
+    saved = openpyxl.load_workbook(course_dir / "graddesc.xlsm", data_only=True)["adam_ann"]
+    assert epoch_lrs(wb, n)[-1] == saved["D2"].value
+    assert abs(b - saved["C1"].value) < 0.05 and abs(a - saved["C2"].value) < 0.01
+
+
+def test_annealing_follows_a_changed_lr_input(annealed):
+    path, lesson = annealed
+    wb = verify.recalculated(path)
+    si = wb.index["adam"]
+    wb.model.set_user_input(si, 4, 1, "0.5")  # B4 = lr
+    wb.model.evaluate()
+    want_lrs, _, _ = vba_adam_ann(lesson.x, lesson.y, 25, 0.5)
+    np.testing.assert_array_equal(epoch_lrs(wb, len(lesson.x)), want_lrs)
+    assert want_lrs[-1] < 0.5
+
+
+def test_annealing_agrees_in_libreoffice(annealed, soffice, tmp_path):
+    path, _ = annealed
+    out, = libreoffice.recalculate([path], tmp_path)
+    lo = openpyxl.load_workbook(out, data_only=True)
+    ic = verify.recalculated(path)
+    for name in ("lr_trace", "b_trace", "a_trace"):
+        np.testing.assert_allclose(named_values(lo, name, "adam"), ic.values(name, "adam"),
+                                   rtol=1e-9)
+
+
+def test_annealing_needs_a_second_moment():
+    with pytest.raises(ValueError, match="sgd does not keep"):
+        graddesc.make_lesson(np.arange(4.0), np.arange(4.0), optimizers=("sgd",),
+                             schedule="anneal")
+
+
+# --------------------------------------------------------------------------- lr finder
+
+
+def fastai_lr_find(opt, x, y, steps, lr_min, lr_max, b=1.0, a=1.0):
+    """fastai's LRFinder + Recorder, transcribed: SchedExp lr = start·(end/start)^(i/N) for
+    i = train_iter; AvgSmoothLoss val = lerp(loss, val, β), smooth = val/(1 − β^count);
+    after each batch best = min, stop when smooth > 4·best; lr_find trims
+    lrs[N//10:-5]; steep = lrs[argmin of Δloss/Δlog lr], minimum = lrs[argmin loss]/10."""
+    params = np.array([b, a])
+    state = opt.init(params)
+    val, best, lrs, smooths = 0.0, math.inf, [], []
+    for i in range(steps):
+        lr = lr_min * (lr_max / lr_min) ** (i / steps)
+        loss = float(np.mean((params[0] + params[1] * x - y) ** 2))
+        g = np.array([2 * np.mean(params[0] + params[1] * x - y),
+                      2 * np.mean((params[0] + params[1] * x - y) * x)])
+        params, state, _ = opt.replace(lr=lr).update(params, g, state)
+        val = loss + 0.98 * (val - loss)
+        smooth = val / (1 - 0.98 ** (i + 1))
+        lrs.append(lr)
+        smooths.append(smooth)
+        best = min(best, smooth)
+        if smooth > 4 * best:
+            break
+    L, S = np.array(lrs[steps // 10:-5]), np.array(smooths[steps // 10:-5])
+    grads = (S[1:] - S[:-1]) / (np.log(L[1:]) - np.log(L[:-1]))
+    return len(lrs), np.array(smooths), L[np.argmin(grads)], L[np.argmin(S)] / 10
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_finder_matches_fastai_and_brackets_the_measured_lesson_lr(kind, tmp_path):
+    x, y = data.course_points()
+    lesson = graddesc.make_lesson(x, y, optimizers=(), lrfind_optimizer=kind)
+    path = xlsx.write(graddesc.build(lesson), tmp_path / "f.xlsx")
+    report = verify.verify(path)
+    assert report.ok, report.summary()
+    wb = verify.recalculated(path)
+    stop, smooth, steep, minimum = fastai_lr_find(lesson.finder.opt, x, y, 100, 1e-7, 10.0)
+    assert wb.values("finder_stop", "lrfind")[0] == stop
+    np.testing.assert_allclose(wb.values("smooth_loss_trace", "lrfind")[:stop], smooth,
+                               rtol=1e-10)
+    got_steep, got_min = wb.values("lr_suggested", "lrfind")
+    assert got_steep == pytest.approx(steep, rel=1e-12)
+    assert got_min == pytest.approx(minimum, rel=1e-12)
+    # the finder recovers the learning rates measured by hand for the lesson's sheets
+    assert min(got_steep, got_min) <= graddesc.LESSON_LR[kind] <= max(got_steep, got_min)
+
+
+def test_finder_stop_moves_with_lr_max_and_agrees_in_libreoffice(soffice, tmp_path):
+    x, y = data.course_points()
+    lesson = graddesc.make_lesson(x, y, optimizers=(), lrfind_optimizer="sgd")
+    assert lesson.finder.result.stop_step < 100  # sgd diverges inside the range
+    path = xlsx.write(graddesc.build(lesson), tmp_path / "f.xlsx")
+    out, = libreoffice.recalculate([path], tmp_path / "lo")
+    lo = openpyxl.load_workbook(out, data_only=True)
+    ic = verify.recalculated(path)
+    for name in ("finder_stop", "lr_suggested", "lr_trace"):
+        np.testing.assert_allclose(named_values(lo, name, "lrfind"), ic.values(name, "lrfind"),
+                                   rtol=1e-9)
+    n = lesson.finder.result.stop_step
+    np.testing.assert_allclose(named_values(lo, "smooth_loss_trace", "lrfind")[:n],
+                               ic.values("smooth_loss_trace", "lrfind")[:n], rtol=1e-9)
+    # a smaller lr_max stretches the range: the stop comes later (or not at all)
+    si = ic.index["lrfind"]
+    hyper = graddesc._hyper_names("sgd", lesson.finder.opt, lesson.finder.schedule,
+                                  finder=lesson.finder)
+    ic.model.set_user_input(si, 4, hyper.index("lr_max") + 1, "0.01")
+    ic.model.evaluate()
+    assert ic.values("finder_stop", "lrfind")[0] > n
+
+
+def test_finder_summary_is_empty_not_wrong_when_it_stops_at_once(tmp_path):
+    x, y = data.course_points()
+    lesson = graddesc.make_lesson(x, y, optimizers=(), lrfind_optimizer="sgd",
+                                  lrfind_options={"lr_min": 0.1, "lr_max": 10.0, "steps": 20})
+    assert lesson.finder.result.stop_step < 8 and lesson.finder.result.lr_steep == ""
+    path = xlsx.write(graddesc.build(lesson), tmp_path / "f.xlsx")
+    assert verify.verify(path).ok
+    wb = verify.recalculated(path)
+    si = wb.index["lrfind"]
+    col = wb.cells(wb.name_formula("lr_suggested", si), si)
+    assert [wb.model.get_cell_value(*c) for c in col] == ["", ""]
+
+
+def test_cli_builds_the_finder_and_refuses_what_it_cannot_do(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "sheetdl.cli", *a], cwd=tmp_path,
+                                    capture_output=True, text=True,
+                                    env={"PYTHONPATH": str(ROOT)})
+    r = run("build", "lrfind", "-o", "f.xlsx", "--optimizer", "adam", "--steps", "60",
+            "--lr-min", "1e-5", "--lr-max", "3")
+    assert r.returncode == 0, r.stderr
+    wb = verify.recalculated(tmp_path / "f.xlsx")
+    lr = wb.values("lr_trace", "lrfind")
+    assert len(lr) == 60 and lr[0] == 1e-5 and lr[-1] == pytest.approx(3 * (1e-5 / 3) ** (1 / 60))
+    r = run("build", "graddesc", "-o", "g.xlsx", "--lrfind", "--optimizers", "adam,sgd")
+    assert r.returncode == 0, r.stderr
+    assert verify.recalculated(tmp_path / "g.xlsx").index.keys() >= {"adam", "sgd", "lrfind"}
+    for args, message in [
+            (("build", "lrfind", "-o", "x.xlsx", "--lr-min", "5", "--lr-max", "1"),
+             "0 < --lr-min < --lr-max"),
+            (("build", "lrfind", "-o", "x.xlsx", "--schedule", "onecycle"), "not --optimizers"),
+            (("build", "graddesc", "-o", "x.xlsx", "--schedule", "anneal"), "does not keep"),
+            (("build", "softmax", "-o", "x.xlsx", "--schedule", "anneal"), "per-epoch rule"),
+            (("build", "graddesc", "-o", "x.xlsx", "--udf", "--schedule", "cosine"),
+             "constant-lr"),
+            (("build", "graddesc", "-o", "x.xlsx", "--schedule", "onecycle", "--pct-start", "2"),
+             "--pct-start must be between 0 and 1")]:
+        r = run(*args)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
