@@ -15,9 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from .book import ref
+from .book import Chart, Series, area, ref
 from . import schedules
-from .formulas import Column, Template, optimizer_columns, schedule_keys, schedule_scalars
+from .formulas import (Column, Template, finder_columns, finder_summary, optimizer_columns,
+                       schedule_keys, schedule_scalars)
 from .optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
@@ -224,3 +225,42 @@ def interleave(block_rows: dict[int, list], pending: dict[int, list]):
             r = min(pending)
             yield r, pending.pop(r)
         yield row, sorted(block_rows[row] + pending.pop(row, []), key=lambda c: c[0])
+
+
+def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, lr_col: int,
+                 first_col: int, sheet: str):
+    """The lr finder beside a block layout's trace table (one row per step from ``top``,
+    headers on ``top - 1``): its bookkeeping columns, its summary, and the sheet-scoped
+    names, chart and notes. Returns (cells by row, names, chart, notes, widths)."""
+    cols = finder_columns()
+    where = {"step": step_col, "loss": loss_col, "lr": lr_col}
+    where.update({c.key: first_col + i for i, c in enumerate(cols)})
+    resolve = lambda key, prev: (where[key], -1 if prev else 0)
+    compiled = [(c, [Template(t, resolve) for t in (c.formula if isinstance(c.formula, list)
+                                                      else [c.formula] * 2)]) for c in cols]
+    s_col = first_col + len(cols) + 1
+    rows: dict[int, list] = {top - 1: [(where[c.key], None, c.header, "header") for c in cols]
+                             + [(s_col, None, "finder", "header")]}
+    for t in range(steps):
+        cells = []
+        for c, (first, later) in compiled:
+            v = getattr(result, c.key)[t]
+            cells.append((where[c.key], (later if t else first).render(top + t),
+                          v.item() if hasattr(v, "item") else v, c.style))
+        rows[top + t] = cells
+    last = top + steps - 1
+    col_area = lambda key: f"{ref(top, where[key], True)}:{ref(last, where[key], True)}"
+    for row, cells in finder_summary(result, steps, s_col, top, col_area).items():
+        rows.setdefault(row, []).extend(cells)
+    names = {"lr_trace": col_area("lr"), "loss_trace": col_area("loss"),
+             "smooth_loss_trace": col_area("smooth"), "finder_stop": ref(top, s_col + 1, True),
+             "lr_suggested": f"{ref(top + 6, s_col + 1, True)}:{ref(top + 7, s_col + 1, True)}"}
+    lr_area = area(sheet, top, lr_col, last)
+    chart = Chart(top + 10, s_col, "lr finder: loss against learning rate", "lr (log)",
+                  "loss (log)", [Series("loss", lr_area, area(sheet, top, where["plot_loss"], last)),
+                                 Series("smoothed", lr_area,
+                                        area(sheet, top, where["plot_smooth"], last))],
+                  log_y=True, log_x=True, width=640, height=360)
+    notes = [(top - 1, where[c.key], c.note) for c in cols]
+    widths = {s_col: 30, s_col + 1: 12}
+    return rows, names, chart, notes, widths

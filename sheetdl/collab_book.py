@@ -6,12 +6,13 @@ options → ``collab.train`` → this layout → ``xlsx.write``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import collab, presets, schedules
-from .blocks import Group, Layout, interleave
+from . import collab, lrfind, presets, schedules
+from .blocks import Group, Layout, finder_table, interleave
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
@@ -43,6 +44,7 @@ class Lesson:
     #: write training as one call to the add-in (SHEETDL_COLLAB_TRAIN)
     udf: bool = False
     schedule: schedules.Schedule | None = None
+    finder: "FinderRun | None" = None
 
 
 def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="torch",
@@ -107,7 +109,9 @@ def ratings_sheet(lesson: Lesson) -> Sheet:
     return Sheet("ratings", static_rows(rows), widths={0: 14}, freeze=(1, 1))
 
 
-def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
+def train_sheet(lesson: Lesson, sheet_name: str = "train",
+                finder: "FinderRun | None" = None) -> tuple[Sheet, dict]:
+    """The training sheet; with ``finder``, the lr finder's (see softmax_book)."""
     shape, tr = lesson.shape, lesson.trace
     U, M, F = shape.users, shape.movies, shape.factors
     users, movies = _groups(lesson)
@@ -171,18 +175,26 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     hvals = {**hvals, **({"y_min": lo_hi[0], "y_max": lo_hi[1]} if lo_hi else {})}
     trace_col = lay.width() + 1
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
+    if finder is not None:
+        hyper += ["smooth_beta", "stop_factor"]
+        hvals = {**hvals, "smooth_beta": finder.smooth_beta, "stop_factor": finder.stop_factor}
+        f_rows, f_names, f_chart, f_notes, f_widths = finder_table(
+            finder.result, lesson.epochs, top=TOP, step_col=trace_col, loss_col=trace_col + 1,
+            lr_col=trace_col + 3, first_col=trace_col + 4, sheet=sheet_name)
     notes: list = [(2, i, f"{h}: " + HYPER_HELP.get(h, "the prediction range (fastai's y_range)"))
                    for i, h in enumerate(hyper)]
 
     def rows():
         yield from input_rows(
-            f"train: matrix factorisation, {U} users × {M} movies, {F} factors, {lesson.kind}, "
-            f"{lesson.epochs} full-batch epochs", conventions(lesson.kind, lesson.opt,
+            f"{sheet_name}: matrix factorisation, {U} users × {M} movies, {F} factors, "
+            f"{lesson.kind}, {lesson.epochs} full-batch epochs"
+            + (": the lr finder, lr growing each epoch from the same start" if finder else ""), conventions(lesson.kind, lesson.opt,
                                                               lesson.follows)
             + (" " + lesson.schedule.describe() + "." if scheduled else ""), hyper, hvals,
             "Change a yellow cell (a hyperparameter or a starting factor in the 'start' block) "
             "and every epoch recomputes. One block per epoch.",
-            (trace_col, *status_cell("loss_trace", [s.loss for s in tr.steps])))
+            None if finder else (trace_col, *status_cell("loss_trace",
+                                                         [s.loss for s in tr.steps])))
         pending: dict[int, list] = {TOP - 1: [(trace_col, None, "epoch", "header"),
                                               (trace_col + 1, None, "MSE", "header"),
                                               (trace_col + 2, None, "RMSE", "header")]}
@@ -197,6 +209,9 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
             if scheduled:
                 pending[TOP + t - 1].append((trace_col + 3, "=" + lay.scalar(t, "lr"),
                                              float(tr.shown[t - 1]["lr"]), "summary"))
+        if finder is not None:
+            for row, cells in f_rows.items():
+                pending.setdefault(row, []).extend(cells)
         for block in range(lesson.epochs + 1):
             if block == 0:
                 cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
@@ -223,28 +238,37 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
 
     validations = input_validations(hyper, 3, fallback="the prediction range")
     last = lesson.epochs
-    names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
-    names["user_factors_init"] = "train!" + lay.area(0, users, "new", cols=(0, F - 1))
-    names["user_bias_init"] = "train!" + lay.area(0, users, "new", cols=(F, F))
-    names["movie_factors_init"] = "train!" + lay.area(0, movies, "new", rows=(0, F - 1))
-    names["movie_bias_init"] = "train!" + lay.area(0, movies, "new", rows=(F, F))
-    names["user_factors_final"] = "train!" + lay.area(last, users, "new", cols=(0, F - 1))
-    names["user_bias_final"] = "train!" + lay.area(last, users, "new", cols=(F, F))
-    names["movie_factors_final"] = "train!" + lay.area(last, movies, "new", rows=(0, F - 1))
-    names["movie_bias_final"] = "train!" + lay.area(last, movies, "new", rows=(F, F))
-    names["loss_trace"] = area("train", TOP, trace_col + 1, TOP + last - 1)
-    names["rmse_trace"] = area("train", TOP, trace_col + 2, TOP + last - 1)
-    charts = [Chart(0, trace_col + 4 + scheduled, "train: RMSE per epoch", "epoch", "RMSE (stars)",
-                    [Series("RMSE", area("train", TOP, trace_col, TOP + last - 1),
-                            names["rmse_trace"])])]
+    sn = sheet_name
+    names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
+    names["user_factors_init"] = f"{sn}!" + lay.area(0, users, "new", cols=(0, F - 1))
+    names["user_bias_init"] = f"{sn}!" + lay.area(0, users, "new", cols=(F, F))
+    names["movie_factors_init"] = f"{sn}!" + lay.area(0, movies, "new", rows=(0, F - 1))
+    names["movie_bias_init"] = f"{sn}!" + lay.area(0, movies, "new", rows=(F, F))
+    names["user_factors_final"] = f"{sn}!" + lay.area(last, users, "new", cols=(0, F - 1))
+    names["user_bias_final"] = f"{sn}!" + lay.area(last, users, "new", cols=(F, F))
+    names["movie_factors_final"] = f"{sn}!" + lay.area(last, movies, "new", rows=(0, F - 1))
+    names["movie_bias_final"] = f"{sn}!" + lay.area(last, movies, "new", rows=(F, F))
+    names["loss_trace"] = area(sn, TOP, trace_col + 1, TOP + last - 1)
+    names["rmse_trace"] = area(sn, TOP, trace_col + 2, TOP + last - 1)
     if scheduled:
-        names["lr_trace"] = area("train", TOP, trace_col + 3, TOP + last - 1)
-        charts.append(Chart(16, trace_col + 5, "train: learning rate per epoch", "epoch", "lr",
-                            [Series("lr", area("train", TOP, trace_col, TOP + last - 1),
-                                    names["lr_trace"])]))
+        names["lr_trace"] = area(sn, TOP, trace_col + 3, TOP + last - 1)
+    if finder is not None:
+        names.update({k: f"{sn}!{v}" for k, v in f_names.items()})
+        notes += f_notes
+        charts = [f_chart]
+    else:
+        charts = [Chart(0, trace_col + 4 + scheduled, f"{sn}: RMSE per epoch", "epoch",
+                        "RMSE (stars)", [Series("RMSE", area(sn, TOP, trace_col, TOP + last - 1),
+                                                names["rmse_trace"])])]
+        if scheduled:
+            charts.append(Chart(16, trace_col + 5, f"{sn}: learning rate per epoch", "epoch",
+                                "lr", [Series("lr", area(sn, TOP, trace_col, TOP + last - 1),
+                                              names["lr_trace"])]))
     widths = {i: 10 for i in range(trace_col + 3 + scheduled)}
     widths[0] = 12
-    return Sheet("train", rows, widths=widths, freeze=(5, 1), notes=notes,
+    if finder is not None:
+        widths.update(f_widths)
+    return Sheet(sn, rows, widths=widths, freeze=(5, 1), notes=notes,
                  validations=validations, charts=charts), names
 
 
@@ -341,6 +365,41 @@ def about_sheet(lesson: Lesson) -> Sheet:
                                        for i, (t, s) in enumerate(lines)]), widths={0: 120})
 
 
+FINDER_LR_MAX = 1.0
+
+
+@dataclass
+class FinderRun:
+    """The lr finder: a copy of the lesson trained under the lrfind schedule."""
+
+    lesson: Lesson
+    result: lrfind.Finder
+    smooth_beta: float
+    stop_factor: float
+
+
+def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
+                stop_factor=None) -> FinderRun:
+    """One finder step is one full-batch epoch, as on the train sheet. The range ends at
+    lr 1 unless told otherwise: the sigmoid-bounded loss never trips the 4× stop, and
+    beyond lr ≈ 3 Adam turns chaotic here, so engines that sum in different orders drift
+    apart by 1e-5 in the last epochs (measured; at lr_max 1 they agree to 5e-10)."""
+    steps, beta, stop = lrfind.settings(steps, smooth_beta, stop_factor)
+    lr_max = FINDER_LR_MAX if lr_max is None else lr_max
+    height = Layout(lesson.opt, _groups(lesson), lesson.shape.users, []).height
+    if TOP + (steps + 1) * height > EXCEL_MAX_ROWS:
+        raise ValueError(f"{steps} lr finder steps are past Excel's {EXCEL_MAX_ROWS:,} rows")
+    sched = schedules.make("lrfind", steps=steps, optimizer=lesson.kind, lr=lesson.opt.lr,
+                           preset=lesson.preset, lr_min=lr_min, lr_max=lr_max)
+    run = dataclasses.replace(lesson, epochs=steps, schedule=sched, trace=None, finder=None)
+    with np.errstate(all="ignore"):
+        run.trace = collab.train(lesson.opt, lesson.R, lesson.theta0, lesson.shape, steps,
+                                 lesson.y_range, sched)
+    result = lrfind.analyse([sh["lr"] for sh in run.trace.shown],
+                            [st.loss for st in run.trace.steps], beta, stop)
+    return FinderRun(run, result, beta, stop)
+
+
 def build(lesson: Lesson) -> Book:
     train, names = udf_train_sheet(lesson) if lesson.udf else train_sheet(lesson)
     U, M = lesson.R.shape
@@ -355,7 +414,14 @@ def build(lesson: Lesson) -> Book:
     sheets = [about_sheet(lesson), ratings_sheet(lesson)]
     if not lesson.udf:  # the lookup demo reads the start factors of the formula sheet
         sheets.append(embedding_sheet(lesson, names))
-    return Book(sheets + [train], names, f"sheetdl collab ({lesson.preset})", meta)
+    sheets.append(train)
+    if lesson.finder is not None:
+        sheet, finder_names = train_sheet(lesson.finder.lesson, "lrfind", lesson.finder)
+        sheet.names = {k: v.split("!", 1)[1] for k, v in finder_names.items()}
+        sheets.append(sheet)
+        meta["lrfind"] = {"sheet": "lrfind", "steps": lesson.finder.lesson.epochs,
+                          "schedule": lesson.finder.lesson.schedule.options()}
+    return Book(sheets, names, f"sheetdl collab ({lesson.preset})", meta)
 
 
 def _diverged(trace) -> dict:

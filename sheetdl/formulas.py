@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from . import schedules
-from .book import FORBIDDEN, col_name
+from . import lrfind, schedules
+from .book import FORBIDDEN, col_name, ref
 from .optim import Optimizer
 
 # Explanations of each hyperparameter, shown as the input cell's note and validation message.
@@ -355,3 +355,67 @@ def input_rows(title: str, convention: str, hyper: list[str], values: dict, hint
             (2, [(i, None, h, "label") for i, h in enumerate(hyper)]),
             (3, [(i, None, values[h], "input") for i, h in enumerate(hyper)]),
             (4, row4 + [(0, None, hint, "subtitle")])]
+
+
+def finder_columns() -> list[Column]:
+    """The lr finder's bookkeeping, one column per quantity of ``lrfind.analyse``: each
+    reads this step's ``{loss}``, ``{lr}`` and ``{step}`` and the row above (none on the
+    first step, which has its own formula), and the sheet-scoped names ``smooth_beta``,
+    ``stop_factor``, ``steps`` and ``finder_stop``."""
+    return [
+        Column("avg", "avg", "exponential average avg_t = β·avg_{t−1} + (1 − β)·L_t, β = "
+               "smooth_beta (fastai's AvgSmoothLoss)", ["=(1-smooth_beta)*{loss}", "=smooth_beta*{avg@prev}+(1-smooth_beta)*"
+               "{loss}"], per_param=False),
+        Column("smooth_pow", "βᵗ", "βᵗ as a running product",
+               ["=smooth_beta", "={smooth_pow@prev}*smooth_beta"], per_param=False),
+        Column("smooth", "smoothed", "debiased smoothed loss avg_t/(1 − βᵗ)",
+               "={avg}/(1-{smooth_pow})", per_param=False),
+        Column("best", "best", "the lowest smoothed loss so far (carried once stopped)",
+               ["={smooth}", "=IF({stopped@prev}=1,{best@prev},IF(ISNUMBER({smooth}),"
+                "MIN({best@prev},{smooth}),{best@prev}))"], per_param=False),
+        Column("stopped", "stopped", "1 from the step where the smoothed loss passes "
+               "stop_factor × best (fastai stops there; the rows below show what it skips)",
+               ["=IF(ISNUMBER({smooth}),IF({smooth}>stop_factor*{best},1,0),1)",
+                "=IF({stopped@prev}=1,1,IF(ISNUMBER({smooth}),IF({smooth}>stop_factor*{best},"
+                "1,0),1))"], per_param=False, style="int"),
+        Column("in_window", "used", "1 where fastai's suggestion looks: after the first tenth "
+               "of the steps and before the last 5 recorded", "=IF(AND({step}>INT(steps/10),"
+               "{step}<=finder_stop-5),1,0)", per_param=False, style="int"),
+        Column("smooth_in", "smoothed used", "the smoothed loss where used = 1, else empty",
+               '=IF({in_window}=1,{smooth},"")', per_param=False),
+        Column("slope", "slope", "d smoothed / d ln lr between this step and the one before, "
+               "where both are used (fastai's steep)",
+               ['=""', '=IF(AND({in_window}=1,{in_window@prev}=1),({smooth}-{smooth@prev})/'
+                '(LN({lr})-LN({lr@prev})),"")'], per_param=False),
+        Column("plot_loss", "plotted loss", "the loss through the stop, #N/A after it: the "
+               "chart skips #N/A, so the divergence fastai never runs does not flatten it",
+               "=IF({step}<=finder_stop,{loss},NA())", per_param=False),
+        Column("plot_smooth", "plotted smoothed", "the smoothed loss through the stop, #N/A "
+               "after it", "=IF({step}<=finder_stop,{smooth},NA())", per_param=False),
+    ]
+
+
+def finder_summary(r, steps: int, s_col: int, top: int, col_area) -> dict[int, list]:
+    """The finder's results beside the table, each a formula over the step columns."""
+    stopped, lr_col, smooth_in, slope = (col_area("stopped"), col_area("lr"),
+                                         col_area("smooth_in"), col_area("slope"))
+    v = lambda x: "" if x == "" else float(x)
+    at_min = ref(top + 4, s_col + 1)
+    rows = [
+        ("stops after step", f"=IF(SUM({stopped})>0,ROWS({stopped})-SUM({stopped})+1,"
+         f"ROWS({stopped}))", r.stop_step),
+        ("lr there", f"=INDEX({lr_col},{ref(top, s_col + 1)})", r.lr_at_stop),
+        ("steps used", f'=(INT(steps/10)+1)&" to "&({ref(top, s_col + 1)}-5)',
+         f"{lrfind.skip_start(steps) + 1} to {r.stop_step - 5}"),
+        ("lowest smoothed loss", f'=IF(COUNT({smooth_in})>0,MIN({smooth_in}),"")', v(r.min_loss)),
+        ("lr at the lowest", f'=IF(COUNT({smooth_in})>0,INDEX({lr_col},MATCH(MIN({smooth_in}),'
+         f'{smooth_in},0)),"")', v(r.lr_at_min)),
+        ("steepest slope", f'=IF(COUNT({slope})>0,MIN({slope}),"")', v(r.min_slope)),
+        ("suggested: steepest (lr_steep)", f'=IF(COUNT({slope})>0,INDEX({lr_col},MATCH(MIN('
+         f'{slope}),{slope},0)-1),"")', v(r.lr_steep)),
+        ("suggested: lowest ÷ 10 (lr_min)", f'=IF(COUNT({smooth_in})>0,{at_min}/10,"")',
+         v(r.lr_min10)),
+    ]
+    return {top + i: [(s_col, None, label, "bold"),
+                      (s_col + 1, formula, value, "int" if i == 0 else "summary")]
+            for i, (label, formula, value) in enumerate(rows)}

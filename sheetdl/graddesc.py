@@ -22,7 +22,8 @@ import numpy as np
 from . import linear, lrfind, presets, schedules
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_rows
 from .data import EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, Column, Template, conventions, input_rows,
+from .formulas import (HYPER_HELP, Column, Template, conventions, finder_columns,
+                       finder_summary, input_rows,
                        input_validations, optimizer_columns, schedule_inputs, schedule_keys,
                        status_cell)
 from .optim import Optimizer
@@ -256,39 +257,6 @@ def _scheduled_keys(sched, anneal) -> tuple[str, ...]:
     return ("lr",) if anneal is not None else schedule_keys(sched)
 
 
-def finder_columns() -> list[Column]:
-    return [
-        Column("avg", "avg", "exponential average avg_t = β·avg_{t−1} + (1 − β)·L_t, β = "
-               "smooth_beta (fastai's AvgSmoothLoss)", "=smooth_beta*{avg@prev}+(1-smooth_beta)*"
-               "{loss}", per_param=False, init="0"),
-        Column("smooth_pow", "βᵗ", "βᵗ as a running product", "={smooth_pow@prev}*smooth_beta",
-               per_param=False, init="1"),
-        Column("smooth", "smoothed", "debiased smoothed loss avg_t/(1 − βᵗ)",
-               "={avg}/(1-{smooth_pow})", per_param=False),
-        Column("best", "best", "the lowest smoothed loss so far (carried once stopped)",
-               ["={smooth}", "=IF({stopped@prev}=1,{best@prev},IF(ISNUMBER({smooth}),"
-                "MIN({best@prev},{smooth}),{best@prev}))"], per_param=False),
-        Column("stopped", "stopped", "1 from the step where the smoothed loss passes "
-               "stop_factor × best (fastai stops there; the rows below show what it skips)",
-               "=IF({stopped@prev}=1,1,IF(ISNUMBER({smooth}),IF({smooth}>stop_factor*{best},"
-               "1,0),1))", per_param=False, init="0", style="int"),
-        Column("in_window", "used", "1 where fastai's suggestion looks: after the first tenth "
-               "of the steps and before the last 5 recorded", "=IF(AND({step}>INT(steps/10),"
-               "{step}<=finder_stop-5),1,0)", per_param=False, style="int"),
-        Column("smooth_in", "smoothed used", "the smoothed loss where used = 1, else empty",
-               '=IF({in_window}=1,{smooth},"")', per_param=False),
-        Column("slope", "slope", "d smoothed / d ln lr between this step and the one before, "
-               "where both are used (fastai's steep)",
-               ['=""', '=IF(AND({in_window}=1,{in_window@prev}=1),({smooth}-{smooth@prev})/'
-                '(LN({lr})-LN({lr@prev})),"")'], per_param=False),
-        Column("plot_loss", "plotted loss", "the loss through the stop, #N/A after it: the "
-               "chart skips #N/A, so the divergence fastai never runs does not flatten it",
-               "=IF({step}<=finder_stop,{loss},NA())", per_param=False),
-        Column("plot_smooth", "plotted smoothed", "the smoothed loss through the stop, #N/A "
-               "after it", "=IF({step}<=finder_stop,{smooth},NA())", per_param=False),
-    ]
-
-
 # --------------------------------------------------------------------------- sheets
 
 def _resolver(where: dict[str, int], param: str | None):
@@ -406,7 +374,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     loss_col = where["loss"]
     last_row = FIRST_STEP_ROW + steps - 1
     col_area = lambda key: f"{ref(FIRST_STEP_ROW, where[key], True)}:{ref(last_row, where[key], True)}"
-    summary = (_finder_summary(finder, s_col, col_area) if finder
+    summary = (finder_summary(finder.result, finder.schedule.steps, s_col, INIT_ROW, col_area) if finder
                else _epoch_summary(lesson, trace, s_col, where, anneal))
     summary_header = (("finder", "") if finder else
                       ("epoch", "mean loss", "b at end", "a at end")
@@ -560,33 +528,6 @@ def _epoch_summary(lesson: Lesson, trace, s_col: int, where: dict, anneal) -> di
         out[row] = cells
     return out
 
-
-def _finder_summary(finder: Finder, s_col: int, col_area) -> dict[int, list]:
-    """The finder's results beside the table, each a formula over the step columns."""
-    r = finder.result
-    stopped, lr_col, smooth_in, slope = (col_area("stopped"), col_area("lr"),
-                                         col_area("smooth_in"), col_area("slope"))
-    v = lambda x: "" if x == "" else float(x)
-    at_min = ref(INIT_ROW + 4, s_col + 1)
-    rows = [
-        ("stops after step", f"=IF(SUM({stopped})>0,ROWS({stopped})-SUM({stopped})+1,"
-         f"ROWS({stopped}))", r.stop_step),
-        ("lr there", f"=INDEX({lr_col},{ref(INIT_ROW, s_col + 1)})", r.lr_at_stop),
-        ("steps used", f'=(INT(steps/10)+1)&" to "&({ref(INIT_ROW, s_col + 1)}-5)',
-         f"{lrfind.skip_start(finder.schedule.steps) + 1} to {r.stop_step - 5}"),
-        ("lowest smoothed loss", f'=IF(COUNT({smooth_in})>0,MIN({smooth_in}),"")', v(r.min_loss)),
-        ("lr at the lowest", f'=IF(COUNT({smooth_in})>0,INDEX({lr_col},MATCH(MIN({smooth_in}),'
-         f'{smooth_in},0)),"")', v(r.lr_at_min)),
-        ("steepest slope", f'=IF(COUNT({slope})>0,MIN({slope}),"")', v(r.min_slope)),
-        ("suggested: steepest (lr_steep)", f'=IF(COUNT({slope})>0,INDEX({lr_col},MATCH(MIN('
-         f'{slope}),{slope},0)-1),"")', v(r.lr_steep)),
-        ("suggested: lowest ÷ 10 (lr_min)", f'=IF(COUNT({smooth_in})>0,{at_min}/10,"")',
-         v(r.lr_min10)),
-    ]
-    return {INIT_ROW + i: [(s_col, None, label, "bold"),
-                           (s_col + 1, formula, value, "summary" if i > 1 else "int" if i == 0
-                            else "summary")]
-            for i, (label, formula, value) in enumerate(rows)}
 
 
 UDF_FUNCTION = "SHEETDL_TRAIN_LINEAR"

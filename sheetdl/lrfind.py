@@ -67,6 +67,20 @@ class Finder:
         return [float(v) if w else "" for v, w in zip(self.smooth, self.in_window)]
 
 
+def settings(steps=None, smooth_beta=None, stop_factor=None) -> tuple[int, float, float]:
+    """The finder's step count, smoothing β and stop factor, fastai's defaults filled in."""
+    steps = 100 if steps is None else int(steps)
+    beta = 0.98 if smooth_beta is None else float(smooth_beta)
+    stop = 4.0 if stop_factor is None else float(stop_factor)
+    if steps < 10:
+        raise ValueError(f"the lr finder needs at least 10 --steps, got {steps}")
+    if not 0 <= beta < 1:
+        raise ValueError(f"--smooth-beta must be in [0, 1), got {beta}")
+    if not stop > 1:
+        raise ValueError(f"--stop-factor must be above 1, got {stop}")
+    return steps, beta, stop
+
+
 def skip_start(steps: int) -> int:
     return int(steps / 10)
 

@@ -5,13 +5,14 @@ Data flows one way: options → ``softmax.train`` → this layout → ``xlsx.wri
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import presets, schedules, softmax
-from .blocks import Group, Layout, interleave
+from . import lrfind, presets, schedules, softmax
+from .blocks import Group, Layout, finder_table, interleave
 from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_ROWS, DataError, is_number
 from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
@@ -48,6 +49,7 @@ class Lesson:
     data_label: str
     trace: softmax.Trace = field(default=None)
     schedule: schedules.Schedule | None = None
+    finder: "FinderRun | None" = None
 
 
 def load_iris():
@@ -224,7 +226,10 @@ def data_sheet(lesson: Lesson) -> Sheet:
     return Sheet("data", static_rows(rows), widths={j: 12 for j in range(d + 2)}, freeze=(1, 0))
 
 
-def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
+def train_sheet(lesson: Lesson, sheet_name: str = "train",
+                finder: "FinderRun | None" = None) -> tuple[Sheet, dict]:
+    """The training sheet; with ``finder``, the lr finder's (its lesson trained under
+    the lrfind schedule, the finder's columns beside the trace table)."""
     X, labels, tr = lesson.X, lesson.labels, lesson.trace
     n, d = X.shape
     k = len(lesson.class_names)
@@ -293,10 +298,17 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     trace_col = max(lay.width(), ec["dz"] + k) + 1
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     last_block = lesson.steps
+    if finder is not None:
+        hyper += ["smooth_beta", "stop_factor"]
+        hvals = {**hvals, "smooth_beta": finder.smooth_beta, "stop_factor": finder.stop_factor}
+        f_rows, f_names, f_chart, f_notes, f_widths = finder_table(
+            finder.result, lesson.steps, top=TOP, step_col=trace_col, loss_col=trace_col + 1,
+            lr_col=trace_col + 3, first_col=trace_col + 4, sheet=sheet_name)
 
     def rows():
-        title = (f"train: softmax regression, {lesson.kind}, {lesson.steps} full-batch steps "
-                 f"on {n} examples, {k} classes")
+        title = (f"{sheet_name}: softmax regression, {lesson.kind}, {lesson.steps} full-batch "
+                 f"steps on {n} examples, {k} classes"
+                 + (": the lr finder, lr growing each step from the same start" if finder else ""))
         convention = conventions(lesson.kind, lesson.opt, lesson.follows)
         if scheduled:
             convention += " " + lesson.schedule.describe() + "."
@@ -304,7 +316,8 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
             title, convention, hyper, hvals,
             "Change a yellow cell (a hyperparameter, or a starting weight in the 'start' block) "
             "and every step below recomputes. One block per step.",
-            (trace_col, *status_cell("loss_trace", [s.loss for s in tr.steps])))
+            None if finder else (trace_col, *status_cell("loss_trace",
+                                                         [s.loss for s in tr.steps])))
         pending: dict[int, list] = {}
         pending[TOP - 1] = [(trace_col, None, "step", "header"),
                             (trace_col + 1, None, "loss", "header"),
@@ -320,6 +333,9 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
             if scheduled:
                 pending[TOP + t - 1].append((trace_col + 3, "=" + lay.scalar(t, "lr"),
                                              float(tr.shown[t - 1]["lr"]), "summary"))
+        if finder is not None:
+            for row, cells in f_rows.items():
+                pending.setdefault(row, []).extend(cells)
         notes_sink = notes
         for block in range(0, lesson.steps + 1):
             if block == 0:
@@ -346,26 +362,34 @@ def train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
 
     notes: list = [(2, i, f"{h}: {HYPER_HELP.get(h, h)}") for i, h in enumerate(hyper)]
     validations = input_validations(hyper, 3)
-    names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
-    names["W_init"] = "train!" + lay.area(0, group, "new", cols=(0, d - 1))
-    names["bias_init"] = "train!" + lay.area(0, group, "new", cols=(d, d))
-    names["W_final"] = "train!" + lay.area(last_block, group, "new", cols=(0, d - 1))
-    names["bias_final"] = "train!" + lay.area(last_block, group, "new", cols=(d, d))
-    names["loss_trace"] = area("train", TOP, trace_col + 1, TOP + lesson.steps - 1)
-    names["accuracy_trace"] = area("train", TOP, trace_col + 2, TOP + lesson.steps - 1)
+    sn = sheet_name
+    names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
+    names["W_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(0, d - 1))
+    names["bias_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(d, d))
+    names["W_final"] = f"{sn}!" + lay.area(last_block, group, "new", cols=(0, d - 1))
+    names["bias_final"] = f"{sn}!" + lay.area(last_block, group, "new", cols=(d, d))
+    names["loss_trace"] = area(sn, TOP, trace_col + 1, TOP + lesson.steps - 1)
+    names["accuracy_trace"] = area(sn, TOP, trace_col + 2, TOP + lesson.steps - 1)
     if scheduled:
-        names["lr_trace"] = area("train", TOP, trace_col + 3, TOP + lesson.steps - 1)
-    chart = Chart(0, trace_col + 4 + scheduled, "train: mean cross-entropy per step", "step",
-                  "loss", [Series("loss", area("train", TOP, trace_col, TOP + lesson.steps - 1),
-                                  names["loss_trace"])], log_y=False)
-    charts = [chart]
-    if scheduled:
-        charts.append(Chart(16, trace_col + 5, "train: learning rate per step", "step", "lr",
-                            [Series("lr", area("train", TOP, trace_col, TOP + lesson.steps - 1),
-                                    names["lr_trace"])]))
+        names["lr_trace"] = area(sn, TOP, trace_col + 3, TOP + lesson.steps - 1)
+    if finder is not None:
+        names.update({k: f"{sn}!{v}" for k, v in f_names.items()})
+        notes += f_notes
+        charts = [f_chart]
+    else:
+        charts = [Chart(0, trace_col + 4 + scheduled, f"{sn}: mean cross-entropy per step",
+                        "step", "loss",
+                        [Series("loss", area(sn, TOP, trace_col, TOP + lesson.steps - 1),
+                                names["loss_trace"])], log_y=False)]
+        if scheduled:
+            charts.append(Chart(16, trace_col + 5, f"{sn}: learning rate per step", "step", "lr",
+                                [Series("lr", area(sn, TOP, trace_col, TOP + lesson.steps - 1),
+                                        names["lr_trace"])]))
     widths = {i: 10 for i in range(trace_col + 3 + scheduled)}
     widths[0] = 12
-    sheet = Sheet("train", rows, widths=widths, freeze=(5, 1), notes=notes,
+    if finder is not None:
+        widths.update(f_widths)
+    sheet = Sheet(sn, rows, widths=widths, freeze=(5, 1), notes=notes,
                   validations=validations, charts=charts)
     return sheet, names
 
@@ -385,6 +409,33 @@ def about_sheet(lesson: Lesson) -> Sheet:
                                        for i, (t, s) in enumerate(lines)]), widths={0: 120})
 
 
+@dataclass
+class FinderRun:
+    """The lr finder: a copy of the lesson trained under the lrfind schedule."""
+
+    lesson: Lesson
+    result: lrfind.Finder
+    smooth_beta: float
+    stop_factor: float
+
+
+def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
+                stop_factor=None) -> FinderRun:
+    steps, beta, stop = lrfind.settings(steps, smooth_beta, stop_factor)
+    if TOP + (steps + 1) * _layout_height(*lesson.X.shape[:1], len(lesson.class_names)) \
+            > EXCEL_MAX_ROWS:
+        raise ValueError(f"{steps} lr finder steps are past Excel's {EXCEL_MAX_ROWS:,} rows")
+    sched = schedules.make("lrfind", steps=steps, optimizer=lesson.kind, lr=lesson.opt.lr,
+                           preset=lesson.preset, lr_min=lr_min, lr_max=lr_max)
+    run = dataclasses.replace(lesson, steps=steps, schedule=sched, trace=None, finder=None)
+    with np.errstate(all="ignore"):
+        run.trace = softmax.train(lesson.opt, lesson.X, lesson.labels, lesson.W0, lesson.b0,
+                                  steps, sched)
+    result = lrfind.analyse([sh["lr"] for sh in run.trace.shown],
+                            [st.loss for st in run.trace.steps], beta, stop)
+    return FinderRun(run, result, beta, stop)
+
+
 def build(lesson: Lesson) -> Book:
     train, names = train_sheet(lesson)
     n, d = lesson.X.shape
@@ -396,8 +447,14 @@ def build(lesson: Lesson) -> Book:
             "classes": len(lesson.class_names)}
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
-    return Book([about_sheet(lesson), softmax_sheet(), data_sheet(lesson), train], names,
-                f"sheetdl softmax ({lesson.preset})", meta)
+    sheets = [about_sheet(lesson), softmax_sheet(), data_sheet(lesson), train]
+    if lesson.finder is not None:
+        sheet, finder_names = train_sheet(lesson.finder.lesson, "lrfind", lesson.finder)
+        sheet.names = {k: v.split("!", 1)[1] for k, v in finder_names.items()}
+        sheets.append(sheet)
+        meta["lrfind"] = {"sheet": "lrfind", "steps": lesson.finder.lesson.steps,
+                          "schedule": lesson.finder.lesson.schedule.options()}
+    return Book(sheets, names, f"sheetdl softmax ({lesson.preset})", meta)
 
 
 def _diverged(trace) -> dict:

@@ -533,8 +533,6 @@ def _compare(wb: _Workbook, sheet_label: str, name: str, si, want, rtol, atol) -
 
 
 def _replay_softmax(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
-    from . import softmax
-
     labels = np.array(_numbers(wb, "labels", None, path))
     X = np.array(_numbers(wb, "X", None, path))
     if len(labels) == 0 or len(X) % len(labels):
@@ -543,22 +541,54 @@ def _replay_softmax(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCh
     X = X.reshape(len(labels), -1)
     if np.any(labels != np.round(labels)) or labels.min() < 0:
         raise VerifyError(f"{path}: labels must be whole numbers from 0")
-    bias = np.array(_numbers(wb, "bias_init", None, path))
-    W = np.array(_numbers(wb, "W_init", None, path)).reshape(len(bias), X.shape[1])
+    checks = _replay_softmax_sheet(wb, meta, meta.get("schedule"), meta["steps"], None, X,
+                                   labels, path, rtol, atol)
+    if meta.get("lrfind"):
+        f = meta["lrfind"]
+        si = _sheet_index(wb, f["sheet"], path)
+        checks += _replay_softmax_sheet(wb, meta, f["schedule"], f["steps"], si, X, labels,
+                                        path, rtol, atol)
+    return checks
+
+
+def _sheet_index(wb: _Workbook, sheet: str, path) -> int:
+    si = wb.index.get(sheet.lower())
+    if si is None:
+        raise VerifyError(f"{path}: sheet {sheet!r} is missing (sheetdl wrote it)")
+    return si
+
+
+def _replay_softmax_sheet(wb, meta, sspec, steps, si, X, labels, path, rtol, atol):
+    """One training sheet (``si`` None: the workbook-scoped train sheet)."""
+    from . import softmax
+
+    label = "train" if si is None else wb.sheets[si]
+    bias = np.array(_numbers(wb, "bias_init", si, path))
+    W = np.array(_numbers(wb, "W_init", si, path)).reshape(len(bias), X.shape[1])
     kind = meta["optimizer"]
-    hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], meta.get("schedule"), None, path)
-    sched = _schedule(wb, meta.get("schedule"), None, path, hyper.get("lr"))
+    hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], sspec, si, path)
+    sched = _schedule(wb, sspec, si, path, hyper.get("lr"))
     opt = optim.make(kind, **meta["options"], **hyper)
     with np.errstate(all="ignore"):
-        tr = softmax.train(opt, X, labels.astype(int), W, bias, meta["steps"], sched)
+        tr = softmax.train(opt, X, labels.astype(int), W, bias, steps, sched)
     final_W, final_b = softmax.unpack(tr.theta[-1], len(bias), X.shape[1])
-    checks = [_compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol),
-              _compare(wb, "train", "W_final", None, final_W, rtol, atol),
-              _compare(wb, "train", "bias_final", None, final_b, rtol, atol)]
+    want = {"loss_trace": [s.loss for s in tr.steps], "W_final": final_W, "bias_final": final_b}
     if sched is not None:
-        checks.append(_compare(wb, "train", "lr_trace", None, [s["lr"] for s in tr.shown],
-                               rtol, atol))
-    return checks
+        want["lr_trace"] = [s["lr"] for s in tr.shown]
+    if sspec and sspec.get("kind") == "lrfind":
+        want.update(_finder_want(wb, si, path, want["lr_trace"], want["loss_trace"]))
+    return [_compare(wb, label, name, si, w, rtol, atol) for name, w in want.items()]
+
+
+def _finder_want(wb, si, path, lr, loss) -> dict:
+    from . import lrfind
+
+    found = lrfind.analyse(lr, loss, _numbers(wb, "smooth_beta", si, path)[0],
+                           _numbers(wb, "stop_factor", si, path)[0])
+    out = {"smooth_loss_trace": found.smooth}
+    if found.lr_steep != "" and found.lr_min10 != "":
+        out["lr_suggested"] = [found.lr_steep, found.lr_min10]
+    return out
 
 
 def _matrix(wb: _Workbook, name: str, path, blanks: bool = False) -> np.ndarray:
@@ -573,35 +603,57 @@ def _matrix(wb: _Workbook, name: str, path, blanks: bool = False) -> np.ndarray:
 
 
 def _replay_collab(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
-    from . import collab
-
     R = _matrix(wb, "ratings", path, blanks=True)
     if meta.get("udf"):  # one add-in call: the start is the seeded init, as collab_train makes it
         return _replay_collab_udf(wb, meta, R, path, rtol, atol)
-    U = _matrix(wb, "user_factors_init", path)
-    V = _matrix(wb, "movie_factors_init", path)
-    bu = _matrix(wb, "user_bias_init", path).ravel()
-    bm = _matrix(wb, "movie_bias_init", path).ravel()
+    checks = _replay_collab_sheet(wb, meta, meta.get("schedule"), meta["epochs"], None, R,
+                                  path, rtol, atol)
+    if meta.get("lrfind"):
+        f = meta["lrfind"]
+        checks += _replay_collab_sheet(wb, meta, f["schedule"], f["steps"],
+                                       _sheet_index(wb, f["sheet"], path), R, path, rtol, atol)
+    return checks
+
+
+def _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
+    from . import collab
+
+    label = "train" if si is None else wb.sheets[si]
+    m = lambda name: _named_matrix(wb, name, si, path)
+    U, V = m("user_factors_init"), m("movie_factors_init")
+    bu, bm = m("user_bias_init").ravel(), m("movie_bias_init").ravel()
     shape = collab.Shape(U.shape[0], V.shape[1], U.shape[1])
     if R.shape != (shape.users, shape.movies):
         raise VerifyError(f"{path}: ratings is {R.shape[0]}×{R.shape[1]} but the factors are "
                           f"for {shape.users} users × {shape.movies} movies")
     kind = meta["optimizer"]
-    hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], meta.get("schedule"), None, path)
-    sched = _schedule(wb, meta.get("schedule"), None, path, hyper.get("lr"))
+    hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], sspec, si, path)
+    sched = _schedule(wb, sspec, si, path, hyper.get("lr"))
     y_range = None
     if meta.get("y_range"):
-        y_range = (_numbers(wb, "y_min", None, path)[0], _numbers(wb, "y_max", None, path)[0])
+        y_range = (_numbers(wb, "y_min", si, path)[0], _numbers(wb, "y_max", si, path)[0])
     opt = optim.make(kind, **meta["options"], **hyper)
     with np.errstate(all="ignore"):
-        tr = collab.train(opt, R, collab.pack(U, bu, V, bm), shape, meta["epochs"], y_range,
-                          sched)
+        tr = collab.train(opt, R, collab.pack(U, bu, V, bm), shape, epochs, y_range, sched)
     Uf, buf, Vf, bmf = shape.unpack(tr.theta[-1])
     want = {"loss_trace": [s.loss for s in tr.steps], "user_factors_final": Uf,
             "movie_factors_final": Vf, "user_bias_final": buf, "movie_bias_final": bmf}
     if sched is not None:
         want["lr_trace"] = [s["lr"] for s in tr.shown]
-    return [_compare(wb, "train", name, None, w, rtol, atol) for name, w in want.items()]
+    if sspec and sspec.get("kind") == "lrfind":
+        want.update(_finder_want(wb, si, path, want["lr_trace"], want["loss_trace"]))
+    return [_compare(wb, label, name, si, w, rtol, atol) for name, w in want.items()]
+
+
+def _named_matrix(wb: _Workbook, name: str, si, path) -> np.ndarray:
+    """A named rectangle of numbers as a matrix (sheet-scoped when ``si`` is given)."""
+    formula = wb.name_formula(name, si)
+    cells = wb.cells(formula or "", si or 0)
+    if not cells:
+        where = "the workbook" if si is None else f"sheet {wb.sheets[si]}"
+        raise VerifyError(f"{path}: {where} has no defined name {name!r} over cells")
+    rows = sorted({r for _, r, _ in cells})
+    return np.array(_numbers(wb, name, si, path)).reshape(len(rows), -1)
 
 
 def _replay_collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
@@ -643,7 +695,7 @@ def _sheet_hyper(wb: _Workbook, cls, spec: dict | None, si, path) -> dict:
 
 
 def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
-    from . import lrfind, schedules
+    from . import schedules
 
     x = np.array(_numbers(wb, "x", None, path))
     y = np.array(_numbers(wb, "y", None, path))
@@ -682,11 +734,7 @@ def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceC
         if sched is not None or anneal is not None:
             expected["lr_trace"] = trace.lr
         if finder:
-            found = lrfind.analyse(trace.lr, trace.loss, _numbers(wb, "smooth_beta", si, path)[0],
-                                   _numbers(wb, "stop_factor", si, path)[0])
-            expected["smooth_loss_trace"] = found.smooth
-            if found.lr_steep != "" and found.lr_min10 != "":
-                expected["lr_suggested"] = [found.lr_steep, found.lr_min10]
+            expected.update(_finder_want(wb, si, path, trace.lr, trace.loss))
         checks += [_compare(wb, sheet, name, si, want, rtol, atol)
                    for name, want in expected.items()]
     return checks

@@ -211,3 +211,53 @@ def test_cli_builds_the_finder_and_refuses_what_it_cannot_do(tmp_path):
         r = run(*args)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_softmax_and_collab_finder_sheets(soffice, tmp_path):
+    """--lrfind on the block lessons: the finder's lr is fastai's exponential schedule (torch's
+    LambdaLR reproduces the losses), its bookkeeping replays, and LibreOffice agrees."""
+    import torch
+
+    from sheetdl import collab, collab_book, softmax, softmax_book
+
+    X, labels = softmax.synthetic_blobs(12, 3, 2, 5)
+    sm = softmax_book.make_lesson(X, labels, optimizer="adam", steps=5)
+    sm.finder = softmax_book.make_finder(sm, steps=40, lr_min=1e-4, lr_max=3.0)
+    R, users, movies = collab.synthetic_ratings(5, 6, seed=3)
+    cl = collab_book.make_lesson(R, users, movies, factors=2, optimizer="momentum", epochs=4)
+    cl.finder = collab_book.make_finder(cl, steps=30, lr_min=1e-3)
+    paths = [xlsx.write(softmax_book.build(sm), tmp_path / "sm.xlsx"),
+             xlsx.write(collab_book.build(cl), tmp_path / "cl.xlsx")]
+    for path in paths:
+        report = verify.verify(path)
+        assert report.ok, report.summary()
+        assert {c.name for c in report.traces if c.sheet == "lrfind"} >= {
+            "lr_trace", "loss_trace", "smooth_loss_trace", "lr_suggested"}
+    # torch: the same start, Adam under LambdaLR(lr_min·(lr_max/lr_min)^(i/N))
+    torch.set_default_dtype(torch.float64)
+    try:
+        k, d = sm.W0.shape
+        theta = torch.nn.Parameter(torch.cat([torch.tensor(sm.W0).ravel(), torch.tensor(sm.b0)]))
+        o = torch.optim.Adam([theta], lr=1e-4)
+        s = torch.optim.lr_scheduler.LambdaLR(o, lambda i: (3.0 / 1e-4) ** (i / 40))
+        losses = []
+        for _ in range(40):
+            o.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                torch.tensor(X) @ theta[:k * d].reshape(k, d).T + theta[k * d:],
+                torch.tensor(labels))
+            loss.backward()
+            o.step()
+            s.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_default_dtype(torch.float32)
+    ic = verify.recalculated(paths[0])
+    np.testing.assert_allclose(ic.values("loss_trace", "lrfind"), losses, rtol=1e-9)
+    outs = libreoffice.recalculate(paths, tmp_path / "lo")
+    for path, out in zip(paths, outs):
+        lo, ic = openpyxl.load_workbook(out, data_only=True), verify.recalculated(path)
+        for name in ("lr_trace", "smooth_loss_trace", "lr_suggested", "finder_stop"):
+            np.testing.assert_allclose(named_values(lo, name, "lrfind"),
+                                       ic.values(name, "lrfind"), rtol=1e-9,
+                                       err_msg=f"{path.name} {name}")

@@ -42,6 +42,29 @@ def hyper(draw, lesson, kind):
 
 
 @st.composite
+def schedule(draw, lr):
+    """A schedule kind and its options; one-cycle too short for a warm-up step falls back
+    to a constant lr in ``built`` (sheetdl refuses it, as torch does)."""
+    kind = draw(st.sampled_from(["constant", "constant", "step", "exp", "cosine", "onecycle"]))
+    opts = {"lr_max": lr * draw(st.floats(1.0, 3.0, **finite)),
+            "gamma": draw(st.floats(0.5, 0.99, **finite)),
+            "step_size": draw(st.integers(1, 5)),
+            "lr_min": draw(st.sampled_from([0.0, lr / 10])),
+            "pct_start": draw(st.floats(0.2, 0.7, **finite)),
+            "cycle_momentum": draw(st.booleans())}
+    return kind, opts
+
+
+def built(make, kind, opts, **kw):
+    try:
+        return make(schedule=kind, schedule_options=opts, **kw)
+    except ValueError as e:
+        if "warm-up" not in str(e):
+            raise
+        return make(**kw)
+
+
+@st.composite
 def configs(draw):
     lesson = draw(st.sampled_from(["graddesc", "softmax", "collab"]))
     preset = draw(st.sampled_from(sorted(presets.PRESETS)))
@@ -53,24 +76,29 @@ def configs(draw):
                                                           max_size=n))), 2)
         kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
         h = draw(hyper(lesson, kinds[0]))
-        return lesson, graddesc.build(graddesc.make_lesson(
-            x, y, optimizers=tuple(kinds), preset=preset, epochs=draw(st.integers(1, 3)),
-            b_init=draw(st.floats(-2, 2, **finite)), a_init=draw(st.floats(-2, 2, **finite)), **h))
+        sched, opts = draw(schedule(h["lr"]))
+        return lesson, graddesc.build(built(
+            graddesc.make_lesson, sched, opts, x=x, y=y, optimizers=tuple(kinds), preset=preset,
+            epochs=draw(st.integers(1, 3)), b_init=draw(st.floats(-2, 2, **finite)),
+            a_init=draw(st.floats(-2, 2, **finite)), **h))
     kind = draw(st.sampled_from(KINDS))
     h = draw(hyper(lesson, kind))
+    sched, opts = draw(schedule(h["lr"]))
     if lesson == "softmax":
         k, d, n = draw(st.integers(2, 4)), draw(st.integers(1, 3)), draw(st.integers(3, 15))
         X, labels = softmax.synthetic_blobs(n, k, d, seed)
-        return lesson, softmax_book.build(softmax_book.make_lesson(
-            X, labels, optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed, **h))
+        return lesson, softmax_book.build(built(
+            softmax_book.make_lesson, sched, opts, X=X, labels=labels, optimizer=kind,
+            preset=preset, steps=draw(st.integers(1, 6)), seed=seed, **h))
     users, movies = draw(st.integers(2, 6)), draw(st.integers(2, 6))
     R, iu, im = collab.synthetic_ratings(users, movies, blank=draw(st.sampled_from([0.0, 0.2, 0.4])),
                                          seed=seed)
     if not np.isfinite(R).any():
         R[0, 0] = 3.0
     y_range = draw(st.sampled_from([None, (0.0, 5.5), (0.5, 5.0)]))
-    return lesson, collab_book.build(collab_book.make_lesson(
-        R, iu, im, factors=draw(st.integers(1, 3)), optimizer=kind, preset=preset,
+    return lesson, collab_book.build(built(
+        collab_book.make_lesson, sched, opts, R=R, user_ids=iu, movie_ids=im,
+        factors=draw(st.integers(1, 3)), optimizer=kind, preset=preset,
         epochs=draw(st.integers(1, 5)), y_range=y_range, seed=seed, **h))
 
 
@@ -83,10 +111,12 @@ def named_values_lo(path, lesson, book):
     """The traces as LibreOffice recalculated them (errors as NaN)."""
     wb = openpyxl.load_workbook(path, data_only=True)
     if lesson == "graddesc":
-        keys = [(sheet, name) for sheet in book.meta["sheets"]
-                for name in ("b_trace", "a_trace", "loss_trace")]
+        keys = [(sheet, name) for sheet, spec in book.meta["sheets"].items()
+                for name in ("b_trace", "a_trace", "loss_trace")
+                + (("lr_trace",) if spec.get("schedule") else ())]
     else:
-        keys = [(None, name) for name in NAMES[lesson]]
+        keys = [(None, name) for name in NAMES[lesson]
+                + (["lr_trace"] if book.meta.get("schedule") else [])]
     return {(sheet, name): named_values(wb, name, sheet, errors_as_nan=True)
             for sheet, name in keys}
 
