@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -276,7 +277,8 @@ def _divergence(book, sheet: str) -> list[str]:
     diverged = book.meta.get("diverged", {})
     if sheet in diverged:
         return [f"sheet {sheet}: training diverged at step {diverged[sheet]} (a value "
-                "overflowed; the sheet shows #NUM! from there and says DIVERGED); lower --lr"]
+                "overflowed; the sheet shows #NUM! from there and says DIVERGED); lower --lr "
+                "(--lr-max under one-cycle)"]
     return []
 
 
@@ -413,6 +415,9 @@ def main(argv=None) -> int:
     except (UserError, data.DataError, ValueError) as e:
         print(f"sheetdl: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `sheetdl verify F | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import sys
 import openpyxl
 import pytest
 
+from conftest import ROOT
 from sheetdl import xlsx
 
 COURSE_XLSM = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
@@ -111,3 +112,14 @@ def test_list_names_lessons_optimizers_presets():
     r = sheetdl("list")
     assert r.returncode == 0
     assert "graddesc" in r.stdout and "nadam" in r.stdout and "course" in r.stdout
+
+
+def test_verify_into_a_closed_pipe_is_quiet(tmp_path):
+    """`sheetdl verify F | head -1`: the reader leaves early; no traceback, exit 0."""
+    path = ROOT / "workbooks" / "lrfind.xlsx"
+    p = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "verify", str(path), str(path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p.stdout.close()  # as head does once it has its line
+    err = p.stderr.read().decode()
+    assert p.wait() == 0 and "Traceback" not in err, err
