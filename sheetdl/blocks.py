@@ -10,13 +10,14 @@ is the same cell one block up, whatever the step.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from .book import Chart, Series, area, ref
-from . import schedules
+from . import lrfind, schedules
 from .formulas import (Column, Template, finder_columns, finder_summary, optimizer_columns,
                        schedule_keys, schedule_scalars)
 from .optim import Optimizer
@@ -264,3 +265,58 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
     notes = [(top - 1, where[c.key], c.note) for c in cols]
     widths = {s_col: 30, s_col + 1: 12}
     return rows, names, chart, notes, widths
+
+
+@dataclass
+class FinderRun:
+    """The lr finder of a block lesson: a copy of the lesson trained under the lrfind
+    schedule, and what ``lrfind.analyse`` makes of it."""
+
+    lesson: object
+    result: lrfind.Finder
+    smooth_beta: float
+    stop_factor: float
+
+    def inputs(self) -> dict[str, float]:
+        """The finder's own named inputs."""
+        return {"smooth_beta": self.smooth_beta, "stop_factor": self.stop_factor}
+
+    def table(self, top: int, trace_col: int, sheet: str):
+        """``finder_table`` beside a trace table whose columns from ``trace_col`` are step,
+        loss, a metric and lr."""
+        return finder_table(self.result, len(self.result.smooth), top=top, step_col=trace_col,
+                            loss_col=trace_col + 1, lr_col=trace_col + 3,
+                            first_col=trace_col + 4, sheet=sheet)
+
+
+def run_finder(lesson, train: Callable, *, steps_field: str, block_height: int, top: int,
+               max_rows: int, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
+               stop_factor=None) -> FinderRun:
+    """Train a copy of ``lesson`` (its ``steps_field`` set to the finder's steps) with
+    ``train(schedule, steps)``, which returns a trace of ``steps`` and ``shown``."""
+    steps, beta, stop = lrfind.settings(steps, smooth_beta, stop_factor)
+    if top + (steps + 1) * block_height > max_rows:
+        raise ValueError(f"{steps} lr finder steps are past Excel's {max_rows:,} rows; "
+                         "use fewer --lrfind-steps")
+    sched = schedules.make("lrfind", steps=steps, optimizer=lesson.kind, lr=lesson.opt.lr,
+                           preset=lesson.preset, lr_min=lr_min, lr_max=lr_max)
+    run = dataclasses.replace(lesson, **{steps_field: steps}, schedule=sched, trace=None,
+                              finder=None)
+    with np.errstate(all="ignore"):
+        run.trace = train(sched, steps)
+    result = lrfind.analyse([sh["lr"] for sh in run.trace.shown],
+                            [st.loss for st in run.trace.steps], beta, stop)
+    return FinderRun(run, result, beta, stop)
+
+
+def add_finder_sheet(lesson, train_sheet: Callable, sheets: list, meta: dict,
+                     steps_field: str) -> None:
+    """Append the lesson's finder sheet (names scoped to it) and its replay metadata."""
+    if lesson.finder is None:
+        return
+    run = lesson.finder.lesson
+    sheet, names = train_sheet(run, "lrfind", lesson.finder)
+    sheet.names = {k: v.split("!", 1)[1] for k, v in names.items()}
+    sheets.append(sheet)
+    meta["lrfind"] = {"sheet": "lrfind", "steps": getattr(run, steps_field),
+                      "schedule": run.schedule.options()}

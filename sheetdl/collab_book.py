@@ -6,13 +6,13 @@ options → ``collab.train`` → this layout → ``xlsx.write``.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import collab, lrfind, presets, schedules
-from .blocks import Group, Layout, finder_table, interleave
+from . import collab, presets, schedules
+from .blocks import (FinderRun, Group, Layout, add_finder_sheet, interleave,
+                     run_finder)
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
@@ -176,11 +176,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     trace_col = lay.width() + 1
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     if finder is not None:
-        hyper += ["smooth_beta", "stop_factor"]
-        hvals = {**hvals, "smooth_beta": finder.smooth_beta, "stop_factor": finder.stop_factor}
-        f_rows, f_names, f_chart, f_notes, f_widths = finder_table(
-            finder.result, lesson.epochs, top=TOP, step_col=trace_col, loss_col=trace_col + 1,
-            lr_col=trace_col + 3, first_col=trace_col + 4, sheet=sheet_name)
+        hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
+        f_rows, f_names, f_chart, f_notes, f_widths = finder.table(TOP, trace_col, sheet_name)
     notes: list = [(2, i, f"{h}: " + HYPER_HELP.get(h, "the prediction range (fastai's y_range)"))
                    for i, h in enumerate(hyper)]
 
@@ -368,36 +365,19 @@ def about_sheet(lesson: Lesson) -> Sheet:
 FINDER_LR_MAX = 1.0
 
 
-@dataclass
-class FinderRun:
-    """The lr finder: a copy of the lesson trained under the lrfind schedule."""
-
-    lesson: Lesson
-    result: lrfind.Finder
-    smooth_beta: float
-    stop_factor: float
-
-
 def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
                 stop_factor=None) -> FinderRun:
     """One finder step is one full-batch epoch, as on the train sheet. The range ends at
     lr 1 unless told otherwise: the sigmoid-bounded loss never trips the 4× stop, and
     beyond lr ≈ 3 Adam turns chaotic here, so engines that sum in different orders drift
     apart by 1e-5 in the last epochs (measured; at lr_max 1 they agree to 5e-10)."""
-    steps, beta, stop = lrfind.settings(steps, smooth_beta, stop_factor)
-    lr_max = FINDER_LR_MAX if lr_max is None else lr_max
+    train = lambda sched, steps: collab.train(lesson.opt, lesson.R, lesson.theta0, lesson.shape,
+                                              steps, lesson.y_range, sched)
     height = Layout(lesson.opt, _groups(lesson), lesson.shape.users, []).height
-    if TOP + (steps + 1) * height > EXCEL_MAX_ROWS:
-        raise ValueError(f"{steps} lr finder steps are past Excel's {EXCEL_MAX_ROWS:,} rows")
-    sched = schedules.make("lrfind", steps=steps, optimizer=lesson.kind, lr=lesson.opt.lr,
-                           preset=lesson.preset, lr_min=lr_min, lr_max=lr_max)
-    run = dataclasses.replace(lesson, epochs=steps, schedule=sched, trace=None, finder=None)
-    with np.errstate(all="ignore"):
-        run.trace = collab.train(lesson.opt, lesson.R, lesson.theta0, lesson.shape, steps,
-                                 lesson.y_range, sched)
-    result = lrfind.analyse([sh["lr"] for sh in run.trace.shown],
-                            [st.loss for st in run.trace.steps], beta, stop)
-    return FinderRun(run, result, beta, stop)
+    return run_finder(lesson, train, steps_field="epochs", block_height=height, top=TOP,
+                      max_rows=EXCEL_MAX_ROWS, steps=steps, lr_min=lr_min,
+                      lr_max=FINDER_LR_MAX if lr_max is None else lr_max,
+                      smooth_beta=smooth_beta, stop_factor=stop_factor)
 
 
 def build(lesson: Lesson) -> Book:
@@ -415,12 +395,7 @@ def build(lesson: Lesson) -> Book:
     if not lesson.udf:  # the lookup demo reads the start factors of the formula sheet
         sheets.append(embedding_sheet(lesson, names))
     sheets.append(train)
-    if lesson.finder is not None:
-        sheet, finder_names = train_sheet(lesson.finder.lesson, "lrfind", lesson.finder)
-        sheet.names = {k: v.split("!", 1)[1] for k, v in finder_names.items()}
-        sheets.append(sheet)
-        meta["lrfind"] = {"sheet": "lrfind", "steps": lesson.finder.lesson.epochs,
-                          "schedule": lesson.finder.lesson.schedule.options()}
+    add_finder_sheet(lesson, train_sheet, sheets, meta, "epochs")
     return Book(sheets, names, f"sheetdl collab ({lesson.preset})", meta)
 
 

@@ -5,14 +5,14 @@ Data flows one way: options → ``softmax.train`` → this layout → ``xlsx.wri
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import lrfind, presets, schedules, softmax
-from .blocks import Group, Layout, finder_table, interleave
+from . import presets, schedules, softmax
+from .blocks import (FinderRun, Group, Layout, add_finder_sheet, interleave,
+                     run_finder)
 from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_ROWS, DataError, is_number
 from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
@@ -299,11 +299,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     last_block = lesson.steps
     if finder is not None:
-        hyper += ["smooth_beta", "stop_factor"]
-        hvals = {**hvals, "smooth_beta": finder.smooth_beta, "stop_factor": finder.stop_factor}
-        f_rows, f_names, f_chart, f_notes, f_widths = finder_table(
-            finder.result, lesson.steps, top=TOP, step_col=trace_col, loss_col=trace_col + 1,
-            lr_col=trace_col + 3, first_col=trace_col + 4, sheet=sheet_name)
+        hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
+        f_rows, f_names, f_chart, f_notes, f_widths = finder.table(TOP, trace_col, sheet_name)
 
     def rows():
         title = (f"{sheet_name}: softmax regression, {lesson.kind}, {lesson.steps} full-batch "
@@ -409,31 +406,14 @@ def about_sheet(lesson: Lesson) -> Sheet:
                                        for i, (t, s) in enumerate(lines)]), widths={0: 120})
 
 
-@dataclass
-class FinderRun:
-    """The lr finder: a copy of the lesson trained under the lrfind schedule."""
-
-    lesson: Lesson
-    result: lrfind.Finder
-    smooth_beta: float
-    stop_factor: float
-
-
 def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
                 stop_factor=None) -> FinderRun:
-    steps, beta, stop = lrfind.settings(steps, smooth_beta, stop_factor)
-    if TOP + (steps + 1) * _layout_height(*lesson.X.shape[:1], len(lesson.class_names)) \
-            > EXCEL_MAX_ROWS:
-        raise ValueError(f"{steps} lr finder steps are past Excel's {EXCEL_MAX_ROWS:,} rows")
-    sched = schedules.make("lrfind", steps=steps, optimizer=lesson.kind, lr=lesson.opt.lr,
-                           preset=lesson.preset, lr_min=lr_min, lr_max=lr_max)
-    run = dataclasses.replace(lesson, steps=steps, schedule=sched, trace=None, finder=None)
-    with np.errstate(all="ignore"):
-        run.trace = softmax.train(lesson.opt, lesson.X, lesson.labels, lesson.W0, lesson.b0,
-                                  steps, sched)
-    result = lrfind.analyse([sh["lr"] for sh in run.trace.shown],
-                            [st.loss for st in run.trace.steps], beta, stop)
-    return FinderRun(run, result, beta, stop)
+    train = lambda sched, steps: softmax.train(lesson.opt, lesson.X, lesson.labels, lesson.W0,
+                                               lesson.b0, steps, sched)
+    height = _layout_height(lesson.X.shape[0], len(lesson.class_names))
+    return run_finder(lesson, train, steps_field="steps", block_height=height, top=TOP,
+                      max_rows=EXCEL_MAX_ROWS, steps=steps, lr_min=lr_min, lr_max=lr_max,
+                      smooth_beta=smooth_beta, stop_factor=stop_factor)
 
 
 def build(lesson: Lesson) -> Book:
@@ -448,12 +428,7 @@ def build(lesson: Lesson) -> Book:
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
     sheets = [about_sheet(lesson), softmax_sheet(), data_sheet(lesson), train]
-    if lesson.finder is not None:
-        sheet, finder_names = train_sheet(lesson.finder.lesson, "lrfind", lesson.finder)
-        sheet.names = {k: v.split("!", 1)[1] for k, v in finder_names.items()}
-        sheets.append(sheet)
-        meta["lrfind"] = {"sheet": "lrfind", "steps": lesson.finder.lesson.steps,
-                          "schedule": lesson.finder.lesson.schedule.options()}
+    add_finder_sheet(lesson, train_sheet, sheets, meta, "steps")
     return Book(sheets, names, f"sheetdl softmax ({lesson.preset})", meta)
 
 
