@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from .book import Chart, Series, area, ref
 from . import lrfind, schedules
+from .book import Chart, Series, area, ref
 from .formulas import (Column, Template, finder_columns, finder_summary, optimizer_columns,
-                       schedule_keys, schedule_scalars)
+                       schedule_columns, schedule_keys)
 from .optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
@@ -61,7 +61,8 @@ class Layout:
     height: int = 0
 
     def __post_init__(self):
-        self.scalars = list(self.scalars) + schedule_scalars(self.schedule)
+        self.scalars = list(self.scalars) + [(c.key, c.header, c.note)
+                                             for c in schedule_columns(self.schedule)]
         cols = optimizer_columns(schedules.adapt(self.opt, self.schedule),
                                  schedule_keys(self.schedule))
         self.quantities = [Quantity("p", "θ", "the parameters at the start of this step: "
@@ -133,14 +134,9 @@ class Layout:
 
     def schedule_cells(self, block: int, shown: dict) -> list[tuple[str, str, float]]:
         """(key, formula, value) of block ``block``'s scheduled lr and momentum."""
-        if self.schedule is None or not self.schedule.scheduled:
-            return []
-        texts = {"lr": self.schedule.lr_formula()}
-        if self.schedule.cycles:
-            texts[self.schedule.cycles] = self.schedule.momentum_formula()
         row = self.block_row(block) + VALUE_ROW
-        return [(k, Template(t, self._resolver(None, 0)).render(row), float(shown[k]))
-                for k, t in texts.items()]
+        return [(c.key, Template(c.formula, self._resolver(None, 0)).render(row),
+                 float(shown[c.key])) for c in schedule_columns(self.schedule)]
 
     # -- cells ---------------------------------------------------------------------
 

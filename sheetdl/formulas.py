@@ -271,27 +271,31 @@ def schedule_inputs(opt: Optimizer, sched) -> tuple[list[str], dict[str, float]]
     hyperparameters less those the schedule sets per step, then the schedule's."""
     names, values = list(opt.hyperparameters), opt.hyper()
     if sched is not None and sched.scheduled:
-        names = [h for h in names if h != sched.cycles and (sched.uses_base_lr or h != "lr")]
+        names = [h for h in names if not sched.sets(h)]
         names += sched.inputs() + ["steps"]
         values = {**values, **sched.values()}
     return names, values
 
 
-def schedule_scalars(sched) -> list[tuple[str, str, str]]:
-    """(key, label, note) of the per-step scalars a schedule adds to a block layout."""
+def schedule_columns(sched) -> list[Column]:
+    """The per-step lr (and cycled momentum) a schedule adds: columns of a row-per-step
+    sheet, scalars of a block layout. Their formulas read ``{step}`` and named inputs."""
     if sched is None or not sched.scheduled:
         return []
-    out = [("lr", "lr", sched.describe().removeprefix("Schedule: ") + ": this step's lr, "
-            "from the step number and the named schedule inputs")]
+    cols = [Column("lr", "lr", sched.describe().removeprefix("Schedule: ") + ", computed "
+                   "from the step number t and the named schedule inputs", sched.lr_formula(),
+                   per_param=False)]
     if sched.cycles:
-        out.append((sched.cycles, "β₁" if sched.cycles == "beta1" else "μ",
-                    "this step's cycled momentum, mom_max → mom_min → mom_max"))
-    return out
+        label = "β₁" if sched.cycles == "beta1" else "μ"
+        cols.append(Column(sched.cycles, label, f"{label} this step: cycled mom_max → mom_min "
+                           "→ mom_max opposite to the lr", sched.momentum_formula(),
+                           per_param=False))
+    return cols
 
 
 def schedule_keys(sched) -> tuple[str, ...]:
     """Hyperparameters a schedule sets per step, for ``optimizer_columns(scheduled=)``."""
-    return tuple(k for k, _, _ in schedule_scalars(sched))
+    return tuple(c.key for c in schedule_columns(sched))
 
 
 def conventions(kind: str, opt: Optimizer, follows: str) -> str:

@@ -24,7 +24,8 @@ from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_ro
 from .data import EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, Column, Template, conventions, finder_columns,
                        finder_summary, input_rows,
-                       input_validations, optimizer_columns, schedule_inputs, schedule_keys,
+                       input_validations, optimizer_columns, schedule_columns, schedule_inputs,
+                       schedule_keys,
                        status_cell)
 from .optim import Optimizer
 
@@ -233,24 +234,15 @@ def _finder_base_columns() -> list[Column]:
 EPOCH_LR = "EPOCH_LR"  # stands for the annealing table's lr column until it is placed
 
 
-def schedule_columns(sched: schedules.Schedule | None, anneal: schedules.Anneal | None,
-                     epoch_key: str = "epoch") -> list[Column]:
-    """The per-step lr (and cycled momentum) columns a schedule adds."""
+def _lr_columns(sched: schedules.Schedule | None,
+                anneal: schedules.Anneal | None) -> list[Column]:
+    """The per-step lr (and cycled momentum) columns; under annealing, the lr of the
+    step's epoch from the annealing table."""
     if anneal is not None:
         return [Column("lr", "lr", "this step's lr: its epoch's lr from the annealing table "
                        "to the right (the course's adam_ann rule, as formulas)",
-                       f"=INDEX({EPOCH_LR},{{{epoch_key}}})", per_param=False)]
-    if sched is None or not sched.scheduled:
-        return []
-    cols = [Column("lr", "lr", sched.describe().removeprefix("Schedule: ") + ", computed "
-                   "from the step number t and the named schedule inputs", sched.lr_formula(),
-                   per_param=False)]
-    if sched.cycles:
-        label = "β₁" if sched.cycles == "beta1" else "μ"
-        cols.append(Column(sched.cycles, label, f"{label} this step: cycled mom_max → mom_min "
-                           "→ mom_max opposite to the lr", sched.momentum_formula(),
-                           per_param=False))
-    return cols
+                       f"=INDEX({EPOCH_LR},{{epoch}})", per_param=False)]
+    return schedule_columns(sched)
 
 
 def _scheduled_keys(sched, anneal) -> tuple[str, ...]:
@@ -296,7 +288,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         follows, sheet_name = lesson.follows[kind], kind
     n, steps = len(lesson.x), len(trace.loss)
     base = _finder_base_columns() if finder else _base_columns(kind)
-    columns = (base[:2 - bool(finder)] + schedule_columns(sched, anneal)
+    columns = (base[:2 - bool(finder)] + _lr_columns(sched, anneal)
                + base[2 - bool(finder):]
                + optimizer_columns(schedules.adapt(opt, sched), _scheduled_keys(sched, anneal))
                + (finder_columns() if finder else []))
@@ -375,7 +367,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     last_row = FIRST_STEP_ROW + steps - 1
     col_area = lambda key: f"{ref(FIRST_STEP_ROW, where[key], True)}:{ref(last_row, where[key], True)}"
     summary = (finder_summary(finder.result, finder.schedule.steps, s_col, INIT_ROW, col_area) if finder
-               else _epoch_summary(lesson, trace, s_col, where, anneal))
+               else _epoch_summary(lesson, kind, trace, s_col, where, anneal))
     summary_header = (("finder", "") if finder else
                       ("epoch", "mean loss", "b at end", "a at end")
                       + (("proxy √v_b+√v_a", "best proxy", "epoch lr") if anneal else ()))
@@ -491,7 +483,8 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
                  notes=notes, validations=validations, charts=charts, names=names)
 
 
-def _epoch_summary(lesson: Lesson, trace, s_col: int, where: dict, anneal) -> dict[int, list]:
+def _epoch_summary(lesson: Lesson, kind: str, trace, s_col: int, where: dict,
+                   anneal) -> dict[int, list]:
     """Epoch e's summary sits on row INIT_ROW + e: mean loss, b and a at its end, and
     under annealing the proxy, its best and the epoch's lr."""
     n = len(lesson.x)
@@ -510,7 +503,7 @@ def _epoch_summary(lesson: Lesson, trace, s_col: int, where: dict, anneal) -> di
              "summary"),
         ]
         if anneal is not None:
-            v = "exp_avg_sq" if "exp_avg_sq_b" in where else "square_avg"
+            v = schedules.Anneal.MOMENT[kind]
             proxy = ref(row, s_col + 4)
             cells.append((s_col + 4, f"=SQRT({ref(last, where[v + '_b'])})+SQRT("
                           f"{ref(last, where[v + '_a'])})", float(trace.epoch_proxy[e]), "summary"))
@@ -638,7 +631,7 @@ def summary_column(lesson: Lesson, kind: str) -> int:
     """The column where ``kind``'s sheet puts its epoch summary (after one blank)."""
     if lesson.udf:
         return len(UDF_HEADER) + 1
-    columns = (_base_columns(kind) + schedule_columns(lesson.schedules.get(kind), lesson.anneal)
+    columns = (_base_columns(kind) + _lr_columns(lesson.schedules.get(kind), lesson.anneal)
                + optimizer_columns(lesson.optimizers[kind]))
     return sum(2 if c.per_param else 1 for c in columns) + 1
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .optim import Optimizer
-from .schedules import Anneal, Schedule, stepping
+from .schedules import Anneal, Schedule, scheduled_values, stepping
 
 
 def forward(b, a, x, y):
@@ -89,13 +89,14 @@ def train(opt: Optimizer, x, y, *, epochs: int | None = None, b_init: float, a_i
     opt_at = stepping(opt, schedule)
     lr = np.empty(steps)
     epoch_lr, proxies, bests = opt.lr, [], []
+    moment = Anneal.MOMENT[opt.name] if anneal is not None else None
     previous_inputs = params
     for i in range(steps):
         if i > 0 and i % n == 0:
             if drop_last_update:
                 params = previous_inputs
             if anneal is not None:
-                proxies.append(anneal.proxy(state))
+                proxies.append(anneal.proxy(state[moment]))
                 epoch_lr = anneal.next_lr(epoch_lr, proxies, bests)
         previous_inputs = params
         pred, err, loss, gb, ga = forward(params[0], params[1], xs[i], ys[i])
@@ -104,12 +105,11 @@ def train(opt: Optimizer, x, y, *, epochs: int | None = None, b_init: float, a_i
         step_opt = opt.replace(lr=epoch_lr) if anneal is not None else opt_at(i + 1)
         lr[i] = step_opt.lr
         params, state, step_shown = step_opt.update(params, np.array([gb, ga]), state)
-        if schedule is not None and schedule.cycles:
-            step_shown[schedule.cycles] = getattr(step_opt, schedule.cycles)
+        step_shown.update(scheduled_values(step_opt, schedule))
         for k, v in step_shown.items():
             shown.setdefault(k, []).append(v)
     if anneal is not None:
-        proxies.append(anneal.proxy(state))
+        proxies.append(anneal.proxy(state[moment]))
         anneal.next_lr(epoch_lr, proxies, bests)
     return Trace(x=xs, y=ys, **cols, shown={k: np.asarray(v) for k, v in shown.items()},
                  initial=initial, lr=lr,

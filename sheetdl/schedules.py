@@ -128,6 +128,13 @@ class Schedule:
         """Whether the optimizer's own ``lr`` input stays on the sheet."""
         return self.kind not in ("onecycle", "lrfind")
 
+    def sets(self, hyperparameter: str) -> bool:
+        """Whether the schedule sets ``hyperparameter`` per step, so the sheet shows a
+        column for it instead of the optimizer's named input."""
+        if not self.scheduled:
+            return False
+        return hyperparameter == self.cycles or (hyperparameter == "lr" and not self.uses_base_lr)
+
     def inputs(self) -> list[str]:
         """Named input cells the schedule adds (besides ``steps``, which it reads)."""
         names = list(self.INPUTS[self.kind])
@@ -263,8 +270,8 @@ class Anneal:
             raise ValueError("--anneal-ratio and --anneal-factor must be positive")
 
     @staticmethod
-    def proxy(state: dict) -> float:
-        v = state["exp_avg_sq"] if "exp_avg_sq" in state else state["square_avg"]
+    def proxy(v) -> float:
+        """√v_b + √v_a of the second moment ``v`` (the state ``MOMENT`` names)."""
         return math.sqrt(v[0]) + math.sqrt(v[1])
 
     def next_lr(self, lr: float, proxies: list, bests: list) -> float:

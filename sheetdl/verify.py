@@ -688,10 +688,13 @@ def _schedule(wb: _Workbook, spec: dict | None, si, path, lr: float | None):
 
 def _sheet_hyper(wb: _Workbook, cls, spec: dict | None, si, path) -> dict:
     """Named hyperparameters, less those the schedule sets per step."""
-    skip = set()
-    if spec and spec.get("kind") in ("onecycle", "lrfind"):
-        skip = {"lr", spec.get("cycles")}
-    return {h: _numbers(wb, h, si, path)[0] for h in cls.hyperparameters if h not in skip}
+    from . import schedules
+
+    kind = (spec or {}).get("kind")
+    probe = schedules.Schedule(kind=kind, cycles=spec.get("cycles")) \
+        if kind in schedules.Schedule.INPUTS else None
+    return {h: _numbers(wb, h, si, path)[0] for h in cls.hyperparameters
+            if probe is None or not probe.sets(h)}
 
 
 def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
