@@ -17,9 +17,9 @@ from typing import Callable
 import numpy as np
 
 from . import lrfind, schedules
-from .book import Chart, Series, area, ref
-from .formulas import (Column, Template, finder_columns, finder_summary, optimizer_columns,
-                       schedule_columns, schedule_keys)
+from .book import ref
+from .formulas import (Column, Template, finder_chart, finder_columns, finder_summary,
+                       optimizer_columns, schedule_columns, schedule_keys)
 from .optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
@@ -247,17 +247,12 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
         rows[top + t] = cells
     last = top + steps - 1
     col_area = lambda key: f"{ref(top, where[key], True)}:{ref(last, where[key], True)}"
-    for row, cells in finder_summary(result, steps, s_col, top, col_area).items():
+    summary, names = finder_summary(result, steps, s_col, top, col_area)
+    for row, cells in summary.items():
         rows.setdefault(row, []).extend(cells)
-    names = {"lr_trace": col_area("lr"), "loss_trace": col_area("loss"),
-             "smooth_loss_trace": col_area("smooth"), "finder_stop": ref(top, s_col + 1, True),
-             "lr_suggested": f"{ref(top + 6, s_col + 1, True)}:{ref(top + 7, s_col + 1, True)}"}
-    lr_area = area(sheet, top, lr_col, last)
-    chart = Chart(top + 10, s_col, "lr finder: loss against learning rate", "lr (log)",
-                  "loss (log)", [Series("loss", lr_area, area(sheet, top, where["plot_loss"], last)),
-                                 Series("smoothed", lr_area,
-                                        area(sheet, top, where["plot_smooth"], last))],
-                  log_y=True, log_x=True, width=640, height=360)
+    names.update({"lr_trace": col_area("lr"), "loss_trace": col_area("loss"),
+                  "smooth_loss_trace": col_area("smooth")})
+    chart = finder_chart(sheet, top + 10, s_col, top, last, where)
     notes = [(top - 1, where[c.key], c.note) for c in cols]
     widths = {s_col: 30, s_col + 1: 12}
     return rows, names, chart, notes, widths

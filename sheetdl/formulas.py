@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import lrfind, schedules
-from .book import FORBIDDEN, col_name, ref
+from .book import FORBIDDEN, Chart, Series, area, col_name, ref
 from .optim import Optimizer
 
 # Explanations of each hyperparameter, shown as the input cell's note and validation message.
@@ -368,8 +368,9 @@ def finder_columns() -> list[Column]:
     ``stop_factor``, ``steps`` and ``finder_stop``."""
     return [
         Column("avg", "avg", "exponential average avg_t = β·avg_{t−1} + (1 − β)·L_t, β = "
-               "smooth_beta (fastai's AvgSmoothLoss)", ["=(1-smooth_beta)*{loss}", "=smooth_beta*{avg@prev}+(1-smooth_beta)*"
-               "{loss}"], per_param=False),
+               "smooth_beta (fastai's AvgSmoothLoss)",
+               ["=(1-smooth_beta)*{loss}", "=smooth_beta*{avg@prev}+(1-smooth_beta)*{loss}"],
+               per_param=False),
         Column("smooth_pow", "βᵗ", "βᵗ as a running product",
                ["=smooth_beta", "={smooth_pow@prev}*smooth_beta"], per_param=False),
         Column("smooth", "smoothed", "debiased smoothed loss avg_t/(1 − βᵗ)",
@@ -399,8 +400,9 @@ def finder_columns() -> list[Column]:
     ]
 
 
-def finder_summary(r, steps: int, s_col: int, top: int, col_area) -> dict[int, list]:
-    """The finder's results beside the table, each a formula over the step columns."""
+def finder_summary(r, steps: int, s_col: int, top: int, col_area) -> tuple[dict[int, list], dict]:
+    """The finder's results beside the table, each a formula over the step columns, by
+    row from ``top``; and the names ``finder_stop`` and ``lr_suggested`` over them."""
     stopped, lr_col, smooth_in, slope = (col_area("stopped"), col_area("lr"),
                                          col_area("smooth_in"), col_area("slope"))
     v = lambda x: "" if x == "" else float(x)
@@ -420,6 +422,19 @@ def finder_summary(r, steps: int, s_col: int, top: int, col_area) -> dict[int, l
         ("suggested: lowest ÷ 10 (lr_min)", f'=IF(COUNT({smooth_in})>0,{at_min}/10,"")',
          v(r.lr_min10)),
     ]
-    return {top + i: [(s_col, None, label, "bold"),
-                      (s_col + 1, formula, value, "int" if i == 0 else "summary")]
-            for i, (label, formula, value) in enumerate(rows)}
+    cells = {top + i: [(s_col, None, label, "bold"),
+                       (s_col + 1, formula, value, "int" if i == 0 else "summary")]
+             for i, (label, formula, value) in enumerate(rows)}
+    names = {"finder_stop": ref(top, s_col + 1, True),
+             "lr_suggested": f"{ref(top + 6, s_col + 1, True)}:{ref(top + 7, s_col + 1, True)}"}
+    return cells, names
+
+
+def finder_chart(sheet: str, row: int, col: int, first: int, last: int, where: dict) -> Chart:
+    """Loss and smoothed loss against lr, log–log, over step rows ``first``..``last``, from
+    the ``lr``, ``plot_loss`` and ``plot_smooth`` columns ``where`` places."""
+    lr_area = area(sheet, first, where["lr"], last)
+    return Chart(row, col, "lr finder: loss against learning rate", "lr (log)", "loss (log)",
+                 [Series("loss", lr_area, area(sheet, first, where["plot_loss"], last)),
+                  Series("smoothed", lr_area, area(sheet, first, where["plot_smooth"], last))],
+                 log_y=True, log_x=True, width=640, height=360)

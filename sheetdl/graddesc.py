@@ -22,8 +22,8 @@ import numpy as np
 from . import linear, lrfind, presets, schedules
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_rows
 from .data import EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, Column, Template, conventions, finder_columns,
-                       finder_summary, input_rows,
+from .formulas import (HYPER_HELP, Column, Template, conventions, finder_chart,
+                       finder_columns, finder_summary, input_rows,
                        input_validations, optimizer_columns, schedule_columns, schedule_inputs,
                        schedule_keys,
                        status_cell)
@@ -153,19 +153,14 @@ def make_finder(lesson: Lesson, kind: str, overrides: dict, *, steps=None, lr_mi
     if kind not in ALL_OPTIMIZERS:
         raise ValueError(f"unknown optimizer {kind!r} for the lr finder; choose from "
                          f"{', '.join(ALL_OPTIMIZERS)}")
-    steps = 100 if steps is None else steps
-    if steps < 10:
-        raise ValueError(f"the lr finder needs at least 10 --steps, got {steps}")
+    steps, smooth_beta, stop_factor = lrfind.settings(steps, smooth_beta, stop_factor)
     if FIRST_STEP_ROW + steps > EXCEL_MAX_ROWS:
         raise ValueError(f"{steps} lr finder steps: past Excel's {EXCEL_MAX_ROWS:,} rows")
     given = {k: v for k, v in overrides.items() if k != "lr"}
     opt, follows = presets.resolve(lesson.preset, kind, lr=LESSON_LR[kind], **given)
     sched = schedules.make("lrfind", steps=steps, optimizer=kind, lr=opt.lr,
                            preset=lesson.preset, lr_min=lr_min, lr_max=lr_max)
-    f = Finder(kind, opt, follows, sched, 0.98 if smooth_beta is None else smooth_beta,
-               4.0 if stop_factor is None else stop_factor)
-    if not 0 <= f.smooth_beta < 1:
-        raise ValueError(f"--smooth-beta must be in [0, 1), got {f.smooth_beta}")
+    f = Finder(kind, opt, follows, sched, smooth_beta, stop_factor)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         f.trace = linear.train_full_batch(opt, lesson.x, lesson.y, steps=steps,
                                           b_init=lesson.b_init, a_init=lesson.a_init,
@@ -245,8 +240,15 @@ def _lr_columns(sched: schedules.Schedule | None,
     return schedule_columns(sched)
 
 
-def _scheduled_keys(sched, anneal) -> tuple[str, ...]:
-    return ("lr",) if anneal is not None else schedule_keys(sched)
+def _sheet_columns(kind: str, opt: Optimizer, sched, anneal, finder: bool) -> list[Column]:
+    """Every column of an optimizer sheet (or the finder's), in order."""
+    base = _finder_base_columns() if finder else _base_columns(kind)
+    # the lr columns follow the step counters: step (and epoch on optimizer sheets)
+    after = 1 + [c.key for c in base].index("step" if finder else "epoch")
+    scheduled = ("lr",) if anneal is not None else schedule_keys(sched)
+    return (base[:after] + _lr_columns(sched, anneal) + base[after:]
+            + optimizer_columns(schedules.adapt(opt, sched), scheduled)
+            + (finder_columns() if finder else []))
 
 
 # --------------------------------------------------------------------------- sheets
@@ -287,11 +289,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         sched, anneal = lesson.schedules.get(kind), lesson.anneal
         follows, sheet_name = lesson.follows[kind], kind
     n, steps = len(lesson.x), len(trace.loss)
-    base = _finder_base_columns() if finder else _base_columns(kind)
-    columns = (base[:2 - bool(finder)] + _lr_columns(sched, anneal)
-               + base[2 - bool(finder):]
-               + optimizer_columns(schedules.adapt(opt, sched), _scheduled_keys(sched, anneal))
-               + (finder_columns() if finder else []))
+    columns = _sheet_columns(kind, opt, sched, anneal, finder is not None)
 
     # Place columns: per-parameter columns take two adjacent cells (b then a).
     where: dict[str, int] = {}
@@ -352,9 +350,6 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         if c.key == "new":
             init_cells.append((colno, f"={p}_init", trace.initial["new"][PARAMS.index(p)], "num"))
             continue
-        if c.key not in trace.initial:  # the finder's own columns start from constants
-            init_cells.append((colno, None, float(c.init), c.style))
-            continue
         start = trace.initial[c.key]
         start = float(start[PARAMS.index(p)]) if p else float(start)
         if c.init.startswith("="):
@@ -366,18 +361,19 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     loss_col = where["loss"]
     last_row = FIRST_STEP_ROW + steps - 1
     col_area = lambda key: f"{ref(FIRST_STEP_ROW, where[key], True)}:{ref(last_row, where[key], True)}"
-    summary = (finder_summary(finder.result, finder.schedule.steps, s_col, INIT_ROW, col_area) if finder
-               else _epoch_summary(lesson, kind, trace, s_col, where, anneal))
+    finder_names = {}
+    if finder:
+        summary, finder_names = finder_summary(finder.result, steps, s_col, INIT_ROW, col_area)
+    else:
+        summary = _epoch_summary(lesson, kind, trace, s_col, where, anneal)
     summary_header = (("finder", "") if finder else
                       ("epoch", "mean loss", "b at end", "a at end")
                       + (("proxy √v_b+√v_a", "best proxy", "epoch lr") if anneal else ()))
 
     placed_style = {colno: c.style for c, p, colno in placed}
     hyper = _hyper_names(kind, opt, sched, anneal, finder)
-    hyper_values = {**opt.hyper(), "fd_h": FD_H, "b_init": lesson.b_init,
+    hyper_values = {**schedule_inputs(opt, sched)[1], "fd_h": FD_H, "b_init": lesson.b_init,
                     "a_init": lesson.a_init}
-    if sched is not None and sched.scheduled:
-        hyper_values.update(sched.values())
     if anneal is not None:
         hyper_values.update(anneal_ratio=anneal.ratio, anneal_factor=anneal.factor)
     if finder is not None:
@@ -445,21 +441,13 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         names["lr_trace"] = col_area("lr")
     if finder:
         names["smooth_loss_trace"] = col_area("smooth")
-        names["finder_stop"] = ref(INIT_ROW, s_col + 1, True)
-        names["lr_suggested"] = f"{ref(INIT_ROW + 6, s_col + 1, True)}:{ref(INIT_ROW + 7, s_col + 1, True)}"
+        names.update(finder_names)
 
     positive = bool(np.all(np.isfinite(trace.loss)) and np.all(trace.loss > 0))
     chart_col = s_col + len(summary_header) + 1
     step_area = area(sheet_name, FIRST_STEP_ROW, where["step"], last_row)
     if finder:
-        lr_area = area(sheet_name, FIRST_STEP_ROW, where["lr"], last_row)
-        charts = [Chart(1, chart_col, "lr finder: loss against learning rate", "lr (log)",
-                        "loss (log)",
-                        [Series("loss", lr_area,
-                                area(sheet_name, FIRST_STEP_ROW, where["plot_loss"], last_row)),
-                         Series("smoothed", lr_area,
-                                area(sheet_name, FIRST_STEP_ROW, where["plot_smooth"], last_row))],
-                        log_y=True, log_x=True, width=640, height=360)]
+        charts = [finder_chart(sheet_name, 1, chart_col, FIRST_STEP_ROW, last_row, where)]
     else:
         ep_first, ep_last = INIT_ROW, INIT_ROW + lesson.epochs - 1
         charts = [
@@ -631,8 +619,8 @@ def summary_column(lesson: Lesson, kind: str) -> int:
     """The column where ``kind``'s sheet puts its epoch summary (after one blank)."""
     if lesson.udf:
         return len(UDF_HEADER) + 1
-    columns = (_base_columns(kind) + _lr_columns(lesson.schedules.get(kind), lesson.anneal)
-               + optimizer_columns(lesson.optimizers[kind]))
+    columns = _sheet_columns(kind, lesson.optimizers[kind], lesson.schedules.get(kind),
+                             lesson.anneal, finder=False)
     return sum(2 if c.per_param else 1 for c in columns) + 1
 
 
