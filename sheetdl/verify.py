@@ -591,14 +591,16 @@ def _finder_want(wb, si, path, lr, loss) -> dict:
     return out
 
 
-def _matrix(wb: _Workbook, name: str, path, blanks: bool = False) -> np.ndarray:
-    """A named rectangle as a matrix; blank or text cells become NaN only if ``blanks``."""
-    formula = wb.name_formula(name, None)
-    cells = wb.cells(formula or "", 0)
+def _matrix(wb: _Workbook, name: str, path, blanks: bool = False, si=None) -> np.ndarray:
+    """A named rectangle as a matrix (sheet-scoped when ``si`` is given); blank or text
+    cells become NaN only if ``blanks`` (workbook-scoped names only)."""
+    formula = wb.name_formula(name, si)
+    cells = wb.cells(formula or "", si or 0)
     if not cells:
-        raise VerifyError(f"{path}: the workbook has no defined name {name!r} over cells")
+        where = "the workbook" if si is None else f"sheet {wb.sheets[si]}"
+        raise VerifyError(f"{path}: {where} has no defined name {name!r} over cells")
     rows = sorted({r for _, r, _ in cells})
-    values = wb.values(name) if blanks else np.array(_numbers(wb, name, None, path))
+    values = wb.values(name) if blanks else np.array(_numbers(wb, name, si, path))
     return values.reshape(len(rows), -1)
 
 
@@ -619,7 +621,7 @@ def _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
     from . import collab
 
     label = "train" if si is None else wb.sheets[si]
-    m = lambda name: _named_matrix(wb, name, si, path)
+    m = lambda name: _matrix(wb, name, path, si=si)
     U, V = m("user_factors_init"), m("movie_factors_init")
     bu, bm = m("user_bias_init").ravel(), m("movie_bias_init").ravel()
     shape = collab.Shape(U.shape[0], V.shape[1], U.shape[1])
@@ -643,17 +645,6 @@ def _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
     if sspec and sspec.get("kind") == "lrfind":
         want.update(_finder_want(wb, si, path, want["lr_trace"], want["loss_trace"]))
     return [_compare(wb, label, name, si, w, rtol, atol) for name, w in want.items()]
-
-
-def _named_matrix(wb: _Workbook, name: str, si, path) -> np.ndarray:
-    """A named rectangle of numbers as a matrix (sheet-scoped when ``si`` is given)."""
-    formula = wb.name_formula(name, si)
-    cells = wb.cells(formula or "", si or 0)
-    if not cells:
-        where = "the workbook" if si is None else f"sheet {wb.sheets[si]}"
-        raise VerifyError(f"{path}: {where} has no defined name {name!r} over cells")
-    rows = sorted({r for _, r, _ in cells})
-    return np.array(_numbers(wb, name, si, path)).reshape(len(rows), -1)
 
 
 def _replay_collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
@@ -709,9 +700,7 @@ def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceC
     if meta.get("lrfind"):
         sheets[meta["lrfind"]["sheet"]] = meta["lrfind"]
     for sheet, spec in sheets.items():
-        si = wb.index.get(sheet.lower())
-        if si is None:
-            raise VerifyError(f"{path}: sheet {sheet!r} is missing (sheetdl wrote it)")
+        si = _sheet_index(wb, sheet, path)
         kind = spec["optimizer"]
         cls = optim.OPTIMIZERS[kind]
         sspec = spec.get("schedule")
