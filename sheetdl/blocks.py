@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from . import lrfind, schedules
-from .book import ref
+from .book import Chart, Series, area, ref
 from .formulas import (Column, Template, finder_chart, finder_columns, finder_summary,
                        optimizer_columns, schedule_columns, schedule_keys)
 from .optim import Optimizer
@@ -311,3 +311,82 @@ def add_finder_sheet(lesson, train_sheet: Callable, sheets: list, meta: dict,
     sheets.append(sheet)
     meta["lrfind"] = {"sheet": "lrfind", "steps": getattr(run, steps_field),
                       "schedule": run.schedule.options()}
+
+
+@dataclass
+class TraceTable:
+    """The trace beside a block lesson's blocks: from ``top``, one row per step with its
+    number (``counter``), loss, a metric and, under a schedule, lr, each a formula reading
+    the block's scalar; on a finder sheet the finder's columns and summary beside it."""
+
+    lay: Layout
+    trace: object              # .steps (with .loss and the metric) and .shown per step
+    top: int
+    col: int
+    sheet: str
+    counter: str               # "step" or "epoch"
+    loss_header: str
+    metric: tuple[str, str]    # (scalar key, header)
+    finder: FinderRun | None = None
+
+    def __post_init__(self):
+        self.scheduled = self.lay.schedule is not None and self.lay.schedule.scheduled
+        self.steps = len(self.trace.steps)
+        self.last = self.top + self.steps - 1
+        self.finder_parts = (self.finder.table(self.top, self.col, self.sheet)
+                             if self.finder is not None else None)
+
+    def rows(self) -> dict[int, list]:
+        """Fresh cells by row (``interleave`` consumes them)."""
+        col, key = self.col, self.metric[0]
+        rows: dict[int, list] = {self.top - 1: [(col, None, self.counter, "header"),
+                                                (col + 1, None, self.loss_header, "header"),
+                                                (col + 2, None, self.metric[1], "header")]}
+        if self.scheduled:
+            rows[self.top - 1].append((col + 3, None, "lr", "header"))
+        for t, st in enumerate(self.trace.steps, start=1):
+            cells = rows.setdefault(self.top + t - 1, [])
+            cells += [(col, None, t, "int"),
+                      (col + 1, "=" + self.lay.scalar(t, "loss"), st.loss, "summary"),
+                      (col + 2, "=" + self.lay.scalar(t, key), getattr(st, key), "summary")]
+            if self.scheduled:
+                cells.append((col + 3, "=" + self.lay.scalar(t, "lr"),
+                              float(self.trace.shown[t - 1]["lr"]), "summary"))
+        if self.finder_parts is not None:
+            for row, cells in self.finder_parts[0].items():
+                rows.setdefault(row, []).extend(cells)
+        return rows
+
+    def names(self) -> dict[str, str]:
+        """loss_trace, the metric's trace, lr_trace and the finder's, as ``sheet!range``."""
+        a = lambda c: area(self.sheet, self.top, self.col + c, self.last)
+        names = {"loss_trace": a(1), f"{self.metric[0]}_trace": a(2)}
+        if self.scheduled:
+            names["lr_trace"] = a(3)
+        if self.finder_parts is not None:
+            names.update({k: f"{self.sheet}!{v}" for k, v in self.finder_parts[1].items()})
+        return names
+
+    def charts(self, title: str, y_title: str, series: str, trace_name: str) -> list[Chart]:
+        """The finder's chart on a finder sheet; else ``trace_name`` per step, and lr."""
+        if self.finder_parts is not None:
+            return [self.finder_parts[2]]
+        steps_area = area(self.sheet, self.top, self.col, self.last)
+        names = self.names()
+        charts = [Chart(0, self.col + 4 + self.scheduled, f"{self.sheet}: {title}",
+                        self.counter, y_title, [Series(series, steps_area, names[trace_name])])]
+        if self.scheduled:
+            charts.append(Chart(16, self.col + 5, f"{self.sheet}: learning rate per "
+                                f"{self.counter}", self.counter, "lr",
+                                [Series("lr", steps_area, names["lr_trace"])]))
+        return charts
+
+    def notes(self) -> list:
+        return self.finder_parts[3] if self.finder_parts is not None else []
+
+    def widths(self) -> dict[int, float]:
+        widths = {i: 10 for i in range(self.col + 3 + self.scheduled)}
+        widths[0] = 12
+        if self.finder_parts is not None:
+            widths.update(self.finder_parts[4])
+        return widths

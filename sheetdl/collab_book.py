@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import collab, presets, schedules
-from .blocks import (FinderRun, Group, Layout, add_finder_sheet, interleave,
+from .blocks import (FinderRun, Group, Layout, TraceTable, add_finder_sheet, interleave,
                      run_finder)
 from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
@@ -177,7 +177,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     if finder is not None:
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
-        f_rows, f_names, f_chart, f_notes, f_widths = finder.table(TOP, trace_col, sheet_name)
+    table = TraceTable(lay, tr, TOP, trace_col, sheet_name, "epoch", "MSE", ("rmse", "RMSE"),
+                       finder)
     notes: list = [(2, i, f"{h}: " + HYPER_HELP.get(h, "the prediction range (fastai's y_range)"))
                    for i, h in enumerate(hyper)]
 
@@ -185,30 +186,14 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         yield from input_rows(
             f"{sheet_name}: matrix factorisation, {U} users × {M} movies, {F} factors, "
             f"{lesson.kind}, {lesson.epochs} full-batch epochs"
-            + (": the lr finder, lr growing each epoch from the same start" if finder else ""), conventions(lesson.kind, lesson.opt,
-                                                              lesson.follows)
+            + (": the lr finder, lr growing each epoch from the same start" if finder else ""),
+            conventions(lesson.kind, lesson.opt, lesson.follows)
             + (" " + lesson.schedule.describe() + "." if scheduled else ""), hyper, hvals,
             "Change a yellow cell (a hyperparameter or a starting factor in the 'start' block) "
             "and every epoch recomputes. One block per epoch.",
             None if finder else (trace_col, *status_cell("loss_trace",
                                                          [s.loss for s in tr.steps])))
-        pending: dict[int, list] = {TOP - 1: [(trace_col, None, "epoch", "header"),
-                                              (trace_col + 1, None, "MSE", "header"),
-                                              (trace_col + 2, None, "RMSE", "header")]}
-        if scheduled:
-            pending[TOP - 1].append((trace_col + 3, None, "lr", "header"))
-        for t in range(1, lesson.epochs + 1):
-            st = tr.steps[t - 1]
-            pending.setdefault(TOP + t - 1, []).extend([
-                (trace_col, None, t, "int"),
-                (trace_col + 1, "=" + lay.scalar(t, "loss"), st.loss, "summary"),
-                (trace_col + 2, "=" + lay.scalar(t, "rmse"), st.rmse, "summary")])
-            if scheduled:
-                pending[TOP + t - 1].append((trace_col + 3, "=" + lay.scalar(t, "lr"),
-                                             float(tr.shown[t - 1]["lr"]), "summary"))
-        if finder is not None:
-            for row, cells in f_rows.items():
-                pending.setdefault(row, []).extend(cells)
+        pending = table.rows()
         for block in range(lesson.epochs + 1):
             if block == 0:
                 cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
@@ -245,26 +230,10 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     names["user_bias_final"] = f"{sn}!" + lay.area(last, users, "new", cols=(F, F))
     names["movie_factors_final"] = f"{sn}!" + lay.area(last, movies, "new", rows=(0, F - 1))
     names["movie_bias_final"] = f"{sn}!" + lay.area(last, movies, "new", rows=(F, F))
-    names["loss_trace"] = area(sn, TOP, trace_col + 1, TOP + last - 1)
-    names["rmse_trace"] = area(sn, TOP, trace_col + 2, TOP + last - 1)
-    if scheduled:
-        names["lr_trace"] = area(sn, TOP, trace_col + 3, TOP + last - 1)
-    if finder is not None:
-        names.update({k: f"{sn}!{v}" for k, v in f_names.items()})
-        notes += f_notes
-        charts = [f_chart]
-    else:
-        charts = [Chart(0, trace_col + 4 + scheduled, f"{sn}: RMSE per epoch", "epoch",
-                        "RMSE (stars)", [Series("RMSE", area(sn, TOP, trace_col, TOP + last - 1),
-                                                names["rmse_trace"])])]
-        if scheduled:
-            charts.append(Chart(16, trace_col + 5, f"{sn}: learning rate per epoch", "epoch",
-                                "lr", [Series("lr", area(sn, TOP, trace_col, TOP + last - 1),
-                                              names["lr_trace"])]))
-    widths = {i: 10 for i in range(trace_col + 3 + scheduled)}
-    widths[0] = 12
-    if finder is not None:
-        widths.update(f_widths)
+    names.update(table.names())
+    notes += table.notes()
+    charts = table.charts("RMSE per epoch", "RMSE (stars)", "RMSE", "rmse_trace")
+    widths = table.widths()
     return Sheet(sn, rows, widths=widths, freeze=(5, 1), notes=notes,
                  validations=validations, charts=charts), names
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from . import presets, schedules, softmax
-from .blocks import (FinderRun, Group, Layout, add_finder_sheet, interleave,
+from .blocks import (FinderRun, Group, Layout, TraceTable, add_finder_sheet, interleave,
                      run_finder)
-from .book import Book, Chart, Series, Sheet, area, col_name, ref, static_rows
+from .book import Book, Sheet, col_name, ref, static_rows
 from .data import EXCEL_MAX_ROWS, DataError, is_number
 from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
                        status_cell)
@@ -300,7 +300,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     last_block = lesson.steps
     if finder is not None:
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
-        f_rows, f_names, f_chart, f_notes, f_widths = finder.table(TOP, trace_col, sheet_name)
+    table = TraceTable(lay, tr, TOP, trace_col, sheet_name, "step", "loss",
+                       ("accuracy", "accuracy"), finder)
 
     def rows():
         title = (f"{sheet_name}: softmax regression, {lesson.kind}, {lesson.steps} full-batch "
@@ -315,24 +316,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             "and every step below recomputes. One block per step.",
             None if finder else (trace_col, *status_cell("loss_trace",
                                                          [s.loss for s in tr.steps])))
-        pending: dict[int, list] = {}
-        pending[TOP - 1] = [(trace_col, None, "step", "header"),
-                            (trace_col + 1, None, "loss", "header"),
-                            (trace_col + 2, None, "accuracy", "header")]
-        if scheduled:
-            pending[TOP - 1].append((trace_col + 3, None, "lr", "header"))
-        for t in range(1, lesson.steps + 1):
-            st = tr.steps[t - 1]
-            pending.setdefault(TOP + t - 1, []).extend([
-                (trace_col, None, t, "int"),
-                (trace_col + 1, "=" + lay.scalar(t, "loss"), st.loss, "summary"),
-                (trace_col + 2, "=" + lay.scalar(t, "accuracy"), st.accuracy, "summary")])
-            if scheduled:
-                pending[TOP + t - 1].append((trace_col + 3, "=" + lay.scalar(t, "lr"),
-                                             float(tr.shown[t - 1]["lr"]), "summary"))
-        if finder is not None:
-            for row, cells in f_rows.items():
-                pending.setdefault(row, []).extend(cells)
+        pending = table.rows()
         notes_sink = notes
         for block in range(0, lesson.steps + 1):
             if block == 0:
@@ -365,27 +349,10 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     names["bias_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(d, d))
     names["W_final"] = f"{sn}!" + lay.area(last_block, group, "new", cols=(0, d - 1))
     names["bias_final"] = f"{sn}!" + lay.area(last_block, group, "new", cols=(d, d))
-    names["loss_trace"] = area(sn, TOP, trace_col + 1, TOP + lesson.steps - 1)
-    names["accuracy_trace"] = area(sn, TOP, trace_col + 2, TOP + lesson.steps - 1)
-    if scheduled:
-        names["lr_trace"] = area(sn, TOP, trace_col + 3, TOP + lesson.steps - 1)
-    if finder is not None:
-        names.update({k: f"{sn}!{v}" for k, v in f_names.items()})
-        notes += f_notes
-        charts = [f_chart]
-    else:
-        charts = [Chart(0, trace_col + 4 + scheduled, f"{sn}: mean cross-entropy per step",
-                        "step", "loss",
-                        [Series("loss", area(sn, TOP, trace_col, TOP + lesson.steps - 1),
-                                names["loss_trace"])], log_y=False)]
-        if scheduled:
-            charts.append(Chart(16, trace_col + 5, f"{sn}: learning rate per step", "step", "lr",
-                                [Series("lr", area(sn, TOP, trace_col, TOP + lesson.steps - 1),
-                                        names["lr_trace"])]))
-    widths = {i: 10 for i in range(trace_col + 3 + scheduled)}
-    widths[0] = 12
-    if finder is not None:
-        widths.update(f_widths)
+    names.update(table.names())
+    notes += table.notes()
+    charts = table.charts("mean cross-entropy per step", "loss", "loss", "loss_trace")
+    widths = table.widths()
     sheet = Sheet(sn, rows, widths=widths, freeze=(5, 1), notes=notes,
                   validations=validations, charts=charts)
     return sheet, names
