@@ -347,6 +347,8 @@ def for_lesson(kind: str, options: dict | None, steps: int, optimizer: str, lr: 
 
 def check(s: Schedule) -> None:
     """Refuse settings whose formulas would divide by zero or take LN of a non-positive."""
+    if s.steps < 1 or s.steps != int(s.steps):
+        raise ValueError(f"steps must be a whole number of steps ≥ 1, got {s.steps}")
     if s.kind == "onecycle":
         if not 0 < s.pct_start < 1:
             raise ValueError(f"--pct-start must be between 0 and 1, got {s.pct_start}")

@@ -12,6 +12,8 @@ recalculated, and compared sheet by sheet without holding all cells in Python.
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 import re
@@ -583,8 +585,10 @@ def _replay_softmax_sheet(wb, meta, sspec, steps, si, X, labels, path, rtol, ato
 def _finder_want(wb, si, path, lr, loss) -> dict:
     from . import lrfind
 
-    found = lrfind.analyse(lr, loss, _numbers(wb, "smooth_beta", si, path)[0],
-                           _numbers(wb, "stop_factor", si, path)[0])
+    with _named_inputs(wb, si, path):
+        _, beta, stop = lrfind.settings(len(lr), _numbers(wb, "smooth_beta", si, path)[0],
+                                        _numbers(wb, "stop_factor", si, path)[0])
+    found = lrfind.analyse(lr, loss, beta, stop)
     out = {"smooth_loss_trace": found.smooth}
     if found.lr_steep != "" and found.lr_min10 != "":
         out["lr_suggested"] = [found.lr_steep, found.lr_min10]
@@ -669,12 +673,27 @@ def _schedule(wb: _Workbook, spec: dict | None, si, path, lr: float | None):
 
     probe = schedules.Schedule(kind=spec["kind"], cycles=spec.get("cycles"))
     given = {k: _numbers(wb, k, si, path)[0] for k in probe.inputs() + ["steps"]}
-    given["steps"] = int(given["steps"])
-    if "step_size" in given:
-        given["step_size"] = int(given["step_size"])
-    return schedules.Schedule(kind=spec["kind"], cycles=spec.get("cycles"),
-                              convention=spec.get("convention", "torch"),
-                              lr=1.0 if lr is None else lr, **given)
+    for k in ("steps", "step_size"):  # whole numbers, or check() says which is not
+        if k in given and given[k] == int(given[k]):
+            given[k] = int(given[k])
+    sched = schedules.Schedule(kind=spec["kind"], cycles=spec.get("cycles"),
+                               convention=spec.get("convention", "torch"),
+                               lr=1.0 if lr is None else lr, **given)
+    with _named_inputs(wb, si, path):
+        schedules.check(sched)
+    return sched
+
+
+@contextlib.contextmanager
+def _named_inputs(wb: _Workbook, si, path):
+    """Turn a rule's ValueError about inputs edited into values it refuses (steps 0, a
+    negative anneal_ratio...) into a VerifyError naming the sheet."""
+    try:
+        yield
+    except ValueError as e:
+        where = "the train sheet" if si is None else f"sheet {wb.sheets[si]}"
+        raise VerifyError(f"{path}: {where}: its schedule inputs cannot be replayed: {e}") \
+            from None
 
 
 def _sheet_hyper(wb: _Workbook, cls, spec: dict | None, si, path) -> dict:
@@ -708,8 +727,9 @@ def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceC
         sched = _schedule(wb, sspec, si, path, hyper.get("lr"))
         anneal = None
         if sspec and sspec.get("kind") == "anneal":
-            anneal = schedules.Anneal(_numbers(wb, "anneal_ratio", si, path)[0],
-                                      _numbers(wb, "anneal_factor", si, path)[0])
+            with _named_inputs(wb, si, path):
+                anneal = schedules.Anneal(_numbers(wb, "anneal_ratio", si, path)[0],
+                                          _numbers(wb, "anneal_factor", si, path)[0])
         b_init = _numbers(wb, "b_init", si, path)[0]
         a_init = _numbers(wb, "a_init", si, path)[0]
         opt = optim.make(kind, **spec["options"], **hyper)

@@ -180,3 +180,22 @@ def test_interrupted_build_leaves_the_previous_file_intact(tmp_path):
     assert out.read_bytes() == before
     assert verify.verify(out).ok
     assert xlsx.untouched(out)
+
+
+def test_schedule_input_edited_to_nonsense_is_named(tmp_path):
+    """A cosine sheet whose `steps` input was set to 0 (its formulas divide by it):
+    verify names the sheet and the input instead of crashing."""
+    import dataclasses
+
+    from sheetdl import data, graddesc
+
+    x, y = data.course_points()
+    lesson = graddesc.make_lesson(x, y, optimizers=("sgd",), schedule="cosine")
+    lesson.schedules["sgd"] = dataclasses.replace(lesson.schedules["sgd"], steps=0)
+    path = xlsx.write(graddesc.build(lesson), tmp_path / "edited.xlsx")
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "verify", str(path)],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    assert "sheet sgd: its schedule inputs cannot be replayed: steps must be a whole number" \
+        in r.stdout
