@@ -17,12 +17,42 @@ from typing import Callable
 import numpy as np
 
 from . import lrfind, schedules
-from .book import Chart, Series, area, ref
+from .book import Chart, Series, area, col_name, number_format, ref
 from .formulas import (Column, Template, finder_chart, finder_columns, finder_summary,
-                       optimizer_columns, schedule_columns, schedule_keys)
+                       optimizer_columns, renamer, schedule_columns, schedule_keys)
 from .optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
+
+# The first screen of a block lesson (A1:T40, issue 11): rows 1–6 inputs and status; from
+# row 7 the trace table (A–D, continuing down), the charts from column F and the model at
+# a chosen step beside and below them. The blocks start under all of it.
+SCREEN_ROW = 6                  # row 7: the trace table's header, the charts' top
+TRACE_COL = 0
+CHART_COL = 5                   # F
+CHART_WIDTH, CHART_HEIGHT = 400, 288
+ROW_PX, COL_PX = 20, 75         # a default row; a column of width 10
+CHART_ROWS = -(-CHART_HEIGHT // ROW_PX)
+CHART_COLS = -(-CHART_WIDTH // COL_PX)
+PANEL_COL = CHART_COL + CHART_COLS  # the model panel, right of the first chart
+BELOW_CHART = SCREEN_ROW + CHART_ROWS + 1  # the row under the first chart
+SCREEN_ROWS = 40
+
+
+def blocks_top(*bottoms: int) -> int:
+    """The sheet row of block 0: under the first screen and everything placed on it
+    (``bottoms``: the last row each part uses), after a blank row."""
+    return max(SCREEN_ROWS, *bottoms) + 2
+
+
+def at_step(lay: "Layout", row_in_block: int, col: int, show: str, steps: int) -> str:
+    """A formula showing the cell at (``row_in_block``, ``col``) of the block whose step is
+    in cell ``show`` (1..steps): INDEX down the column, one block height at a time, so a
+    learner can pick a step without OFFSET or INDIRECT."""
+    c = col_name(col)
+    first = lay.block_row(1) + row_in_block + 1
+    last = lay.block_row(steps) + row_in_block + 1
+    return f"=INDEX(${c}${first}:${c}${last},({show}-1)*{lay.height}+1)"
 
 
 @dataclass
@@ -59,6 +89,8 @@ class Layout:
     scalar_col: dict[str, int] = field(default_factory=dict)
     matrix_col: dict[tuple[str, str], int] = field(default_factory=dict)
     height: int = 0
+    #: number formats by quantity or scalar key (``book.number_format``), else General
+    formats: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         self.scalars = list(self.scalars) + [(c.key, c.header, c.note)
@@ -140,14 +172,32 @@ class Layout:
 
     # -- cells ---------------------------------------------------------------------
 
+    def set_formats(self, trace) -> None:
+        """Pick each quantity's number format from its values over the whole ``trace``
+        (``.theta`` and ``.shown``); the lesson sets the gradient's, ``formats["g"]``."""
+        with np.errstate(all="ignore"):
+            self.formats["p"] = self.formats["new"] = number_format(trace.theta)
+            for q in self.quantities:
+                if q.key not in ("p", "g", "new") and trace.shown:
+                    self.formats[q.key] = number_format([sh[q.key] for sh in trace.shown])
+            for c in self.scalar_columns:
+                if trace.shown:
+                    self.formats[c.key] = number_format([sh[c.key] for sh in trace.shown])
+
+    def style(self, key: str, base: str = "general") -> str:
+        fmt = self.formats.get(key)
+        return f"{base}|{fmt}" if fmt else base
+
     def cells(self, block: int, *, theta: np.ndarray | None, grad: np.ndarray | None,
               shown: dict | None, init_state: dict | None, grad_formula=None,
-              scalar_cells=(), notes: list | None = None) -> dict[int, list]:
+              scalar_cells=(), notes: list | None = None, init_ref=None) -> dict[int, list]:
         """Cells of one block by sheet row. Block 0 (``theta`` = the initial θ,
         ``init_state``) holds the start; block t ≥ 1 (``theta`` = θ before the
         step, ``grad`` the raw gradient, ``shown`` the optimizer's
         intermediates) one step. ``grad_formula(group, i, j)`` is the lesson's
-        gradient formula; ``scalar_cells`` its (key, formula, value) scalars."""
+        gradient formula; ``scalar_cells`` its (key, formula, value) scalars;
+        ``init_ref(group, i, j)`` the cell holding a starting value, when the start is an
+        input elsewhere (block 0 then reads it)."""
         r0 = self.block_row(block)
         rows: dict[int, list] = {}
 
@@ -170,11 +220,11 @@ class Layout:
             put(VALUE_ROW, self.scalar_col["step"], "=" + self.scalar(block - 1, "step") + "+1",
                 block, "int")
             for key, formula, value in scalar_cells:
-                put(VALUE_ROW, self.scalar_col[key], formula, value, "summary")
+                put(VALUE_ROW, self.scalar_col[key], formula, value, self.style(key, "summary"))
             for c in self.scalar_columns:
                 t = self.scalar_templates(c)[0 if first else 1]
                 put(VALUE_ROW, self.scalar_col[c.key], t.render(r0 + VALUE_ROW),
-                    float(shown[c.key]), "general")
+                    float(shown[c.key]), self.style(c.key))
         for g in self.groups:
             for q in self.quantities:
                 base = self.matrix_col[(g.name, q.key)]
@@ -192,7 +242,10 @@ class Layout:
                         col = self.matrix_col[(g.name, q.key)] + j
                         row = g.band + i
                         if block == 0:
-                            if q.key == "new":
+                            if q.key == "new" and init_ref is not None:
+                                put(row, col, "=" + init_ref(g, i, j), float(theta[idx]),
+                                    self.style("new", "num"))
+                            elif q.key == "new":
                                 put(row, col, None, float(theta[idx]), "input")
                             elif q.column is not None and q.column.init is not None:
                                 v = init_state[q.key]
@@ -204,13 +257,14 @@ class Layout:
                             continue
                         if q.key == "p":
                             put(row, col, "=" + self.cell(block - 1, g, "new", i, j),
-                                float(theta[idx]), "num")
+                                float(theta[idx]), self.style("p", "num"))
                         elif q.key == "g":
-                            put(row, col, grad_formula(g, i, j), float(grad[idx]), "general")
+                            put(row, col, grad_formula(g, i, j), float(grad[idx]),
+                                self.style("g"))
                         else:
                             t = self.templates(g, i, j, q.column)[0 if first else 1]
                             put(row, col, t.render(r0 + row), float(shown[q.key][idx]),
-                                "num" if q.key == "new" else "general")
+                                self.style(q.key, "num" if q.key == "new" else "general"))
         return rows
 
 
@@ -225,25 +279,28 @@ def interleave(block_rows: dict[int, list], pending: dict[int, list]):
 
 
 def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, lr_col: int,
-                 first_col: int, sheet: str):
+                 first_col: int, sheet: str, summary_col: int, chart_at: tuple[int, int]):
     """The lr finder beside a block layout's trace table (one row per step from ``top``,
-    headers on ``top - 1``): its bookkeeping columns, its summary, and the sheet-scoped
-    names, chart and notes. Returns (cells by row, names, chart, notes, widths)."""
+    headers on ``top - 1``): its bookkeeping columns from ``first_col``, its summary at
+    ``summary_col`` and its chart at ``chart_at``, with the sheet-scoped names and notes.
+    Returns (cells by row, names, chart, notes, widths)."""
     cols = finder_columns()
     where = {"step": step_col, "loss": loss_col, "lr": lr_col}
     where.update({c.key: first_col + i for i, c in enumerate(cols)})
     resolve = lambda key, prev: (where[key], -1 if prev else 0)
     compiled = [(c, [Template(t, resolve) for t in (c.formula if isinstance(c.formula, list)
                                                       else [c.formula] * 2)]) for c in cols]
-    s_col = first_col + len(cols) + 1
+    s_col = summary_col
     rows: dict[int, list] = {top - 1: [(where[c.key], None, c.header, "header") for c in cols]
                              + [(s_col, None, "finder", "header")]}
+    fmt = {c.key: c.style if c.style == "int" else f"general|{number_format(getattr(result, c.key))}"
+           for c in cols if c.key not in ("smooth_in", "slope")}
     for t in range(steps):
         cells = []
         for c, (first, later) in compiled:
             v = getattr(result, c.key)[t]
             cells.append((where[c.key], (later if t else first).render(top + t),
-                          v.item() if hasattr(v, "item") else v, c.style))
+                          v.item() if hasattr(v, "item") else v, fmt.get(c.key, "general|0.000E+00")))
         rows[top + t] = cells
     last = top + steps - 1
     col_area = lambda key: f"{ref(top, where[key], True)}:{ref(last, where[key], True)}"
@@ -252,7 +309,8 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
         rows.setdefault(row, []).extend(cells)
     names.update({"lr_trace": col_area("lr"), "loss_trace": col_area("loss"),
                   "smooth_loss_trace": col_area("smooth")})
-    chart = finder_chart(sheet, top + 10, s_col, top, last, where)
+    chart = finder_chart(sheet, *chart_at, top, last, where, width=CHART_WIDTH + 80,
+                         height=CHART_HEIGHT)
     notes = [(top - 1, where[c.key], c.note) for c in cols]
     widths = {s_col: 30, s_col + 1: 12}
     return rows, names, chart, notes, widths
@@ -274,10 +332,13 @@ class FinderRun:
 
     def table(self, top: int, trace_col: int, sheet: str):
         """``finder_table`` beside a trace table whose columns from ``trace_col`` are step,
-        loss, a metric and lr."""
+        loss, a metric and lr: the chart right of it, the summary right of the chart
+        (both on the first screen), the bookkeeping columns after the summary."""
+        summary_col = CHART_COL + CHART_COLS + 2
         return finder_table(self.result, len(self.result.smooth), top=top, step_col=trace_col,
                             loss_col=trace_col + 1, lr_col=trace_col + 3,
-                            first_col=trace_col + 4, sheet=sheet)
+                            first_col=summary_col + 3, sheet=sheet, summary_col=summary_col,
+                            chart_at=(SCREEN_ROW, CHART_COL))
 
 
 def run_finder(lesson, train: Callable, *, steps_field: str, block_height: int, top: int,
@@ -298,6 +359,21 @@ def run_finder(lesson, train: Callable, *, steps_field: str, block_height: int, 
     result = lrfind.analyse([sh["lr"] for sh in run.trace.shown],
                             [st.loss for st in run.trace.steps], beta, stop)
     return FinderRun(run, result, beta, stop)
+
+
+def use_unique_names(sheet, names: dict[str, str], inputs: list[str]) -> None:
+    """Make ``sheet``'s formulas read ``inputs`` (and ``finder_stop``) through names unique in
+    the workbook, ``<sheet>_<input>``: with a finder sheet beside the train sheet, both
+    define ``lr``..., and Google Sheets keeps one name per spreadsheet. The torch-named
+    names stay for verify and other tools."""
+    keys = [h for h in [*inputs, "finder_stop"] if h in names]
+    unique = {h: f"{sheet.name}_{h}" for h in keys}
+    rename = renamer(unique)
+    rows = sheet.rows
+    sheet.rows = lambda: ((r, [(c, rename(f) if isinstance(f, str) else f, v, st)
+                               for c, f, v, st in cells]) for r, cells in rows())
+    target = lambda h: names[h] if "!" in names[h] else f"{sheet.name}!{names[h]}"
+    sheet.book_names.update({unique[h]: target(h) for h in keys})
 
 
 def add_finder_sheet(lesson, train_sheet: Callable, sheets: list, meta: dict,
@@ -328,6 +404,7 @@ class TraceTable:
     loss_header: str
     metric: tuple[str, str]    # (scalar key, header)
     finder: FinderRun | None = None
+    metric_style: str | None = None  # the metric's number format (e.g. percent)
 
     def __post_init__(self):
         self.scheduled = self.lay.schedule is not None and self.lay.schedule.scheduled
@@ -344,18 +421,28 @@ class TraceTable:
                                                 (col + 2, None, self.metric[1], "header")]}
         if self.scheduled:
             rows[self.top - 1].append((col + 3, None, "lr", "header"))
-        for t, st in enumerate(self.trace.steps, start=1):
+        steps = self.trace.steps
+        loss_style = self.lay.style("loss", "summary")
+        metric_style = self.metric_style or self.lay.style(key, "summary")
+        lr_style = (f"summary|{number_format([sh['lr'] for sh in self.trace.shown])}"
+                    if self.scheduled else None)
+        for t, st in enumerate(steps, start=1):
             cells = rows.setdefault(self.top + t - 1, [])
             cells += [(col, None, t, "int"),
-                      (col + 1, "=" + self.lay.scalar(t, "loss"), st.loss, "summary"),
-                      (col + 2, "=" + self.lay.scalar(t, key), getattr(st, key), "summary")]
+                      (col + 1, "=" + self.lay.scalar(t, "loss"), st.loss, loss_style),
+                      (col + 2, "=" + self.lay.scalar(t, key), getattr(st, key), metric_style)]
             if self.scheduled:
                 cells.append((col + 3, "=" + self.lay.scalar(t, "lr"),
-                              float(self.trace.shown[t - 1]["lr"]), "summary"))
+                              float(self.trace.shown[t - 1]["lr"]), lr_style))
         if self.finder_parts is not None:
             for row, cells in self.finder_parts[0].items():
                 rows.setdefault(row, []).extend(cells)
         return rows
+
+    def steps_formula(self) -> str:
+        """The count of step rows, for the derived ``steps`` input: ROWS over the step
+        numbers, which no formula depends on, so the schedule reading it makes no cycle."""
+        return f"=ROWS({ref(self.top, self.col, True)}:{ref(self.last, self.col, True)})"
 
     def names(self) -> dict[str, str]:
         """loss_trace, the metric's trace, lr_trace and the finder's, as ``sheet!range``."""
@@ -367,18 +454,21 @@ class TraceTable:
             names.update({k: f"{self.sheet}!{v}" for k, v in self.finder_parts[1].items()})
         return names
 
-    def charts(self, title: str, y_title: str, series: str, trace_name: str) -> list[Chart]:
-        """The finder's chart on a finder sheet; else ``trace_name`` per step, and lr."""
+    def charts(self, title: str, y_title: str, series: str, trace_name: str,
+               at: list[tuple[int, int]]) -> list[Chart]:
+        """The finder's chart on a finder sheet; else ``trace_name`` per step at ``at[0]``
+        and, under a schedule, the lr at ``at[1]``."""
         if self.finder_parts is not None:
             return [self.finder_parts[2]]
         steps_area = area(self.sheet, self.top, self.col, self.last)
         names = self.names()
-        charts = [Chart(0, self.col + 4 + self.scheduled, f"{self.sheet}: {title}",
-                        self.counter, y_title, [Series(series, steps_area, names[trace_name])])]
+        size = {"width": CHART_WIDTH, "height": CHART_HEIGHT}
+        charts = [Chart(*at[0], f"{self.sheet}: {title}", self.counter, y_title,
+                        [Series(series, steps_area, names[trace_name])], **size)]
         if self.scheduled:
-            charts.append(Chart(16, self.col + 5, f"{self.sheet}: learning rate per "
-                                f"{self.counter}", self.counter, "lr",
-                                [Series("lr", steps_area, names["lr_trace"])]))
+            charts.append(Chart(*at[1], f"{self.sheet}: learning rate per {self.counter}",
+                                self.counter, "lr", [Series("lr", steps_area,
+                                                            names["lr_trace"])], **size))
         return charts
 
     def notes(self) -> list:

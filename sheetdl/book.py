@@ -87,6 +87,8 @@ class Sheet:
     charts: list[Chart] = field(default_factory=list)
     #: sheet-scoped defined names: name → absolute A1 reference on this sheet
     names: dict[str, str] = field(default_factory=dict)
+    #: workbook-scoped names this sheet's formulas use: name → ``sheet!$A$1``
+    book_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,3 +107,45 @@ def static_rows(rows: Iterable[tuple[int, list[Cell]]]) -> Rows:
     """Rows known up front (small sheets)."""
     rows = sorted(rows, key=lambda r: r[0])
     return lambda: iter(rows)
+
+
+#: The significant digits a column's number format shows: enough to see a value change
+#: from step to step, few enough to read (the course sheets show 4–6 digits).
+SIGNIFICANT = 4
+
+
+def number_format(values) -> str:
+    """An Excel number format suited to a column's magnitudes.
+
+    Whole numbers get ``0``; values whose largest magnitude is between 0.001 and 10⁵
+    and that span under four decades (ignoring the smallest tenth) get fixed decimals
+    (``SIGNIFICANT`` digits of the largest, at least two of the small ones); anything
+    else, tiny, huge or spanning many decades (a gradient that shrinks as training
+    converges), is scientific.
+    """
+    import numpy as np
+
+    try:
+        v = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):  # a column with text ("" where a formula shows nothing)
+        v = np.array([x for x in np.asarray(values, dtype=object).ravel()
+                      if isinstance(x, (int, float))], dtype=float)
+    v = np.abs(v[np.isfinite(v)])
+    if v.size == 0 or np.all(v == np.round(v)) and v.max() < 1e9:
+        return "0"
+    v = v[v > 0]
+    # a few tiny values (a weight that happens to be near 0) need not make the whole
+    # column scientific: the smallest tenth may show fewer digits
+    hi, lo = float(v.max()), float(np.percentile(v, 10))
+    if not 1e-3 <= hi < 1e5 or hi / lo > 1e4:
+        return "0.000E+00"
+    decimals = max(SIGNIFICANT - 1 - int(np.floor(np.log10(hi))),
+                   1 - int(np.floor(np.log10(lo))))
+    decimals = min(max(decimals, 0), 6)
+    return "0." + "0" * decimals if decimals else "0"
+
+
+def number_style(base: str | None, values) -> str:
+    """``base`` (a writer style such as ``general`` or ``summary``) with the number format
+    ``number_format(values)`` picks: the ``name|format`` form the writer understands."""
+    return f"{base or 'general'}|{number_format(values)}"

@@ -10,19 +10,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import collab, presets, schedules
-from .blocks import (FinderRun, Group, Layout, TraceTable, add_finder_sheet, interleave,
-                     run_finder)
-from .book import ArrayFormula, Book, Chart, Series, Sheet, area, col_name, ref, static_rows
+from . import collab, lrfind, presets, schedules
+from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
+                     Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
+                     run_finder, use_unique_names)
+from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name, number_format, ref,
+                   static_rows)
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
-                       status_cell)
+from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows, input_validations,
+                       schedule_inputs, status_cell)
 from .optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
 LESSON_LR = {"sgd": 5.0, "momentum": 1.0, "nesterov": 1.0, "rmsprop": 0.02, "adam": 0.1,
              "adamw": 0.1, "adagrad": 0.3, "adamax": 0.1, "nadam": 0.1}
-TOP = 6
+UDF_TOP = 6  # the --udf train sheet: inputs, then one array call
+
+
+def blocks_start(epochs: int, shape: collab.Shape, finder: bool = False) -> int:
+    """Row of block 0 on the train sheet: under the trace table (one row per epoch) and
+    the dot-product panel under the chart."""
+    return blocks_top(SCREEN_ROW + epochs, 0 if finder else _panel_top() + shape.factors + 3
+                      + shape.users)
+
+
+def _panel_top() -> int:
+    return BELOW_CHART
 
 
 @dataclass
@@ -70,7 +83,8 @@ def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="
     theta0 = collab.init_params(shape, seed)
     lesson = Lesson(R, user_ids, movie_ids, shape, optimizer, opt, follows, preset, epochs,
                     y_range, theta0, data_label, seed=seed)
-    rows = TOP + (epochs + 1) * (Layout(opt, _groups(lesson), shape.users, []).height)
+    rows = blocks_start(epochs, shape) + (epochs + 1) * (Layout(opt, _groups(lesson),
+                                                                shape.users, []).height)
     if rows > EXCEL_MAX_ROWS:
         raise ValueError(f"{epochs} epochs need {rows:,} rows, past Excel's "
                          f"{EXCEL_MAX_ROWS:,}; use fewer --epochs or --users")
@@ -118,7 +132,16 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     lay = Layout(lesson.opt, [users, movies], lesson_rows=U,
                  scalars=[("loss", "MSE", "mean squared error over the observed ratings, "
                            "before this epoch's update"),
-                          ("rmse", "RMSE", "√MSE, in stars")], top=TOP, schedule=lesson.schedule)
+                          ("rmse", "RMSE", "√MSE, in stars")],
+                 top=blocks_start(lesson.epochs, shape, finder is not None),
+                 schedule=lesson.schedule)
+    with np.errstate(all="ignore"):
+        lay.set_formats(tr)
+        lay.formats.update(g=number_format([st.grad for st in tr.steps]),
+                           loss=number_format([st.loss for st in tr.steps]),
+                           rmse=number_format([st.rmse for st in tr.steps]))
+        band_fmt = {key: "general|" + number_format([getattr(st, key) for st in tr.steps])
+                    for key in ("pred", "err", "dpred")}
     pc = {"pred": 1, "err": M + 2, "dpred": 2 * M + 3}  # columns of the prediction band
     ratings = lambda i, j: f"ratings!${col_name(j + 1)}${i + 2}"
     lo_hi = lesson.y_range
@@ -142,13 +165,13 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 p, e = f"{col_name(pc['pred'] + j)}{R0 + 1}", f"{col_name(pc['err'] + j)}{R0 + 1}"
                 raw = pred_terms(block, i, j)
                 formula = f"=y_min+(y_max-y_min)/(1+EXP(-({raw})))" if lo_hi else f"={raw}"
-                cells.append((pc["pred"] + j, formula, float(st.pred[i, j]), "general"))
+                cells.append((pc["pred"] + j, formula, float(st.pred[i, j]), band_fmt["pred"]))
                 cells.append((pc["err"] + j, f"=IF(ISNUMBER({ratings(i, j)}),{p}-{ratings(i, j)},0)",
-                              float(st.err[i, j]), "general"))
+                              float(st.err[i, j]), band_fmt["err"]))
                 d = f"=2*{e}/COUNT(ratings)"
                 if lo_hi:
                     d += f"*({p}-y_min)*(y_max-{p})/(y_max-y_min)"
-                cells.append((pc["dpred"] + j, d, float(st.dpred[i, j]), "general"))
+                cells.append((pc["dpred"] + j, d, float(st.dpred[i, j]), band_fmt["dpred"]))
             rows[R0] = cells
         return rows
 
@@ -173,27 +196,41 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     hyper, hvals = schedule_inputs(lesson.opt, lesson.schedule)
     hyper += ["y_min", "y_max"] if lo_hi else []
     hvals = {**hvals, **({"y_min": lo_hi[0], "y_max": lo_hi[1]} if lo_hi else {})}
-    trace_col = lay.width() + 1
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     if finder is not None:
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
-    table = TraceTable(lay, tr, TOP, trace_col, sheet_name, "epoch", "MSE", ("rmse", "RMSE"),
-                       finder)
+    table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "epoch", "MSE",
+                       ("rmse", "RMSE"), finder)
     notes: list = [(2, i, f"{h}: " + HYPER_HELP.get(h, "the prediction range (fastai's y_range)"))
                    for i, h in enumerate(hyper)]
+    notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
+    panel, panel_notes, panel_validations = ({}, [], []) if finder else \
+        _dotprod_panel(lesson, lay, users, movies, pc["pred"])
+    notes += panel_notes
+    status = None if finder else status_cell(
+        f"{ref(table.top, TRACE_COL + 1, True)}:{ref(table.last, TRACE_COL + 1, True)}",
+        [s.loss for s in tr.steps], (ref(table.top, TRACE_COL + 1), tr.steps[0].loss),
+        (ref(table.last, TRACE_COL + 1), tr.steps[-1].loss),
+        inputs=[(ref(3, i), h) for i, h in enumerate(hyper)])
 
     def rows():
+        sentence = ("Matrix factorisation: a predicted rating is a user's factors · a movie's "
+                    "factors + both biases; each block below is one full-batch epoch. "
+                    + PLAIN[lesson.kind])
+        if scheduled:
+            sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
             f"{sheet_name}: matrix factorisation, {U} users × {M} movies, {F} factors, "
             f"{lesson.kind}, {lesson.epochs} full-batch epochs"
             + (": the lr finder, lr growing each epoch from the same start" if finder else ""),
-            conventions(lesson.kind, lesson.opt, lesson.follows)
-            + (" " + lesson.schedule.describe() + "." if scheduled else ""), hyper, hvals,
-            "Change a yellow cell (a hyperparameter or a starting factor in the 'start' block) "
-            "and every epoch recomputes. One block per epoch.",
-            None if finder else (trace_col, *status_cell("loss_trace",
-                                                         [s.loss for s in tr.steps])))
+            sentence, hyper, hvals,
+            "Change a yellow cell (lr, or a starting factor in the 'start' block at row "
+            f"{lay.top + 1}) and every epoch recomputes; pick an epoch in the panel to see "
+            "the model then.", status,
+            derived={"steps": table.steps_formula()})
         pending = table.rows()
+        for row, cells in panel.items():
+            pending.setdefault(row, []).extend(cells)
         for block in range(lesson.epochs + 1):
             if block == 0:
                 cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
@@ -216,9 +253,10 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                     cells.setdefault(row, []).extend(extra)
             yield from interleave(cells, pending)
         for r in sorted(pending):
-            yield r, pending[r]
+            yield r, sorted(pending[r], key=lambda c: c[0])
 
-    validations = input_validations(hyper, 3, fallback="the prediction range")
+    validations = input_validations(hyper, 3, fallback="the prediction range") \
+        + panel_validations
     last = lesson.epochs
     sn = sheet_name
     names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
@@ -232,10 +270,70 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     names["movie_bias_final"] = f"{sn}!" + lay.area(last, movies, "new", rows=(F, F))
     names.update(table.names())
     notes += table.notes()
-    charts = table.charts("RMSE per epoch", "RMSE (stars)", "RMSE", "rmse_trace")
-    widths = table.widths()
-    return Sheet(sn, rows, widths=widths, freeze=(5, 1), notes=notes,
-                 validations=validations, charts=charts), names
+    charts = table.charts("RMSE per epoch", "RMSE (stars)", "RMSE", "rmse_trace",
+                          at=[(SCREEN_ROW, CHART_COL), (SCREEN_ROW, PANEL_COL)])
+    widths = {c: 10 for c in range(lay.width() + 1)}
+    widths.update(table.widths())
+    widths.update({i: max(widths.get(i, 10), len(h) + 2) for i, h in enumerate(hyper)})
+    widths[0] = 12
+    sheet = Sheet(sn, rows, widths=widths, freeze=(0, 1), notes=notes,
+                  validations=validations, charts=charts)
+    if finder is not None or lesson.finder is not None:
+        use_unique_names(sheet, names, hyper)
+    return sheet, names
+
+
+def _dotprod_panel(lesson: Lesson, lay: Layout, users: Group, movies: Group, pred_col: int):
+    """The course's dotprod sheet, at an epoch the learner picks: the movie factors above
+    the prediction grid, the user factors left of it, each an INDEX into that epoch's
+    block. Returns (cells by row, notes, validations)."""
+    tr, epochs = lesson.trace, lesson.epochs
+    U, M, F = lesson.shape.users, lesson.shape.movies, lesson.shape.factors
+    top, c0 = _panel_top(), CHART_COL
+    grid = c0 + F + 2
+    show = ref(top, c0 + 1, True)
+    rows: dict[int, list] = {}
+    put = lambda r, c, f, v, st: rows.setdefault(r, []).append((c, f, v, st))
+    put(top, c0, None, "show epoch", "label")
+    put(top, c0 + 1, None, epochs, "input")
+    put(top, c0 + 2, None, f"of {epochs}: the factors used in that epoch and their "
+        "predictions, laid out as the course's dotprod sheet", "subtitle")
+    theta_fmt = lay.style("p", "num")
+    Ut, but, Vt, bmt = lesson.shape.unpack(tr.theta[epochs - 1])
+    for i in range(F + 1):
+        r = top + 1 + i
+        put(r, grid - 1, None, f"f{i + 1}" if i < F else "movie bias", "bold")
+        for j in range(M):
+            col = lay.matrix_col[(movies.name, "p")] + j
+            put(r, grid + j, at_step(lay, movies.band + i, col, show, epochs),
+                float(Vt[i, j] if i < F else bmt[j]), theta_fmt)
+    head = top + F + 2
+    put(head, c0, None, "user", "header")
+    for j in range(F + 1):
+        put(head, c0 + 1 + j, None, f"f{j + 1}" if j < F else "user bias", "header")
+    for j, mid in enumerate(lesson.movie_ids):
+        put(head, grid + j, None, f"movie {mid}", "header")
+    pred = tr.steps[epochs - 1].pred
+    pred_fmt = "general|" + number_format(pred)
+    for i, uid in enumerate(lesson.user_ids):
+        r = head + 1 + i
+        put(r, c0, None, f"user {uid}", "bold")
+        for j in range(F + 1):
+            col = lay.matrix_col[(users.name, "p")] + j
+            put(r, c0 + 1 + j, at_step(lay, users.band + i, col, show, epochs),
+                float(Ut[i, j] if j < F else but[i]), theta_fmt)
+        for j in range(M):
+            put(r, grid + j, at_step(lay, 3 + i, pred_col + j, show, epochs), float(pred[i, j]),
+                pred_fmt)
+    notes = [(top, c0 + 1, f"Any epoch from 1 to {epochs}: the factors and predictions are "
+              "that epoch's block, read with INDEX. Each prediction is its row's user factors "
+              "· its column's movie factors + both biases" + (", squashed into y_range."
+                                                              if lesson.y_range else "."))]
+    validations = [(top, c0 + 1, {"validate": "integer", "criteria": "between", "minimum": 1,
+                                  "maximum": epochs, "input_title": "show epoch",
+                                  "input_message": f"an epoch from 1 to {epochs}",
+                                  "error_message": f"a whole epoch number, 1 to {epochs}"})]
+    return rows, notes, validations
 
 
 def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
@@ -247,7 +345,7 @@ def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     call = (f'=SHEETDL_COLLAB_TRAIN(ratings,{lesson.shape.factors},{lesson.epochs},lr,'
             f'weight_decay,{lesson.seed},"{lesson.kind}",{lo_hi})')
     steps = lesson.trace.steps
-    top, last = TOP - 1, TOP - 1 + lesson.epochs
+    top, last = UDF_TOP - 1, UDF_TOP - 1 + lesson.epochs
 
     def rows():
         yield from input_rows(
@@ -262,11 +360,11 @@ def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
                             (2, None, st.rmse, "general")]
 
     names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
-    names["loss_trace"] = area("train", TOP, 1, last)
-    names["rmse_trace"] = area("train", TOP, 2, last)
+    names["loss_trace"] = area("train", UDF_TOP, 1, last)
+    names["rmse_trace"] = area("train", UDF_TOP, 2, last)
     chart = Chart(0, 5, "train: RMSE per epoch", "epoch", "RMSE (stars)",
-                  [Series("RMSE", area("train", TOP, 0, last), names["rmse_trace"])])
-    return Sheet("train", rows, widths={i: 12 for i in range(4)}, freeze=(TOP, 0),
+                  [Series("RMSE", area("train", UDF_TOP, 0, last), names["rmse_trace"])])
+    return Sheet("train", rows, widths={i: 12 for i in range(4)}, freeze=(UDF_TOP, 0),
                  charts=[chart]), names
 
 
@@ -313,22 +411,26 @@ def embedding_sheet(lesson: Lesson, names: dict) -> Sheet:
 def about_sheet(lesson: Lesson) -> Sheet:
     yr = (f"squashed to ({lesson.y_range[0]:g}, {lesson.y_range[1]:g}) by a sigmoid (fastai's "
           "y_range)" if lesson.y_range else "not squashed")
-    lines = [("sheetdl · collaborative filtering by matrix factorisation, in formulas", "title"),
-             (f"ratings: {lesson.data_label}; blanks are not ratings and are left out of the loss.",
-              None),
-             ("embedding: looking a user's factors up is the same as multiplying a one-hot vector "
-              "by the factor matrix.", None),
-             (f"train: prediction = user factors · movie factors + user bias + movie bias, {yr}; "
-              f"loss = mean squared error over observed ratings; {lesson.kind} ({lesson.preset} "
-              f"preset), {lesson.epochs} full-batch epochs, one block each: predictions, errors, "
-              "∂L/∂prediction, then every factor's and bias's gradient (SUMPRODUCT), optimizer "
-              "state and new value. No Solver, no pivot tables, no macros.", None),
-             ("Defined names: ratings, user_factors_init, movie_factors_init, user_bias_init, "
-              "movie_bias_init, the hyperparameters under torch's names, loss_trace (MSE per "
-              "epoch), rmse_trace, user_factors_final, movie_factors_final and the final biases.",
-              None)]
-    return Sheet("about", static_rows([(i, [(0, None, t, s or "text")])
-                                       for i, (t, s) in enumerate(lines)]), widths={0: 120})
+    return about_page(
+        "sheetdl · collaborative filtering by matrix factorisation, in formulas",
+        ["Open the train sheet: the RMSE chart shows the error in stars falling epoch by "
+         "epoch, and below it the course's dotprod layout: movie factors above, user factors "
+         "left, predictions in the grid.",
+         "Change the yellow lr on row 4 (or type an epoch into 'show epoch'): every epoch "
+         "recomputes, and the grid shows the model at that epoch.",
+         "Compare the grid with the ratings sheet: the predictions move toward the ratings "
+         "that exist, and fill in the blanks."],
+        [f"ratings: {lesson.data_label}; blanks are not ratings and are left out of the loss.",
+         "embedding: looking a user's factors up is the same as multiplying a one-hot vector "
+         "by the factor matrix.",
+         f"train: prediction = user factors · movie factors + user bias + movie bias, {yr}; "
+         f"loss = mean squared error over observed ratings; {lesson.kind} ({lesson.preset} "
+         f"preset), {lesson.epochs} full-batch epochs, one block each: predictions, errors, "
+         "∂L/∂prediction, then every factor's and bias's gradient (SUMPRODUCT), optimizer "
+         "state and new value. No Solver, no pivot tables, no macros.",
+         "Defined names: ratings, user_factors_init, movie_factors_init, user_bias_init, "
+         "movie_bias_init, the hyperparameters under torch's names, loss_trace (MSE per "
+         "epoch), rmse_trace, user_factors_final, movie_factors_final and the final biases."])
 
 
 FINDER_LR_MAX = 1.0
@@ -343,7 +445,8 @@ def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_bet
     train = lambda sched, steps: collab.train(lesson.opt, lesson.R, lesson.theta0, lesson.shape,
                                               steps, lesson.y_range, sched)
     height = Layout(lesson.opt, _groups(lesson), lesson.shape.users, []).height
-    return run_finder(lesson, train, steps_field="epochs", block_height=height, top=TOP,
+    top = blocks_start(lrfind.settings(steps, None, None)[0], lesson.shape, finder=True)
+    return run_finder(lesson, train, steps_field="epochs", block_height=height, top=top,
                       max_rows=EXCEL_MAX_ROWS, steps=steps, lr_min=lr_min,
                       lr_max=FINDER_LR_MAX if lr_max is None else lr_max,
                       smooth_beta=smooth_beta, stop_factor=stop_factor)

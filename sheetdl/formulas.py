@@ -324,24 +324,100 @@ def conventions(kind: str, opt: Optimizer, follows: str) -> str:
 
 
 
-def status_cell(loss_trace: str, losses) -> tuple[str, str]:
-    """A cell that says in words whether training stayed finite.
+#: What each optimizer does differently, in one plain sentence: row 2 of its sheet.
+PLAIN = {
+    "sgd": "Plain gradient descent: each step moves every parameter against its gradient, "
+           "scaled by the learning rate lr.",
+    "momentum": "Momentum: each step moves along the velocity buf, a running sum of past "
+                "gradients, so steps speed up where the gradient keeps its direction.",
+    "nesterov": "Nesterov momentum: like momentum, but each step looks ahead along "
+                "g + μ·buf, which damps overshooting.",
+    "rmsprop": "RMSprop: divides each gradient by the root of its running mean square v, so "
+               "each parameter gets a step size suited to its own gradient's size.",
+    "adam": "Adam: steps along the running mean m of the gradients, divided by the root of "
+            "their running mean square v, both corrected for starting at zero.",
+    "adamw": "AdamW: Adam whose weight decay shrinks the parameters directly, θ·(1 − lr·λ), "
+             "instead of adding λθ to the gradient.",
+    "adagrad": "Adagrad: divides each gradient by the root of the sum of all its past "
+               "squares, so the steps shrink as training goes on.",
+    "adamax": "Adamax: Adam with the root mean square replaced by a decaying maximum of |g| "
+              "(the infinity norm u).",
+    "nadam": "NAdam: Adam with Nesterov's look-ahead on the mean m, and a momentum "
+             "coefficient μ_t that warms up over the first steps.",
+}
 
-    SUM over the loss trace is an error as soon as one loss overflowed, so the
-    sheet says so instead of showing #NUM! down a column without comment.
-    """
+
+_STRING = re.compile(r'("[^"]*")')
+
+
+def renamer(names: dict[str, str]):
+    """A function that rewrites the bare defined names ``names`` maps (``lr`` → ``adam_lr``)
+    in a formula, outside string literals and {tokens}: sheets keep their torch-named
+    inputs for tools, while formulas use names unique in the workbook, as Google
+    Sheets (one namespace of names per spreadsheet) needs."""
+    if not names:
+        return lambda text: text
+    bare = re.compile(r"(?<![{\w.!$])(" + "|".join(map(re.escape, sorted(names, key=len,
+                                                                       reverse=True)))
+                      + r")\b(?![({])")
+
+    def rename(text):
+        if not text:
+            return text
+        parts = _STRING.split(text)
+        return "".join(p if i % 2 else bare.sub(lambda m: names[m.group(1)], p)
+                       for i, p in enumerate(parts))
+    return rename
+
+
+def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[str, float],
+                inputs: list[tuple[str, str]] = (), data_problem: str | None = None,
+                advice: str = "lower lr") -> tuple[str, str]:
+    """A cell that says in words how training went, in one of four states:
+
+    an input is empty or not a number (naming its cell, checked first, so a typo is
+    never blamed on the lr); OVERFLOWED (#NUM! from step N); DIVERGING (the loss
+    grew from ``start`` to ``end``, finite or not); training fine (it fell). The text
+    names the two cells rather than printing their numbers: engines that sum in another
+    order may round a displayed digit differently, and the text must be the same in all.
+    ``inputs`` are (cell, label) pairs, ``data_problem`` a cell holding the first bad
+    data cell's address or "", ``start``/``end`` (cell, value) pairs of the loss.
+    Returns (formula, the text it shows now)."""
     import numpy as np
 
-    ok = bool(np.all(np.isfinite(losses)) and np.isfinite(np.sum(losses)))
-    words = ("training stayed finite", "DIVERGED: a value overflowed (#NUM!); lower lr")
-    return (f'=IF(ISNUMBER(SUM({loss_trace})),"{words[0]}","{words[1]}")',
-            words[0] if ok else words[1])
+    (s_cell, s_val), (e_cell, e_val) = start, end
+    losses = np.asarray(losses, float)
+    steps = len(losses)
+    finite = int(np.argmin(np.isfinite(losses))) if not np.all(np.isfinite(losses)) else steps
+    grew = f"DIVERGING: the loss grew from {s_cell} to {e_cell}; {advice}"
+    fell = f"training fine: the loss fell from {s_cell} to {e_cell}"
+    if finite < steps or not np.isfinite(e_val):
+        shown = f"OVERFLOWED: the loss is #NUM! from step {min(finite + 1, steps)}; {advice}"
+    else:
+        shown = grew if e_val > s_val else fell
+    formula = (f'IF(OR(COUNT({loss_trace})<ROWS({loss_trace}),NOT(ISNUMBER({e_cell}))),'
+               f'"OVERFLOWED: the loss is #NUM! from step "&MIN(COUNT({loss_trace})+1,'
+               f'ROWS({loss_trace}))&"; {advice}",IF({e_cell}>{s_cell},"{grew}","{fell}"))')
+    if data_problem:
+        formula = (f'IF({data_problem}<>"","input "&{data_problem}&" is empty or not a '
+                   f'number: fix it there",{formula})')
+    for cell, label in reversed(list(inputs)):
+        formula = (f'IF(NOT(ISNUMBER({cell})),"input {cell} ({label}) is empty or not a '
+                   f'number",{formula})')
+    return "=" + formula, shown
+
+
+#: Inputs the layout fixes: shown as formulas, never yellow, so no edit can break the sheet.
+DERIVED = frozenset({"steps"})
 
 
 def input_validations(hyper: list[str], row: int, fallback: str = "") -> list[tuple[int, int, dict]]:
-    """Data validation for a row of named input cells, with each input's help as its message."""
+    """Data validation for a row of named input cells, with each input's help as its message
+    (none for the ``DERIVED`` ones, which are formulas)."""
     out = []
     for i, h in enumerate(hyper):
+        if h in DERIVED:
+            continue
         rule = dict(VALIDATION.get(h, {"validate": "decimal", "criteria": "between",
                                        "minimum": -1e300, "maximum": 1e300}))
         rule.update({"input_title": h[:32], "input_message": HYPER_HELP.get(h, fallback or h)[:255]})
@@ -349,16 +425,27 @@ def input_validations(hyper: list[str], row: int, fallback: str = "") -> list[tu
     return out
 
 
-def input_rows(title: str, convention: str, hyper: list[str], values: dict, hint: str,
-               status: tuple | None = None) -> list[tuple[int, list]]:
-    """Rows 0–4 of a training sheet: title, conventions, the named inputs' labels (row 2)
-    and values (row 3), and a hint, with ``status`` = (col, formula, value) beside it."""
-    row4 = [(status[0], status[1], status[2], "bold")] if status else []
-    return [(0, [(0, None, title, "title")]),
-            (1, [(0, None, convention, "subtitle")]),
+def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: str,
+               status: tuple | None = None, derived: dict | None = None) -> list[tuple[int, list]]:
+    """Rows 0–5 of a training sheet: title, a plain sentence of what it shows, the named
+    inputs' labels (row 2) and values (row 3), a hint (row 4), and the status cell
+    ``status`` = (formula, value) in A6, where nothing beside it cuts its text off.
+    ``derived`` maps names whose value the layout fixes (``steps``) to a formula: they
+    show as results, not yellow inputs."""
+    derived = derived or {}
+    rows = [(0, [(0, None, title, "title")]),
+            (1, [(0, None, sentence, "subtitle")]),
             (2, [(i, None, h, "label") for i, h in enumerate(hyper)]),
-            (3, [(i, None, values[h], "input") for i, h in enumerate(hyper)]),
-            (4, row4 + [(0, None, hint, "subtitle")])]
+            (3, [(i, derived[h], values[h], "summary") if h in derived else
+                 (i, None, values[h], "input") for i, h in enumerate(hyper)]),
+            (4, [(0, None, hint, "subtitle")])]
+    if status:
+        rows.append((STATUS_ROW, [(0, status[0], status[1], "status")]))
+    return rows
+
+
+#: Row of the status cell (A6) on every training sheet.
+STATUS_ROW = 5
 
 
 def finder_columns() -> list[Column]:
@@ -400,18 +487,21 @@ def finder_columns() -> list[Column]:
     ]
 
 
-def finder_summary(r, steps: int, s_col: int, top: int, col_area) -> tuple[dict[int, list], dict]:
-    """The finder's results beside the table, each a formula over the step columns, by
-    row from ``top``; and the names ``finder_stop`` and ``lr_suggested`` over them."""
+def finder_summary(r, steps: int, s_col: int, top: int, col_area,
+                   value_col: int | None = None) -> tuple[dict[int, list], dict]:
+    """The finder's results, labels in column ``s_col`` and values in ``value_col``
+    (default the next), each a formula over the step columns, by row from ``top``; and
+    the names ``finder_stop`` and ``lr_suggested`` over them."""
+    v_col = s_col + 1 if value_col is None else value_col
     stopped, lr_col, smooth_in, slope = (col_area("stopped"), col_area("lr"),
                                          col_area("smooth_in"), col_area("slope"))
     v = lambda x: "" if x == "" else float(x)
-    at_min = ref(top + 4, s_col + 1)
+    at_min = ref(top + 4, v_col)
     rows = [
         ("stops after step", f"=IF(SUM({stopped})>0,ROWS({stopped})-SUM({stopped})+1,"
          f"ROWS({stopped}))", r.stop_step),
-        ("lr there", f"=INDEX({lr_col},{ref(top, s_col + 1)})", r.lr_at_stop),
-        ("steps used", f'=(INT(steps/10)+1)&" to "&({ref(top, s_col + 1)}-5)',
+        ("lr there", f"=INDEX({lr_col},{ref(top, v_col)})", r.lr_at_stop),
+        ("steps used", f'=(INT(steps/10)+1)&" to "&({ref(top, v_col)}-5)',
          f"{lrfind.skip_start(steps) + 1} to {r.stop_step - 5}"),
         ("lowest smoothed loss", f'=IF(COUNT({smooth_in})>0,MIN({smooth_in}),"")', v(r.min_loss)),
         ("lr at the lowest", f'=IF(COUNT({smooth_in})>0,INDEX({lr_col},MATCH(MIN({smooth_in}),'
@@ -423,18 +513,33 @@ def finder_summary(r, steps: int, s_col: int, top: int, col_area) -> tuple[dict[
          v(r.lr_min10)),
     ]
     cells = {top + i: [(s_col, None, label, "bold"),
-                       (s_col + 1, formula, value, "int" if i == 0 else "summary")]
+                       (v_col, formula, value, "int" if i == 0 else "summary|0.000E+00")]
              for i, (label, formula, value) in enumerate(rows)}
-    names = {"finder_stop": ref(top, s_col + 1, True),
-             "lr_suggested": f"{ref(top + 6, s_col + 1, True)}:{ref(top + 7, s_col + 1, True)}"}
+    cells[top + 2][1] = cells[top + 2][1][:3] + ("summary",)  # "11 to 95" is text
+    names = {"finder_stop": ref(top, v_col, True),
+             "lr_suggested": f"{ref(top + 6, v_col, True)}:{ref(top + 7, v_col, True)}"}
     return cells, names
 
 
-def finder_chart(sheet: str, row: int, col: int, first: int, last: int, where: dict) -> Chart:
+def finder_chart(sheet: str, row: int, col: int, first: int, last: int, where: dict,
+                 width: int = 640, height: int = 360) -> Chart:
     """Loss and smoothed loss against lr, log–log, over step rows ``first``..``last``, from
     the ``lr``, ``plot_loss`` and ``plot_smooth`` columns ``where`` places."""
     lr_area = area(sheet, first, where["lr"], last)
     return Chart(row, col, "lr finder: loss against learning rate", "lr (log)", "loss (log)",
                  [Series("loss", lr_area, area(sheet, first, where["plot_loss"], last)),
                   Series("smoothed", lr_area, area(sheet, first, where["plot_smooth"], last))],
-                 log_y=True, log_x=True, width=640, height=360)
+                 log_y=True, log_x=True, width=width, height=height)
+
+
+def about_page(title: str, start: list[str], details: list[str]):
+    """The ``about`` sheet: a "start here" of three steps (look at this, change that yellow
+    cell, watch this chart), then the details."""
+    from .book import Sheet, static_rows
+
+    rows = [(0, [(0, None, title, "title")]), (2, [(0, None, "Start here", "bold")])]
+    rows += [(3 + i, [(0, None, f"{i + 1}. {line}", "text")]) for i, line in enumerate(start)]
+    top = 4 + len(start)
+    rows.append((top, [(0, None, "Details", "bold")]))
+    rows += [(top + 1 + i, [(0, None, line, "text")]) for i, line in enumerate(details)]
+    return Sheet("about", static_rows(rows), widths={0: 120})

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import linear, lrfind, presets, schedules
-from .book import ArrayFormula, Book, Chart, Series, Sheet, area, ref, static_rows
+from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, number_style, ref,
+                   static_rows)
 from .data import EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, Column, Template, conventions, finder_chart,
-                       finder_columns, finder_summary, input_rows,
-                       input_validations, optimizer_columns, schedule_columns, schedule_inputs,
-                       schedule_keys,
-                       status_cell)
+from .formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions, finder_chart,
+                       finder_columns, finder_summary, input_rows, input_validations,
+                       optimizer_columns, renamer, schedule_columns, schedule_inputs,
+                       schedule_keys, status_cell)
 from .optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
@@ -41,8 +41,19 @@ LESSON_LR = {"sgd": 1e-4, "momentum": 1e-5, "nesterov": 1e-5, "rmsprop": 0.1, "a
 #: The course sheet's own learning rates (adam after the lr was set to 0.1 by hand).
 COURSE_LR = {"sgd": 1e-4, "momentum": 1e-4, "rmsprop": 0.02, "adam": 0.1}
 
-HEADER_ROW, INIT_ROW, FIRST_STEP_ROW = 5, 6, 7
+# The first screen (A1:T40, issue 11): rows 1–6 title, plain sentence, inputs, hint and
+# status; from row 7 the results box (A–D) and the charts (from column E) side by side;
+# then the step table, whose first steps fill the rest of the screen.
 LABEL_ROW, INPUT_ROW = 2, 3
+BOX_ROW, BOX_COL, BOX_VALUE_COL = 6, 0, 3
+CHART_ROW, CHART_COL = 6, 4
+CHART_WIDTH, CHART_HEIGHT = 400, 288
+ROW_PX, COL_PX = 20, 82  # a default row; a column of width 11
+CHART_ROWS = -(-CHART_HEIGHT // ROW_PX)
+CHART_COLS = -(-CHART_WIDTH // COL_PX)
+HEADER_ROW = CHART_ROW + CHART_ROWS + 1
+INIT_ROW, FIRST_STEP_ROW = HEADER_ROW + 1, HEADER_ROW + 2
+UDF_TOP = 5  # the --udf sheet: inputs, then one array call from row 6
 FD_H = 0.01
 
 PARAMS = ("b", "a")
@@ -173,7 +184,7 @@ def make_finder(lesson: Lesson, kind: str, overrides: dict, *, steps=None, lr_mi
 
 def _base_columns(kind: str) -> list[Column]:
     cols = [
-        Column("step", "step", "t: the update number. Row 7 is step 0, the starting point.",
+        Column("step", "step", f"t: the update number. Row {INIT_ROW + 1} is step 0, the starting point.",
                "={step@prev}+1", per_param=False, style="int"),
         Column("epoch", "epoch", "epoch = INT((t − 1) / n) + 1, n = ROWS(x) samples per epoch.",
                "=INT(({step}-1)/ROWS(x))+1", per_param=False, style="int"),
@@ -211,7 +222,7 @@ def _finder_base_columns() -> list[Column]:
     (on the course's data the smoothed loss passes 4× its best at step 2)."""
     e = "({b}+{a}*x-y)"
     return [
-        Column("step", "step", "t: the update number. Row 7 is step 0, the starting point.",
+        Column("step", "step", f"t: the update number. Row {INIT_ROW + 1} is step 0, the starting point.",
                "={step@prev}+1", per_param=False, style="int"),
         Column("b", "b", "b before this step: the previous row's new b.", None, per_param=False,
                style="num"),
@@ -309,10 +320,18 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     s_col = n_cols + 1  # the summary table, after one blank column
     epoch_lr_area = f"{ref(INIT_ROW, s_col + 6, True)}:{ref(INIT_ROW + lesson.epochs - 1, s_col + 6, True)}"
 
+    hyper = _hyper_names(kind, opt, sched, anneal, finder)
+    # Formulas read each input through a name unique in the workbook (adam_lr); the
+    # torch-named sheet-scoped names (lr) stay for verify and other tools.
+    unique = {h: f"{sheet_name}_{h}" for h in hyper}
+    if finder:
+        unique.update(finder_stop=f"{sheet_name}_finder_stop")
+    rename = renamer(unique)
+
     def compile_(c: Column, p: str | None):
         texts = c.formula if isinstance(c.formula, list) else [c.formula, c.formula]
-        return [Template(t.replace(EPOCH_LR, epoch_lr_area), _resolver(where, p)) if t else None
-                for t in texts]
+        return [Template(rename(t.replace(EPOCH_LR, epoch_lr_area)), _resolver(where, p))
+                if t else None for t in texts]
 
     templates = {}
     for c, p, colno in placed:
@@ -348,12 +367,13 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         if c.init is None:
             continue
         if c.key == "new":
-            init_cells.append((colno, f"={p}_init", trace.initial["new"][PARAMS.index(p)], "num"))
+            init_cells.append((colno, rename(f"={p}_init"), trace.initial["new"][PARAMS.index(p)],
+                               "num"))
             continue
         start = trace.initial[c.key]
         start = float(start[PARAMS.index(p)]) if p else float(start)
         if c.init.startswith("="):
-            init_cells.append((colno, c.init, start, c.style))
+            init_cells.append((colno, rename(c.init), start, c.style))
         else:
             init_cells.append((colno, None, float(c.init), c.style))
     init_cells.insert(0, (where["step"], None, 0, "int"))
@@ -363,15 +383,18 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     col_area = lambda key: f"{ref(FIRST_STEP_ROW, where[key], True)}:{ref(last_row, where[key], True)}"
     finder_names = {}
     if finder:
-        summary, finder_names = finder_summary(finder.result, steps, s_col, INIT_ROW, col_area)
+        box, finder_names = finder_summary(finder.result, steps, BOX_COL, BOX_ROW, col_area,
+                                           BOX_VALUE_COL)
+        summary = {}
     else:
         summary = _epoch_summary(lesson, kind, trace, s_col, where, anneal)
+        box = _results_box(lesson, trace, where, last_row)
     summary_header = (("finder", "") if finder else
                       ("epoch", "mean loss", "b at end", "a at end")
                       + (("proxy √v_b+√v_a", "best proxy", "epoch lr") if anneal else ()))
 
-    placed_style = {colno: c.style for c, p, colno in placed}
-    hyper = _hyper_names(kind, opt, sched, anneal, finder)
+    placed_style = {colno: c.style if c.style == "int" else number_style(c.style, values[colno])
+                    for c, p, colno in placed}
     hyper_values = {**schedule_inputs(opt, sched)[1], "fd_h": FD_H, "b_init": lesson.b_init,
                     "a_init": lesson.a_init}
     if anneal is not None:
@@ -384,25 +407,44 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         title = (f"{kind}: fit y = b + a·x one sample per row, {lesson.epochs} epoch"
                  f"{'s' if lesson.epochs != 1 else ''} × {n} samples = {steps} steps")
     convention = conventions(kind, opt, follows)
+    sentence = PLAIN[kind]
     if sched is not None and sched.scheduled:
         convention += " " + sched.describe() + "."
+        sentence += " " + sched.describe() + "."
     if anneal is not None:
         convention += (" Schedule: the course's adam_ann annealing: lr ÷ anneal_factor when the "
                        "epoch-end proxy √v_b + √v_a passes anneal_ratio × its best so far.")
-    status = None if finder else (s_col, *status_cell("loss_trace", trace.loss))
+        sentence += " The lr is divided by 4 whenever training turns unsteady (the course's rule)."
+    if finder:
+        sentence = ("The lr finder: the same start trained with an lr that grows every step; "
+                    "the best lr is where the loss falls fastest, before it blows up.")
+    status = None
+    if not finder:
+        start_loss, end_loss = box[BOX_ROW + 2][3], box[BOX_ROW + 3][3]
+        status = status_cell(
+            col_area("loss"), trace.loss,
+            (ref(BOX_ROW + 2, BOX_VALUE_COL), start_loss[2]),
+            (ref(BOX_ROW + 3, BOX_VALUE_COL), end_loss[2]),
+            inputs=[(ref(INPUT_ROW, i), h) for i, h in enumerate(hyper)],
+            data_problem=DATA_PROBLEM)
 
     def rows():
-        hint = ("Change a yellow input: every row below recomputes (no macros). "
-                "Hover a header for its math." + (
+        hint = ("Change a yellow input (try lr) and every row recomputes, no macros; the status "
+                "below and the charts follow. Hover a header for its math." + (
                     " Preset course: each epoch restarts from the last row's inputs, "
                     "dropping its update, as the course's VBA did."
                     if lesson.drop_last_update and not finder else ""))
-        yield from input_rows(title, convention, hyper, hyper_values, hint, status)
+        named = lambda cells: [(c, rename(f) if isinstance(f, str) else f, v, st)
+                               for c, f, v, st in cells]
+        yield from input_rows(title, sentence, hyper, hyper_values, hint, status,
+                              derived={"steps": f"=ROWS({col_area('step')})"})
+        for row in sorted(box):
+            yield row, named(box[row])
         header = [(colno, None, (f"{c.header} {p}" if p else c.header), "header")
                   for c, p, colno in placed]
         header += [(s_col + i, None, h, "header") for i, h in enumerate(summary_header) if h]
         yield HEADER_ROW, header
-        yield INIT_ROW, list(init_cells) + summary.get(INIT_ROW, [])
+        yield INIT_ROW, list(init_cells) + named(summary.get(INIT_ROW, []))
         for i in range(steps):
             row = FIRST_STEP_ROW + i
             later = 0 if i == 0 else 1
@@ -417,9 +459,15 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
                 v = values[colno][i]
                 cells.append((colno, formula, v.item() if hasattr(v, "item") else v,
                                placed_style[colno]))
-            yield row, cells + summary.get(row, [])
+            yield row, cells + named(summary.get(row, []))
 
     notes = [(HEADER_ROW, colno, c.note + (f" ({p})" if p else "")) for c, p, colno in placed]
+    notes.append((1, 0, "Conventions. " + convention))
+    if not finder:
+        notes.append((BOX_ROW + 4, BOX_COL, "The best fit is the least-squares line through "
+                      "the data, the lowest mean loss any b and a can reach: the truth the "
+                      "optimizer is after (for the course's data y = 2x + 30, so b = 30, "
+                      "a = 2, loss 0)."))
     notes += [(LABEL_ROW, i, f"{h}: {HYPER_HELP[h]}") for i, h in enumerate(hyper)]
     if not finder:
         notes.append((HEADER_ROW, s_col + 1, "mean loss over the epoch's steps (each step's "
@@ -434,6 +482,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         rule["error_message"] = f"{hyper[i]} must be a number in its valid range"
 
     names = {h: ref(INPUT_ROW, i, True) for i, h in enumerate(hyper)}
+    book_names = {unique[h]: f"{sheet_name}!{names[h]}" for h in hyper}
     names["b_trace"] = col_area("new_b")
     names["a_trace"] = col_area("new_a")
     names["loss_trace"] = col_area("loss")
@@ -442,33 +491,81 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     if finder:
         names["smooth_loss_trace"] = col_area("smooth")
         names.update(finder_names)
+        book_names[unique["finder_stop"]] = f"{sheet_name}!{finder_names['finder_stop']}"
 
     positive = bool(np.all(np.isfinite(trace.loss)) and np.all(trace.loss > 0))
-    chart_col = s_col + len(summary_header) + 1
     step_area = area(sheet_name, FIRST_STEP_ROW, where["step"], last_row)
+    chart_at = lambda i: (CHART_ROW, CHART_COL + i * CHART_COLS)
     if finder:
-        charts = [finder_chart(sheet_name, 1, chart_col, FIRST_STEP_ROW, last_row, where)]
+        charts = [finder_chart(sheet_name, *chart_at(0), FIRST_STEP_ROW, last_row, where,
+                               width=2 * CHART_WIDTH, height=CHART_HEIGHT)]
     else:
         ep_first, ep_last = INIT_ROW, INIT_ROW + lesson.epochs - 1
         charts = [
-            Chart(1, chart_col, f"{kind}: mean loss per epoch", "epoch", "mean loss",
-                  [Series("mean loss", area(sheet_name, ep_first, s_col, ep_last),
-                          area(sheet_name, ep_first, s_col + 1, ep_last))], log_y=positive),
-            Chart(17, chart_col, f"{kind}: loss per step", "step", "loss",
+            Chart(*chart_at(0), f"{kind}: loss per step", "step", "loss",
                   [Series("loss", step_area,
-                          area(sheet_name, FIRST_STEP_ROW, loss_col, last_row))], log_y=positive),
+                          area(sheet_name, FIRST_STEP_ROW, loss_col, last_row))], log_y=positive,
+                  width=CHART_WIDTH, height=CHART_HEIGHT),
+            Chart(*chart_at(1), f"{kind}: mean loss per epoch", "epoch", "mean loss",
+                  [Series("mean loss", area(sheet_name, ep_first, s_col, ep_last),
+                          area(sheet_name, ep_first, s_col + 1, ep_last))], log_y=positive,
+                  width=CHART_WIDTH, height=CHART_HEIGHT),
         ]
         if "lr" in where:
-            charts.append(Chart(33, chart_col, f"{kind}: learning rate per step", "step", "lr",
+            charts.append(Chart(*chart_at(2), f"{kind}: learning rate per step", "step", "lr",
                                 [Series("lr", step_area,
-                                        area(sheet_name, FIRST_STEP_ROW, where["lr"], last_row))]))
+                                        area(sheet_name, FIRST_STEP_ROW, where["lr"], last_row))],
+                                width=CHART_WIDTH, height=CHART_HEIGHT))
     widths = {i: 11 for i in range(n_cols)}
-    widths.update({i: max(11, min(26, len(h) + 2)) for i, h in enumerate(hyper)})
+    widths[BOX_COL] = 14  # the box's labels ("after 5 epochs")
+    widths.update({i: max(widths.get(i, 11), min(26, len(h) + 2)) for i, h in enumerate(hyper)})
     widths.update({s_col + i: 11 for i in range(len(summary_header))})
     if finder:
-        widths[s_col] = 30
-    return Sheet(name=sheet_name, rows=rows, widths=widths, freeze=(FIRST_STEP_ROW - 1, 2),
-                 notes=notes, validations=validations, charts=charts, names=names)
+        widths[BOX_VALUE_COL] = max(widths.get(BOX_VALUE_COL, 11), 12)
+    # No rows frozen: the first screen is a whole, and frozen rows 1–23 would leave a
+    # laptop screen a few rows to scroll; step and epoch stay in view to the right.
+    return Sheet(name=sheet_name, rows=rows, widths=widths, freeze=(0, 2),
+                 notes=notes, validations=validations, charts=charts, names=names,
+                 book_names=book_names)
+
+
+#: The data sheet's first empty or non-numeric cell ("" when all are numbers).
+DATA_PROBLEM = "data_problem"
+
+
+def _results_box(lesson: Lesson, trace, where: dict, last_row: int) -> dict[int, list]:
+    """Where training got, beside the charts: b, a and the mean loss over all the data at
+    the start, at the end, and for the least-squares best fit (the truth to aim for)."""
+    x, y = lesson.x, lesson.y
+    r = lambda i: BOX_ROW + 2 + i
+    cell = lambda i, j: ref(r(i), BOX_COL + 1 + j)
+    with np.errstate(all="ignore"):
+        xm, ym = x.mean(), y.mean()
+        a_best = float(np.sum((x - xm) * (y - ym)) / np.sum((x - xm) ** 2))
+        b_best = float(ym - a_best * xm)
+        fits = [(lesson.b_init, lesson.a_init), (float(trace.b_trace[-1]), float(trace.a_trace[-1])),
+                (b_best, a_best)]
+        losses = [float(np.sum((b + a * x - y) ** 2) / len(x)) for b, a in fits]
+    formulas = [("=b_init", "=a_init"),
+                (f"={ref(last_row, where['new_b'])}", f"={ref(last_row, where['new_a'])}"),
+                (f"=AVERAGE(y)-{cell(2, 1)}*AVERAGE(x)",
+                 "=SUMPRODUCT(x-AVERAGE(x),y-AVERAGE(y))/SUMPRODUCT((x-AVERAGE(x))^2)")]
+    labels = ["start", f"after {lesson.epochs} epoch{'s' if lesson.epochs != 1 else ''}",
+              "best fit"]
+    b_style = number_style("summary", [f[0] for f in fits])
+    a_style = number_style("summary", [f[1] for f in fits])
+    loss_style = number_style("summary", losses)
+    box = {BOX_ROW: [(BOX_COL, None, "Where training got (loss: the mean over all the data)",
+                      "bold")],
+           BOX_ROW + 1: [(BOX_COL + 1 + j, None, h, "header")
+                         for j, h in enumerate(("b", "a", "mean loss"))]}
+    for i, (label, (fb, fa), (b, a), loss) in enumerate(zip(labels, formulas, fits, losses)):
+        style = "truth" if i == 2 else "bold"
+        box[r(i)] = [(BOX_COL, None, label, style),
+                     (BOX_COL + 1, fb, b, b_style), (BOX_COL + 2, fa, a, a_style),
+                     (BOX_COL + 3, f"=SUMPRODUCT(({cell(i, 0)}+{cell(i, 1)}*x-y)^2)/ROWS(x)",
+                      loss, loss_style)]
+    return box
 
 
 def _epoch_summary(lesson: Lesson, kind: str, trace, s_col: int, where: dict,
@@ -477,6 +574,10 @@ def _epoch_summary(lesson: Lesson, kind: str, trace, s_col: int, where: dict,
     under annealing the proxy, its best and the epoch's lr."""
     n = len(lesson.x)
     epoch_loss = trace.loss.reshape(lesson.epochs, n).mean(axis=1)
+    ends = np.arange(1, lesson.epochs + 1) * n - 1
+    loss_style = number_style("summary", epoch_loss)
+    b_style = number_style("summary", trace.b_trace[ends])
+    a_style = number_style("summary", trace.a_trace[ends])
     out = {}
     for e in range(lesson.epochs):
         first, last = FIRST_STEP_ROW + e * n, FIRST_STEP_ROW + (e + 1) * n - 1
@@ -484,11 +585,11 @@ def _epoch_summary(lesson: Lesson, kind: str, trace, s_col: int, where: dict,
         cells = [
             (s_col, None, e + 1, "int"),
             (s_col + 1, f"=AVERAGE({ref(first, where['loss'])}:{ref(last, where['loss'])})",
-             float(epoch_loss[e]), "summary"),
+             float(epoch_loss[e]), loss_style),
             (s_col + 2, f"={ref(last, where['new_b'])}", float(trace.b_trace[(e + 1) * n - 1]),
-             "summary"),
+             b_style),
             (s_col + 3, f"={ref(last, where['new_a'])}", float(trace.a_trace[(e + 1) * n - 1]),
-             "summary"),
+             a_style),
         ]
         if anneal is not None:
             v = schedules.Anneal.MOMENT[kind]
@@ -527,7 +628,7 @@ def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
     arg = lambda h: h if h in hyper else '""'
     call = (f'={UDF_FUNCTION}(x,y,"{kind}",lr,{lesson.epochs},"{lesson.preset}",b_init,a_init,'
             f'{arg("momentum")},{arg("beta1")},{arg("beta2")},{arg("eps")},{arg("weight_decay")})')
-    top = HEADER_ROW
+    top = UDF_TOP
     last = top + steps
     cols = len(UDF_HEADER)
     t = np.arange(1, steps + 1)
@@ -575,12 +676,37 @@ def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
 
 
 def data_sheet(lesson: Lesson) -> Sheet:
+    """x and y as yellow inputs, and a check column whose last cell (``data_problem``)
+    names the first empty or non-numeric cell, for the status cells."""
+    n = len(lesson.x)
     rows = [(0, [(0, None, "x", "header"), (1, None, "y", "header"),
-                 (3, None, f"Data: {lesson.data_label}. Named ranges x and y; "
-                  "edit a value and every optimizer sheet retrains.", "subtitle")])]
-    rows += [(i + 1, [(0, None, float(xv), None), (1, None, float(yv), None)])
-             for i, (xv, yv) in enumerate(zip(lesson.x, lesson.y))]
-    return Sheet("data", static_rows(rows), widths={0: 10, 1: 10}, freeze=(1, 0))
+                 (2, None, "first problem", "header"),
+                 (4, None, f"Data: {lesson.data_label}. The yellow cells are the named "
+                  "ranges x and y: edit a value and every optimizer sheet retrains.", "bold")]),
+            (1, [(4, None, f"To add or remove points, rebuild: sheetdl build graddesc --data "
+                  f"points.csv (two columns x,y). The sheets read rows 2–{n + 1} only.",
+                  "subtitle")]),
+            (2, [(4, None, "The check column names the first empty or non-numeric cell; "
+                  "every sheet's status then points here.", "subtitle")])]
+    for i, (xv, yv) in enumerate(zip(lesson.x, lesson.y)):
+        r = i + 2
+        here = f'IF(ISNUMBER(A{r}),IF(ISNUMBER(B{r}),"","data!B{r}"),"data!A{r}")'
+        check = f"={here}" if i == 0 else f'=IF(C{r - 1}<>"",C{r - 1},{here})'
+        cells = [(0, None, float(xv), "input"), (1, None, float(yv), "input"),
+                 (2, check, "", None)]
+        rows.append((i + 1, cells))
+    rows = _merge_rows(rows)
+    return Sheet("data", static_rows(rows), widths={0: 10, 1: 10, 2: 13}, freeze=(1, 0),
+                 notes=[(0, 2, "Empty while every x and y is a number; else the first cell "
+                         "that is not. A blank is not read as 0 here.")])
+
+
+def _merge_rows(rows: list[tuple[int, list]]) -> list[tuple[int, list]]:
+    """One entry per row, cells in column order."""
+    merged: dict[int, list] = {}
+    for r, cells in rows:
+        merged.setdefault(r, []).extend(cells)
+    return [(r, sorted(merged[r], key=lambda c: c[0])) for r in sorted(merged)]
 
 
 def compare_sheet(lesson: Lesson) -> Sheet:
@@ -591,20 +717,22 @@ def compare_sheet(lesson: Lesson) -> Sheet:
              (2, [(0, None, "epoch", "header")] + [(i + 1, None, k, "header")
                                                     for i, k in enumerate(kinds)])]
     summary_col = {k: summary_column(lesson, k) for k in kinds}
+    first = UDF_TOP + 1 if lesson.udf else INIT_ROW  # the epoch summary's first row
+    losses = {k: lesson.traces[k].loss.reshape(lesson.epochs, n).mean(axis=1) for k in kinds}
+    loss_style = number_style("summary", list(losses.values()))
     for e in range(lesson.epochs):
         row = [(0, None, e + 1, "int")]
         for i, k in enumerate(kinds):
-            loss = float(lesson.traces[k].loss.reshape(lesson.epochs, n)[e].mean())
-            row.append((i + 1, f"={k}!{ref(INIT_ROW + e, summary_col[k] + 1, True)}", loss,
-                        "summary"))
+            row.append((i + 1, f"={k}!{ref(first + e, summary_col[k] + 1, True)}",
+                        float(losses[k][e]), loss_style))
         cells.append((3 + e, row))
     end = 3 + lesson.epochs + 1
-    cells.append((end, [(0, None, "b at end", "bold")] + [
-        (i + 1, f"={k}!{ref(INIT_ROW + lesson.epochs - 1, summary_col[k] + 2, True)}",
-         float(lesson.traces[k].b_trace[-1]), "summary") for i, k in enumerate(kinds)]))
-    cells.append((end + 1, [(0, None, "a at end", "bold")] + [
-        (i + 1, f"={k}!{ref(INIT_ROW + lesson.epochs - 1, summary_col[k] + 3, True)}",
-         float(lesson.traces[k].a_trace[-1]), "summary") for i, k in enumerate(kinds)]))
+    last = first + lesson.epochs - 1
+    for r, label, j, attr in ((end, "b at end", 2, "b_trace"), (end + 1, "a at end", 3, "a_trace")):
+        ends = [float(getattr(lesson.traces[k], attr)[-1]) for k in kinds]
+        cells.append((r, [(0, None, label, "bold")] + [
+            (i + 1, f"={k}!{ref(last, summary_col[k] + j, True)}", v,
+             number_style("summary", ends)) for i, (k, v) in enumerate(zip(kinds, ends))]))
     positive = all(np.all(np.isfinite(t.loss)) and np.all(t.loss > 0)
                    for t in lesson.traces.values())
     chart = Chart(2, len(kinds) + 2, "Mean loss per epoch", "epoch", "mean loss",
@@ -625,36 +753,54 @@ def summary_column(lesson: Lesson, kind: str) -> int:
 
 
 def about_sheet(lesson: Lesson) -> Sheet:
-    lines = [
-        ("sheetdl · gradient descent, one spreadsheet row per step", "title"),
+    first = next(iter(lesson.optimizers), None)
+    if first is None:  # the lr finder alone
+        title = "sheetdl · the learning-rate finder, one spreadsheet row per step"
+        start = ["Open the lrfind sheet: the chart shows the loss against a learning rate "
+                 "that grows every step; the box beside it says where it stops and which lr "
+                 "it suggests.",
+                 "Change a yellow cell on row 4 (lr_max, or the optimizer's beta1) and every "
+                 "row recomputes.",
+                 "Watch the chart: the suggested lr sits where the loss falls fastest, before "
+                 "it blows up."]
+    else:
+        title = "sheetdl · gradient descent, one spreadsheet row per step"
+        start = [f"Open the {first} sheet: row 2 says what {first} does, the box says where "
+                 "training got next to the best possible fit, and the charts show the loss "
+                 "falling step by step.",
+                 "Change the yellow lr on row 4 (try 10× smaller or larger): every row "
+                 "recomputes and the status on row 6 says whether training still works.",
+                 "Watch the loss chart and the compare sheet: each optimizer sheet trains the "
+                 "same data from the same start."]
+    details = [
         (f"Model: pred = b + a·x, loss = (pred − y)², one sample per step (batch size 1), "
          f"{lesson.epochs} epochs over {lesson.data_label}, in data order." if lesson.optimizers
          else f"Model: pred = b + a·x on {lesson.data_label}; the finder's loss is the mean of "
-         "(pred − y)² over all the data, one full-batch step per row.", None),
-        (f"Preset: {lesson.preset}. Every optimizer sheet states the conventions it follows "
-         "in row 2 and where other frameworks differ.", None),
-        ("Yellow cells are inputs with names (lr, beta1, ...): change one and the sheet retrains "
-         "in Excel, LibreOffice or Google Sheets. No macros, no Solver, no volatile functions.", None),
-        ("Each row's b and a are the previous row's new b and new a, across epoch boundaries too.",
-         None),
-        ("Every formula cell also stores its value, computed by sheetdl's NumPy reference math; "
-         "`sheetdl verify FILE` recalculates all formulas and checks them against it.", None),
-        ("Sheets: " + "; ".join(
+         "(pred − y)² over all the data, one full-batch step per row."),
+        f"Preset: {lesson.preset}. Each sheet's conventions (and where other frameworks differ) "
+        "are the note on its row 2.",
+        "Yellow cells are inputs: change one and the sheet retrains in Excel, LibreOffice or "
+        "Google Sheets. No macros, no Solver, no volatile functions. steps is derived from the "
+        "rows, not an input.",
+        "Each row's b and a are the previous row's new b and new a, across epoch boundaries too.",
+        "Every formula cell also stores its value, computed by sheetdl's NumPy reference math; "
+        "`sheetdl verify FILE` recalculates all formulas and checks them against it.",
+        "Sheets: " + "; ".join(
             ["data (x, y)"] + ([", ".join(lesson.optimizers),
                                 "compare (all optimizers' mean loss per epoch)"]
                                if lesson.optimizers else [])
             + (["lrfind (the learning-rate finder: lr grows each full-batch step from the same "
-                "start; where it stops and the suggested lr are formulas beside the table)"]
-               if lesson.finder else [])) + ".", None),
-        ("Defined names: x, y (workbook); on each optimizer sheet its hyperparameters under "
-         "torch's names, b_init, a_init, and b_trace, a_trace, loss_trace (one cell per step).",
-         None),
+                "start; where it stops and the suggested lr are formulas beside the chart)"]
+               if lesson.finder else [])) + ".",
+        "Defined names: x, y (workbook); on each sheet its inputs under torch's names (lr, "
+        "beta1, ..., for tools such as sheetdl verify) and b_trace, a_trace, loss_trace; the "
+        "formulas themselves use the workbook-wide names sheet_input (adam_lr), so a copy in "
+        "Google Sheets, with one namespace of names, computes the same.",
     ]
     if lesson.schedules or lesson.anneal:
-        lines.append(("Each optimizer sheet's lr column is a schedule computed from the step "
-                      "number and named inputs (row 2 says which); lr_trace names it.", None))
-    return Sheet("about", static_rows([(i, [(0, None, t, s or "text")])
-                                       for i, (t, s) in enumerate(lines)]), widths={0: 120})
+        details.append("Each optimizer sheet's lr column is a schedule computed from the step "
+                       "number and named inputs (row 2 says which); lr_trace names it.")
+    return about_page(title, start, details)
 
 
 def build(lesson: Lesson) -> Book:
@@ -688,5 +834,6 @@ def build(lesson: Lesson) -> Book:
             diverged[k] = int(np.argmax(bad)) + 1
     if diverged:
         meta["diverged"] = diverged
-    return Book(sheets=sheets, names={"x": area("data", 1, 0, n), "y": area("data", 1, 1, n)},
+    return Book(sheets=sheets, names={"x": area("data", 1, 0, n), "y": area("data", 1, 1, n),
+                                      DATA_PROBLEM: f"data!$C${n + 1}"},
                 title=f"sheetdl graddesc ({lesson.preset})", meta=meta)

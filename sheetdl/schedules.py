@@ -50,7 +50,8 @@ HELP = {
     "gamma": "γ: the factor each decay multiplies lr by",
     "mom_max": "momentum (or β₁) at the start and end of the cycle",
     "mom_min": "momentum (or β₁) at the peak learning rate",
-    "steps": "the number of steps on this sheet (fixed by the build: rows are not added)",
+    "steps": "derived, not an input: the number of step rows on this sheet (rebuild with "
+             "--epochs or --steps to change it)",
     "anneal_ratio": "divide lr when the gradient proxy passes this many times its best",
     "anneal_factor": "what lr is divided by when the proxy passes anneal_ratio × best",
 }

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import presets, schedules, softmax
-from .blocks import (FinderRun, Group, Layout, TraceTable, add_finder_sheet, interleave,
-                     run_finder)
-from .book import Book, Sheet, col_name, ref, static_rows
+from . import lrfind, presets, schedules, softmax
+from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
+                     Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
+                     run_finder, use_unique_names)
+from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, number_style, ref,
+                   static_rows)
 from .data import EXCEL_MAX_ROWS, DataError, is_number
-from .formulas import (HYPER_HELP, conventions, input_rows, input_validations, schedule_inputs,
-                       status_cell)
+from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows, input_validations,
+                       schedule_inputs, status_cell)
 from .optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -30,7 +32,23 @@ EXAMPLES = [
 #: Learning rates that train the default data visibly in 50 steps, measured.
 LESSON_LR = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "rmsprop": 0.02, "adam": 0.05,
              "adamw": 0.05, "adagrad": 0.3, "adamax": 0.05, "nadam": 0.05}
-TOP = 6  # sheet row of block 0 on the train sheet
+
+
+def blocks_start(steps: int, n: int, k: int, finder: bool = False) -> int:
+    """Row of block 0 on the train sheet: under the trace table (one row per step) and,
+    beside it, the model panel (its weights at a chosen step, the starting weights and
+    the examples' probabilities)."""
+    return blocks_top(SCREEN_ROW + steps, 0 if finder else _panel_rows(n, k)[-1])
+
+
+def _panel_rows(n: int, k: int) -> tuple[int, int, int, int]:
+    """First rows of the panel's parts: the step picker, the weights at that step, the
+    starting weights, the examples; and the last row it uses."""
+    pick = SCREEN_ROW
+    at = pick + 1
+    start = at + 3 + k
+    examples = start + 3 + k
+    return pick, at, start, examples, examples + n
 
 
 @dataclass
@@ -117,7 +135,7 @@ def make_lesson(X, labels, class_names=None, feature_names=None, *, optimizer="s
     class_names = class_names or [f"class {c}" for c in range(k)]
     feature_names = feature_names or [f"x{j + 1}" for j in range(X.shape[1])]
     height = _layout_height(X.shape[0], k)
-    if TOP + (steps + 1) * height > EXCEL_MAX_ROWS:
+    if blocks_start(steps, X.shape[0], k) + (steps + 1) * height > EXCEL_MAX_ROWS:
         raise ValueError(f"{steps} steps × {height} rows per step is past Excel's "
                          f"{EXCEL_MAX_ROWS:,} rows; use fewer --steps or less data")
     if overrides.get("lr") is None:
@@ -170,20 +188,30 @@ def softmax_sheet() -> Sheet:
     rows_out = [(0, [(0, None, "Softmax and cross-entropy, one cell at a time", "title")]),
                 (1, [(0, None, "Each block of columns is one stage. Subtracting the row max "
                       "first keeps logits of ±1000 finite; LN, not LOG, makes the loss torch's.",
+                      "subtitle")]),
+                (2, [(0, None, "Try it: pick another target from the list in column B, or type "
+                      "new logits in the yellow cells, and follow each stage to the loss.",
                       "subtitle")])]
+    fmt = {key: number_style("general", arr) for key, (_, _, arr, _) in zip(keys, groups)}
     header, sub, notes = [(0, None, "example", "header"), (1, None, "target", "header")], [], []
     for key, (title, note, arr, _) in zip(keys, groups):
-        header.append((col[key], None, title, "header"))
+        wide = np.ndim(arr) == 2
+        header.append((col[key], None, title, "header_span" if wide else "header"))
+        if wide:  # centred across its k columns
+            header += [(col[key] + j, None, None, "header_span") for j in range(1, k)]
         notes.append((3, col[key], note))
-        if np.ndim(arr) == 2:
+        if wide:
             sub += [(col[key] + j, None, CLASSES[j], "label") for j in range(k)]
+    notes.append((3, 1, "The target class, picked from the list: its one-hot column is 1, "
+                  "the others 0. A name not in the list is refused; if one gets in anyway, "
+                  "the loss shows #N/A instead of a silent 0."))
     rows_out.append((3, header))
     rows_out.append((4, sub))
     first = 5
     for i, (name, _, target) in enumerate(EXAMPLES):
         row = first + i
         R = row + 1
-        cells = [(0, None, name, "bold"), (1, None, target, "input")]
+        cells = [(0, None, name, "bold"), (1, None, CLASSES[target], "input")]
 
         def at(key, j=None):
             return f"{col_name(col[key] + (j or 0))}{R}"
@@ -193,24 +221,46 @@ def softmax_sheet() -> Sheet:
 
         for j in range(k):
             cells.append((col["z"] + j, None, float(r.logits[i, j]), "input"))
-        cells.append((col["max"], f"=MAX({span('z')})", float(r.max[i]), "general"))
+        cells.append((col["max"], f"=MAX({span('z')})", float(r.max[i]), fmt["max"]))
         for j in range(k):
-            cells.append((col["shifted"] + j, f"={at('z', j)}-{at('max')}", float(r.shifted[i, j]), "general"))
-            cells.append((col["exp"] + j, f"=EXP({at('shifted', j)})", float(r.exp[i, j]), "general"))
-        cells.append((col["sum"], f"=SUM({span('exp')})", float(r.sum[i]), "general"))
+            cells.append((col["shifted"] + j, f"={at('z', j)}-{at('max')}",
+                          float(r.shifted[i, j]), fmt["shifted"]))
+            cells.append((col["exp"] + j, f"=EXP({at('shifted', j)})", float(r.exp[i, j]),
+                          fmt["exp"]))
+        cells.append((col["sum"], f"=SUM({span('exp')})", float(r.sum[i]), fmt["sum"]))
         for j in range(k):
-            cells.append((col["p"] + j, f"={at('exp', j)}/{at('sum')}", float(r.probs[i, j]), "general"))
-            cells.append((col["onehot"] + j, f"=IF({at('target')}={j},1,0)", float(r.onehot[i, j]), "int"))
-            cells.append((col["logp"] + j, f"={at('shifted', j)}-LN({at('sum')})", float(r.logp[i, j]), "general"))
-            cells.append((col["grad"] + j, f"={at('p', j)}-{at('onehot', j)}", float(r.grad[i, j]), "general"))
-        cells.append((col["loss"], f"=-SUMPRODUCT({span('onehot')},{span('logp')})", float(r.loss[i]), "summary"))
+            label = f"{col_name(col['onehot'] + j)}$5"  # the class name over this column
+            cells.append((col["p"] + j, f"={at('exp', j)}/{at('sum')}", float(r.probs[i, j]),
+                          fmt["p"]))
+            cells.append((col["onehot"] + j, f"=IF($B{R}={label},1,0)", float(r.onehot[i, j]),
+                          "int"))
+            cells.append((col["logp"] + j, f"={at('shifted', j)}-LN({at('sum')})",
+                          float(r.logp[i, j]), fmt["logp"]))
+            cells.append((col["grad"] + j, f"={at('p', j)}-{at('onehot', j)}",
+                          float(r.grad[i, j]), fmt["grad"]))
+        cells.append((col["loss"], f"=IF(SUM({span('onehot')})=1,"
+                      f"-SUMPRODUCT({span('onehot')},{span('logp')}),NA())", float(r.loss[i]),
+                      "summary|" + fmt["loss"].split("|")[1]))
         notes.append((row, col["loss"], f"With base-10 LOG (the course sheet's habit) this cell "
                       f"would show {r.loss_log10[i]:.6g}, the loss divided by ln 10: a different "
                       "number from torch's cross-entropy, and its gradient is off by the same "
                       "factor."))
-        rows_out.append((row, sorted(cells)))
-    return Sheet("softmax", static_rows(rows_out), widths={0: 14, 1: 8}, freeze=(5, 2),
-                 notes=notes)
+        rows_out.append((row, sorted(cells, key=lambda c: c[0])))
+    validations = [(first + i, 1, {"validate": "list", "source": list(CLASSES),
+                                   "input_title": "target class",
+                                   "input_message": "the true class of this example",
+                                   "error_message": "pick a class from the list: "
+                                                    + ", ".join(CLASSES)})
+                   for i in range(len(EXAMPLES))]
+    validations += [(first + i, col["z"] + j, {"validate": "decimal", "criteria": "between",
+                                               "minimum": -1e300, "maximum": 1e300,
+                                               "input_title": "logit",
+                                               "input_message": "any real number"})
+                    for i in range(len(EXAMPLES)) for j in range(k)]
+    widths = {0: 14, 1: 10}
+    widths.update({c: 10 for c in range(2, col["grad"] + k)})
+    return Sheet("softmax", static_rows(rows_out), widths=widths, freeze=(5, 2),
+                 notes=notes, validations=validations)
 
 
 def data_sheet(lesson: Lesson) -> Sheet:
@@ -229,17 +279,33 @@ def data_sheet(lesson: Lesson) -> Sheet:
 def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 finder: "FinderRun | None" = None) -> tuple[Sheet, dict]:
     """The training sheet; with ``finder``, the lr finder's (its lesson trained under
-    the lrfind schedule, the finder's columns beside the trace table)."""
+    the lrfind schedule, the finder's columns beside the trace table).
+
+    First screen: inputs and status; the trace table (step, loss, accuracy) down
+    column A; the loss chart; and the model panel: W | b at a step the learner picks,
+    the yellow starting W | b, and every example's probabilities at that step. The
+    blocks, one per step, follow below."""
     X, labels, tr = lesson.X, lesson.labels, lesson.trace
     n, d = X.shape
     k = len(lesson.class_names)
+    steps = lesson.steps
+    top = blocks_start(steps, n, k, finder is not None)
     group = Group("W | b", k, d + 1, lambda i, j: i * d + j if j < d else k * d + i,
                   list(lesson.class_names), list(lesson.feature_names) + ["bias"])
     lay = Layout(lesson.opt, [group], lesson_rows=n,
                  scalars=[("loss", "loss", "mean cross-entropy over all examples, before "
                            "this step's update"),
                           ("accuracy", "accuracy", "share of examples whose target has the "
-                           "largest logit")], top=TOP, schedule=lesson.schedule)
+                           "largest logit")], top=top, schedule=lesson.schedule)
+    with np.errstate(all="ignore"):
+        lay.set_formats(tr)
+        lay.formats.update(
+            g=number_format([softmax.pack(st.grad_W, st.grad_b) for st in tr.steps]),
+            loss=number_format([st.loss for st in tr.steps]), accuracy="0.0%")
+        band_fmt = {key: "general|" + number_format([getattr(st, attr) for st in tr.steps])
+                    for key, attr in (("z", "logits"), ("max", "max"), ("e", "exp"),
+                                      ("sum", "sum"), ("p", "probs"), ("loss", "loss_i"),
+                                      ("dz", "dlogits"))}
     # Columns of the example band: target, z (k), max, e (k), Σ, p (k), loss_i, correct, dz (k)
     ec = {"y": 1, "z": 2, "max": 2 + k, "e": 3 + k, "sum": 3 + 2 * k, "p": 4 + 2 * k,
           "loss": 4 + 3 * k, "correct": 5 + 3 * k, "dz": 6 + 3 * k}
@@ -250,14 +316,14 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     data_x = lambda i: f"data!$A${i + 2}:${col_name(d - 1)}${i + 2}"
     data_col = lambda j: f"data!${col_name(j)}$2:${col_name(j)}${n + 1}"
     lab_cell = lambda i: f"data!${col_name(d)}${i + 2}"
+    wide = ("z", "e", "p", "dz")
 
     def example_cells(block: int, st: softmax.Step) -> dict[int, list]:
         r0 = lay.block_row(block)
-        rows: dict[int, list] = {r0 + 2: [(ec[key] + (j if key in "z e p dz" else 0), None,
-                                            (title if j == 0 else lesson.class_names[j]) if key in ("z", "e", "p", "dz") else title,
-                                            "label")
-                                           for key, title in band_titles
-                                           for j in (range(k) if key in ("z", "e", "p", "dz") else [0])]}
+        rows: dict[int, list] = {r0 + 2: [
+            (ec[key] + j, None, (title if j == 0 else lesson.class_names[j]) if key in wide
+             else title, "label")
+            for key, title in band_titles for j in (range(k) if key in wide else [0])]}
         for i in range(n):
             R = r0 + 3 + i
             a = lambda key, j=0: f"{col_name(ec[key] + j)}{R + 1}"
@@ -268,19 +334,24 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 w = lay.area(block, group, "p", rows=(c, c), cols=(0, d - 1)).replace("$", "")
                 bcell = lay.cell(block, group, "p", c, d)
                 cells.append((ec["z"] + c, f"=SUMPRODUCT({data_x(i)},{w})+{bcell}",
-                              float(st.logits[i, c]), "general"))
-            cells.append((ec["max"], f"=MAX({zs})", float(st.max[i]), "general"))
+                              float(st.logits[i, c]), band_fmt["z"]))
+            cells.append((ec["max"], f"=MAX({zs})", float(st.max[i]), band_fmt["max"]))
             for c in range(k):
-                cells.append((ec["e"] + c, f"=EXP({a('z', c)}-{a('max')})", float(st.exp[i, c]), "general"))
-            cells.append((ec["sum"], f"=SUM({a('e', 0)}:{a('e', k - 1)})", float(st.sum[i]), "general"))
+                cells.append((ec["e"] + c, f"=EXP({a('z', c)}-{a('max')})", float(st.exp[i, c]),
+                              band_fmt["e"]))
+            cells.append((ec["sum"], f"=SUM({a('e', 0)}:{a('e', k - 1)})", float(st.sum[i]),
+                          band_fmt["sum"]))
             for c in range(k):
-                cells.append((ec["p"] + c, f"={a('e', c)}/{a('sum')}", float(st.probs[i, c]), "general"))
+                cells.append((ec["p"] + c, f"={a('e', c)}/{a('sum')}", float(st.probs[i, c]),
+                              band_fmt["p"]))
             target = f"INDEX({zs},1,{a('y')}+1)"
-            cells.append((ec["loss"], f"=LN({a('sum')})-({target}-{a('max')})", float(st.loss_i[i]), "general"))
-            cells.append((ec["correct"], f"=IF({target}={a('max')},1,0)", float(st.correct[i]), "int"))
+            cells.append((ec["loss"], f"=LN({a('sum')})-({target}-{a('max')})",
+                          float(st.loss_i[i]), band_fmt["loss"]))
+            cells.append((ec["correct"], f"=IF({target}={a('max')},1,0)", float(st.correct[i]),
+                          "int"))
             for c in range(k):
                 cells.append((ec["dz"] + c, f"=({a('p', c)}-IF({a('y')}={c},1,0))/ROWS(labels)",
-                              float(st.dlogits[i, c]), "general"))
+                              float(st.dlogits[i, c]), band_fmt["dz"]))
             rows[R] = cells
         return rows
 
@@ -295,33 +366,42 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         return f
 
     hyper, hvals = schedule_inputs(lesson.opt, lesson.schedule)
-    trace_col = max(lay.width(), ec["dz"] + k) + 1
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
-    last_block = lesson.steps
     if finder is not None:
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
-    table = TraceTable(lay, tr, TOP, trace_col, sheet_name, "step", "loss",
-                       ("accuracy", "accuracy"), finder)
+    table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "step", "loss",
+                       ("accuracy", "accuracy"), finder, metric_style="summary|0.0%")
+    panel, start_ref, panel_notes, panel_validations = ({}, None, [], []) if finder else \
+        _model_panel(lesson, lay, group, example_cells_row=3)
+    first_loss = (ref(table.top, TRACE_COL + 1), tr.steps[0].loss)
+    last_loss = (ref(table.last, TRACE_COL + 1), tr.steps[-1].loss)
+    status = None if finder else status_cell(
+        f"{ref(table.top, TRACE_COL + 1, True)}:{ref(table.last, TRACE_COL + 1, True)}",
+        [s.loss for s in tr.steps], first_loss, last_loss,
+        inputs=[(ref(3, i), h) for i, h in enumerate(hyper)])
 
     def rows():
-        title = (f"{sheet_name}: softmax regression, {lesson.kind}, {lesson.steps} full-batch "
+        title = (f"{sheet_name}: softmax regression, {lesson.kind}, {steps} full-batch "
                  f"steps on {n} examples, {k} classes"
                  + (": the lr finder, lr growing each step from the same start" if finder else ""))
-        convention = conventions(lesson.kind, lesson.opt, lesson.follows)
+        sentence = ("Softmax regression: logits z = W·x + b, probabilities p = softmax(z), loss "
+                    "= cross-entropy; each block below is one full-batch step. "
+                    + PLAIN[lesson.kind])
         if scheduled:
-            convention += " " + lesson.schedule.describe() + "."
+            sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
-            title, convention, hyper, hvals,
-            "Change a yellow cell (a hyperparameter, or a starting weight in the 'start' block) "
-            "and every step below recomputes. One block per step.",
-            None if finder else (trace_col, *status_cell("loss_trace",
-                                                         [s.loss for s in tr.steps])))
+            title, sentence, hyper, hvals,
+            "Change a yellow cell (lr, or a starting weight) and every step recomputes; pick "
+            "a step in the panel to see the model then. One block per step, from row "
+            f"{top + 1}.", status,
+            derived={"steps": table.steps_formula()})
         pending = table.rows()
-        notes_sink = notes
-        for block in range(0, lesson.steps + 1):
+        for row, cells in panel.items():
+            pending.setdefault(row, []).extend(cells)
+        for block in range(0, steps + 1):
             if block == 0:
                 cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
-                                  init_state=tr.initial_state, notes=notes_sink)
+                                  init_state=tr.initial_state, notes=notes, init_ref=start_ref)
             else:
                 st = tr.steps[block - 1]
                 r0 = lay.block_row(block)
@@ -334,43 +414,147 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                                   scalar_cells=[("loss", f"=AVERAGE({loss_range})", st.loss),
                                                 ("accuracy", f"=AVERAGE({corr_range})", st.accuracy)]
                                   + lay.schedule_cells(block, tr.shown[block - 1]),
-                                  notes=notes_sink)
+                                  notes=notes)
                 for row, extra in example_cells(block, st).items():
                     cells.setdefault(row, []).extend(extra)
             yield from interleave(cells, pending)
         for r in sorted(pending):
-            yield r, pending[r]
+            yield r, sorted(pending[r], key=lambda c: c[0])
 
     notes: list = [(2, i, f"{h}: {HYPER_HELP.get(h, h)}") for i, h in enumerate(hyper)]
-    validations = input_validations(hyper, 3)
+    notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
+    notes += panel_notes
+    validations = input_validations(hyper, 3) + panel_validations
     sn = sheet_name
     names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
-    names["W_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(0, d - 1))
-    names["bias_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(d, d))
-    names["W_final"] = f"{sn}!" + lay.area(last_block, group, "new", cols=(0, d - 1))
-    names["bias_final"] = f"{sn}!" + lay.area(last_block, group, "new", cols=(d, d))
+    if start_ref is None:
+        names["W_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(0, d - 1))
+        names["bias_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(d, d))
+    else:
+        names.update(_start_names(sn, lesson))
+    names["W_final"] = f"{sn}!" + lay.area(steps, group, "new", cols=(0, d - 1))
+    names["bias_final"] = f"{sn}!" + lay.area(steps, group, "new", cols=(d, d))
     names.update(table.names())
     notes += table.notes()
-    charts = table.charts("mean cross-entropy per step", "loss", "loss", "loss_trace")
-    widths = table.widths()
-    sheet = Sheet(sn, rows, widths=widths, freeze=(5, 1), notes=notes,
+    charts = table.charts("mean cross-entropy per step", "loss", "loss", "loss_trace",
+                          at=[(SCREEN_ROW, CHART_COL), (BELOW_CHART, CHART_COL)])
+    if finder is None and not scheduled:
+        charts.append(Chart(BELOW_CHART, CHART_COL, f"{sn}: accuracy per step", "step",
+                            "accuracy", [Series("accuracy", area(sn, table.top, TRACE_COL,
+                                                                 table.last),
+                                                names["accuracy_trace"])],
+                            width=charts[0].width, height=charts[0].height))
+    widths = {c: 10 for c in range(lay.width() + 1)}
+    widths.update(table.widths())
+    widths.update({i: max(widths.get(i, 10), len(h) + 2) for i, h in enumerate(hyper)})
+    widths[0] = 12
+    sheet = Sheet(sn, rows, widths=widths, freeze=(0, 1), notes=notes,
                   validations=validations, charts=charts)
+    if finder is not None or lesson.finder is not None:
+        use_unique_names(sheet, names, hyper)
     return sheet, names
 
 
+def _start_names(sheet: str, lesson: Lesson) -> dict[str, str]:
+    """W_init and bias_init: the panel's yellow starting weights."""
+    k, d = lesson.W0.shape
+    _, _, start, _, _ = _panel_rows(len(lesson.X), k)
+    first = start + 2
+    return {"W_init": f"{sheet}!{ref(first, PANEL_COL + 1, True)}:"
+                      f"{ref(first + k - 1, PANEL_COL + d, True)}",
+            "bias_init": f"{sheet}!{ref(first, PANEL_COL + d + 1, True)}:"
+                         f"{ref(first + k - 1, PANEL_COL + d + 1, True)}"}
+
+
+def _model_panel(lesson: Lesson, lay: Layout, group: Group, example_cells_row: int):
+    """The model at a glance, right of the loss chart: a yellow step picker, W | b used at
+    that step, the yellow starting W | b (block 0 reads them), and each example's target,
+    probabilities and predicted class at that step, each an INDEX into that step's block.
+    Returns (cells by row, init_ref for block 0, notes, validations)."""
+    tr, steps = lesson.trace, lesson.steps
+    n, d = lesson.X.shape
+    k = len(lesson.class_names)
+    pick, at, start, examples, _ = _panel_rows(n, k)
+    c0 = PANEL_COL
+    show = ref(pick, c0 + 1, True)
+    theta_fmt = lay.style("p", "num")
+    rows: dict[int, list] = {}
+    put = lambda r, c, f, v, st: rows.setdefault(r, []).append((c, f, v, st))
+    put(pick, c0, None, "show step", "label")
+    put(pick, c0 + 1, None, steps, "input")
+    put(pick, c0 + 2, None, f"of {steps}: type a step to see the model then", "subtitle")
+    W_then, b_then = softmax.unpack(tr.theta[steps - 1], k, d)
+    for top, title, W, b in ((at, "W | b used at that step", W_then, b_then),
+                             (start, "starting W | b (yellow: edit to restart training)",
+                              lesson.W0, lesson.b0)):
+        put(top, c0, None, title, "header_span")
+        for j in range(1, d + 2):
+            put(top, c0 + j, None, None, "header_span")
+        for j, label in enumerate(group.col_labels):
+            put(top + 1, c0 + 1 + j, None, label, "label")
+        for i, name in enumerate(lesson.class_names):
+            put(top + 2 + i, c0, None, name, "bold")
+            for j in range(d + 1):
+                v = float(W[i, j] if j < d else b[i])
+                if top == start:
+                    put(top + 2 + i, c0 + 1 + j, None, v, "input")
+                else:
+                    col = lay.matrix_col[(group.name, "p")] + j
+                    put(top + 2 + i, c0 + 1 + j, at_step(lay, group.band + i, col, show, steps),
+                        v, theta_fmt)
+    classes = f"{ref(at + 2, c0, True)}:{ref(at + 1 + k, c0, True)}"
+    st = tr.steps[steps - 1]
+    probs = [f"p({c})" for c in lesson.class_names]
+    for j, h in enumerate(["example", "target"] + probs + ["predicted"]):
+        put(examples, c0 + j, None, h, "header")
+    p_col = 4 + 2 * k  # the example band's first p column (see train_sheet)
+    p_fmt = "percent"  # a probability reads best as a share
+    for i in range(n):
+        r = examples + 1 + i
+        put(r, c0, None, f"example {i + 1}", None)
+        put(r, c0 + 1, f"=INDEX({classes},data!${col_name(d)}${i + 2}+1)",
+            lesson.class_names[int(lesson.labels[i])], None)
+        for c in range(k):
+            put(r, c0 + 2 + c, at_step(lay, example_cells_row + i, p_col + c, show, steps),
+                float(st.probs[i, c]), p_fmt)
+        ps = f"{ref(r, c0 + 2)}:{ref(r, c0 + 1 + k)}"
+        put(r, c0 + 2 + k, f"=INDEX({classes},MATCH(MAX({ps}),{ps},0))",
+            lesson.class_names[int(np.argmax(st.probs[i]))], None)
+    init_ref = lambda g, i, j: ref(start + 2 + i, c0 + 1 + j)
+    notes = [(pick, c0 + 1, f"Any step from 1 to {steps}: the weights, probabilities and "
+              "predictions beside are that step's block, read with INDEX.")]
+    validations = [(pick, c0 + 1, {"validate": "integer", "criteria": "between", "minimum": 1,
+                                   "maximum": steps, "input_title": "show step",
+                                   "input_message": f"a step from 1 to {steps}",
+                                   "error_message": f"a whole step number, 1 to {steps}"})]
+    for i in range(k):
+        for j in range(d + 1):
+            validations.append((start + 2 + i, c0 + 1 + j, {
+                "validate": "decimal", "criteria": "between", "minimum": -1e6,
+                "maximum": 1e6, "input_title": "starting weight",
+                "input_message": "a starting weight; every step recomputes from it"}))
+    return rows, init_ref, notes, validations
+
+
 def about_sheet(lesson: Lesson) -> Sheet:
-    lines = [("sheetdl · softmax, cross-entropy and softmax regression", "title"),
-             ("softmax: the course's five-class example and examples with logits of ±1000, every "
-              "stage a column; LN (natural log) as torch uses, never base-10 LOG.", None),
-             (f"train: softmax regression (logits = W·x + b) on {lesson.data_label}, trained by "
-              f"{lesson.kind} with full-batch steps; preset {lesson.preset}. Each step is a block: "
-              "the examples (logits, probabilities, loss, ∂L/∂z), then θ, ∂L/∂θ (SUMPRODUCT), the "
-              "optimizer state and the new θ. The trace table on the right charts the loss.", None),
-             ("Defined names: X, labels, W_init, bias_init, the hyperparameters under torch's "
-              "names, loss_trace (loss at each step, before its update), W_final, bias_final.",
-              None)]
-    return Sheet("about", static_rows([(i, [(0, None, t, s or "text")])
-                                       for i, (t, s) in enumerate(lines)]), widths={0: 120})
+    return about_page(
+        "sheetdl · softmax, cross-entropy and softmax regression",
+        ["Open the softmax sheet: one example per row, each stage of softmax and "
+         "cross-entropy a block of columns, from the logits to the loss and its gradient.",
+         "Pick another target in its yellow list, or type new logits: every stage recomputes. "
+         "Then open train and change the yellow lr on row 4.",
+         "Watch train's loss and accuracy charts, and type a step in its 'show step' cell to "
+         "see the weights and every example's probabilities at that step."],
+        ["softmax: the course's five-class example and examples with logits of ±1000, every "
+         "stage a column; LN (natural log) as torch uses, never base-10 LOG.",
+         f"train: softmax regression (logits = W·x + b) on {lesson.data_label}, trained by "
+         f"{lesson.kind} with full-batch steps; preset {lesson.preset}. Each step is a block: "
+         "the examples (logits, probabilities, loss, ∂L/∂z), then θ, ∂L/∂θ (SUMPRODUCT), the "
+         "optimizer state and the new θ. The trace table in column A charts the loss.",
+         "data: the features and each example's class; the label column is the 0-based class "
+         "number the formulas read.",
+         "Defined names: X, labels, W_init, bias_init, the hyperparameters under torch's "
+         "names, loss_trace (loss at each step, before its update), W_final, bias_final."])
 
 
 def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
@@ -378,7 +562,9 @@ def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_bet
     train = lambda sched, steps: softmax.train(lesson.opt, lesson.X, lesson.labels, lesson.W0,
                                                lesson.b0, steps, sched)
     height = _layout_height(lesson.X.shape[0], len(lesson.class_names))
-    return run_finder(lesson, train, steps_field="steps", block_height=height, top=TOP,
+    top = blocks_start(lrfind.settings(steps, None, None)[0], lesson.X.shape[0],
+                       len(lesson.class_names), finder=True)
+    return run_finder(lesson, train, steps_field="steps", block_height=height, top=top,
                       max_rows=EXCEL_MAX_ROWS, steps=steps, lr_min=lr_min, lr_max=lr_max,
                       smooth_beta=smooth_beta, stop_factor=stop_factor)
 

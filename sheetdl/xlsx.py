@@ -65,6 +65,13 @@ STYLES = {
     "general": {"num_format": "General"},
     "sci": {"num_format": "0.000E+00"},
     "summary": {"num_format": "General", "bg_color": "#E2EFDA"},
+    # a header written over several columns: its text is centred across the blank cells
+    # after it that carry the same style
+    "header_span": {"bold": True, "align": "center_across", "bg_color": "#D9D9D9", "border": 1},
+    "percent": {"num_format": "0.0%"},
+    "status": {"bold": True, "font_color": "#1F4E79"},
+    "note": {"italic": True, "font_color": "#444444", "text_wrap": True, "valign": "top"},
+    "truth": {"bg_color": "#EDEDED", "italic": True},
 }
 
 
@@ -107,7 +114,17 @@ def _write(book: Book, filename: str) -> None:
         import io
 
         wb.add_vba_project(io.BytesIO(book.vba_project), is_stream=True)
-    fmt = {name: wb.add_format(spec) for name, spec in STYLES.items()}
+    formats: dict[str, object] = {}
+
+    def fmt_of(style: str):
+        """A style name, or ``name|number format`` (``book.number_style``), made once."""
+        if style not in formats:
+            name, _, num_format = style.partition("|")
+            spec = dict(STYLES[name])
+            if num_format:
+                spec["num_format"] = num_format
+            formats[style] = wb.add_format(spec)
+        return formats[style]
     for sheet in book.sheets:
         ws = wb.add_worksheet(sheet.name, worksheet_class=_PlainFormulaWorksheet)
         for col, width in sheet.widths.items():
@@ -123,7 +140,7 @@ def _write(book: Book, filename: str) -> None:
             for col, text in notes_by_row.pop(row, ()):
                 ws.write_comment(row, col, text, {"x_scale": 2.2, "y_scale": 1.6})
             for col, formula, value, style in cells:
-                f = fmt[style] if style else None
+                f = fmt_of(style) if style else None
                 if isinstance(formula, ArrayFormula):
                     ws.write_array_formula(row, col, formula.last_row, formula.last_col,
                                            formula.text, f, cached(value))
@@ -158,7 +175,10 @@ def _write(book: Book, filename: str) -> None:
             chart.set_legend({"position": "bottom" if len(spec.series) > 1 else "none"})
             chart.set_size({"width": spec.width, "height": spec.height})
             ws.insert_chart(spec.row, spec.col, chart)
-    for name, target in book.names.items():
+    book_names = dict(book.names)
+    for sheet in book.sheets:
+        book_names.update(sheet.book_names)
+    for name, target in book_names.items():
         wb.define_name(name, "=" + target)
     wb.close()
 

@@ -50,16 +50,18 @@ def test_structure_names_notes_and_freeze(default_book):
     for name in ("lr", "beta1", "beta2", "eps", "weight_decay", "b_init", "a_init",
                  "b_trace", "a_trace", "loss_trace"):
         assert name in local, name
-    assert adam.freeze_panes == "C7"
-    headers = [c for c in adam[6] if c.value]
+    assert adam.freeze_panes == "C1"  # step and epoch stay in view; no rows frozen
+    headers = [c for c in adam[graddesc.HEADER_ROW + 1] if c.value]
     assert all(c.comment is not None for c in headers[:-4]), "every column header has a note"
     assert adam["B4"].value == 0.9  # beta1 input, torch default
     assert len(adam.data_validations.dataValidation) >= 7
     # every step row's b is the previous row's new b, across the epoch boundary too
     new_b = local["b_trace"].split("!")[1].split(":")[0].replace("$", "")
     col = "".join(ch for ch in new_b if ch.isalpha())
-    assert adam["E37"].value == f"={col}36"   # step 30: first step of epoch 2
-    assert adam["E8"].value == f"={col}7" and adam[f"{col}7"].value == "=b_init"
+    step = lambda t: graddesc.FIRST_STEP_ROW + t  # 1-based row of step t
+    assert adam[f"E{step(30)}"].value == f"={col}{step(29)}"   # step 30: first of epoch 2
+    assert adam[f"E{step(1)}"].value == f"={col}{step(0)}"
+    assert adam[f"{col}{step(0)}"].value == "=adam_b_init"
     assert len(adam._charts) == 2 and len(wb["compare"]._charts) == 1
 
 
@@ -87,8 +89,9 @@ def test_course_preset_reproduces_the_course_macro_run(course_dir, tmp_path):
     lesson = graddesc.make_lesson(x, y, optimizers=("sgd",), preset="course", epochs=6)
     path = xlsx.write(graddesc.build(lesson), tmp_path / "course.xlsx")
     wb = verify.recalculated(path)
-    b_inputs = [wb.model.get_cell_value(wb.index["sgd"], 8 + 29 * 5, 5)]  # E row of step 146
-    a_inputs = [wb.model.get_cell_value(wb.index["sgd"], 8 + 29 * 5, 6)]
+    row = graddesc.FIRST_STEP_ROW + 29 * 5 + 1  # step 146, 1-based
+    b_inputs = [wb.model.get_cell_value(wb.index["sgd"], row, 5)]  # its b and a (E, F)
+    a_inputs = [wb.model.get_cell_value(wb.index["sgd"], row, 6)]
     assert b_inputs[0] == cached["C1"].value and a_inputs[0] == cached["C2"].value
     # the macro's loss history (C38..C42) is √SSE of epochs 2..6
     loss = wb.values("loss_trace", "sgd").reshape(6, 29)
@@ -133,16 +136,18 @@ def test_verify_catches_a_wrong_cached_value(default_book, tmp_path):
     import zipfile
 
     bad = tmp_path / "bad.xlsx"
+    cell = f"G{graddesc.FIRST_STEP_ROW + 1}"  # step 1's prediction
     with zipfile.ZipFile(default_book) as src, zipfile.ZipFile(bad, "w") as dst:
         for info in src.infolist():
             body = src.read(info)
             if info.filename == "xl/worksheets/sheet3.xml":  # sgd
-                body, n = re.subn(rb'(<c r="G8"[^>]*><f>[^<]*</f><v>)[^<]*', rb"\g<1>12345", body)
+                body, n = re.subn(rb'(<c r="' + cell.encode() + rb'"[^>]*><f>[^<]*</f><v>)[^<]*',
+                                  rb"\g<1>12345", body)
                 assert n == 1
             dst.writestr(info, body)
     report = verify.verify(bad)
     assert not report.ok
-    assert [(m.sheet, m.cell, m.cached) for m in report.mismatches] == [("sgd", "G8", 12345.0)]
+    assert [(m.sheet, m.cell, m.cached) for m in report.mismatches] == [("sgd", cell, 12345.0)]
 
 
 def test_synthetic_rows_beyond_excel_are_refused():

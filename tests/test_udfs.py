@@ -26,10 +26,11 @@ def columns(wb, sheet):
     si = wb.index[sheet]
     _, max_row, _, max_col = wb.model.get_sheet_dimensions(si)
     out = {}
+    header, start = graddesc.HEADER_ROW + 1, graddesc.INIT_ROW + 1  # 1-based
     for c in range(1, max_col + 1):
-        h = wb.model.get_cell_value(si, 6, c)
+        h = wb.model.get_cell_value(si, header, c)
         if isinstance(h, str) and h and h not in out:
-            out[h] = [wb.model.get_cell_value(si, r, c) for r in range(7, 8 + 145)]
+            out[h] = [wb.model.get_cell_value(si, r, c) for r in range(start, start + 146)]
     return out  # index 0 is step 0 (the start row)
 
 
