@@ -55,10 +55,13 @@ def with_print_areas(src: Path, dst: Path) -> list[str]:
                 text = re.sub(r"<sheetPr>(.*?)</sheetPr>|<sheetPr/>", "", text, count=1)
                 text = re.sub(r"(<worksheet[^>]*>)", r'\1<sheetPr><pageSetUpPr fitToPage="1"/>'
                               "</sheetPr>", text, count=1)
-                setup = '<pageSetup paperSize="9" orientation="landscape" fitToWidth="1" fitToHeight="1"/>'
+                setup = ('<pageSetup paperSize="9" orientation="landscape" fitToWidth="1" '
+                         'fitToHeight="1"/>')
                 # pageSetup goes after pageMargins (or before drawing/legacyDrawing)
+                margins = ('<pageMargins left="0.2" right="0.2" top="0.2" bottom="0.2" '
+                           'header="0" footer="0"/>')
                 if "<pageMargins" in text:
-                    text = re.sub(r"(<pageMargins[^>]*/>)", r"\1" + setup, text, count=1)
+                    text = re.sub(r"<pageMargins[^>]*/>", margins + setup, text, count=1)
                 else:
                     text = re.sub(r"(<drawing |<legacyDrawing |</worksheet>)", setup + r"\1",
                                   text, count=1)
@@ -84,7 +87,11 @@ def render(book: Path, outdir: Path, dpi: int = 70) -> list[Path]:
                        check=True, capture_output=True, timeout=600,
                        env={"HOME": str(tmp), "PATH": "/usr/bin:/bin"})
         pdf = copy.with_suffix(".pdf")
-        subprocess.run(["pdftoppm", "-png", "-r", str(dpi), str(pdf), str(tmp / "page")],
+        # A4 landscape is 11.69 × 8.27 in; A1:T40 is about twice as wide as tall, so the
+        # fitted screen fills the width and about the top 60% of the page: keep that.
+        width = round(11.69 * dpi)
+        subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-x", "0", "-y", "0", "-W",
+                        str(width), "-H", str(round(width * 0.6)), str(pdf), str(tmp / "page")],
                        check=True, timeout=600)
         pages = sorted(tmp.glob("page-*.png"), key=lambda p: int(p.stem.split("-")[-1]))
         if len(pages) != len(names):

@@ -184,6 +184,14 @@ class Layout:
                 if trace.shown:
                     self.formats[c.key] = number_format([sh[c.key] for sh in trace.shown])
 
+    def start_validations(self) -> list[tuple[int, int, dict]]:
+        """Validation of block 0's yellow starting values (when they are inputs there)."""
+        rule = {"validate": "decimal", "criteria": "between", "minimum": -1e6, "maximum": 1e6,
+                "input_title": "starting value",
+                "input_message": "a starting parameter; every step recomputes from it"}
+        return [(self.block_row(0) + g.band + i, self.matrix_col[(g.name, "new")] + j, rule)
+                for g in self.groups for i in range(g.rows) for j in range(g.cols)]
+
     def style(self, key: str, base: str = "general") -> str:
         fmt = self.formats.get(key)
         return f"{base}|{fmt}" if fmt else base
@@ -293,14 +301,17 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
     s_col = summary_col
     rows: dict[int, list] = {top - 1: [(where[c.key], None, c.header, "header") for c in cols]
                              + [(s_col, None, "finder", "header")]}
-    fmt = {c.key: c.style if c.style == "int" else f"general|{number_format(getattr(result, c.key))}"
+    # slope and "smoothed used" are "" outside the window: scientific suits what remains
+    fmt = {c.key: c.style if c.style == "int" else
+           f"general|{number_format(getattr(result, c.key))}"
            for c in cols if c.key not in ("smooth_in", "slope")}
     for t in range(steps):
         cells = []
         for c, (first, later) in compiled:
             v = getattr(result, c.key)[t]
             cells.append((where[c.key], (later if t else first).render(top + t),
-                          v.item() if hasattr(v, "item") else v, fmt.get(c.key, "general|0.000E+00")))
+                          v.item() if hasattr(v, "item") else v,
+                          fmt.get(c.key, "general|0.000E+00")))
         rows[top + t] = cells
     last = top + steps - 1
     col_area = lambda key: f"{ref(top, where[key], True)}:{ref(last, where[key], True)}"

@@ -81,6 +81,8 @@ class Sheet:
     name: str
     rows: Rows
     widths: dict[int, float] = field(default_factory=dict)
+    #: row heights in points, for rows whose text wraps
+    heights: dict[int, float] = field(default_factory=dict)
     freeze: tuple[int, int] | None = None
     notes: list[tuple[int, int, str]] = field(default_factory=list)
     validations: list[tuple[int, int, dict]] = field(default_factory=list)

@@ -17,7 +17,8 @@ from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, F
 from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name, number_format, ref,
                    static_rows)
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows, input_validations,
+from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, fit_inputs, input_rows,
+                       input_validations,
                        schedule_inputs, status_cell)
 from .optim import Optimizer
 
@@ -256,7 +257,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             yield r, sorted(pending[r], key=lambda c: c[0])
 
     validations = input_validations(hyper, 3, fallback="the prediction range") \
-        + panel_validations
+        + panel_validations + lay.start_validations()
     last = lesson.epochs
     sn = sheet_name
     names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
@@ -274,9 +275,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                           at=[(SCREEN_ROW, CHART_COL), (SCREEN_ROW, PANEL_COL)])
     widths = {c: 10 for c in range(lay.width() + 1)}
     widths.update(table.widths())
-    widths.update({i: max(widths.get(i, 10), len(h) + 2) for i, h in enumerate(hyper)})
+    heights = fit_inputs(hyper, widths)
     widths[0] = 12
-    sheet = Sheet(sn, rows, widths=widths, freeze=(0, 1), notes=notes,
+    sheet = Sheet(sn, rows, widths=widths, heights=heights, freeze=(0, 1), notes=notes,
                   validations=validations, charts=charts)
     if finder is not None or lesson.finder is not None:
         use_unique_names(sheet, names, hyper)
@@ -288,7 +289,7 @@ def _dotprod_panel(lesson: Lesson, lay: Layout, users: Group, movies: Group, pre
     the prediction grid, the user factors left of it, each an INDEX into that epoch's
     block. Returns (cells by row, notes, validations)."""
     tr, epochs = lesson.trace, lesson.epochs
-    U, M, F = lesson.shape.users, lesson.shape.movies, lesson.shape.factors
+    M, F = lesson.shape.movies, lesson.shape.factors
     top, c0 = _panel_top(), CHART_COL
     grid = c0 + F + 2
     show = ref(top, c0 + 1, True)
@@ -371,6 +372,8 @@ def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
 def embedding_sheet(lesson: Lesson, names: dict) -> Sheet:
     """An embedding lookup is a one-hot row times the factor matrix."""
     U, F = lesson.shape.users, lesson.shape.factors
+    # with a finder sheet, user_factors_init is defined there too: read the range itself
+    lookup = "user_factors_init" if lesson.finder is None else names["user_factors_init"]
     user_area = names["user_factors_init"].split("!")[1].replace("$", "")
     (c0, r0), _ = [(lambda s: ("".join(ch for ch in s if ch.isalpha()),
                                int("".join(ch for ch in s if ch.isdigit()))))(p)
@@ -385,7 +388,7 @@ def embedding_sheet(lesson: Lesson, names: dict) -> Sheet:
                   "multiplies one-hot × factors with SUMPRODUCT. They are equal.", "subtitle")]),
             (2, [(0, None, "user number", "label"), (1, None, pick, "input")]),
             (3, [(0, None, "lookup: INDEX", "bold")]
-             + [(2 + f, f"=INDEX(user_factors_init,$B$3,{f + 1})",
+             + [(2 + f, f"=INDEX({lookup},$B$3,{f + 1})",
                  float(factors[pick - 1, f]), "general") for f in range(F)]),
             (4, [(0, None, "one-hot · factors", "bold")]
              + [(2 + f, f"=SUMPRODUCT($C$9:$C${8 + U},train!${col_name(first_col + f)}${r0}:"
@@ -400,7 +403,7 @@ def embedding_sheet(lesson: Lesson, names: dict) -> Sheet:
     for i in range(U):
         rows.append((8 + i, [(0, None, lesson.user_ids[i], None), (1, None, i + 1, "int"),
                              (2, f"=IF(B{9 + i}=$B$3,1,0)", 1.0 if i + 1 == pick else 0.0, "int")]
-                     + [(3 + f, f"=INDEX(user_factors_init,{i + 1},{f + 1})",
+                     + [(3 + f, f"=INDEX({lookup},{i + 1},{f + 1})",
                          float(factors[i, f]), "general") for f in range(F)]))
     return Sheet("embedding", static_rows(rows), widths={0: 18, 1: 10},
                  validations=[(2, 1, {"validate": "integer", "criteria": "between",

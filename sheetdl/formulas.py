@@ -446,6 +446,18 @@ def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: 
 
 #: Row of the status cell (A6) on every training sheet.
 STATUS_ROW = 5
+#: The widest an input's column grows for its label; a longer label wraps onto two lines.
+LABEL_WIDTH = 14
+LABEL_ROW = 2
+
+
+def fit_inputs(hyper: list[str], widths: dict[int, float]) -> dict[int, float]:
+    """Widen each input's column to its label, up to ``LABEL_WIDTH``; returns the row
+    heights that let longer labels (initial_accumulator_value) wrap instead of
+    stretching a column of the table below."""
+    for i, h in enumerate(hyper):
+        widths[i] = max(widths.get(i, 0), min(LABEL_WIDTH, len(h) + 2))
+    return {LABEL_ROW: 30} if any(len(h) + 2 > LABEL_WIDTH for h in hyper) else {}
 
 
 def finder_columns() -> list[Column]:

@@ -24,7 +24,8 @@ from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, number_style,
                    static_rows)
 from .data import EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions, finder_chart,
-                       finder_columns, finder_summary, input_rows, input_validations,
+                       finder_columns, finder_summary, fit_inputs, input_rows,
+                       input_validations,
                        optimizer_columns, renamer, schedule_columns, schedule_inputs,
                        schedule_keys, status_cell)
 from .optim import Optimizer
@@ -184,7 +185,8 @@ def make_finder(lesson: Lesson, kind: str, overrides: dict, *, steps=None, lr_mi
 
 def _base_columns(kind: str) -> list[Column]:
     cols = [
-        Column("step", "step", f"t: the update number. Row {INIT_ROW + 1} is step 0, the starting point.",
+        Column("step", "step", f"t: the update number. Row {INIT_ROW + 1} is step 0, the "
+               "starting point.",
                "={step@prev}+1", per_param=False, style="int"),
         Column("epoch", "epoch", "epoch = INT((t − 1) / n) + 1, n = ROWS(x) samples per epoch.",
                "=INT(({step}-1)/ROWS(x))+1", per_param=False, style="int"),
@@ -222,7 +224,8 @@ def _finder_base_columns() -> list[Column]:
     (on the course's data the smoothed loss passes 4× its best at step 2)."""
     e = "({b}+{a}*x-y)"
     return [
-        Column("step", "step", f"t: the update number. Row {INIT_ROW + 1} is step 0, the starting point.",
+        Column("step", "step", f"t: the update number. Row {INIT_ROW + 1} is step 0, the "
+               "starting point.",
                "={step@prev}+1", per_param=False, style="int"),
         Column("b", "b", "b before this step: the previous row's new b.", None, per_param=False,
                style="num"),
@@ -518,13 +521,13 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
                                 width=CHART_WIDTH, height=CHART_HEIGHT))
     widths = {i: 11 for i in range(n_cols)}
     widths[BOX_COL] = 14  # the box's labels ("after 5 epochs")
-    widths.update({i: max(widths.get(i, 11), min(26, len(h) + 2)) for i, h in enumerate(hyper)})
+    heights = fit_inputs(hyper, widths)
     widths.update({s_col + i: 11 for i in range(len(summary_header))})
     if finder:
         widths[BOX_VALUE_COL] = max(widths.get(BOX_VALUE_COL, 11), 12)
     # No rows frozen: the first screen is a whole, and frozen rows 1–23 would leave a
     # laptop screen a few rows to scroll; step and epoch stay in view to the right.
-    return Sheet(name=sheet_name, rows=rows, widths=widths, freeze=(0, 2),
+    return Sheet(name=sheet_name, rows=rows, widths=widths, heights=heights, freeze=(0, 2),
                  notes=notes, validations=validations, charts=charts, names=names,
                  book_names=book_names)
 
@@ -543,8 +546,8 @@ def _results_box(lesson: Lesson, trace, where: dict, last_row: int) -> dict[int,
         xm, ym = x.mean(), y.mean()
         a_best = float(np.sum((x - xm) * (y - ym)) / np.sum((x - xm) ** 2))
         b_best = float(ym - a_best * xm)
-        fits = [(lesson.b_init, lesson.a_init), (float(trace.b_trace[-1]), float(trace.a_trace[-1])),
-                (b_best, a_best)]
+        fits = [(lesson.b_init, lesson.a_init),
+                (float(trace.b_trace[-1]), float(trace.a_trace[-1])), (b_best, a_best)]
         losses = [float(np.sum((b + a * x - y) ** 2) / len(x)) for b, a in fits]
     formulas = [("=b_init", "=a_init"),
                 (f"={ref(last_row, where['new_b'])}", f"={ref(last_row, where['new_a'])}"),

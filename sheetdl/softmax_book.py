@@ -17,7 +17,8 @@ from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, F
 from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, number_style, ref,
                    static_rows)
 from .data import EXCEL_MAX_ROWS, DataError, is_number
-from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows, input_validations,
+from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, fit_inputs, input_rows,
+                       input_validations,
                        schedule_inputs, status_cell)
 from .optim import Optimizer
 
@@ -32,6 +33,8 @@ EXAMPLES = [
 #: Learning rates that train the default data visibly in 50 steps, measured.
 LESSON_LR = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "rmsprop": 0.02, "adam": 0.05,
              "adamw": 0.05, "adagrad": 0.3, "adamax": 0.05, "nadam": 0.05}
+#: The data sheet's first empty, non-numeric or unknown cell ("" when all are fine).
+DATA_PROBLEM = "data_problem"
 
 
 def blocks_start(steps: int, n: int, k: int, finder: bool = False) -> int:
@@ -264,16 +267,57 @@ def softmax_sheet() -> Sheet:
 
 
 def data_sheet(lesson: Lesson) -> Sheet:
-    d = lesson.X.shape[1]
+    """Features and each example's class as yellow inputs (the class from a list of the
+    classes), the 0-based label the formulas read derived from it, and a check column
+    whose last cell (``data_problem``) names the first empty, non-numeric or unknown cell."""
+    n, d = lesson.X.shape
+    k = len(lesson.class_names)
+    label, cls, check, side = d, d + 1, d + 2, d + 4
+    classes = f"${col_name(side)}$6:${col_name(side)}${5 + k}"
     rows = [(0, [(j, None, name, "header") for j, name in enumerate(lesson.feature_names)]
-             + [(d, None, "label", "header"), (d + 1, None, "class", "header"),
-                (d + 3, None, f"Data: {lesson.data_label}. Named X (features) and labels "
-                 "(0-based class numbers).", "subtitle")])]
-    for i in range(len(lesson.X)):
-        rows.append((i + 1, [(j, None, float(lesson.X[i, j]), None) for j in range(d)]
-                     + [(d, None, int(lesson.labels[i]), "int"),
-                        (d + 1, None, lesson.class_names[lesson.labels[i]], None)]))
-    return Sheet("data", static_rows(rows), widths={j: 12 for j in range(d + 2)}, freeze=(1, 0))
+             + [(label, None, "label", "header"), (cls, None, "class", "header"),
+                (check, None, "first problem", "header"),
+                (side, None, f"Data: {lesson.data_label}. The yellow cells are inputs: edit a "
+                 "feature or pick another class and the train sheet retrains.", "bold")]),
+            (1, [(side, None, "label is the class's 0-based number (the named range labels "
+                  "the formulas read); X names the features.", "subtitle")]),
+            (2, [(side, None, f"To add or remove examples, rebuild: sheetdl build softmax "
+                  f"--data flowers.csv (columns feature...,label). Rows 2–{n + 1} are read.",
+                  "subtitle")]),
+            (4, [(side, None, "classes", "header")])]
+    rows += [(5 + c, [(side, None, name, "bold")]) for c, name in enumerate(lesson.class_names)]
+    for i in range(n):
+        r = i + 2
+        cells = [(j, None, float(lesson.X[i, j]), "input") for j in range(d)]
+        cells += [(label, f"=MATCH({col_name(cls)}{r},{classes},0)-1", int(lesson.labels[i]),
+                   "int"),
+                  (cls, None, lesson.class_names[lesson.labels[i]], "input")]
+        here = f'IF(ISNUMBER({col_name(label)}{r}),"","data!{col_name(cls)}{r}")'
+        for j in reversed(range(d)):
+            here = f'IF(ISNUMBER({col_name(j)}{r}),{here},"data!{col_name(j)}{r}")'
+        prev = f"{col_name(check)}{r - 1}"
+        cells.append((check, f"={here}" if i == 0 else f'=IF({prev}<>"",{prev},{here})', "",
+                      None))
+        rows.append((i + 1, cells))
+    merged: dict[int, list] = {}
+    for r, cells in rows:
+        merged.setdefault(r, []).extend(cells)
+    validations = [(i + 1, cls, {"validate": "list", "source": f"={classes}",
+                                 "input_title": "class", "input_message": "pick the class",
+                                 "error_message": "pick one of the classes listed on the right"})
+                   for i in range(n)]
+    validations += [(i + 1, j, {"validate": "decimal", "criteria": "between", "minimum": -1e300,
+                                "maximum": 1e300, "input_title": lesson.feature_names[j][:32],
+                                "input_message": "a feature value"})
+                    for i in range(n) for j in range(d)]
+    widths = {j: 12 for j in range(d + 3)}
+    widths[check] = 13
+    return Sheet("data", static_rows([(r, sorted(c, key=lambda x: x[0]))
+                                      for r, c in sorted(merged.items())]),
+                 widths=widths, freeze=(1, 0), validations=validations,
+                 notes=[(0, check, "Empty while every feature is a number and every class is "
+                         "in the list; else the first cell that is not. A blank is not read "
+                         "as 0 here: the train sheet's status points at it.")])
 
 
 def train_sheet(lesson: Lesson, sheet_name: str = "train",
@@ -378,7 +422,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     status = None if finder else status_cell(
         f"{ref(table.top, TRACE_COL + 1, True)}:{ref(table.last, TRACE_COL + 1, True)}",
         [s.loss for s in tr.steps], first_loss, last_loss,
-        inputs=[(ref(3, i), h) for i, h in enumerate(hyper)])
+        inputs=[(ref(3, i), h) for i, h in enumerate(hyper)], data_problem=DATA_PROBLEM)
 
     def rows():
         title = (f"{sheet_name}: softmax regression, {lesson.kind}, {steps} full-batch "
@@ -424,7 +468,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     notes: list = [(2, i, f"{h}: {HYPER_HELP.get(h, h)}") for i, h in enumerate(hyper)]
     notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
     notes += panel_notes
-    validations = input_validations(hyper, 3) + panel_validations
+    validations = input_validations(hyper, 3) + panel_validations + \
+        (lay.start_validations() if start_ref is None else [])
     sn = sheet_name
     names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
     if start_ref is None:
@@ -446,9 +491,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                             width=charts[0].width, height=charts[0].height))
     widths = {c: 10 for c in range(lay.width() + 1)}
     widths.update(table.widths())
-    widths.update({i: max(widths.get(i, 10), len(h) + 2) for i, h in enumerate(hyper)})
+    heights = fit_inputs(hyper, widths)
     widths[0] = 12
-    sheet = Sheet(sn, rows, widths=widths, freeze=(0, 1), notes=notes,
+    sheet = Sheet(sn, rows, widths=widths, heights=heights, freeze=(0, 1), notes=notes,
                   validations=validations, charts=charts)
     if finder is not None or lesson.finder is not None:
         use_unique_names(sheet, names, hyper)
@@ -549,7 +594,8 @@ def about_sheet(lesson: Lesson) -> Sheet:
          "stage a column; LN (natural log) as torch uses, never base-10 LOG.",
          f"train: softmax regression (logits = W·x + b) on {lesson.data_label}, trained by "
          f"{lesson.kind} with full-batch steps; preset {lesson.preset}. Each step is a block: "
-         "the examples (logits, probabilities, loss, ∂L/∂z), then θ, ∂L/∂θ (SUMPRODUCT), the "
+         "the examples (logits, probabilities, loss, ∂L/∂z), then θ, ∂L/∂θ (SUMPRODUCT), "
+         "the "
          "optimizer state and the new θ. The trace table in column A charts the loss.",
          "data: the features and each example's class; the label column is the 0-based class "
          "number the formulas read.",
@@ -574,6 +620,7 @@ def build(lesson: Lesson) -> Book:
     n, d = lesson.X.shape
     names["X"] = f"data!$A$2:${col_name(d - 1)}${n + 1}"
     names["labels"] = f"data!${col_name(d)}$2:${col_name(d)}${n + 1}"
+    names[DATA_PROBLEM] = f"data!${col_name(d + 2)}${n + 1}"
     meta = {"lesson": "softmax", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             **_diverged(lesson.trace),

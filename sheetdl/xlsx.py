@@ -55,7 +55,8 @@ STYLES = {
     "subtitle": {"italic": True, "font_color": "#444444"},
     "text": {},
     "bold": {"bold": True},
-    "label": {"bold": True, "align": "center", "bg_color": "#DDEBF7", "border": 1},
+    "label": {"bold": True, "align": "center", "valign": "vcenter", "bg_color": "#DDEBF7",
+              "border": 1, "text_wrap": True},
     "input": {"bg_color": "#FFF2CC", "font_color": "#0000FF", "border": 1, "align": "center",
               "num_format": "General"},
     "header": {"bold": True, "align": "center", "bg_color": "#D9D9D9", "border": 1,
@@ -137,6 +138,8 @@ def _write(book: Book, filename: str) -> None:
         for row, col, text in sheet.notes:
             notes_by_row.setdefault(row, []).append((col, text))
         for row, cells in sheet.rows():
+            if row in sheet.heights:
+                ws.set_row(row, sheet.heights[row])
             for col, text in notes_by_row.pop(row, ()):
                 ws.write_comment(row, col, text, {"x_scale": 2.2, "y_scale": 1.6})
             for col, formula, value, style in cells:

@@ -1,0 +1,286 @@
+"""The first screen of every training sheet (A1:T40 at 100% zoom) teaches the lesson:
+its charts sit inside it, it is mostly filled, its numbers are formatted, its status cell
+says what happened (recalculated by IronCalc after an edit), every yellow input is
+validated, and no formula relies on a name defined on more than one sheet."""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import openpyxl
+import pytest
+from openpyxl.utils import range_boundaries
+
+from sheetdl import verify
+from conftest import ROOT
+
+BOOKS = ROOT / "workbooks"
+#: the training sheets of each committed default workbook
+TRAINING = {
+    "graddesc.xlsx": ["sgd", "momentum", "rmsprop", "adam", "adamw"],
+    "softmax.xlsx": ["train"],
+    "collab.xlsx": ["train"],
+    "lrfind.xlsx": ["lrfind"],
+}
+ROWS, COLS = 40, 20  # A1:T40
+INPUT_FILL = "FFFFF2CC"
+
+
+def sheets():
+    for book, names in TRAINING.items():
+        for name in names:
+            yield pytest.param(book, name, id=f"{book}:{name}")
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return {book: openpyxl.load_workbook(BOOKS / book) for book in TRAINING}
+
+
+@pytest.fixture(scope="module")
+def cached():
+    """The same workbooks' cached values."""
+    return {book: openpyxl.load_workbook(BOOKS / book, data_only=True) for book in TRAINING}
+
+
+def chart_boxes(ws):
+    """(first row, first col, last row, last col), 0-based, of each chart's anchor."""
+    return [(c.anchor._from.row, c.anchor._from.col, c.anchor.to.row, c.anchor.to.col)
+            for c in ws._charts]
+
+
+@pytest.mark.parametrize("book,sheet", sheets())
+def test_charts_sit_on_the_first_screen(loaded, book, sheet):
+    boxes = chart_boxes(loaded[book][sheet])
+    on_screen = [b for b in boxes if b[2] < ROWS and b[3] < COLS]
+    assert on_screen, f"{sheet}: no chart inside A1:T40 (anchors {boxes})"
+    # the loss chart is the first one, and it is on screen
+    assert boxes[0] in on_screen
+
+
+@pytest.mark.parametrize("book,sheet", sheets())
+def test_first_screen_is_mostly_filled(loaded, book, sheet):
+    ws = loaded[book][sheet]
+    shown = {(r, c) for r in range(ROWS) for c in range(COLS)
+             if ws.cell(r + 1, c + 1).value not in (None, "")}
+    for r0, c0, r1, c1 in chart_boxes(ws):
+        shown |= {(r, c) for r in range(r0, min(r1, ROWS - 1) + 1)
+                  for c in range(c0, min(c1, COLS - 1) + 1)}
+    share = len(shown) / (ROWS * COLS)
+    assert share >= 0.45, f"{sheet}: only {share:.0%} of A1:T40 shows something"
+
+
+@pytest.mark.parametrize("book,sheet", sheets())
+def test_numbers_on_the_first_screen_are_formatted(loaded, cached, book, sheet):
+    ws, values = loaded[book][sheet], cached[book][sheet]
+    numeric = [ws.cell(r, c) for r in range(8, ROWS + 1) for c in range(1, COLS + 1)
+               if isinstance(values.cell(r, c).value, (int, float))]
+    general = [c for c in numeric if c.number_format == "General"
+               and c.fill.fgColor.rgb != INPUT_FILL]
+    assert numeric
+    assert len(general) <= 0.10 * len(numeric), \
+        f"{sheet}: {len(general)} of {len(numeric)} numeric cells in A8:T40 are General"
+
+
+@pytest.mark.parametrize("book,sheet", sheets())
+def test_every_yellow_input_is_validated(loaded, book, sheet):
+    ws = loaded[book][sheet]
+    covered = set()
+    for dv in ws.data_validations.dataValidation:
+        for rng in str(dv.sqref).split():
+            c0, r0, c1, r1 = range_boundaries(rng)
+            covered |= {(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+    inputs = [(c.row, c.column) for row in ws.iter_rows(max_row=200) for c in row
+              if c.fill.fgColor.rgb == INPUT_FILL and c.value is not None]
+    assert inputs
+    missing = [f"{ws.cell(*rc).coordinate}" for rc in inputs if rc not in covered]
+    assert not missing, f"{sheet}: yellow inputs without validation: {missing}"
+
+
+@pytest.mark.parametrize("args,sheet", [
+    (["lrfind"], "lrfind"),
+    (["graddesc", "--optimizers", "adam", "--schedule", "onecycle", "--epochs", "2"], "adam"),
+    (["softmax", "--schedule", "cosine", "--steps", "8"], "train"),
+    (["collab", "--schedule", "onecycle", "--epochs", "4"], "train"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
+def test_steps_is_derived_not_an_input(tmp_path, args, sheet):
+    """A schedule or finder reads `steps`: it must be a formula counting the step rows,
+    never a yellow cell (halving it made the one-cycle lr climb back up)."""
+    out = build(tmp_path, args)
+    wb = openpyxl.load_workbook(out)
+    ws = wb[sheet]
+    target = (ws.defined_names["steps"] if "steps" in ws.defined_names
+              else wb.defined_names["steps"]).attr_text
+    cell = ws[target.split("!")[1].replace("$", "")]
+    assert str(cell.value).startswith("=ROWS("), cell.value
+    assert cell.fill.fgColor.rgb != INPUT_FILL
+    recalc = verify.recalculated(out)
+    steps = recalc.values("steps", sheet if "steps" in ws.defined_names else None)[0]
+    assert steps == len(recalc.values("loss_trace", sheet if "loss_trace" in ws.defined_names
+                                      else None))
+
+
+def build(tmp_path, args):
+    out = tmp_path / "b.xlsx"
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "build", *args, "-o", str(out)],
+                       capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+NAME = re.compile(r"(?<![\w.!$\"])([A-Za-z_][A-Za-z0-9_.]*)\b(?![(!])")
+STRING = re.compile(r'"[^"]*"')
+
+
+def name_scopes(path):
+    """{name: number of scopes defining it} from the workbook XML."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        xml = z.read("xl/workbook.xml").decode()
+    scopes: dict[str, set] = {}
+    for m in re.finditer(r'<definedName name="([^"]+)"( localSheetId="(\d+)")?', xml):
+        scopes.setdefault(m.group(1).lower(), set()).add(m.group(3))
+    return scopes
+
+
+def used_names(path, scopes):
+    wb = openpyxl.load_workbook(path)
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for c in row:
+                v = c.value
+                if isinstance(v, str) and v.startswith("="):
+                    for name in NAME.findall(STRING.sub('""', v)):
+                        if name.lower() in scopes:
+                            yield ws.title, c.coordinate, name
+
+
+@pytest.mark.parametrize("args", [
+    ["graddesc"], ["softmax"], ["collab"], ["lrfind"],
+    ["softmax", "--lrfind", "--lrfind-steps", "20", "--steps", "10"],
+    ["collab", "--lrfind", "--lrfind-steps", "10", "--epochs", "5"],
+    ["graddesc", "--optimizers", "adam,sgd", "--lrfind", "--schedule", "onecycle",
+     "--epochs", "1"],
+], ids=lambda a: " ".join(a))
+def test_no_formula_relies_on_a_name_defined_twice(tmp_path, args):
+    """Google Sheets keeps one name per spreadsheet: a name the formulas use must be
+    defined in one scope only."""
+    out = build(tmp_path, args)
+    scopes = name_scopes(out)
+    bad = {(s, c, n) for s, c, n in used_names(out, scopes) if len(scopes[n.lower()]) > 1}
+    assert not bad, sorted(bad)[:10]
+    assert any(True for _ in used_names(out, scopes)), "the formulas use names"
+
+
+# --------------------------------------------------------------------------- the status cell
+
+def status(wb, sheet):
+    return wb.model.get_cell_value(wb.index[sheet], 6, 1)  # A6
+
+
+def edited(path, edits):
+    """Recalculate ``path`` after typing ``edits`` {(sheet, "A4"): text} in IronCalc."""
+    wb = verify.recalculated(path)
+    for (sheet, cell), text in edits.items():
+        m = re.fullmatch(r"([A-Z]+)(\d+)", cell)
+        col = sum((ord(ch) - 64) * 26 ** i for i, ch in enumerate(reversed(m.group(1))))
+        wb.model.set_user_input(wb.index[sheet], int(m.group(2)), col, text)
+    wb.model.evaluate()
+    return wb
+
+
+@pytest.mark.parametrize("edits,sheet,starts", [
+    ({}, "sgd", "training fine: the loss fell from D9 to D10"),
+    ({("sgd", "A4"): "0.001"}, "sgd", "DIVERGING: the loss grew from D9 to D10; lower lr"),
+    ({("sgd", "A4"): "0.01"}, "sgd", "OVERFLOWED: the loss is #NUM! from step "),
+    ({("data", "A3"): "abc"}, "sgd", "input data!A3 is empty or not a number"),
+    ({("data", "B7"): ""}, "adam", "input data!B7 is empty or not a number"),
+    ({("adam", "A4"): "abc"}, "adam", "input A4 (lr) is empty or not a number"),
+])
+def test_graddesc_status_names_what_happened(edits, sheet, starts):
+    wb = edited(BOOKS / "graddesc.xlsx", edits)
+    assert str(status(wb, sheet)).startswith(starts), status(wb, sheet)
+
+
+def test_diverging_sgd_is_finite_but_growing():
+    """The issue's case: lr 0.001 grows the loss to about 1e75, finite, and must not read
+    as fine."""
+    wb = edited(BOOKS / "graddesc.xlsx", {("sgd", "A4"): "0.001"})
+    loss = wb.values("loss_trace", "sgd")
+    assert np.all(np.isfinite(loss)) and loss[-1] > 1e60
+
+
+@pytest.mark.parametrize("book,edits,starts", [
+    ("softmax.xlsx", {}, "training fine: the loss fell from B8 to B57"),
+    ("softmax.xlsx", {("train", "A4"): "abc"}, "input A4 (lr) is empty or not a number"),
+    ("softmax.xlsx", {("train", "A4"): "-1"}, "DIVERGING"),  # gradient ascent
+    ("softmax.xlsx", {("data", "B5"): ""}, "input data!B5 is empty or not a number"),
+    ("softmax.xlsx", {("data", "D5"): "horse"}, "input data!D5 is empty or not a number"),
+    ("collab.xlsx", {}, "training fine: the loss fell from B8 to B27"),
+    ("collab.xlsx", {("train", "A4"): "50"}, "DIVERGING"),
+    ("collab.xlsx", {("train", "B4"): ""}, "input B4 (beta1) is empty or not a number"),
+])
+def test_block_lesson_status_names_what_happened(book, edits, starts):
+    wb = edited(BOOKS / book, edits)
+    assert str(status(wb, "train")).startswith(starts), status(wb, "train")
+
+
+def test_panel_shows_the_step_a_learner_picks():
+    """Typing a step into softmax's 'show step' cell shows that step's weights: step 1's
+    are the starting weights."""
+    wb = verify.recalculated(BOOKS / "softmax.xlsx")
+    start = wb.values("W_init")
+    book = openpyxl.load_workbook(BOOKS / "softmax.xlsx")
+    ws = book["train"]
+    pick = next(c for row in ws.iter_rows(max_row=10) for c in row if c.value == "show step")
+    wb.model.set_user_input(wb.index["train"], pick.row, pick.column + 1, "1")
+    wb.model.evaluate()
+    k, d = 3, 2
+    shown = [[wb.model.get_cell_value(wb.index["train"], pick.row + 3 + i, pick.column + 1 + j)
+              for j in range(d)] for i in range(k)]
+    np.testing.assert_allclose(np.ravel(shown), start, rtol=0, atol=0)
+
+
+def test_softmax_target_is_a_class_name_and_a_wrong_one_is_not_a_silent_zero():
+    book = openpyxl.load_workbook(BOOKS / "softmax.xlsx")
+    ws = book["softmax"]
+    assert ws["B6"].value == "dog"
+    lists = [dv for dv in ws.data_validations.dataValidation if dv.type == "list"]
+    assert lists and "B6" in str(lists[0].sqref)
+    wb = edited(BOOKS / "softmax.xlsx", {("softmax", "B6"): "horse"})
+    si = wb.index["softmax"]
+    header = [wb.model.get_cell_value(si, 4, c) for c in range(1, 60)]
+    loss_col = header.index("loss") + 1
+    assert wb.model.get_cell_value(si, 6, loss_col) == "#N/A"
+    wb = edited(BOOKS / "softmax.xlsx", {("softmax", "B6"): "cat"})
+    z = np.array([wb.model.get_cell_value(si, 6, c) for c in range(3, 8)])  # the logits
+    want = np.log(np.exp(z - z.max()).sum()) + z.max() - z[0]  # −log softmax(z)[cat]
+    assert wb.model.get_cell_value(si, 6, loss_col) == pytest.approx(want, rel=1e-12)
+
+
+def test_readme_shows_every_first_screen():
+    """docs/screens holds the first screen of every sheet of the default workbooks, and the
+    README shows the training sheets'."""
+    readme = (ROOT / "README.md").read_text()
+    for book in TRAINING:
+        for sheet in openpyxl.load_workbook(BOOKS / book, read_only=True).sheetnames:
+            png = ROOT / "docs" / "screens" / f"{book[:-5]}-{sheet}.png"
+            assert png.exists(), f"{png} missing: run python docs/screens.py workbooks/*.xlsx"
+    for book, names in TRAINING.items():
+        for sheet in names[:1]:
+            assert f"docs/screens/{book[:-5]}-{sheet}.png" in readme
+
+
+def test_screens_script_renders_one_page_per_sheet(soffice, tmp_path):
+    import shutil
+
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    r = subprocess.run([sys.executable, str(ROOT / "docs" / "screens.py"),
+                        str(BOOKS / "lrfind.xlsx"), "-o", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["lrfind-about.png", "lrfind-data.png", "lrfind-lrfind.png"]
+    assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
