@@ -237,7 +237,9 @@ class Layout:
             for q in self.quantities:
                 base = self.matrix_col[(g.name, q.key)]
                 title = {"p": "θ", "g": "∂L/∂θ", "new": "new θ"}.get(q.key, q.title)
-                put(g.band - 2, base, None, f"{title} ({g.name})", "header")
+                put(g.band - 2, base, None, f"{title} ({g.name})", "header_span")
+                for j in range(1, g.cols):  # centred across the matrix's columns
+                    put(g.band - 2, base + j, None, None, "header_span")
                 if notes is not None and block == 1:
                     notes.append((r0 + g.band - 2, base, q.note))
                 for j, lbl in enumerate(g.col_labels):

@@ -85,7 +85,9 @@ class Sheet:
     heights: dict[int, float] = field(default_factory=dict)
     freeze: tuple[int, int] | None = None
     notes: list[tuple[int, int, str]] = field(default_factory=list)
-    validations: list[tuple[int, int, dict]] = field(default_factory=list)
+    #: data validation: (row, col, options) for a cell, (row, col, last_row, last_col,
+    #: options) for a block of cells
+    validations: list[tuple] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     #: sheet-scoped defined names: name → absolute A1 reference on this sheet
     names: dict[str, str] = field(default_factory=dict)

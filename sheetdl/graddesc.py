@@ -699,7 +699,11 @@ def data_sheet(lesson: Lesson) -> Sheet:
                  (2, check, "", None)]
         rows.append((i + 1, cells))
     rows = _merge_rows(rows)
+    number = {"validate": "decimal", "criteria": "between", "minimum": -1e300, "maximum": 1e300,
+              "input_title": "data", "input_message": "a number; every sheet retrains",
+              "error_message": "x and y must be numbers"}
     return Sheet("data", static_rows(rows), widths={0: 10, 1: 10, 2: 13}, freeze=(1, 0),
+                 validations=[(1, 0, n, 1, number)],
                  notes=[(0, 2, "Empty while every x and y is a number; else the first cell "
                          "that is not. A blank is not read as 0 here.")])
 

@@ -302,14 +302,14 @@ def data_sheet(lesson: Lesson) -> Sheet:
     merged: dict[int, list] = {}
     for r, cells in rows:
         merged.setdefault(r, []).extend(cells)
-    validations = [(i + 1, cls, {"validate": "list", "source": f"={classes}",
-                                 "input_title": "class", "input_message": "pick the class",
-                                 "error_message": "pick one of the classes listed on the right"})
-                   for i in range(n)]
-    validations += [(i + 1, j, {"validate": "decimal", "criteria": "between", "minimum": -1e300,
-                                "maximum": 1e300, "input_title": lesson.feature_names[j][:32],
-                                "input_message": "a feature value"})
-                    for i in range(n) for j in range(d)]
+    validations = [(1, cls, n, cls, {"validate": "list", "source": f"={classes}",
+                                     "input_title": "class", "input_message": "pick the class",
+                                     "error_message": "pick one of the classes listed on the "
+                                                      "right"}),
+                   (1, 0, n, d - 1, {"validate": "decimal", "criteria": "between",
+                                     "minimum": -1e300, "maximum": 1e300,
+                                     "input_title": "feature", "input_message": "a number",
+                                     "error_message": "features must be numbers"})]
     widths = {j: 12 for j in range(d + 3)}
     widths[check] = 13
     return Sheet("data", static_rows([(r, sorted(c, key=lambda x: x[0]))
@@ -530,7 +530,7 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, example_cells_row: i
     put(pick, c0 + 2, None, f"of {steps}: type a step to see the model then", "subtitle")
     W_then, b_then = softmax.unpack(tr.theta[steps - 1], k, d)
     for top, title, W, b in ((at, "W | b used at that step", W_then, b_then),
-                             (start, "starting W | b (yellow: edit to restart training)",
+                             (start, "starting W | b (yellow)",
                               lesson.W0, lesson.b0)):
         put(top, c0, None, title, "header_span")
         for j in range(1, d + 2):

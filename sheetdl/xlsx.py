@@ -158,8 +158,9 @@ def _write(book: Book, filename: str) -> None:
                     ws.write_formula(row, col, formula, f, cached(value))
         if notes_by_row:
             raise ValueError(f"{sheet.name}: notes on rows without cells: {sorted(notes_by_row)}")
-        for row, col, options in sheet.validations:
-            ws.data_validation(row, col, row, col, options)
+        for *where, options in sheet.validations:
+            row, col, last_row, last_col = where if len(where) == 4 else where * 2
+            ws.data_validation(row, col, last_row, last_col, options)
         for name, target in sheet.names.items():
             wb.define_name(f"{sheet.name}!{name}", f"={sheet.name}!{target}")
         for spec in sheet.charts:
