@@ -184,7 +184,7 @@ def _uno_python() -> str | None:
 
 
 def bench_recalculation(rows: int, folder: Path, repeats: int) -> list[Row]:
-    from . import data, graddesc, libreoffice, verify, xlsx
+    from . import data, graddesc, libreoffice, verifier as verify, xlsx
 
     x, y = data.synthetic_line(rows, 0)
     path = xlsx.write(graddesc.build(graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1)),

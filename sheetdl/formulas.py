@@ -407,6 +407,21 @@ def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[st
     return "=" + formula, shown
 
 
+def out_of_range(name: str, value: float) -> str | None:
+    """What is wrong with ``value`` for input ``name`` under its cell's validation rule (the
+    same rule the CLI, the UDFs and the sheet apply), or None when it is fine."""
+    rule = VALIDATION.get(name)
+    if rule is None:
+        return None
+    if rule["criteria"] == "between":
+        lo, hi = rule["minimum"], rule["maximum"]
+        hi_text = "below 1" if hi == 0.999999999999 else f"at most {hi:g}"
+        return None if lo <= value <= hi else f"must be at least {lo:g} and {hi_text}"
+    limit, op = rule["value"], rule["criteria"]
+    ok = value > limit if op == ">" else value >= limit
+    return None if ok else f"must be {'above' if op == '>' else 'at least'} {limit:g}"
+
+
 #: Inputs the layout fixes: shown as formulas, never yellow, so no edit can break the sheet.
 DERIVED = frozenset({"steps"})
 

@@ -83,17 +83,18 @@ def cached(value):
     return value
 
 
-def write(book: Book, path: str | Path) -> Path:
+def write(book: Book, path: str | Path, on_row=None) -> Path:
     """Write ``book`` to ``path`` via a temporary file in the same folder.
 
     A crash or kill mid-write leaves any previous file at ``path`` untouched.
+    ``on_row(1)`` hears of each row written (for a progress bar).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        _write(book, tmp)
+        _write(book, tmp, on_row)
         _seal(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -103,7 +104,7 @@ def write(book: Book, path: str | Path) -> Path:
     return path
 
 
-def _write(book: Book, filename: str) -> None:
+def _write(book: Book, filename: str, on_row=None) -> None:
     wb = xlsxwriter.Workbook(filename, {"constant_memory": True, "strings_to_numbers": False,
                                         "strings_to_formulas": False, "strings_to_urls": False})
     wb.set_properties({"title": book.title, "author": "sheetdl", "created": EPOCH,
@@ -138,6 +139,8 @@ def _write(book: Book, filename: str) -> None:
         for row, col, text in sheet.notes:
             notes_by_row.setdefault(row, []).append((col, text))
         for row, cells in sheet.rows():
+            if on_row is not None:
+                on_row(1)
             if row in sheet.heights:
                 ws.set_row(row, sheet.heights[row])
             for col, text in notes_by_row.pop(row, ()):

@@ -7,7 +7,9 @@ from sheetdl import libreoffice
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-COURSE = SHARED / "reference" / "fastai" / "course-v3"
+#: the fast.ai course workbooks, shipped with the tests (see tests/data/fastai/PROVENANCE.md)
+FASTAI = ROOT / "tests" / "data" / "fastai"
+COURSE = FASTAI / "course-v3"
 
 
 def named_values(wb, name: str, sheet: str | None = None, errors_as_nan: bool = False):
@@ -60,5 +62,5 @@ def soffice():
 @pytest.fixture(scope="session")
 def course_dir():
     if not COURSE.exists():
-        pytest.skip(f"{COURSE} not present (it ships in ../shared beside the checkout)")
+        pytest.fail(f"{COURSE} is missing: it ships with the tests")
     return COURSE

@@ -8,7 +8,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import addin, udfs, verify, xlsx
+from sheetdl import addin, udfs, verifier as verify, xlsx
 from conftest import ROOT
 
 DEMO = ROOT / "addin" / "sheetdl.xlsm"

@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 
 from conftest import ROOT, named_values
-from sheetdl import data, graddesc, libreoffice, verify, xlsx
+from sheetdl import data, graddesc, libreoffice, verifier as verify, xlsx
 
 # --------------------------------------------------------------------------- annealing
 
@@ -201,13 +201,15 @@ def test_cli_builds_the_finder_and_refuses_what_it_cannot_do(tmp_path):
     for args, message in [
             (("build", "lrfind", "-o", "x.xlsx", "--lr-min", "5", "--lr-max", "1"),
              "0 < --lr-min < --lr-max"),
-            (("build", "lrfind", "-o", "x.xlsx", "--schedule", "onecycle"), "not --optimizers"),
+            (("build", "lrfind", "-o", "x.xlsx", "--schedule", "onecycle"),
+             "--schedule is a flag of graddesc and softmax and collab, not lrfind"),
             (("build", "graddesc", "-o", "x.xlsx", "--schedule", "anneal"), "does not keep"),
-            (("build", "softmax", "-o", "x.xlsx", "--schedule", "anneal"), "per-epoch rule"),
+            (("build", "softmax", "-o", "x.xlsx", "--schedule", "anneal"),
+             "--schedule anneal is graddesc's"),
             (("build", "graddesc", "-o", "x.xlsx", "--udf", "--schedule", "cosine"),
              "constant-lr"),
             (("build", "graddesc", "-o", "x.xlsx", "--schedule", "onecycle", "--pct-start", "2"),
-             "--pct-start must be between 0 and 1")]:
+             "--pct-start 2: must be at least 0 and at most 1")]:
         r = run(*args)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sheetdl import data, udfs, verify
+from sheetdl import data, udfs, verifier as verify
 from conftest import ROOT
 
 GOLDEN = Path(__file__).parent / "golden" / "sheetdl_udfs.bas"

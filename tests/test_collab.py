@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 import torch
 
-from sheetdl import collab, collab_book, graddesc, libreoffice, verify, xlsx
+from sheetdl import collab, collab_book, graddesc, libreoffice, verifier as verify, xlsx
 from conftest import ROOT, named_values
 from torch_reference import torch_optimizer
 

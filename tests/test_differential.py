@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import named_values
 from sheetdl import (collab, collab_book, graddesc, libreoffice, presets, softmax,
-                     softmax_book, verify, xlsx)
+                     softmax_book, verifier as verify, xlsx)
 
 SLOW = bool(os.environ.get("SHEETDL_SLOW"))
 BATCHES = 25 if SLOW else 2

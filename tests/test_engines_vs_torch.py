@@ -5,7 +5,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import graddesc, libreoffice, verify, xlsx
+from sheetdl import graddesc, libreoffice, verifier as verify, xlsx
 from torch_reference import torch_trace
 
 KINDS = graddesc.ALL_OPTIMIZERS

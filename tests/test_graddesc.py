@@ -4,7 +4,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import data, graddesc, linear, presets, verify, xlsx
+from sheetdl import data, graddesc, linear, presets, verifier as verify, xlsx
 from conftest import ROOT
 
 

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from sheetdl import collab_book, softmax, softmax_book, verify, xlsx
+from sheetdl import collab_book, softmax, softmax_book, verifier as verify, xlsx
 from conftest import ROOT
 
 WORKBOOK = ROOT / "workbooks" / "graddesc.xlsx"

@@ -10,7 +10,7 @@ import torch
 
 from conftest import named_values
 from sheetdl import (collab, collab_book, graddesc, libreoffice, schedules, softmax,
-                     softmax_book, verify, xlsx)
+                     softmax_book, verifier as verify, xlsx)
 from torch_reference import torch_scheduler, torch_trace
 
 KINDS = graddesc.ALL_OPTIMIZERS

@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from sheetdl import data, softmax_book, verify
+from sheetdl import data, softmax_book, verifier as verify
 from conftest import ROOT
 
 pytest.importorskip("xlwings_server")

@@ -6,7 +6,7 @@ import openpyxl
 import pytest
 import torch
 
-from sheetdl import graddesc, libreoffice, softmax, softmax_book, verify, xlsx
+from sheetdl import graddesc, libreoffice, softmax, softmax_book, verifier as verify, xlsx
 from conftest import named_values
 from torch_reference import torch_optimizer, torch_scheduler
 

