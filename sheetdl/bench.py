@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import progress
+
 QUICK = {"build_rows": 2_000, "kernel_n": 1_000_000, "train_rows": 20_000, "collab": (60, 80, 8),
          "softmax_cells": 10_000, "train_udf_rows": 10_000, "repeats": 3}
 FULL = {"build_rows": 100_000, "kernel_n": 10_000_000, "train_rows": 1_000_000,
@@ -445,27 +447,36 @@ def gpu_row() -> Row:
                note="not measured: no CuPy and GPU on this machine")
 
 
+#: the benchmark areas, in the order they run (``--only`` picks among them)
+AREAS = ("writing", "recalculation", "kernels", "add-in", "scaling")
+
+
 def run(full: bool = False, plot: str | None = None, only: list[str] | None = None) -> dict:
     cfg = FULL if full else QUICK
     rows: list[Row] = []
     scaling: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="sheetdl-bench-") as tmp:
+    areas = [a for a in AREAS if not only or a in only]
+    with tempfile.TemporaryDirectory(prefix="sheetdl-bench-") as tmp, \
+            progress.bar("bench", total=len(areas), unit=" areas") as bar:
         folder = Path(tmp)
-        want = lambda area: not only or area in only
-        if want("writing"):
-            rows += bench_writing(cfg["build_rows"], folder, cfg["repeats"])
-        if want("recalculation"):
-            rows += bench_recalculation(cfg["build_rows"], folder, min(cfg["repeats"], 3))
-        if want("kernels"):
-            rows += bench_kernels(cfg["kernel_n"], cfg["train_rows"], cfg["collab"],
-                                  cfg["repeats"])
-        if want("add-in"):
-            rows += bench_addin(cfg["softmax_cells"], cfg["train_udf_rows"], folder)
+        measure = {
+            "writing": lambda: bench_writing(cfg["build_rows"], folder, cfg["repeats"]),
+            "recalculation": lambda: bench_recalculation(cfg["build_rows"], folder,
+                                                         min(cfg["repeats"], 3)),
+            "kernels": lambda: bench_kernels(cfg["kernel_n"], cfg["train_rows"], cfg["collab"],
+                                             cfg["repeats"]),
+            "add-in": lambda: bench_addin(cfg["softmax_cells"], cfg["train_udf_rows"], folder),
+        }
+        for area in areas:
+            bar.set_description(f"bench: {area}")
+            if area == "scaling":
+                # 10×, 100×, 1000× a small base: builds of 1k-100k rows, kernels of 100k-10M
+                scaling = bench_scaling(100, 10_000, folder,
+                                        factors=(10, 100, 1000) if full else (10, 100))
+            else:
+                rows += measure[area]()
+            bar.update(1)
         rows.append(gpu_row())
-        if want("scaling"):
-            # 10×, 100×, 1000× a small base: builds of 1k-100k rows, kernels of 100k-10M
-            scaling = bench_scaling(100, 10_000, folder,
-                                    factors=(10, 100, 1000) if full else (10, 100))
     report = {"machine": machine(), "mode": "full" if full else "quick",
               "rows": [dict(r.__dict__, ratio=r.ratio) for r in rows], "scaling": scaling}
     if plot and scaling:

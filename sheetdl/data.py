@@ -51,8 +51,9 @@ def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or all(not c.strip() for c in row):
             continue
-        if len(row) < 2:
-            raise DataError(f"{path}, line {lineno}: expected two columns x,y, found {len(row)}")
+        width = len(row) - next((i for i, c in enumerate(reversed(row)) if c.strip()), 0)
+        if width != 2:  # a third column is an error, not silently dropped
+            raise DataError(f"{path}, line {lineno}: expected two columns x,y, found {width}")
         try:
             values = [float(row[0]), float(row[1])]
         except ValueError:

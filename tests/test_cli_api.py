@@ -1,0 +1,242 @@
+"""The command line and the Python API a newcomer meets: per-lesson flags and help, errors
+that say why in one line, progress only on a terminal, Ctrl-C, `import sheetdl`, and every
+command line of the README run as pasted in an empty folder."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import openpyxl
+import pytest
+
+import sheetdl
+from conftest import ROOT
+from sheetdl import options, verifier
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV.pop("SHEETDL_PROGRESS", None)
+
+
+def sheetdl_cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "sheetdl.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env or ENV, timeout=600)
+
+
+@pytest.mark.parametrize("lesson,has,lacks", [
+    ("graddesc", ["--epochs", "(default 5)", "--init-b", "--schedule", "examples:"],
+     ["--steps ", "--users"]),
+    ("softmax", ["--steps", "(default 50)", "--lrfind-steps", "examples:"],
+     ["--epochs", "--rows", "--udf", "--init-b"]),
+    ("collab", ["--epochs", "(default 20)", "--factors", "(default 5)", "--udf"],
+     ["--steps ", "--rows"]),
+    ("lrfind", ["--steps", "(default 100)", "--lr-max", "--smooth-beta"],
+     ["--schedule", "--epochs", "--lrfind "]),
+])
+def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
+    r = sheetdl_cli("build", lesson, "--help")
+    assert r.returncode == 0
+    shown = " ".join(r.stdout.split()) + " "  # argparse wraps lines
+    for text in has:
+        assert text in shown, (lesson, text)
+    for text in lacks:
+        assert text not in shown, (lesson, text)
+    assert r.stdout.startswith(f"usage: sheetdl build {lesson} [options]")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["softmax", "--epochs", "3"], "--epochs is a flag of graddesc and collab, not softmax"),
+    (["collab", "--steps", "3"], "--steps is a flag of softmax and lrfind, not collab"),
+    (["softmax", "--udf"], "--udf is a flag of graddesc and collab, not softmax"),
+    (["softmax", "--gamma", "0.5"], "--gamma has no effect without --schedule step or"),
+    (["graddesc", "--lr-max", "0.5"], "--lr-max has no effect without --schedule onecycle or "
+                                      "--lrfind"),
+    (["collab", "--lrfind-steps", "5"], "--lrfind-steps has no effect without --lrfind"),
+    (["graddesc", "--optimizer", "sgd", "--beta2", "0.9"], "--beta2 has no effect: sgd has no"),
+    (["softmax", "--optimizer", "adam", "--nesterov"], "--nesterov has no effect: adam"),
+    (["graddesc", "--seed", "3"], "--seed seeds the synthetic data of --rows"),
+    (["collab", "--data", "r.csv", "--users", "5"], "--users picks from the synthetic"),
+    (["graddesc", "--lr", "-1"], "--lr -1: must be above 0"),
+    (["graddesc", "--optimizer", "adam", "--beta1", "1"], "--beta1 1: must be at least 0 and "
+                                                          "below 1"),
+    (["graddesc", "--eps=-1e-8", "--optimizer", "adam"], "--eps -1e-08: must be at least 0"),
+    (["graddesc", "-o", "my.csv"], "-o my.csv: sheetdl writes Excel workbooks"),
+    (["softmax", "--optimizer", "sgd,adam"], "softmax trains one optimizer"),
+    (["graddesc", "--optimizer", "adma"], "unknown optimizer 'adma'"),
+    (["graddesc", "--optimzer", "adam"], "did you mean --optimizer?"),
+    (["graddesc", "--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+    (["softmx"], "invalid choice: 'softmx'"),
+])
+def test_a_useless_or_wrong_flag_is_one_line_that_says_why(tmp_path, args, message):
+    r = sheetdl_cli("build", *args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert message in lines[0], r.stderr
+    assert len(lines) == 2 and lines[1].startswith("(see: sheetdl build") and \
+        lines[1].endswith("--help)"), r.stderr
+    assert "usage:" not in r.stderr and "Traceback" not in r.stderr
+    assert not list(tmp_path.iterdir()), "nothing is written"
+
+
+def test_did_you_mean_a_lesson():
+    r = sheetdl_cli("build", "softmx")
+    assert "did you mean softmax?" in r.stderr
+
+
+def test_version():
+    r = sheetdl_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"sheetdl {sheetdl.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", sheetdl.__version__)
+
+
+def test_the_old_optimizers_spelling_still_builds(tmp_path):
+    out = tmp_path / "g.xlsx"
+    r = sheetdl_cli("build", "graddesc", "--optimizers", "sgd,nadam", "--epochs", 1, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert openpyxl.load_workbook(out, read_only=True).sheetnames[2:4] == ["sgd", "nadam"]
+
+
+def test_force_before_the_lesson_counts(tmp_path):
+    out = tmp_path / "g.xlsx"
+    assert sheetdl_cli("build", "lrfind", "-o", out).returncode == 0
+    out.write_bytes(out.read_bytes() + b"")  # unchanged bytes: still untouched
+    wb = openpyxl.load_workbook(out)
+    wb.save(out)  # a person saves it: now it is changed
+    assert sheetdl_cli("build", "lrfind", "-o", out).returncode == 2
+    r = sheetdl_cli("build", "--force", "lrfind", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "g.xlsx.bak").exists()
+
+
+def test_a_third_csv_column_is_refused_not_dropped(tmp_path):
+    csv = tmp_path / "three.csv"
+    csv.write_text("x,y,z\n1,2,3\n2,4,5\n")
+    r = sheetdl_cli("build", "graddesc", "--data", csv, "-o", tmp_path / "g.xlsx")
+    assert r.returncode == 2 and "line 1: expected two columns x,y, found 3" in r.stderr
+    csv.write_text("x,y,\n1,2,\n2,4,\n3,7,\n")  # a trailing empty column is fine
+    assert sheetdl_cli("build", "graddesc", "--data", csv, "-o", tmp_path / "g.xlsx",
+                       "--lr", "0.01").returncode == 0
+
+
+def test_verify_reads_a_workbook_openpyxl_saved_and_names_the_lrfind_lesson(tmp_path):
+    """openpyxl moves the notes to xl/comments/comment1.xml, which IronCalc cannot find; it
+    also drops every cached value, which verify then reports cell by cell."""
+    path = tmp_path / "f.xlsx"
+    path.write_bytes((ROOT / "workbooks" / "lrfind.xlsx").read_bytes())
+    r = sheetdl_cli("verify", path)
+    assert r.returncode == 0 and "(sheetdl lrfind workbook)" in r.stdout
+    openpyxl.load_workbook(path).save(path)
+    r = sheetdl_cli("verify", path)
+    assert "Zip Error" not in r.stdout and "ERROR" not in r.stdout, r.stdout
+    assert r.returncode == 1 and "differ from their cached values" in r.stdout
+
+
+# --------------------------------------------------------------------------- progress, Ctrl-C
+
+def test_progress_shows_on_a_terminal_only(tmp_path):
+    quiet = sheetdl_cli("build", "lrfind", "-o", tmp_path / "a.xlsx")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    shown = sheetdl_cli("build", "lrfind", "-o", tmp_path / "b.xlsx",
+                        env={**ENV, "SHEETDL_PROGRESS": "1"})
+    assert shown.returncode == 0 and "writing b.xlsx" in shown.stderr and "rows" in shown.stderr
+    r = sheetdl_cli("verify", tmp_path / "b.xlsx", env={**ENV, "SHEETDL_PROGRESS": "1"})
+    assert r.returncode == 0 and "verifying b.xlsx" in r.stderr
+
+
+def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "build", "graddesc", "--rows",
+                             "30000", "-o", str(tmp_path / "big.xlsx")], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".big.xlsx.*.tmp")):  # interrupt once it is writing
+        assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip() == "sheetdl: interrupted"
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the Python API
+
+def test_build_and_verify_from_python(tmp_path):
+    path = sheetdl.build("graddesc", tmp_path / "g.xlsx", optimizer=["sgd", "adam"], epochs=2,
+                         lr=0.01)
+    assert path == tmp_path / "g.xlsx"
+    report = sheetdl.verify(path)
+    assert isinstance(report, sheetdl.Report) and report.ok, report
+    # the options took effect: IronCalc reads the traces and the lr back from the file
+    wb = verifier.recalculated(path)
+    assert len(wb.values("loss_trace", "adam")) == 2 * 29
+    assert wb.values("lr", "sgd")[0] == 0.01
+    html = report._repr_html_()
+    assert "OK" in html and "adam!loss_trace" in html and "<table>" in html
+    both = sheetdl.verify(path, ROOT / "workbooks" / "lrfind.xlsx")
+    assert isinstance(both, sheetdl.Reports) and both.ok and len(both) == 2
+
+
+@pytest.mark.parametrize("lesson,kwargs,message", [
+    ("softmax", {"epochs": 3}, "--epochs is a flag of graddesc and collab, not softmax"),
+    ("softmax", {"epochz": 3}, "unknown option 'epochz'; did you mean epochs?"),
+    ("graddesc", {"gamma": 0.5}, "--gamma has no effect"),
+    ("collab", {"lr": float("nan")}, "--lr must be a finite number"),
+    ("mlp", {}, "unknown lesson 'mlp'"),
+])
+def test_the_api_raises_the_cli_message_instead_of_exiting(tmp_path, lesson, kwargs, message):
+    with pytest.raises(sheetdl.OptionError, match=re.escape(message)):
+        sheetdl.build(lesson, tmp_path / "x.xlsx", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_api_keeps_an_edited_workbook(tmp_path):
+    path = sheetdl.build("lrfind", tmp_path / "f.xlsx")
+    wb = openpyxl.load_workbook(path)
+    wb.save(path)
+    with pytest.raises(ValueError, match="changed since sheetdl wrote it"):
+        sheetdl.build("lrfind", path)
+    assert sheetdl.build("lrfind", path, force=True) == path
+
+
+# --------------------------------------------------------------------------- the README
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_flag_tables_are_the_registry():
+    assert options.flag_table() in README
+    assert options.defaults_table() in README
+
+
+def readme_commands() -> list[str]:
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", README, re.S):
+        lines += [ln.split("  #")[0].strip() for ln in block.splitlines()
+                  if ln.startswith("sheetdl ")]
+    return lines
+
+
+def test_every_readme_command_runs_as_pasted_in_an_empty_folder(tmp_path):
+    """Each `sheetdl ...` line of the README's shell blocks, in order, in one empty folder
+    holding only the small files the examples name."""
+    (tmp_path / "points.csv").write_text("x,y\n1,32\n2,34\n3,36.5\n4,37.5\n")
+    (tmp_path / "flowers.csv").write_text(
+        "length,width,label\n1.0,0.5,rose\n1.2,0.4,rose\n3.1,2.0,tulip\n3.3,2.2,tulip\n"
+        "5.0,1.0,lily\n5.2,1.1,lily\n")
+    (tmp_path / "ratings.csv").write_text("user,item,rating\nann,m1,4\nann,m2,3\nbob,m1,5\n"
+                                          "bob,m3,2\ncat,m2,4\ncat,m3,1\n")
+    commands = readme_commands()
+    assert len(commands) >= 20
+    bin_dir = os.path.dirname(sys.executable)
+    for cmd in commands:
+        if "--rows 1000000" in cmd:  # minutes by design; the --udf tests cover the path
+            continue
+        r = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600, env={**ENV, "PATH": bin_dir + os.pathsep +
+                                                    ENV.get("PATH", "")})
+        assert r.returncode == 0, f"{cmd}\n{r.stderr}"
+    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, env=ENV, timeout=600)
+    assert r.returncode == 0 and r.stdout.startswith("True 0 "), r.stderr
