@@ -17,9 +17,10 @@ from typing import Callable
 import numpy as np
 
 from . import lrfind, schedules
-from .book import Chart, Series, area, col_name, number_format, ref
+from .book import Chart, Series, Sheet, area, col_name, number_format, ref
 from .formulas import (Column, Template, finder_chart, finder_columns, finder_summary,
-                       optimizer_columns, renamer, schedule_columns, schedule_keys)
+                       fit_inputs, optimizer_columns, renamer, schedule_columns,
+                       schedule_keys)
 from .optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
@@ -372,6 +373,23 @@ def run_finder(lesson, train: Callable, *, steps_field: str, block_height: int, 
     result = lrfind.analyse([sh["lr"] for sh in run.trace.shown],
                             [st.loss for st in run.trace.steps], beta, stop)
     return FinderRun(run, result, beta, stop)
+
+
+def training_sheet(name: str, rows, lay: "Layout", table: "TraceTable", inputs: list[str],
+                   names: dict[str, str], *, notes, validations, charts,
+                   unique_names: bool) -> Sheet:
+    """A block lesson's training sheet: columns sized for the blocks, the trace table and
+    the input labels, column A frozen; with ``unique_names`` (a finder sheet beside it),
+    its formulas read the inputs through workbook-unique names."""
+    widths = {c: 10 for c in range(lay.width() + 1)}
+    widths.update(table.widths())
+    heights = fit_inputs(inputs, widths)
+    widths[0] = 12
+    sheet = Sheet(name, rows, widths=widths, heights=heights, freeze=(0, 1), notes=notes,
+                  validations=validations, charts=charts)
+    if unique_names:
+        use_unique_names(sheet, names, inputs)
+    return sheet
 
 
 def use_unique_names(sheet, names: dict[str, str], inputs: list[str]) -> None:

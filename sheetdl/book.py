@@ -108,9 +108,13 @@ class Book:
 
 
 def static_rows(rows: Iterable[tuple[int, list[Cell]]]) -> Rows:
-    """Rows known up front (small sheets)."""
-    rows = sorted(rows, key=lambda r: r[0])
-    return lambda: iter(rows)
+    """Rows known up front (small sheets); cells given for one row in several pieces are
+    merged, in column order."""
+    merged: dict[int, list[Cell]] = {}
+    for r, cells in rows:
+        merged.setdefault(r, []).extend(cells)
+    ordered = [(r, sorted(merged[r], key=lambda c: c[0])) for r in sorted(merged)]
+    return lambda: iter(ordered)
 
 
 #: The significant digits a column's number format shows: enough to see a value change

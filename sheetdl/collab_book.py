@@ -13,11 +13,11 @@ import numpy as np
 from . import collab, lrfind, presets, schedules
 from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
                      Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
-                     run_finder, use_unique_names)
+                     run_finder, training_sheet)
 from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name, number_format, ref,
                    static_rows)
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, fit_inputs, input_rows,
+from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
                        input_validations,
                        schedule_inputs, status_cell)
 from .optim import Optimizer
@@ -273,14 +273,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     notes += table.notes()
     charts = table.charts("RMSE per epoch", "RMSE (stars)", "RMSE", "rmse_trace",
                           at=[(SCREEN_ROW, CHART_COL), (SCREEN_ROW, PANEL_COL)])
-    widths = {c: 10 for c in range(lay.width() + 1)}
-    widths.update(table.widths())
-    heights = fit_inputs(hyper, widths)
-    widths[0] = 12
-    sheet = Sheet(sn, rows, widths=widths, heights=heights, freeze=(0, 1), notes=notes,
-                  validations=validations, charts=charts)
-    if finder is not None or lesson.finder is not None:
-        use_unique_names(sheet, names, hyper)
+    sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
+                           validations=validations, charts=charts,
+                           unique_names=finder is not None or lesson.finder is not None)
     return sheet, names
 
 

@@ -698,7 +698,6 @@ def data_sheet(lesson: Lesson) -> Sheet:
         cells = [(0, None, float(xv), "input"), (1, None, float(yv), "input"),
                  (2, check, "", None)]
         rows.append((i + 1, cells))
-    rows = _merge_rows(rows)
     number = {"validate": "decimal", "criteria": "between", "minimum": -1e300, "maximum": 1e300,
               "input_title": "data", "input_message": "a number; every sheet retrains",
               "error_message": "x and y must be numbers"}
@@ -706,14 +705,6 @@ def data_sheet(lesson: Lesson) -> Sheet:
                  validations=[(1, 0, n, 1, number)],
                  notes=[(0, 2, "Empty while every x and y is a number; else the first cell "
                          "that is not. A blank is not read as 0 here.")])
-
-
-def _merge_rows(rows: list[tuple[int, list]]) -> list[tuple[int, list]]:
-    """One entry per row, cells in column order."""
-    merged: dict[int, list] = {}
-    for r, cells in rows:
-        merged.setdefault(r, []).extend(cells)
-    return [(r, sorted(merged[r], key=lambda c: c[0])) for r in sorted(merged)]
 
 
 def compare_sheet(lesson: Lesson) -> Sheet:

@@ -13,11 +13,11 @@ import numpy as np
 from . import lrfind, presets, schedules, softmax
 from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
                      Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
-                     run_finder, use_unique_names)
+                     run_finder, training_sheet)
 from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, number_style, ref,
                    static_rows)
 from .data import EXCEL_MAX_ROWS, DataError, is_number
-from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, fit_inputs, input_rows,
+from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
                        input_validations,
                        schedule_inputs, status_cell)
 from .optim import Optimizer
@@ -248,7 +248,7 @@ def softmax_sheet() -> Sheet:
                       f"would show {r.loss_log10[i]:.6g}, the loss divided by ln 10: a different "
                       "number from torch's cross-entropy, and its gradient is off by the same "
                       "factor."))
-        rows_out.append((row, sorted(cells, key=lambda c: c[0])))
+        rows_out.append((row, cells))
     validations = [(first + i, 1, {"validate": "list", "source": list(CLASSES),
                                    "input_title": "target class",
                                    "input_message": "the true class of this example",
@@ -299,9 +299,6 @@ def data_sheet(lesson: Lesson) -> Sheet:
         cells.append((check, f"={here}" if i == 0 else f'=IF({prev}<>"",{prev},{here})', "",
                       None))
         rows.append((i + 1, cells))
-    merged: dict[int, list] = {}
-    for r, cells in rows:
-        merged.setdefault(r, []).extend(cells)
     validations = [(1, cls, n, cls, {"validate": "list", "source": f"={classes}",
                                      "input_title": "class", "input_message": "pick the class",
                                      "error_message": "pick one of the classes listed on the "
@@ -312,8 +309,7 @@ def data_sheet(lesson: Lesson) -> Sheet:
                                      "error_message": "features must be numbers"})]
     widths = {j: 12 for j in range(d + 3)}
     widths[check] = 13
-    return Sheet("data", static_rows([(r, sorted(c, key=lambda x: x[0]))
-                                      for r, c in sorted(merged.items())]),
+    return Sheet("data", static_rows(rows),
                  widths=widths, freeze=(1, 0), validations=validations,
                  notes=[(0, check, "Empty while every feature is a number and every class is "
                          "in the list; else the first cell that is not. A blank is not read "
@@ -416,7 +412,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "step", "loss",
                        ("accuracy", "accuracy"), finder, metric_style="summary|0.0%")
     panel, start_ref, panel_notes, panel_validations = ({}, None, [], []) if finder else \
-        _model_panel(lesson, lay, group, example_cells_row=3)
+        _model_panel(lesson, lay, group, first_example=3, p_col=ec["p"])
     first_loss = (ref(table.top, TRACE_COL + 1), tr.steps[0].loss)
     last_loss = (ref(table.last, TRACE_COL + 1), tr.steps[-1].loss)
     status = None if finder else status_cell(
@@ -489,14 +485,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                                                                  table.last),
                                                 names["accuracy_trace"])],
                             width=charts[0].width, height=charts[0].height))
-    widths = {c: 10 for c in range(lay.width() + 1)}
-    widths.update(table.widths())
-    heights = fit_inputs(hyper, widths)
-    widths[0] = 12
-    sheet = Sheet(sn, rows, widths=widths, heights=heights, freeze=(0, 1), notes=notes,
-                  validations=validations, charts=charts)
-    if finder is not None or lesson.finder is not None:
-        use_unique_names(sheet, names, hyper)
+    sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
+                           validations=validations, charts=charts,
+                           unique_names=finder is not None or lesson.finder is not None)
     return sheet, names
 
 
@@ -511,11 +502,12 @@ def _start_names(sheet: str, lesson: Lesson) -> dict[str, str]:
                          f"{ref(first + k - 1, PANEL_COL + d + 1, True)}"}
 
 
-def _model_panel(lesson: Lesson, lay: Layout, group: Group, example_cells_row: int):
+def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, p_col: int):
     """The model at a glance, right of the loss chart: a yellow step picker, W | b used at
     that step, the yellow starting W | b (block 0 reads them), and each example's target,
     probabilities and predicted class at that step, each an INDEX into that step's block.
-    Returns (cells by row, init_ref for block 0, notes, validations)."""
+    ``first_example`` is the block row of example 1 and ``p_col`` the column of its first
+    probability. Returns (cells by row, init_ref for block 0, notes, validations)."""
     tr, steps = lesson.trace, lesson.steps
     n, d = lesson.X.shape
     k = len(lesson.class_names)
@@ -552,7 +544,6 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, example_cells_row: i
     probs = [f"p({c})" for c in lesson.class_names]
     for j, h in enumerate(["example", "target"] + probs + ["predicted"]):
         put(examples, c0 + j, None, h, "header")
-    p_col = 4 + 2 * k  # the example band's first p column (see train_sheet)
     p_fmt = "percent"  # a probability reads best as a share
     for i in range(n):
         r = examples + 1 + i
@@ -560,7 +551,7 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, example_cells_row: i
         put(r, c0 + 1, f"=INDEX({classes},data!${col_name(d)}${i + 2}+1)",
             lesson.class_names[int(lesson.labels[i])], None)
         for c in range(k):
-            put(r, c0 + 2 + c, at_step(lay, example_cells_row + i, p_col + c, show, steps),
+            put(r, c0 + 2 + c, at_step(lay, first_example + i, p_col + c, show, steps),
                 float(st.probs[i, c]), p_fmt)
         ps = f"{ref(r, c0 + 2)}:{ref(r, c0 + 1 + k)}"
         put(r, c0 + 2 + k, f"=INDEX({classes},MATCH(MAX({ps}),{ps},0))",
