@@ -23,6 +23,17 @@ class UserError(ValueError):
     """An expected error: printed as one line, exit status 2, no traceback."""
 
 
+def _port(text: str) -> int:
+    """A TCP port: uvicorn would silently wrap 70000 round to 4464."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1–65535)")
+    return port
+
+
 def _comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -130,6 +141,8 @@ def build_collab(args):
             lo, hi = (float(v) for v in args.y_range.split(","))
         except ValueError:
             raise UserError(f"--y-range must be LOW,HIGH or none, got {args.y_range!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise UserError(f"--y-range needs finite LOW,HIGH, got {args.y_range!r}")
         y_range = (lo, hi)
     lesson = collab_book.make_lesson(
         R, users, movies, factors=args.factors, optimizer=args.optimizer[0],
@@ -153,9 +166,12 @@ def _overrides(args) -> dict:
 
 def _safe_write(book, out: Path, force: bool, on_row=None) -> None:
     """Refuse to replace a workbook that is not sheetdl's own untouched output."""
-    if out.exists():
+    if out.exists() or out.is_symlink():
         if out.is_dir():
             raise UserError(f"{out}: is a folder; give a file name with -o")
+        if not out.is_file():  # a pipe would hang, a device node would be replaced
+            raise UserError(f"{out}: not a regular file; sheetdl writes only new files or "
+                            "workbooks it wrote")
         if not xlsx.untouched(out):
             if not force:
                 raise UserError(f"{out}: exists and was changed since sheetdl wrote it (or is "
@@ -183,8 +199,13 @@ def build_one(args, say=print) -> Path:
     out = Path(args.out) if args.out else DEFAULT_DIR / f"{args.lesson}.xlsx"
     t0 = time.perf_counter()
     book = BUILDERS[args.lesson](args)
-    with progress.bar(f"writing {out.name}", unit=" rows") as bar:
-        _safe_write(book, out, args.force, on_row=bar.update)
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UserError(f"{out}: {out.parent} is a file, not a folder")
+    try:
+        with progress.bar(f"writing {out.name}", unit=" rows") as bar:
+            _safe_write(book, out, args.force, on_row=bar.update)
+    except OSError as e:  # a parent that is a file, a read-only folder, a full disk...
+        raise UserError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
     for sheet in book.sheets:
         for warning in _divergence(book, sheet.name):
             print(f"warning: {out}: {warning}", file=sys.stderr)
@@ -345,7 +366,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Run xlwings Server with sheetdl's functions "
                                    "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="port, 1–65535 (default 8000)")
     return parser
 
 

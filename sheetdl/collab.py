@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import DataError
+from .data import DataError, read_text
 from .optim import Optimizer
 from .schedules import scheduled_values, stepping
 from .softmax import seqsum
@@ -202,10 +202,7 @@ def read_csv(path):
     from pathlib import Path
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    text = read_text(path)
     users, items, triples = [], [], []
     for n, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or all(not c.strip() for c in row):

@@ -41,12 +41,7 @@ def synthetic_line(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Two numeric columns x, y; one optional header line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text file") from None
+    text = read_text(path)
     xs, ys = [], []
     for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or all(not c.strip() for c in row):
@@ -70,6 +65,22 @@ def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not xs:
         raise DataError(f"{path}: no data rows")
     return np.array(xs), np.array(ys)
+
+
+def read_text(path: Path) -> str:
+    """A CSV file's text, or a one-line DataError naming the file (missing, a folder, a
+    pipe or device, not UTF-8: a UTF-16 export from Excel says so)."""
+    try:
+        if not path.is_file():
+            raise DataError(f"{path}: " + ("no such file" if not path.exists()
+                                             else "not a regular file"))
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        hint = " (it looks like UTF-16: save it as CSV UTF-8)" \
+            if path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise DataError(f"{path}: not a UTF-8 text file{hint}") from None
 
 
 def is_number(s: str) -> bool:

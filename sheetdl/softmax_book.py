@@ -16,7 +16,7 @@ from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, F
                      run_finder, training_sheet)
 from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, number_style, ref,
                    static_rows)
-from .data import EXCEL_MAX_ROWS, DataError, is_number
+from .data import EXCEL_MAX_ROWS, DataError, is_number, read_text
 from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
                        input_validations,
                        schedule_inputs, status_cell)
@@ -88,10 +88,7 @@ def read_csv(path) -> tuple:
     import csv
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    text = read_text(path)
     rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: no data rows")

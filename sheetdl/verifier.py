@@ -230,6 +230,8 @@ def _check_container(path: Path) -> None:
         raise VerifyError(f"{path}: no such file")
     if path.is_dir():
         raise VerifyError(f"{path}: is a folder, not a workbook")
+    if not path.is_file():  # a named pipe would block the read forever
+        raise VerifyError(f"{path}: not a regular file")
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
@@ -461,7 +463,13 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
         # No engine here computes the add-in's calls: a --udf workbook's traces are
         # checked as cached, the numbers it shows, against the reference math.
         source = _Workbook(saved) if meta.get("udf") else wb
-        report.traces = replay[meta["lesson"]](source, meta, path, rtol, atol)
+        try:
+            report.traces = replay[meta["lesson"]](source, meta, path, rtol, atol)
+        except (KeyError, TypeError, AttributeError, IndexError) as e:
+            # docProps/custom.xml is the file's word, not ours: a forged or damaged one
+            raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not "
+                              f"what sheetdl writes ({type(e).__name__}: {e}); not replayed") \
+                from None
     return report
 
 

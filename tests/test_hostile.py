@@ -198,3 +198,58 @@ def test_schedule_input_edited_to_nonsense_is_named(tmp_path):
     assert "Traceback" not in r.stderr
     assert "sheet sgd: its schedule inputs cannot be replayed: --step-size must be a whole " \
         "number" in r.stdout
+
+
+# --------------------------------------------------------------------------- round two (issue 14)
+
+def test_a_named_pipe_is_refused_as_input_and_as_output(tmp_path):
+    """Reading or writing a FIFO would block forever; both are refused at once."""
+    pipe = tmp_path / "p.xlsx"
+    os.mkfifo(pipe)
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "verify", str(pipe)], timeout=60,
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 1 and f"{pipe}: ERROR not a regular file" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "build", "lrfind", "-o", str(pipe)],
+                       timeout=60, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+
+
+def test_forged_metadata_is_one_line_and_the_next_file_is_still_verified(tmp_path):
+    forged = rewrite(WORKBOOK, tmp_path / "forged.xlsx", lambda name, data: re.sub(
+        rb'"sheets":\{.*?\}\}\}', b'"sheets":{"sgd":{"optimizer":"sgd"}}', data)
+        if name == "docProps/custom.xml" else data)
+    r = run("verify", forged, ROOT / "workbooks" / "lrfind.xlsx")
+    assert r.returncode == 1
+    assert f"{forged}: ERROR" in r.stdout and "its sheetdl metadata" in r.stdout, r.stdout
+    assert "lrfind.xlsx: OK" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["serve", "--port", "70000"], "70000 is not a port (1–65535)"),
+    (["build", "collab", "--y-range", "0,inf"], "--y-range needs finite LOW,HIGH"),
+    (["build", "softmax", "--seed", "-1"], "--seed must be 0 or more"),
+    (["verify", "--rtol", "nan", str(WORKBOOK)], "--rtol must be a finite number"),
+])
+def test_bad_numbers_name_their_flag(args, message):
+    r = run(*args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_output_path_faults_are_one_line(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = run("build", "lrfind", "-o", afile / "x.xlsx")
+    assert r.returncode == 2 and f"{afile} is a file, not a folder" in r.stderr
+    r = run("build", "lrfind", "-o", tmp_path / ("n" * 250 + ".xlsx"))
+    assert r.returncode == 2 and "cannot write: File name too long" in r.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_utf16_csv_says_so(tmp_path):
+    csv = tmp_path / "u16.csv"
+    csv.write_bytes("x1,label\n1,a\n2,b\n".encode("utf-16"))
+    for lesson in ("softmax", "collab", "graddesc"):
+        r = run("build", lesson, "--data", csv, "-o", tmp_path / "o.xlsx")
+        assert r.returncode == 2 and f"{csv}: not a UTF-8 text file (it looks like UTF-16" \
+            in r.stderr, (lesson, r.stderr)
