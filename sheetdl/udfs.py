@@ -24,6 +24,8 @@ import sys
 import numpy as np
 
 from . import collab, kernels, linear, presets
+from .data import EXCEL_MAX_ROWS
+from .formulas import out_of_range
 
 NAMESPACE = "SHEETDL"
 
@@ -40,7 +42,12 @@ class UdfError(ValueError, _ShownError):
 # --------------------------------------------------------------------------- checks
 
 def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
-    a = np.asarray(value, dtype=float)
+    try:
+        a = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):  # text, a blank given as "", ragged rows
+        a = _blanks_as_nan(value, name) if allow_nan else None
+        if a is None:
+            raise UdfError(f"{name} must be a range of numbers") from None
     if a.ndim == 0:
         a = a.reshape(1, 1)
     elif a.ndim == 1:
@@ -52,6 +59,17 @@ def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
         raise UdfError(f"{name} has an empty, error or non-finite cell at row {r + 1}, "
                          f"column {c + 1} of the range")
     return a
+
+
+def _blanks_as_nan(value, name: str) -> np.ndarray | None:
+    """A range whose blanks arrive as "" (as some runtimes send them) with NaN for each;
+    None if anything else in it is not a number."""
+    try:
+        rows = [[np.nan if (c is None or (isinstance(c, str) and not c.strip())) else float(c)
+                 for c in (row if isinstance(row, (list, tuple)) else [row])] for row in value]
+        return np.asarray(rows, dtype=float)
+    except (TypeError, ValueError):
+        return None
 
 
 def _missing(value) -> bool:
@@ -74,7 +92,35 @@ def _number(value, name: str, positive: bool = False, default=None) -> float:
     if not np.isfinite(v) or (positive and v <= 0):
         raise UdfError(f"{name} must be a {'positive ' if positive else ''}finite number, "
                          f"got {v}")
+    bad = out_of_range(name, v)  # the range torch checks, as the sheets' validation does
+    if bad:
+        raise UdfError(f"{name} {v:g}: {bad}")
     return v
+
+
+def _whole(value, name: str, default=None, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole-number argument (epochs, factors, a seed, a step)."""
+    v = _number(value, name, default=default)
+    if v != int(v) or v < minimum or (maximum is not None and v > maximum):
+        top = f" to {maximum:,}" if maximum is not None else ""
+        raise UdfError(f"{name} must be a whole number from {minimum}{top}, got {v:g}")
+    return int(v)
+
+
+def _flag(value, name: str, default: bool = False) -> bool:
+    """TRUE/FALSE as Excel passes it (a bool), or as text or 1/0: "FALSE" is not true."""
+    if _missing(value):
+        return default
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0]
+    if isinstance(value, str):
+        text = value.strip().upper()
+        if text in ("TRUE", "FALSE"):
+            return text == "TRUE"
+        raise UdfError(f"{name} must be TRUE or FALSE, got {value!r}")
+    if value in (0, 1):
+        return bool(value)
+    raise UdfError(f"{name} must be TRUE or FALSE, got {value!r}")
 
 
 def _same_shape(ref: np.ndarray, **others) -> None:
@@ -145,7 +191,7 @@ def momentum_step(params, grads, velocity, lr, momentum=0.9, dampening=0.0, nest
     new, buf = kernels.momentum_step(
         p, g, np.nan_to_num(v), _number(lr, "lr", positive=True),
         _number(momentum, "momentum", default=0.9), _number(dampening, "dampening", default=0),
-        bool(nesterov), first=first)
+        _flag(nesterov, "nesterov"), first=first)
     return _finite(np.hstack([new, buf]))
 
 
@@ -167,11 +213,9 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     p, g = _matrix(params, "params"), _matrix(grads, "grads")
     m, v = _matrix(exp_avg, "exp_avg"), _matrix(exp_avg_sq, "exp_avg_sq")
     _same_shape(p, grads=g, exp_avg=m, exp_avg_sq=v)
-    t = _number(step, "step", positive=True)
-    if t != int(t):
-        raise UdfError(f"step must be a whole number from 1, got {t}")
+    t = _whole(step, "step")
     xp, arrays = _on(backend, p, g, m, v)
-    new, m, v = kernels.adam_step(*arrays, int(t), _number(lr, "lr", positive=True),
+    new, m, v = kernels.adam_step(*arrays, t, _number(lr, "lr", positive=True),
                                   _number(beta1, "beta1", default=0.9),
                                   _number(beta2, "beta2", default=0.999),
                                   _number(eps, "eps", default=1e-8),
@@ -191,7 +235,8 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
     ys = _matrix(y, "y").reshape(-1)
     if xs.size != ys.size:
         raise UdfError(f"x has {xs.size} values and y has {ys.size}")
-    e = _number(epochs, "epochs", positive=True)
+    # one row per step and a header: bound the work before it is done
+    e = _whole(epochs, "epochs", maximum=max(1, (EXCEL_MAX_ROWS - 1) // xs.size))
     from .graddesc import ALL_OPTIMIZERS, LESSON_LR
 
     kind = str(optimizer).strip().lower()
@@ -203,7 +248,7 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
     given.setdefault("lr", LESSON_LR[kind])
     opt, _ = presets.resolve(str(preset).strip().lower(), kind, **given)
     with np.errstate(all="ignore"):
-        tr = linear.train(opt, xs, ys, epochs=int(e), b_init=_number(b_init, "b_init", default=1),
+        tr = linear.train(opt, xs, ys, epochs=e, b_init=_number(b_init, "b_init", default=1),
                           a_init=_number(a_init, "a_init", default=1))
     steps = np.arange(1, tr.loss.size + 1)
     table = np.column_stack([steps, (steps - 1) // xs.size + 1, tr.x, tr.y, tr.b, tr.a,
@@ -247,13 +292,18 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     kind = str(optimizer).strip().lower()
     if kind not in LESSON_LR:
         raise UdfError(f"optimizer must be one of {', '.join(LESSON_LR)}, got {optimizer!r}")
-    f = int(_number(factors, "factors", positive=True))
+    # the factors and optimizer state are a few arrays of (users + movies) × factors
+    f = _whole(factors, "factors", maximum=max(1, MAX_PARAMETERS // (R.shape[0] + R.shape[1])))
     shape = collab.Shape(R.shape[0], R.shape[1], f)
     opt, _ = presets.resolve("torch", kind,
                              lr=_number(lr, "lr", positive=True, default=LESSON_LR[kind]),
                              weight_decay=_number(weight_decay, "weight_decay", default=0))
-    theta0 = collab.init_params(shape, int(_number(seed, "seed", default=0)))
-    n_epochs, y_range = int(_number(epochs, "epochs", positive=True)), _range(y_min, y_max)
+    theta0 = collab.init_params(shape, _whole(seed, "seed", default=0, minimum=0))
+    n_epochs = _whole(epochs, "epochs", maximum=MAX_EPOCHS)
+    if n_epochs * R.size > MAX_WORK:
+        raise UdfError(f"{n_epochs:,} epochs × {R.size:,} ratings cells is past the "
+                       f"{MAX_WORK:,} a call may take; use fewer epochs")
+    y_range = _range(y_min, y_max)
     with np.errstate(all="ignore"):
         if R.size * f > DENSE_LIMIT:  # the formula-shaped math would not fit in memory
             users, movies = np.nonzero(np.isfinite(R))
@@ -266,6 +316,12 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     _finite(table, "training")
     return [["epoch", "MSE", "RMSE"]] + table.tolist()
 
+
+#: collab_train's bounds, checked before any allocation: parameters (a few float64 arrays
+#: of them, ~80 MB each at the limit), epochs, and epochs × ratings cells of work
+MAX_PARAMETERS = 10_000_000
+MAX_EPOCHS = EXCEL_MAX_ROWS - 1
+MAX_WORK = 2_000_000_000
 
 #: users × movies × factors above which collab_train uses the sparse path
 DENSE_LIMIT = 2_000_000

@@ -253,3 +253,50 @@ def test_a_utf16_csv_says_so(tmp_path):
         r = run("build", lesson, "--data", csv, "-o", tmp_path / "o.xlsx")
         assert r.returncode == 2 and f"{csv}: not a UTF-8 text file (it looks like UTF-16" \
             in r.stderr, (lesson, r.stderr)
+
+
+def test_one_far_formula_does_not_walk_the_whole_sheet(tmp_path):
+    """A 5 KB file with one formula at XFD1048576: verify used to walk the 1.7e10-cell
+    dimension box; it now reads only the cells the file lists (a timeout guards the test)."""
+    import xlsxwriter
+
+    path = tmp_path / "far.xlsx"
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet()
+    ws.write_number("A1", 2)
+    ws.write_formula("XFD1048576", "=A1*3", None, 6)
+    wb.close()
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "verify", str(path)], timeout=120,
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 0 and "1 formula cells recalculated" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda u: u.train_linear([[1], [2]], [[1], [2]], "sgd", 0.01, 0.5),
+     "epochs must be a whole number from 1"),                         # was KeyError
+    (lambda u: u.collab_train([[1, 2], [3, ""]], 0.5), "factors must be a whole number"),  # IndexError
+    (lambda u: u.sgd_step("", [[1]], 0.1), "params must be a range of numbers"),  # ValueError
+    (lambda u: u.adam_step([[1]], [[1]], [[0]], [[0]], 1, 0.1, 2), "beta1 2: must be at least 0 "
+                                                                    "and below 1"),
+    (lambda u: u.adam_step([[1]], [[1]], [[0]], [[0]], 1, 0.1, 0.9, 0.999, -1),
+     "eps -1: must be at least 0"),
+    (lambda u: u.rmsprop_step([[1]], [[1]], [[0]], 0.1, 2), "alpha 2: must be at least 0"),
+    (lambda u: u.sgd_step([[1]], [[1]], 0), "lr must be a positive finite number"),
+    (lambda u: u.momentum_step([[1]], [[1]], [[0]], 0.1, 0.9, 0, "maybe"),
+     "nesterov must be TRUE or FALSE"),
+])
+def test_udf_arguments_are_checked_as_torch_checks_them(call, message):
+    from sheetdl import udfs
+
+    with pytest.raises(udfs.UdfError, match=re.escape(message)):
+        call(udfs)
+
+
+def test_nesterov_false_as_text_is_false():
+    """Before, nesterov="FALSE" was read as True (a non-empty string)."""
+    from sheetdl import udfs
+
+    # torch.optim.SGD: buf = 0.9·0.5 + 1 = 1.45; plain θ − 0.1·buf, Nesterov θ − 0.1·(g + 0.9·buf)
+    step = lambda flag: udfs.momentum_step([[1.0]], [[1.0]], [[0.5]], 0.1, 0.9, 0, flag)
+    np.testing.assert_allclose(step("FALSE"), [[1 - 0.1 * 1.45, 1.45]], rtol=1e-15)
+    np.testing.assert_allclose(step("TRUE"), [[1 - 0.1 * (1 + 0.9 * 1.45), 1.45]], rtol=1e-15)

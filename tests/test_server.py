@@ -136,6 +136,26 @@ def test_a_bad_argument_is_a_message_excel_shows(server):
     assert status == 400 and "overflowed" in out
 
 
+@pytest.mark.parametrize("fn,args,message", [
+    ("train_linear", [[[1.0], [2.0]], [[3.0], [5.0]], "sgd", 0.01, 0.5],
+     "epochs must be a whole number from 1"),
+    ("train_linear", [[[1.0], [2.0]], [[3.0], [5.0]], "sgd", 0.01, 600_000],
+     "epochs must be a whole number from 1 to 524,287"),  # more rows than Excel holds
+    ("collab_train", [[[4.0, 3.0], [5.0, ""]], 1e9, 5, 0.1, 0, 0, "adam", 0, 5.5],
+     "factors must be a whole number from 1 to"),
+    ("collab_train", [[[4.0, 3.0], [5.0, ""]], 0.5, 5, 0.1, 0, 0, "adam", 0, 5.5],
+     "factors must be a whole number"),
+    ("adam_step", [[[1.0]], [[1.0]], [[0.0]], [[0.0]], 1, 0.1, 2.0, None, None, None, None],
+     "beta1 2: must be at least 0 and below 1"),
+])
+def test_a_request_that_would_take_the_server_down_is_refused_at_once(server, fn, args,
+                                                                     message):
+    """Before: factors 1e9 grew the server to 24 GB, 60,000 epochs ran 90 s, and epochs 0.5
+    and factors 0.5 answered 500 (KeyError, IndexError)."""
+    status, out = call(server, fn, *args)
+    assert status == 400 and message in out, (status, out)
+
+
 def test_serve_without_a_license_key_states_the_terms():
     env = {k: v for k, v in os.environ.items() if k != "XLWINGS_LICENSE_KEY"}
     r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "serve"], capture_output=True,
