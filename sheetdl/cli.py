@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import math
 import os
@@ -165,7 +166,14 @@ def _overrides(args) -> dict:
 
 
 def _safe_write(book, out: Path, force: bool, on_row=None) -> None:
-    """Refuse to replace a workbook that is not sheetdl's own untouched output."""
+    """Refuse to replace a workbook that is not sheetdl's own untouched output: checked
+    before the build, and again at the moment of the rename, so an edit saved while a long
+    build ran is not lost either."""
+    _guard(out, force)
+    xlsx.write(book, out, on_row=on_row, before_replace=lambda: _guard(out, force))
+
+
+def _guard(out: Path, force: bool) -> None:
     if out.exists() or out.is_symlink():
         if out.is_dir():
             raise UserError(f"{out}: is a folder; give a file name with -o")
@@ -178,9 +186,9 @@ def _safe_write(book, out: Path, force: bool, on_row=None) -> None:
                                 "not a sheetdl workbook); not overwriting. Use --force to "
                                 "replace it (a .bak copy is kept) or -o for another file")
             backup = out.with_name(out.name + ".bak")
-            shutil.copy2(out, backup)
-            print(f"kept a backup of {out} as {backup}", file=sys.stderr)
-    xlsx.write(book, out, on_row=on_row)
+            if not (backup.exists() and filecmp.cmp(out, backup, shallow=False)):
+                shutil.copy2(out, backup)
+                print(f"kept a backup of {out} as {backup}", file=sys.stderr)
 
 
 def cmd_build(args) -> int:

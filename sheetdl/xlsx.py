@@ -83,11 +83,12 @@ def cached(value):
     return value
 
 
-def write(book: Book, path: str | Path, on_row=None) -> Path:
+def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Path:
     """Write ``book`` to ``path`` via a temporary file in the same folder.
 
     A crash or kill mid-write leaves any previous file at ``path`` untouched.
-    ``on_row(1)`` hears of each row written (for a progress bar).
+    ``on_row(1)`` hears of each row written (for a progress bar); ``before_replace()``
+    runs just before the rename and may raise to keep whatever is at ``path`` now.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +97,8 @@ def write(book: Book, path: str | Path, on_row=None) -> Path:
     try:
         _write(book, tmp, on_row)
         _seal(tmp)
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

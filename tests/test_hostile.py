@@ -300,3 +300,27 @@ def test_nesterov_false_as_text_is_false():
     step = lambda flag: udfs.momentum_step([[1.0]], [[1.0]], [[0.5]], 0.1, 0.9, 0, flag)
     np.testing.assert_allclose(step("FALSE"), [[1 - 0.1 * 1.45, 1.45]], rtol=1e-15)
     np.testing.assert_allclose(step("TRUE"), [[1 - 0.1 * (1 + 0.9 * 1.45), 1.45]], rtol=1e-15)
+
+
+def test_an_edit_saved_during_a_long_build_is_not_overwritten(tmp_path):
+    """The "changed since written" check runs again at the rename: before, it ran only
+    before the write, and an edit saved meanwhile was lost without --force or a .bak."""
+    import openpyxl
+
+    out = tmp_path / "g.xlsx"
+    assert run("build", "lrfind", "-o", out).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "build", "graddesc", "--rows",
+                             "20000", "-o", str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".g.xlsx.*.tmp")):  # the build is writing
+        assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
+        time.sleep(0.05)
+    wb = openpyxl.load_workbook(out)
+    wb["lrfind"]["A1"] = "my notes"  # a person saves an edit meanwhile
+    wb.save(out)
+    edited = out.read_bytes()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "changed since sheetdl wrote it" in err, err
+    assert out.read_bytes() == edited
+    assert not list(tmp_path.glob("*.tmp"))
