@@ -84,9 +84,6 @@ def _schedule_options(args) -> dict:
     opts = {k: getattr(args, k) for k in ("lr_max", "lr_min", "pct_start", "div", "div_final",
                                           "step_size", "gamma", "anneal_ratio",
                                           "anneal_factor")}
-    for k, v in opts.items():
-        if v is not None and not np.isfinite(v):
-            raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
     opts["cycle_momentum"] = args.cycle_momentum
     return opts
 
@@ -157,12 +154,9 @@ def build_collab(args):
 
 
 def _overrides(args) -> dict:
-    overrides = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
-                                               "eps", "alpha", "weight_decay", "nesterov")}
-    for k, v in overrides.items():
-        if isinstance(v, float) and not (v == v and abs(v) != float("inf")):
-            raise UserError(f"--{k.replace('_', '-')} must be a finite number, got {v}")
-    return overrides
+    """The hyperparameters given (options.resolve has checked each is finite and in range)."""
+    return {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
+                                          "eps", "alpha", "weight_decay", "nesterov")}
 
 
 def _safe_write(book, out: Path, force: bool, on_row=None) -> None:

@@ -440,6 +440,14 @@ def input_validations(hyper: list[str], row: int, fallback: str = "") -> list[tu
     return out
 
 
+#: Row of the status cell (A6) on every training sheet.
+STATUS_ROW = 5
+#: The widest an input's column grows for its label; a longer label wraps onto two lines.
+LABEL_WIDTH = 14
+#: Rows of the named inputs' labels and values (A3, A4) on every training sheet.
+LABEL_ROW = 2
+
+
 def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: str,
                status: tuple | None = None, derived: dict | None = None) -> list[tuple[int, list]]:
     """Rows 0–5 of a training sheet: title, a plain sentence of what it shows, the named
@@ -450,8 +458,8 @@ def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: 
     derived = derived or {}
     rows = [(0, [(0, None, title, "title")]),
             (1, [(0, None, sentence, "subtitle")]),
-            (2, [(i, None, h, "label") for i, h in enumerate(hyper)]),
-            (3, [(i, derived[h], values[h], "summary") if h in derived else
+            (LABEL_ROW, [(i, None, h, "label") for i, h in enumerate(hyper)]),
+            (LABEL_ROW + 1, [(i, derived[h], values[h], "summary") if h in derived else
                  (i, None, values[h], "input") for i, h in enumerate(hyper)]),
             (4, [(0, None, hint, "subtitle")])]
     if status:
@@ -459,11 +467,6 @@ def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: 
     return rows
 
 
-#: Row of the status cell (A6) on every training sheet.
-STATUS_ROW = 5
-#: The widest an input's column grows for its label; a longer label wraps onto two lines.
-LABEL_WIDTH = 14
-LABEL_ROW = 2
 
 
 def fit_inputs(hyper: list[str], widths: dict[int, float]) -> dict[int, float]:

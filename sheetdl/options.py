@@ -313,12 +313,11 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
         raise OptionError("--schedule anneal is graddesc's (the course's adam_ann rule)")
     kinds = _optimizer_kinds(lesson, args.optimizer or f_default("--optimizer", lesson))
     args.optimizer = kinds
-    fields = {k: {f.name for f in dataclasses.fields(optim.OPTIMIZERS[k])} for k in kinds}
+    fields = lambda kind: {x.name for x in dataclasses.fields(optim.OPTIMIZERS[kind])}
     for dest, f in given.items():
         if f.group == "hyperparameters" and dest not in ("b_init", "a_init", "lr"):
-            if not any(dest in fs for fs in fields.values()):
-                takes = [k for k in graddesc.ALL_OPTIMIZERS
-                         if dest in {x.name for x in dataclasses.fields(optim.OPTIMIZERS[k])}]
+            if not any(dest in fields(k) for k in kinds):
+                takes = [k for k in graddesc.ALL_OPTIMIZERS if dest in fields(k)]
                 raise OptionError(f"{f.name} has no effect: {', '.join(kinds)} has no {dest} "
                                   f"(it is for {', '.join(takes)})")
         value = getattr(args, dest)

@@ -71,7 +71,6 @@ STYLES = {
     "header_span": {"bold": True, "align": "center_across", "bg_color": "#D9D9D9", "border": 1},
     "percent": {"num_format": "0.0%"},
     "status": {"bold": True, "font_color": "#1F4E79"},
-    "note": {"italic": True, "font_color": "#444444", "text_wrap": True, "valign": "top"},
     "truth": {"bg_color": "#EDEDED", "italic": True},
 }
 
