@@ -89,21 +89,23 @@ def read_csv(path) -> tuple:
 
     path = Path(path)
     text = read_text(path)
-    rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    # (line number, cells), blank lines skipped but counted, so errors name the real line
+    rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), start=1)
+            if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: no data rows")
     header = None
     try:
-        [float(c) for c in rows[0][:-1]]
+        [float(c) for c in rows[0][1][:-1]]
     except ValueError:
-        header, rows = rows[0], rows[1:]
+        header, rows = rows[0][1], rows[1:]
     if not rows:
         raise DataError(f"{path}: no data rows")
-    width = len(rows[0])
+    width = len(rows[0][1])
     if width < 2:
         raise DataError(f"{path}: need at least one feature column and a label column")
     X, raw = [], []
-    for n, r in enumerate(rows, start=2 if header else 1):
+    for n, r in rows:
         if len(r) != width:
             raise DataError(f"{path}, line {n}: {len(r)} columns, expected {width}")
         try:

@@ -135,6 +135,9 @@ def test_bad_softmax_and_collab_csv(tmp_path):
     f.write_text("a,b,label\n1,2,x\n3,,y\n")
     r = run("build", "softmax", "--data", f, "-o", tmp_path / "o.xlsx")
     assert r.returncode == 2 and "line 3, column 2: '' is not a number" in r.stderr
+    f.write_text("a,b,label\n\n1,2,x\n\n3,q,y\n")  # blank lines count: the bad one is line 5
+    r = run("build", "softmax", "--data", f, "-o", tmp_path / "o.xlsx")
+    assert r.returncode == 2 and "line 5, column 2: 'q' is not a number" in r.stderr
     f.write_text("user,item,rating\nu,i,inf\n")
     r = run("build", "collab", "--data", f, "-o", tmp_path / "o.xlsx")
     assert r.returncode == 2 and "line 2, column rating: inf is not a finite number" in r.stderr
