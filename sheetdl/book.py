@@ -59,6 +59,8 @@ class Series:
     name: str
     categories: str
     values: str
+    #: points without a line (data), rather than a line without points (a trace)
+    markers: bool = False
 
 
 @dataclass
@@ -74,6 +76,8 @@ class Chart:
     height: int = 288
     #: a scatter chart with a log-scaled x axis (loss against learning rate)
     log_x: bool = False
+    #: a scatter chart: x is a number (a feature), not a category (a step)
+    scatter: bool = False
 
 
 @dataclass

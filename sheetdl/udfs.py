@@ -317,6 +317,74 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     return [["epoch", "MSE", "RMSE"]] + table.tolist()
 
 
+def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weight_decay=0.0,
+              output="loss"):
+    """Train ŷ = W2·relu(W1·x + b1) + b2 full batch on x (examples × features) and y, from
+    torch's nn.Linear start drawn with ``seed``, as the mlp workbook does. ``output``
+    "loss": step, MSE and dead ReLUs per step, with a header row; "params": the trained
+    network, one row per unit (W1 | b1 | W2) and a last row with b2 in its W2 column."""
+    X = _matrix(x, "x")
+    ys = _matrix(y, "y").reshape(-1)
+    if X.shape[0] != ys.size:
+        if X.shape[1] == ys.size and X.shape[0] == 1:  # a row of 1-feature examples
+            X = X.T
+        else:
+            raise UdfError(f"x has {X.shape[0]} examples (rows) and y has {ys.size} values")
+    from . import mlp
+    from .mlp_book import LESSON_LR
+
+    kind = str(optimizer).strip().lower()
+    if kind not in LESSON_LR:
+        raise UdfError(f"optimizer must be one of {', '.join(LESSON_LR)}, got {optimizer!r}")
+    h = _whole(hidden, "hidden", maximum=max(1, MAX_PARAMETERS // (X.shape[1] + 2)))
+    n_steps = _whole(steps, "steps", maximum=MAX_EPOCHS)
+    if n_steps * X.size * h > MAX_WORK:
+        raise UdfError(f"{n_steps:,} steps × {X.shape[0]:,} examples × {h:,} units is past "
+                       f"the {MAX_WORK:,} a call may take; use fewer steps or units")
+    what = str(output).strip().lower()
+    if what not in ("loss", "params"):
+        raise UdfError(f'output must be "loss" or "params", got {output!r}')
+    opt, _ = presets.resolve("torch", kind,
+                             lr=_number(lr, "lr", positive=True, default=LESSON_LR[kind]),
+                             weight_decay=_number(weight_decay, "weight_decay", default=0))
+    shape = mlp.Shape(X.shape[1], h)
+    theta0 = mlp.init_params(shape, _whole(seed, "seed", default=0, minimum=0))
+    with np.errstate(all="ignore"):
+        tr = mlp.train(opt, shape, X, ys, theta0, n_steps)
+    if what == "params":
+        W1, b1, W2, b2 = shape.unpack(tr.theta[-1])
+        table = np.column_stack([W1, b1, W2[0]])
+        last = np.full((1, table.shape[1]), np.nan)
+        last[0, -1] = b2[0]
+        _finite(table, "training")
+        return table.tolist() + [["" if np.isnan(v) else float(v) for v in last[0]]]
+    table = np.array([[t + 1, s.loss, s.dead] for t, s in enumerate(tr.steps)])
+    _finite(table, "training")
+    return [["step", "MSE", "dead ReLUs"]] + table.tolist()
+
+
+def mlp_predict(x, W1, b1, W2, b2):
+    """ŷ = W2·relu(W1·x + b1) + b2 for each example (row) of x: W1 is units × features
+    (torch's Linear.weight), b1 and W2 one value per unit, b2 one value."""
+    X = _matrix(x, "x")
+    w1 = _matrix(W1, "W1")
+    bias1 = _matrix(b1, "b1").reshape(-1)
+    w2 = _matrix(W2, "W2").reshape(-1)
+    bias2 = _matrix(b2, "b2").reshape(-1)
+    h, d = w1.shape
+    if X.shape[1] != d:
+        raise UdfError(f"x has {X.shape[1]} features (columns) but W1 has {d}")
+    if bias1.size != h or w2.size != h or bias2.size != 1:
+        raise UdfError(f"W1 has {h} units: b1 and W2 need {h} values each and b2 one")
+    from . import mlp
+
+    shape = mlp.Shape(d, h)
+    with np.errstate(all="ignore"):
+        st = mlp.forward_backward(shape, X, np.zeros(X.shape[0]),
+                                  shape.pack(w1, bias1, w2, bias2), 1e-4)
+    return _finite(st.yhat.reshape(-1, 1))
+
+
 #: collab_train's bounds, checked before any allocation: parameters (a few float64 arrays
 #: of them, ~80 MB each at the limit), epochs, and epochs × ratings cells of work
 MAX_PARAMETERS = 10_000_000
@@ -327,14 +395,14 @@ MAX_WORK = 2_000_000_000
 DENSE_LIMIT = 2_000_000
 
 PUBLIC = ["softmax", "cross_entropy", "sgd_step", "momentum_step", "rmsprop_step", "adam_step",
-          "train_linear", "collab_predict", "collab_train"]
+          "train_linear", "collab_predict", "collab_train", "mlp_train", "mlp_predict"]
 
 
 # --------------------------------------------------------------------------- decorators
 
 _ARRAYS = {"logits", "targets", "params", "grads", "velocity", "square_avg", "exp_avg",
            "exp_avg_sq", "x", "y", "user_factors", "movie_factors", "user_bias", "movie_bias",
-           "ratings"}
+           "ratings", "W1", "b1", "W2", "b2"}
 
 
 def decorate(func, arg, ret, classic: bool = False) -> dict:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import linear, optim, xlsx
+from .data import EXCEL_MAX_ROWS
 
 RTOL, ATOL = 1e-9, 1e-12
 VOLATILE = re.compile(r"\b(RAND|RANDBETWEEN|RANDARRAY|OFFSET|INDIRECT|NOW|TODAY|CELL|INFO)\(",
@@ -38,6 +39,9 @@ _REF = re.compile(r"(?:(?:'((?:[^']|'')+)'|([A-Za-z_][\w.]*))!)?\$?([A-Z]{1,3})\
 MAX_MEMBER_BYTES = 1 << 30
 MAX_TOTAL_BYTES = 4 << 30
 MAX_LISTED = 50
+#: A replay's work (steps × examples × parameters) past which the metadata cannot be a
+#: sheet's: a workbook holds at most 1,048,576 rows of ~16k cells.
+MAX_REPLAY_WORK = 20_000_000_000
 
 
 class VerifyError(Exception):
@@ -455,7 +459,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
 
     meta = xlsx.read_meta(path)
     replay = {"graddesc": _replay_graddesc, "softmax": _replay_softmax,
-              "collab": _replay_collab}
+              "collab": _replay_collab, "mlp": _replay_mlp}
     if meta and meta.get("lesson") in replay:
         # the lr finder alone is a graddesc lesson with no optimizer sheets
         report.lesson = "lrfind" if meta["lesson"] == "graddesc" and not meta.get("sheets") \
@@ -626,6 +630,65 @@ def _replay_softmax(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCh
     return checks
 
 
+def _bounded_work(path, work: int, steps: int | None = None) -> None:
+    """Refuse metadata that asks for more replay than any sheet could show, before any
+    array is allocated (docProps/custom.xml is the file's word, not ours)."""
+    if steps is not None and not (isinstance(steps, int) and 0 < steps <= EXCEL_MAX_ROWS):
+        raise VerifyError(f"{path}: its sheetdl metadata asks for {steps!r} steps; a sheet "
+                          f"holds at most {EXCEL_MAX_ROWS:,}: not replayed")
+    if work > MAX_REPLAY_WORK:
+        raise VerifyError(f"{path}: its sheetdl metadata asks for a replay of {work:,} "
+                          "operations, more than any sheet holds: not replayed")
+
+
+def _replay_mlp(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    y = np.array(_numbers(wb, "y", None, path))
+    X = np.array(_numbers(wb, "X", None, path))
+    if len(y) == 0 or len(X) % len(y):
+        raise VerifyError(f"{path}: names X ({len(X)} cells) and y ({len(y)} cells) do not "
+                          "describe the same examples")
+    X = X.reshape(len(y), -1)
+    checks = _replay_mlp_sheet(wb, meta, meta.get("schedule"), meta["steps"], None, X, y,
+                               path, rtol, atol)
+    if meta.get("lrfind"):
+        f = meta["lrfind"]
+        si = _sheet_index(wb, f["sheet"], path)
+        checks += _replay_mlp_sheet(wb, meta, f["schedule"], f["steps"], si, X, y, path,
+                                    rtol, atol)
+    return checks
+
+
+def _replay_mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
+    """One training sheet of the mlp lesson, from its named start and inputs."""
+    from . import mlp
+
+    label = "train" if si is None else wb.sheets[si]
+    part = {name: np.array(_numbers(wb, name, si, path))
+            for name in ("W1_init", "b1_init", "W2_init", "b2_init")}
+    shape = mlp.Shape(X.shape[1], len(part["b1_init"]))
+    if (part["W1_init"].size, part["W2_init"].size, part["b2_init"].size) != \
+            (shape.hidden * shape.features, shape.hidden, 1):
+        raise VerifyError(f"{path}: names W1_init, W2_init and b2_init do not fit "
+                          f"{shape.hidden} hidden units of {shape.features} features")
+    kind = meta["optimizer"]
+    hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], sspec, si, path)
+    sched = _schedule(wb, sspec, si, path, hyper.get("lr"))
+    opt = optim.make(kind, **meta["options"], **hyper)
+    theta0 = shape.pack(*(part[n] for n in ("W1_init", "b1_init", "W2_init", "b2_init")))
+    _bounded_work(path, steps * X.shape[0] * shape.size, steps)
+    with np.errstate(all="ignore"):
+        tr = mlp.train(opt, shape, X, y, theta0, steps, sched,
+                       _numbers(wb, "fd_h", si, path)[0])
+    W1, b1, W2, b2 = shape.unpack(tr.theta[-1])
+    want = {"loss_trace": [s.loss for s in tr.steps], "dead_trace": [s.dead for s in tr.steps],
+            "W1_final": W1, "b1_final": b1, "W2_final": W2, "b2_final": b2}
+    if sched is not None:
+        want["lr_trace"] = [s["lr"] for s in tr.shown]
+    if sspec and sspec.get("kind") == "lrfind":
+        want.update(_finder_want(wb, si, path, want["lr_trace"], want["loss_trace"]))
+    return [_compare(wb, label, name, si, w, rtol, atol) for name, w in want.items()]
+
+
 def _sheet_index(wb: _Workbook, sheet: str, path) -> int:
     si = wb.index.get(sheet.lower())
     if si is None:
@@ -644,6 +707,7 @@ def _replay_softmax_sheet(wb, meta, sspec, steps, si, X, labels, path, rtol, ato
     hyper = _sheet_hyper(wb, optim.OPTIMIZERS[kind], sspec, si, path)
     sched = _schedule(wb, sspec, si, path, hyper.get("lr"))
     opt = optim.make(kind, **meta["options"], **hyper)
+    _bounded_work(path, steps * X.size * len(bias), steps)
     with np.errstate(all="ignore"):
         tr = softmax.train(opt, X, labels.astype(int), W, bias, steps, sched)
     final_W, final_b = softmax.unpack(tr.theta[-1], len(bias), X.shape[1])
@@ -712,6 +776,7 @@ def _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
     if meta.get("y_range"):
         y_range = (_numbers(wb, "y_min", si, path)[0], _numbers(wb, "y_max", si, path)[0])
     opt = optim.make(kind, **meta["options"], **hyper)
+    _bounded_work(path, epochs * R.size * (shape.factors + 1), epochs)
     with np.errstate(all="ignore"):
         tr = collab.train(opt, R, collab.pack(U, bu, V, bm), shape, epochs, y_range, sched)
     Uf, buf, Vf, bmf = shape.unpack(tr.theta[-1])

@@ -69,6 +69,8 @@ STYLES = {
     # a header written over several columns: its text is centred across the blank cells
     # after it that carry the same style
     "header_span": {"bold": True, "align": "center_across", "bg_color": "#D9D9D9", "border": 1},
+    # the same for a label over several columns (one quantity per hidden unit)
+    "label_span": {"bold": True, "align": "center_across", "bg_color": "#DDEBF7", "border": 1},
     "percent": {"num_format": "0.0%"},
     "status": {"bold": True, "font_color": "#1F4E79"},
     "truth": {"bg_color": "#EDEDED", "italic": True},
@@ -169,15 +171,22 @@ def _write(book: Book, filename: str, on_row=None) -> None:
         for name, target in sheet.names.items():
             wb.define_name(f"{sheet.name}!{name}", f"={sheet.name}!{target}")
         for spec in sheet.charts:
-            chart = wb.add_chart({"type": "scatter", "subtype": "straight"} if spec.log_x
-                                 else {"type": "line"})
+            chart = wb.add_chart({"type": "scatter", "subtype": "straight"}
+                                 if spec.log_x or spec.scatter else {"type": "line"})
             for s in spec.series:
+                look = ({"marker": {"type": "circle", "size": 5}, "line": {"none": True}}
+                        if s.markers else {"marker": {"type": "none"}})
                 chart.add_series({"name": s.name, "categories": "=" + s.categories,
-                                  "values": "=" + s.values, "marker": {"type": "none"}})
+                                  "values": "=" + s.values, **look})
             chart.set_title({"name": spec.title})
-            chart.set_x_axis({"name": spec.x_title, "log_base": 10} if spec.log_x
-                             else {"name": spec.x_title})
+            x_axis = {"name": spec.x_title}
+            if spec.log_x:
+                x_axis["log_base"] = 10
             y_axis = {"name": spec.y_title}
+            if spec.scatter:  # axes at the plot's edges, not through x = 0 and y = 0
+                x_axis.update(crossing="min", label_position="low")
+                y_axis.update(crossing="min", label_position="low")
+            chart.set_x_axis(x_axis)
             if spec.log_y:
                 y_axis["log_base"] = 10
             chart.set_y_axis(y_axis)

@@ -47,7 +47,7 @@ def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
 
 @pytest.mark.parametrize("args,message", [
     (["softmax", "--epochs", "3"], "--epochs is a flag of graddesc and collab, not softmax"),
-    (["collab", "--steps", "3"], "--steps is a flag of softmax and lrfind, not collab"),
+    (["collab", "--steps", "3"], "--steps is a flag of softmax, mlp and lrfind, not collab"),
     (["softmax", "--udf"], "--udf is a flag of graddesc and collab, not softmax"),
     (["softmax", "--gamma", "0.5"], "--gamma has no effect without --schedule step or"),
     (["graddesc", "--lr-max", "0.5"], "--lr-max has no effect without --schedule onecycle or "
@@ -182,7 +182,7 @@ def test_build_and_verify_from_python(tmp_path):
     ("softmax", {"epochz": 3}, "unknown option 'epochz'; did you mean epochs?"),
     ("graddesc", {"gamma": 0.5}, "--gamma has no effect"),
     ("collab", {"lr": float("nan")}, "--lr must be a finite number"),
-    ("mlp", {}, "unknown lesson 'mlp'"),
+    ("mlpp", {}, "unknown lesson 'mlpp'"),
 ])
 def test_the_api_raises_the_cli_message_instead_of_exiting(tmp_path, lesson, kwargs, message):
     with pytest.raises(sheetdl.OptionError, match=re.escape(message)):

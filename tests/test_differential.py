@@ -11,14 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import named_values
-from sheetdl import (collab, collab_book, graddesc, libreoffice, presets, softmax,
+from sheetdl import (collab, collab_book, graddesc, libreoffice, mlp_book, presets, softmax,
                      softmax_book, verifier as verify, xlsx)
 
 SLOW = bool(os.environ.get("SHEETDL_SLOW"))
 BATCHES = 25 if SLOW else 2
 KINDS = graddesc.ALL_OPTIMIZERS
 # Learning-rate ranges per lesson that train without overflowing on the drawn data.
-LR = {"graddesc": (1e-4, 0.05), "softmax": (1e-3, 0.5), "collab": (1e-3, 0.3)}
+LR = {"graddesc": (1e-4, 0.05), "softmax": (1e-3, 0.5), "collab": (1e-3, 0.3),
+      "mlp": (1e-3, 0.1)}
 finite = dict(allow_nan=False, allow_infinity=False)
 
 
@@ -66,7 +67,7 @@ def built(make, kind, opts, **kw):
 
 @st.composite
 def configs(draw):
-    lesson = draw(st.sampled_from(["graddesc", "softmax", "collab"]))
+    lesson = draw(st.sampled_from(["graddesc", "softmax", "collab", "mlp"]))
     preset = draw(st.sampled_from(sorted(presets.PRESETS)))
     seed = draw(st.integers(0, 10_000))
     if lesson == "graddesc":
@@ -90,6 +91,15 @@ def configs(draw):
         return lesson, softmax_book.build(built(
             softmax_book.make_lesson, sched, opts, X=X, labels=labels, optimizer=kind,
             preset=preset, steps=draw(st.integers(1, 6)), seed=seed, **h))
+    if lesson == "mlp":
+        n, d = draw(st.integers(2, 12)), draw(st.integers(1, 3))
+        X = np.round(np.array(draw(st.lists(st.floats(-3, 3, **finite), min_size=n * d,
+                                            max_size=n * d))).reshape(n, d), 2)
+        y = np.round(np.array(draw(st.lists(st.floats(-2, 2, **finite), min_size=n,
+                                            max_size=n))), 2)
+        return lesson, mlp_book.build(built(
+            mlp_book.make_lesson, sched, opts, X=X, y=y, hidden=draw(st.integers(1, 5)),
+            optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed, **h))
     users, movies = draw(st.integers(2, 6)), draw(st.integers(2, 6))
     R, iu, im = collab.synthetic_ratings(users, movies, blank=draw(st.sampled_from([0.0, 0.2, 0.4])),
                                          seed=seed)
@@ -103,6 +113,7 @@ def configs(draw):
 
 
 NAMES = {"softmax": ["loss_trace", "W_final", "bias_final"],
+         "mlp": ["loss_trace", "dead_trace", "W1_final", "b1_final", "W2_final", "b2_final"],
          "collab": ["loss_trace", "user_factors_final", "movie_factors_final",
                     "user_bias_final", "movie_bias_final"]}
 

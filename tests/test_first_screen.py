@@ -21,6 +21,7 @@ TRAINING = {
     "softmax.xlsx": ["train"],
     "collab.xlsx": ["train"],
     "lrfind.xlsx": ["lrfind"],
+    "mlp.xlsx": ["train"],
 }
 ROWS, COLS = 40, 20  # A1:T40
 INPUT_FILL = "FFFFF2CC"
@@ -83,7 +84,8 @@ def test_numbers_on_the_first_screen_are_formatted(loaded, cached, book, sheet):
 
 
 @pytest.mark.parametrize("book,sheet", [*sheets(), ("graddesc.xlsx", "data"),
-                                        ("softmax.xlsx", "data"), ("softmax.xlsx", "softmax")])
+                                        ("softmax.xlsx", "data"), ("softmax.xlsx", "softmax"),
+                                        ("mlp.xlsx", "data")])
 def test_every_yellow_input_is_validated(loaded, book, sheet):
     ws = loaded[book][sheet]
     covered = set()
@@ -103,6 +105,7 @@ def test_every_yellow_input_is_validated(loaded, book, sheet):
     (["graddesc", "--optimizers", "adam", "--schedule", "onecycle", "--epochs", "2"], "adam"),
     (["softmax", "--schedule", "cosine", "--steps", "8"], "train"),
     (["collab", "--schedule", "onecycle", "--epochs", "4"], "train"),
+    (["mlp", "--schedule", "onecycle", "--steps", "6"], "train"),
 ], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
 def test_steps_is_derived_not_an_input(tmp_path, args, sheet):
     """A schedule or finder reads `steps`: it must be a formula counting the step rows,
@@ -161,6 +164,7 @@ def used_names(path, scopes):
     ["graddesc"], ["softmax"], ["collab"], ["lrfind"],
     ["softmax", "--lrfind", "--lrfind-steps", "20", "--steps", "10"],
     ["collab", "--lrfind", "--lrfind-steps", "10", "--epochs", "5"],
+    ["mlp", "--lrfind", "--lrfind-steps", "10", "--steps", "5"],
     ["graddesc", "--optimizers", "adam,sgd", "--lrfind", "--schedule", "onecycle",
      "--epochs", "1"],
 ], ids=lambda a: " ".join(a))
@@ -221,6 +225,10 @@ def test_diverging_sgd_is_finite_but_growing():
     ("collab.xlsx", {}, "training fine: the loss fell from B8 to B27"),
     ("collab.xlsx", {("train", "A4"): "50"}, "DIVERGING"),
     ("collab.xlsx", {("train", "B4"): ""}, "input B4 (beta1) is empty or not a number"),
+    ("mlp.xlsx", {}, "training fine: the loss fell from B8 to B107"),
+    ("mlp.xlsx", {("train", "F4"): "x"}, "input F4 (fd_h) is empty or not a number"),
+    ("mlp.xlsx", {("data", "B9"): ""}, "input data!B9 is empty or not a number"),
+    ("mlp.xlsx", {("train", "A4"): "30"}, "DIVERGING"),
 ])
 def test_block_lesson_status_names_what_happened(book, edits, starts):
     wb = edited(BOOKS / book, edits)
@@ -285,3 +293,23 @@ def test_screens_script_renders_one_page_per_sheet(soffice, tmp_path):
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert pngs == ["lrfind-about.png", "lrfind-data.png", "lrfind-lrfind.png"]
     assert all((tmp_path / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_readme_function_list_covers_every_formula():
+    """The README names the functions every formula may use: each function in the default
+    workbooks' formulas is on that list."""
+    readme = (ROOT / "README.md").read_text()
+    listed = re.search(r"Formulas use only plain A1 functions every engine computes alike "
+                       r"\(([^)]*)\)", readme.replace("\n", " "))
+    allowed = {f.strip() for f in listed.group(1).split(",")}
+    used = {}
+    for path in sorted(BOOKS.glob("*.xlsx")):
+        for ws in openpyxl.load_workbook(path).worksheets:
+            for row in ws.iter_rows():
+                for c in row:
+                    if isinstance(c.value, str) and c.value.startswith("="):
+                        for fn in re.findall(r"([A-Z][A-Z0-9.]*)\(", STRING.sub('""', c.value)):
+                            used.setdefault(fn, f"{path.name}:{ws.title}!{c.coordinate}")
+    assert "SUMPRODUCT" in used
+    missing = {fn: where for fn, where in used.items() if fn not in allowed}
+    assert not missing, f"functions not in the README's list: {missing}"

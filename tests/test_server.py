@@ -73,8 +73,9 @@ def test_metadata_lists_every_function_in_the_sheetdl_namespace(server):
     with urllib.request.urlopen(server + "/xlwings/custom-functions-meta") as r:
         meta = json.loads(r.read())
     names = {f["name"] for f in meta["functions"]}
-    assert {"SHEETDL.SOFTMAX", "SHEETDL.ADAM_STEP", "SHEETDL.TRAIN_LINEAR",
-            "SHEETDL.COLLAB_TRAIN", "SHEETDL.COLLAB_PREDICT"} <= names
+    from sheetdl import udfs
+
+    assert {f"SHEETDL.{name.upper()}" for name in udfs.PUBLIC} == names
     with urllib.request.urlopen(server + "/xlwings/custom-functions-code") as r:
         code = r.read().decode()
     assert "SHEETDL" in code or "custom-functions-call" in code

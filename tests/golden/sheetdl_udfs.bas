@@ -50,6 +50,32 @@ failed:
     SHEETDL_CROSS_ENTROPY = Err.Description
 End Function
 
+Function SHEETDL_MLP_PREDICT(x, W1, b1, W2, b2)
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        SHEETDL_MLP_PREDICT = XLPy.CallUDF("sheetdl.udfs", "SHEETDL_MLP_PREDICT", Array(x, W1, b1, W2, b2), ThisWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        SHEETDL_MLP_PREDICT = XLPy.CallUDF("sheetdl.udfs", "SHEETDL_MLP_PREDICT", Array(x, W1, b1, W2, b2))
+        Exit Function
+    #End If
+failed:
+    SHEETDL_MLP_PREDICT = Err.Description
+End Function
+
+Function SHEETDL_MLP_TRAIN(x, y, Optional hidden, Optional steps, Optional lr, Optional optimizer, Optional seed, Optional weight_decay, Optional output)
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.udfs", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output), ThisWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.udfs", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output))
+        Exit Function
+    #End If
+failed:
+    SHEETDL_MLP_TRAIN = Err.Description
+End Function
+
 Function SHEETDL_MOMENTUM_STEP(params, grads, velocity, lr, Optional momentum, Optional dampening, Optional nesterov)
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed

@@ -1,0 +1,592 @@
+"""Layout of the mlp lesson: a two-layer ReLU network trained full batch, one block per
+step, every factor of the chain rule its own labelled column.
+
+A block holds, per example: the inputs x and target y; the forward pass z1 = W1·x + b1,
+a1 = MAX(0, z1), ŷ = W2·a1 + b2, the error and its square; the backward pass ∂L/∂ŷ,
+∂L/∂a1 = ∂L/∂ŷ·W2, the ReLU mask [z1 > 0], ∂L/∂z1; and a finite-difference check of
+W1[1,1]. Under the examples, how many examples each unit is active on (0: a dead ReLU).
+Below, the two layers' parameter matrices with ∂L/∂θ (SUMPRODUCT over the examples),
+the optimizer's state and the new θ.
+
+Data flows one way: options → ``mlp.train`` → this layout → ``xlsx.write``.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import lrfind, mlp, presets, schedules
+from .blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
+                     FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
+                     interleave, run_finder, training_sheet)
+from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, ref, static_rows)
+from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, is_number, read_text
+from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
+                       input_validations, schedule_inputs, status_cell)
+from .optim import Optimizer
+
+#: Learning rates that bend the default network onto the sine in 100 steps, measured.
+LESSON_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "rmsprop": 0.01, "adam": 0.05,
+             "adamw": 0.05, "adagrad": 0.1, "adamax": 0.05, "nadam": 0.05}
+#: The data sheet's first empty or non-numeric cell ("" when all are fine).
+DATA_PROBLEM = "data_problem"
+#: h of the finite-difference check. Between ReLU kinks the loss is quadratic in a weight,
+#: so a central difference has no truncation error: what is left is rounding, ~ε·L/h, and
+#: the chance that ±h pushes an example across its kink, which a small h keeps rare.
+FD_H = 1e-4
+#: The most hidden units: ŷ's formula writes out one product per unit, and a block is
+#: five columns per unit wide.
+MAX_HIDDEN = 64
+#: Formula cells a build may write: beyond this the sheet is too slow to recalculate.
+MAX_CELLS = 3_000_000
+
+
+@dataclass
+class Lesson:
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    target_name: str
+    shape: mlp.Shape
+    kind: str
+    opt: Optimizer
+    follows: str
+    preset: str
+    steps: int
+    theta0: np.ndarray
+    data_label: str
+    fd_h: float = FD_H
+    trace: mlp.Trace = field(default=None)
+    schedule: schedules.Schedule | None = None
+    finder: "FinderRun | None" = None
+
+
+def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """Columns feature..., target, all numbers; a header line names them."""
+    path = Path(path)
+    # (line number, cells), blank lines skipped but counted, so errors name the real line
+    rows = [(n, r) for n, r in enumerate(csv.reader(read_text(path).splitlines()), start=1)
+            if any(c.strip() for c in r)]
+    header = None
+    if rows and not all(is_number(c) for c in rows[0][1]):
+        header, rows = rows[0][1], rows[1:]
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    width = len(rows[0][1])
+    if width < 2:
+        raise DataError(f"{path}: need at least one feature column and a target column")
+    values = []
+    for n, r in rows:
+        if len(r) != width:
+            raise DataError(f"{path}, line {n}: {len(r)} columns, expected {width}")
+        bad = next((i for i, c in enumerate(r) if not is_number(c)), None)
+        if bad is not None:
+            raise DataError(f"{path}, line {n}, column {bad + 1}: {r[bad].strip()!r} is not "
+                            "a number")
+        v = [float(c) for c in r]
+        if not all(np.isfinite(v)):
+            raise DataError(f"{path}, line {n}: values must be finite numbers")
+        values.append(v)
+    a = np.array(values)
+    names = [h.strip() or f"x{j + 1}" for j, h in enumerate(header[:-1])] if header else \
+        [f"x{j + 1}" for j in range(width - 1)]
+    return a[:, :-1], a[:, -1], names, (header[-1].strip() or "y") if header else "y"
+
+
+def _columns(d: int, h: int) -> dict[str, int]:
+    """Block columns of the example band: x (d), y, z1 (h), a1 (h), ŷ, error, loss,
+    ∂L/∂ŷ, ∂L/∂a1 (h), mask (h), ∂L/∂z1 (h), and the two finite-difference losses."""
+    widths = [("x", d), ("y", 1), ("z", h), ("a", h), ("yhat", 1), ("err", 1), ("loss", 1),
+              ("dy", 1), ("da", h), ("mask", h), ("dz", h), ("fdp", 1), ("fdm", 1)]
+    cols, c = {}, 1
+    for key, w in widths:
+        cols[key] = c
+        c += w
+    cols["end"] = c
+    return cols
+
+
+def _groups(lesson: Lesson) -> tuple[Group, Group]:
+    """Layer 1 as torch's weight (units × features) with b1 beside it; layer 2 shown as a
+    column, one row per unit, so W2 stands on the same row as the unit it weighs, b2 under."""
+    h, d = lesson.shape.hidden, lesson.shape.features
+    units = [f"unit {j + 1}" for j in range(h)]
+    layer1 = Group("layer 1", h, d + 1, lambda i, j: i * d + j if j < d else h * d + i,
+                   units, list(lesson.feature_names) + ["b1"])
+    base = h * d + h
+    layer2 = Group("layer 2", h + 1, 1, lambda i, j: base + i, units + ["b2"],
+                   ["W2 | b2"])
+    return layer1, layer2
+
+
+def _panel_rows(lesson: Lesson) -> tuple[int, int, int, int]:
+    """The panel's step picker, its unit table's header, its examples' header, and the
+    last row it uses."""
+    h, n = lesson.shape.hidden, len(lesson.X)
+    pick = SCREEN_ROW
+    units = pick + 1
+    examples = units + h + 3
+    return pick, units, examples, examples + n
+
+
+def blocks_start(steps: int, lesson: Lesson, finder: bool = False) -> int:
+    """Row of block 0: under the trace table (one row per step) and, on the train sheet, the
+    panel and, under a schedule, the lr chart below the loss chart."""
+    if finder:
+        return blocks_top(SCREEN_ROW + steps)
+    scheduled = lesson.schedule is not None and lesson.schedule.scheduled
+    lr_chart = BELOW_CHART + 2 * CHART_ROWS + 1 if scheduled else 0
+    return blocks_top(SCREEN_ROW + steps, _panel_rows(lesson)[-1], lr_chart)
+
+
+def _layout_height(lesson: Lesson) -> int:
+    return Layout(lesson.opt, list(_groups(lesson)), len(lesson.X) + 1, []).height
+
+
+def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimizer="adam",
+                preset="torch", steps=100, seed=0, data_label="", schedule="constant",
+                schedule_options=None, theta0=None, **overrides) -> Lesson:
+    """A lesson on examples ``X`` (N × features) and targets ``y``; ``theta0`` (packed as
+    ``mlp.Shape.pack``) replaces the seeded torch-style start."""
+    X = np.asarray(X, float)
+    if X.ndim == 1:
+        X = X[:, None]
+    y = np.asarray(y, float).ravel()
+    n, d = X.shape
+    if len(y) != n:
+        raise ValueError(f"{n} examples but {len(y)} targets")
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
+    if not 1 <= hidden <= MAX_HIDDEN:
+        raise ValueError(f"--hidden must be from 1 to {MAX_HIDDEN}, got {hidden}")
+    shape = mlp.Shape(d, hidden)
+    if 1 + _columns(d, hidden)["end"] > EXCEL_MAX_COLS:
+        raise ValueError(f"{d} features × {hidden} units is past Excel's {EXCEL_MAX_COLS:,} "
+                         "columns")
+    cells = steps * (n * (_columns(d, hidden)["end"] + hidden) + 10 * shape.size)
+    if cells > MAX_CELLS:
+        raise ValueError(f"{steps} steps × {n} examples × {hidden} units is about {cells:,} "
+                         f"formula cells, past the {MAX_CELLS:,} a sheet recalculates in "
+                         "reasonable time; use fewer --steps, --hidden or examples")
+    feature_names = list(feature_names or [f"x{j + 1}" for j in range(d)])
+    if overrides.get("lr") is None:
+        overrides["lr"] = LESSON_LR[optimizer]
+    opt, follows = presets.resolve(preset, optimizer, **overrides)
+    theta0 = mlp.init_params(shape, seed) if theta0 is None else np.asarray(theta0, float)
+    lesson = Lesson(X, y, feature_names, target_name, shape, optimizer, opt, follows, preset,
+                    steps, theta0, data_label)
+    lesson.schedule = schedules.for_lesson(schedule, schedule_options, steps, optimizer, opt.lr,
+                                           preset)
+    height = _layout_height(lesson)
+    if blocks_start(steps, lesson) + (steps + 1) * height > EXCEL_MAX_ROWS:
+        raise ValueError(f"{steps} steps × {height} rows per step is past Excel's "
+                         f"{EXCEL_MAX_ROWS:,} rows; use fewer --steps or less data")
+    with np.errstate(all="ignore"):
+        lesson.trace = mlp.train(opt, shape, X, y, theta0, steps, lesson.schedule, lesson.fd_h)
+    return lesson
+
+
+# --------------------------------------------------------------------------- sheets
+
+def data_sheet(lesson: Lesson) -> Sheet:
+    """Features and target as yellow inputs, and a check column whose last cell
+    (``data_problem``) names the first empty or non-numeric cell."""
+    n, d = lesson.X.shape
+    target, check, side = d, d + 1, d + 3
+    rows = [(0, [(j, None, name, "header") for j, name in enumerate(lesson.feature_names)]
+             + [(target, None, lesson.target_name, "header"),
+                (check, None, "first problem", "header"),
+                (side, None, f"Data: {lesson.data_label}. The yellow cells are inputs: edit a "
+                 "value and the train sheet retrains.", "bold")]),
+            (1, [(side, None, "X names the features, y the target the network learns.",
+                  "subtitle")]),
+            (2, [(side, None, "To add or remove examples, rebuild: sheetdl build mlp --data "
+                  f"points.csv (columns feature...,target). Rows 2–{n + 1} are read.",
+                  "subtitle")])]
+    for i in range(n):
+        r = i + 2
+        cells = [(j, None, float(lesson.X[i, j]), "input") for j in range(d)]
+        cells.append((target, None, float(lesson.y[i]), "input"))
+        here = f'IF(ISNUMBER({col_name(target)}{r}),"","data!{col_name(target)}{r}")'
+        for j in reversed(range(d)):
+            here = f'IF(ISNUMBER({col_name(j)}{r}),{here},"data!{col_name(j)}{r}")'
+        prev = f"{col_name(check)}{r - 1}"
+        cells.append((check, f"={here}" if i == 0 else f'=IF({prev}<>"",{prev},{here})', "",
+                      None))
+        rows.append((i + 1, cells))
+    validations = [(1, 0, n, d, {"validate": "decimal", "criteria": "between",
+                                 "minimum": -1e300, "maximum": 1e300, "input_title": "value",
+                                 "input_message": "a number",
+                                 "error_message": "features and targets must be numbers"})]
+    widths = {j: 12 for j in range(d + 2)}
+    widths[check] = 13
+    return Sheet("data", static_rows(rows), widths=widths, freeze=(1, 0),
+                 validations=validations,
+                 notes=[(0, check, "Empty while every cell is a number; else the first that "
+                         "is not. A blank is not read as 0 here: the train sheet's status "
+                         "points at it.")])
+
+
+def train_sheet(lesson: Lesson, sheet_name: str = "train",
+                finder: "FinderRun | None" = None) -> tuple[Sheet, dict]:
+    """The training sheet; with ``finder``, the lr finder's (the lesson trained under the
+    lrfind schedule, the finder's columns beside the trace table).
+
+    First screen: inputs and status; the trace table (step, loss, dead ReLUs) down column
+    A; the fit chart (the data and the network's ŷ at a step the learner picks) and the
+    loss chart under it; right of them the panel: that step's units (W1, b1, W2 and how
+    many examples each is active on) and every example's ŷ. The blocks follow below."""
+    X, y, tr, shape = lesson.X, lesson.y, lesson.trace, lesson.shape
+    n, d = X.shape
+    h = shape.hidden
+    steps = lesson.steps
+    layer1, layer2 = _groups(lesson)
+    lay = Layout(lesson.opt, [layer1, layer2], lesson_rows=n + 1,
+                 scalars=[("loss", "loss", "mean squared error over all examples, before this "
+                           "step's update (torch's MSELoss)"),
+                          ("dead", "dead ReLUs", "units active on no example: relu'(z1) = 0 "
+                           "for every example, so no gradient reaches their layer-1 weights"),
+                          ("fd", "fd check", "∂L/∂W1₁₁ by the central finite "
+                           "difference (L(W1₁₁ + h) − L(W1₁₁ − h))/(2h), h = fd_h, from the two columns of "
+                           "nudged losses: it should match the backprop value beside it"),
+                          ("analytic", "backprop", "∂L/∂W1₁₁ by the chain rule: the "
+                           "first cell of ∂L/∂θ (layer 1) below")],
+                 top=blocks_start(steps, lesson, finder is not None), schedule=lesson.schedule)
+    ec = _columns(d, h)
+    with np.errstate(all="ignore"):
+        lay.set_formats(tr)
+        lay.formats.update(g=number_format([st.grad for st in tr.steps]),
+                           loss=number_format([st.loss for st in tr.steps]), dead="0",
+                           fd=number_format([[st.fd, st.grad[0]] for st in tr.steps]))
+        lay.formats["analytic"] = lay.formats["fd"]
+        band_fmt = {key: "general|" + number_format([getattr(st, attr) for st in tr.steps])
+                    for key, attr in (("z", "z1"), ("a", "a1"), ("yhat", "yhat"), ("err", "err"),
+                                      ("loss", "loss_i"), ("dy", "dyhat"), ("da", "da1"),
+                                      ("dz", "dz1"), ("fdp", "fd_plus"), ("fdm", "fd_minus"))}
+        band_fmt["x"] = band_fmt["y"] = "general|" + number_format(np.concatenate([X.ravel(), y]))
+    # one-column titles stay short enough for their column; a per-unit title is centred
+    # across its units' columns; each column's note gives the whole rule
+    band_titles = [("x", None), ("y", lesson.target_name), ("z", "z1 = W1·x + b1"),
+                   ("a", "a1 = relu(z1)"), ("yhat", "ŷ"), ("err", "ŷ − y"), ("loss", "(ŷ − y)²"),
+                   ("dy", "∂L/∂ŷ"), ("da", "∂L/∂a1 = ∂L/∂ŷ·W2"), ("mask", "relu'(z1) = [z1 > 0]"),
+                   ("dz", "∂L/∂z1 = ∂L/∂a1·relu'(z1)"), ("fdp", "L(W1₁₁ + h)"),
+                   ("fdm", "L(W1₁₁ − h)")]
+    per_unit = ("z", "a", "da", "mask", "dz")
+    band_notes = {
+        "x": "the example's features, read from the data sheet",
+        "z": "each unit's pre-activation: SUMPRODUCT of the features with the unit's row of "
+             "W1, plus its bias",
+        "a": "ReLU: MAX(0, z1). A unit whose z1 ≤ 0 outputs 0 and passes no gradient back",
+        "yhat": "ŷ = W2·a1 + b2, the prediction: each unit's activation times its W2 weight, "
+                "summed, plus b2",
+        "err": "the error ŷ − y",
+        "loss": "the squared error (ŷ − y)²; the step's loss is their mean (torch's MSELoss)",
+        "dy": "∂L/∂ŷ = 2(ŷ − y)/N: the chain rule starts here, the derivative of "
+              "mean((ŷ − y)²) with respect to this example's ŷ. ∂L/∂W2 = SUMPRODUCT of this "
+              "column with a unit's a1 column; ∂L/∂b2 = its SUM",
+        "da": "back through layer 2: ∂L/∂a1 = ∂L/∂ŷ · W2 for each unit",
+        "mask": "ReLU's derivative: 1 where z1 > 0, else 0 (torch's convention at exactly 0)",
+        "dz": "back through the ReLU: ∂L/∂z1 = ∂L/∂a1 · relu'(z1). ∂L/∂W1 = SUMPRODUCT of "
+              "this column with a feature's column; ∂L/∂b1 = its SUM",
+        "fdp": "L(W1₁₁ + h): this example's loss with W1₁₁ nudged up by h = fd_h: only unit 1's activation "
+               "changes, so ŷ moves by W2₁·Δa1",
+        "fdm": "... and nudged down by h; the step's numeric ∂L/∂W1₁₁ is the difference of "
+               "their means over 2h. Between ReLU kinks the loss is a quadratic in W1₁₁, so "
+               "this central difference is exact up to rounding; make fd_h large (1) and an "
+               "example crosses its kink: the two no longer agree",
+    }
+    data_cell = lambda i, j: f"data!${col_name(j)}${i + 2}"
+
+    def band(block: int, st: mlp.Step, notes_out) -> dict[int, list]:
+        r0 = lay.block_row(block)
+        labels = []
+        for key, title in band_titles:
+            if key == "x":
+                labels += [(ec["x"] + j, None, name, "label")
+                           for j, name in enumerate(lesson.feature_names)]
+            elif key in per_unit:
+                labels += [(ec[key] + j, None, None if j else title, "label_span")
+                           for j in range(h)]
+            else:
+                labels.append((ec[key], None, title, "label"))
+            if notes_out is not None and key in band_notes:
+                notes_out.append((r0 + 2, ec[key], band_notes[key]))
+        rows: dict[int, list] = {r0 + 2: labels}
+        p1 = lambda i, j: lay.cell(block, layer1, "p", i, j)      # W1[i, j], b1[i] at j = d
+        p2 = lambda i: lay.cell(block, layer2, "p", i, 0)         # W2[0, i], b2 at i = h
+        for i in range(n):
+            R = r0 + 3 + i
+            a = lambda key, j=0: f"{col_name(ec[key] + j)}{R + 1}"
+            cells = [(0, None, f"example {i + 1}", None)]
+            cells += [(ec["x"] + j, f"={data_cell(i, j)}", float(X[i, j]), band_fmt["x"])
+                      for j in range(d)]
+            cells.append((ec["y"], f"={data_cell(i, d)}", float(y[i]), band_fmt["y"]))
+            xs = f"{a('x', 0)}:{a('x', d - 1)}"
+            for u in range(h):
+                w = lay.area(block, layer1, "p", rows=(u, u), cols=(0, d - 1)).replace("$", "")
+                dot = f"{a('x')}*{p1(u, 0)}" if d == 1 else f"SUMPRODUCT({xs},{w})"
+                cells.append((ec["z"] + u, f"={dot}+{p1(u, d)}", float(st.z1[i, u]),
+                              band_fmt["z"]))
+                cells.append((ec["a"] + u, f"=MAX(0,{a('z', u)})", float(st.a1[i, u]),
+                              band_fmt["a"]))
+            # written out, left to right: the order of the reference's sum
+            terms = "+".join(f"{a('a', u)}*{p2(u)}" for u in range(h))
+            cells.append((ec["yhat"], f"={terms}+{p2(h)}", float(st.yhat[i]), band_fmt["yhat"]))
+            cells.append((ec["err"], f"={a('yhat')}-{a('y')}", float(st.err[i]), band_fmt["err"]))
+            cells.append((ec["loss"], f"={a('err')}^2", float(st.loss_i[i]), band_fmt["loss"]))
+            cells.append((ec["dy"], f"=2*{a('err')}/ROWS(y)", float(st.dyhat[i]), band_fmt["dy"]))
+            for u in range(h):
+                cells.append((ec["da"] + u, f"={a('dy')}*{p2(u)}", float(st.da1[i, u]),
+                              band_fmt["da"]))
+                cells.append((ec["mask"] + u, f"=IF({a('z', u)}>0,1,0)", float(st.mask[i, u]),
+                              "int"))
+                cells.append((ec["dz"] + u, f"={a('da', u)}*{a('mask', u)}", float(st.dz1[i, u]),
+                              band_fmt["dz"]))
+            for key, sign, value in (("fdp", "+", st.fd_plus[i]), ("fdm", "-", st.fd_minus[i])):
+                cells.append((ec[key], f"=({a('yhat')}+{p2(0)}*(MAX(0,{a('z')}{sign}fd_h*"
+                              f"{a('x')})-{a('a')})-{a('y')})^2", float(value), band_fmt[key]))
+            rows[R] = cells
+        R = r0 + 3 + n
+        active = [(0, None, "active on", "bold")]
+        for u in range(h):
+            c = col_name(ec["mask"] + u)
+            active.append((ec["mask"] + u, f"=SUM({c}{r0 + 4}:{c}{R})", float(st.active[u]),
+                           "int"))
+        rows[R] = active
+        if notes_out is not None:
+            notes_out.append((R, 0, "How many examples each unit is active on (z1 > 0). A 0 is "
+                              "a dead ReLU: its mask column is all 0, so its ∂L/∂W1 and ∂L/∂b1 "
+                              "are exactly 0 and it never learns again by itself."))
+        return rows
+
+    def column(block, key, j=0):
+        r0 = lay.block_row(block)
+        c = col_name(ec[key] + j)
+        return f"{c}{r0 + 4}:{c}{r0 + 3 + n}"
+
+    def grad_formula(block):
+        def f(g, i, j):
+            if g is layer1:
+                if j == d:
+                    return f"=SUM({column(block, 'dz', i)})"
+                return f"=SUMPRODUCT({column(block, 'dz', i)},{column(block, 'x', j)})"
+            if i == h:
+                return f"=SUM({column(block, 'dy')})"
+            return f"=SUMPRODUCT({column(block, 'dy')},{column(block, 'a', i)})"
+        return f
+
+    hyper, hvals = schedule_inputs(lesson.opt, lesson.schedule)
+    hyper, hvals = hyper + ["fd_h"], {**hvals, "fd_h": lesson.fd_h}
+    scheduled = lesson.schedule is not None and lesson.schedule.scheduled
+    if finder is not None:
+        hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
+    table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "step", "loss",
+                       ("dead", "dead ReLUs"), finder, metric_style="summary|0")
+    panel, panel_notes, panel_validations, fit = ({}, [], [], None) if finder else \
+        _panel(lesson, lay, layer1, layer2, ec, sheet_name)
+    status = None if finder else status_cell(
+        f"{ref(table.top, TRACE_COL + 1, True)}:{ref(table.last, TRACE_COL + 1, True)}",
+        [s.loss for s in tr.steps], (ref(table.top, TRACE_COL + 1), tr.steps[0].loss),
+        (ref(table.last, TRACE_COL + 1), tr.steps[-1].loss),
+        inputs=[(ref(3, i), name) for i, name in enumerate(hyper)], data_problem=DATA_PROBLEM)
+    notes: list = [(2, i, f"{name}: {HYPER_HELP.get(name, name)}")
+                   for i, name in enumerate(hyper)]
+    notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
+    notes += panel_notes
+
+    def rows():
+        title = (f"{sheet_name}: a neural network with {h} ReLU units, {lesson.kind}, {steps} "
+                 f"full-batch steps on {n} examples"
+                 + (": the lr finder, lr growing each step from the same start" if finder else ""))
+        sentence = ("ŷ = W2·relu(W1·x + b1) + b2, loss = mean (ŷ − y)²; each block below is one "
+                    "full-batch step: the forward pass, then backprop, one chain-rule factor "
+                    "per column. " + PLAIN[lesson.kind])
+        if scheduled:
+            sentence += " " + lesson.schedule.describe() + "."
+        yield from input_rows(
+            title, sentence, hyper, hvals,
+            "Change a yellow cell (lr, or a starting weight in the 'start' block at row "
+            f"{lay.top + 1}) and every step recomputes; type a step in the panel to see the "
+            "network's fit then.", status, derived={"steps": table.steps_formula()})
+        pending = table.rows()
+        for row, cells in panel.items():
+            pending.setdefault(row, []).extend(cells)
+        for block in range(steps + 1):
+            if block == 0:
+                cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
+                                  init_state=tr.initial_state, notes=notes)
+            else:
+                st = tr.steps[block - 1]
+                active = lay.block_row(block) + 3 + n
+                dead_row = (f"{col_name(ec['mask'])}{active + 1}:"
+                            f"{col_name(ec['mask'] + h - 1)}{active + 1}")
+                scalars = [("loss", f"=AVERAGE({column(block, 'loss')})", st.loss),
+                           ("dead", f"=IF(ISNUMBER(SUM({dead_row})),COUNTIF({dead_row},0),"
+                                    "NA())", st.dead),
+                           ("fd", f"=(AVERAGE({column(block, 'fdp')})-AVERAGE("
+                                  f"{column(block, 'fdm')}))/(2*fd_h)", st.fd),
+                           ("analytic", "=" + lay.cell(block, layer1, "g", 0, 0),
+                            float(st.grad[0]))]
+                cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
+                                  shown=tr.shown[block - 1], init_state=None,
+                                  grad_formula=grad_formula(block),
+                                  scalar_cells=scalars + lay.schedule_cells(block,
+                                                                            tr.shown[block - 1]),
+                                  notes=notes)
+                for row, extra in band(block, st, notes if block == 1 else None).items():
+                    cells.setdefault(row, []).extend(extra)
+            yield from interleave(cells, pending)
+        for r in sorted(pending):
+            yield r, sorted(pending[r], key=lambda c: c[0])
+
+    validations = input_validations(hyper, 3) + panel_validations + lay.start_validations()
+    sn = sheet_name
+    names = {name: f"{sn}!{ref(3, i, True)}" for i, name in enumerate(hyper)}
+    for when, block in (("init", 0), ("final", steps)):
+        names[f"W1_{when}"] = f"{sn}!" + lay.area(block, layer1, "new", cols=(0, d - 1))
+        names[f"b1_{when}"] = f"{sn}!" + lay.area(block, layer1, "new", cols=(d, d))
+        names[f"W2_{when}"] = f"{sn}!" + lay.area(block, layer2, "new", rows=(0, h - 1))
+        names[f"b2_{when}"] = f"{sn}!" + lay.area(block, layer2, "new", rows=(h, h))
+    names.update(table.names())
+    notes += table.notes()
+    scheduled_at = (BELOW_CHART + CHART_ROWS + 1, CHART_COL)
+    charts = table.charts("mean squared error per step", "loss", "loss", "loss_trace",
+                          at=[(BELOW_CHART, CHART_COL), scheduled_at])
+    if fit is not None:
+        charts.insert(0, fit)
+    sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
+                           validations=validations, charts=charts,
+                           unique_names=finder is not None or lesson.finder is not None)
+    return sheet, names
+
+
+def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, sheet: str):
+    """The network at a glance, right of the charts: a yellow step picker; each unit's W1,
+    b1, W2 and how many examples it is active on at that step, then b2; and every example's
+    first feature, target and ŷ at that step, which the fit chart plots. Each is an INDEX
+    into that step's block. Returns (cells by row, notes, validations, the fit chart)."""
+    tr, steps = lesson.trace, lesson.steps
+    n, d = lesson.X.shape
+    h = lesson.shape.hidden
+    pick, units, examples, last = _panel_rows(lesson)
+    c0 = PANEL_COL
+    show = ref(pick, c0 + 1, True)
+    rows: dict[int, list] = {}
+    put = lambda r, c, f, v, st: rows.setdefault(r, []).append((c, f, v, st))
+    put(pick, c0, None, "show step", "label")
+    put(pick, c0 + 1, None, steps, "input")
+    put(pick, c0 + 2, None, f"of {steps}: type a step to see the network then", "subtitle")
+    theta = tr.theta[steps - 1]
+    st = tr.steps[steps - 1]
+    theta_fmt = lay.style("p", "num")
+    heads = ["unit"] + [f"W1 {f}" for f in lesson.feature_names] + ["b1", "W2", "active on"]
+    for j, head in enumerate(heads):
+        put(units, c0 + j, None, head, "header")
+    p1 = lay.matrix_col[(layer1.name, "p")]
+    p2 = lay.matrix_col[(layer2.name, "p")]
+    for u in range(h):
+        r = units + 1 + u
+        put(r, c0, None, f"unit {u + 1}", "bold")
+        for j in range(d + 1):
+            put(r, c0 + 1 + j, at_step(lay, layer1.band + u, p1 + j, show, steps),
+                float(theta[layer1.index(u, j)]), theta_fmt)
+        put(r, c0 + d + 2, at_step(lay, layer2.band + u, p2, show, steps),
+            float(theta[layer2.index(u, 0)]), theta_fmt)
+        put(r, c0 + d + 3, at_step(lay, 3 + n, ec["mask"] + u, show, steps),
+            float(st.active[u]), "int")
+    put(units + 1 + h, c0, None, "b2", "bold")
+    put(units + 1 + h, c0 + d + 2, at_step(lay, layer2.band + h, p2, show, steps),
+        float(theta[layer2.index(h, 0)]), theta_fmt)
+    first = lesson.feature_names[0]
+    for j, head in enumerate([first, lesson.target_name, "ŷ at step"]):
+        put(examples, c0 + j, None, head, "header")
+    xy_fmt = "general|" + number_format(np.concatenate([lesson.X[:, 0], lesson.y]))
+    yhat_fmt = "general|" + number_format([s.yhat for s in tr.steps])
+    for i in range(n):
+        r = examples + 1 + i
+        put(r, c0, f"=data!$A${i + 2}", float(lesson.X[i, 0]), xy_fmt)
+        put(r, c0 + 1, f"=data!${col_name(d)}${i + 2}", float(lesson.y[i]), xy_fmt)
+        put(r, c0 + 2, at_step(lay, 3 + i, ec["yhat"], show, steps), float(st.yhat[i]),
+            yhat_fmt)
+    xs = area(sheet, examples + 1, c0, last)
+    fit = Chart(SCREEN_ROW, CHART_COL, f"{sheet}: the data and ŷ at the shown step", first,
+                lesson.target_name,
+                [Series(lesson.target_name, xs, area(sheet, examples + 1, c0 + 1, last),
+                        markers=True),
+                 Series("ŷ", xs, area(sheet, examples + 1, c0 + 2, last))], scatter=True,
+                width=400, height=288)
+    notes = [(pick, c0 + 1, f"Any step from 1 to {steps}: the weights, activity and "
+              "predictions beside, and the fit chart, are that step's block, read with INDEX."),
+             (units, c0 + d + 3, "Examples on which the unit's z1 > 0 at that step. 0 means a "
+              "dead ReLU: it outputs 0 everywhere and gets no gradient."),
+             (examples, c0 + 2, "The network's prediction for each example at the shown "
+              "step: with more units and steps, the piecewise-linear fit bends closer to the "
+              "data.")]
+    validations = [(pick, c0 + 1, {"validate": "integer", "criteria": "between", "minimum": 1,
+                                   "maximum": steps, "input_title": "show step",
+                                   "input_message": f"a step from 1 to {steps}",
+                                   "error_message": f"a whole step number, 1 to {steps}"})]
+    return rows, notes, validations, fit
+
+
+def about_sheet(lesson: Lesson) -> Sheet:
+    h = lesson.shape.hidden
+    return about_page(
+        "sheetdl · a neural network trained by backprop, one cell at a time",
+        ["Open the train sheet: the chart shows the data and the network's prediction; type "
+         "a step in the yellow 'show step' cell and watch its piecewise-linear fit bend "
+         "toward the curve as training proceeds.",
+         "Change the yellow lr on row 4 (or a starting weight in the 'start' block): every "
+         "step recomputes, forward and backward.",
+         "Read one block left to right: the forward pass z1, a1, ŷ, the loss, then the chain "
+         "rule backwards, ∂L/∂ŷ, ∂L/∂a1, the ReLU mask, ∂L/∂z1, and beside the step number a "
+         "finite-difference check of one weight against its backprop gradient."],
+        [f"train: ŷ = W2·relu(W1·x + b1) + b2 with {h} hidden ReLU units on "
+         f"{lesson.data_label}; loss = mean squared error (torch's MSELoss); {lesson.kind} "
+         f"({lesson.preset} preset), {lesson.steps} full-batch steps, one block each. Layer 1 "
+         "is W1 (units × features, torch's Linear.weight) with b1 beside it; layer 2 is shown "
+         "as a column, W2 on each unit's row and b2 under.",
+         "A unit whose z1 ≤ 0 on every example is a dead ReLU: its 'active on' count is 0, "
+         "the dead ReLUs column of the trace counts them, and its layer-1 gradients are 0.",
+         "data: the features and the target, yellow inputs.",
+         "Defined names: X, y, W1_init, b1_init, W2_init, b2_init, the hyperparameters under "
+         "torch's names, fd_h, loss_trace (the loss at each step, before its update), "
+         "dead_trace, W1_final, b1_final, W2_final, b2_final."])
+
+
+def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
+                stop_factor=None) -> FinderRun:
+    train = lambda sched, steps: mlp.train(lesson.opt, lesson.shape, lesson.X, lesson.y,
+                                           lesson.theta0, steps, sched, lesson.fd_h)
+    top = blocks_start(lrfind.settings(steps, None, None)[0], lesson, finder=True)
+    return run_finder(lesson, train, steps_field="steps", block_height=_layout_height(lesson),
+                      top=top, max_rows=EXCEL_MAX_ROWS,
+                      steps=steps, lr_min=lr_min, lr_max=lr_max, smooth_beta=smooth_beta,
+                      stop_factor=stop_factor)
+
+
+def build(lesson: Lesson) -> Book:
+    train, names = train_sheet(lesson)
+    n, d = lesson.X.shape
+    names["X"] = f"data!$A$2:${col_name(d - 1)}${n + 1}"
+    names["y"] = f"data!${col_name(d)}$2:${col_name(d)}${n + 1}"
+    names[DATA_PROBLEM] = f"data!${col_name(d + 1)}${n + 1}"
+    meta = {"lesson": "mlp", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
+            "optimizer": lesson.kind, "options": lesson.opt.options(),
+            "hidden": lesson.shape.hidden, **_diverged(lesson.trace)}
+    if lesson.schedule is not None and lesson.schedule.scheduled:
+        meta["schedule"] = lesson.schedule.options()
+    sheets = [about_sheet(lesson), data_sheet(lesson), train]
+    add_finder_sheet(lesson, train_sheet, sheets, meta, "steps")
+    return Book(sheets, names, f"sheetdl mlp ({lesson.preset})", meta)
+
+
+def _diverged(trace) -> dict:
+    """{"diverged": {"train": first step whose loss or θ is not finite}}, or {}."""
+    for t, (step, theta) in enumerate(zip(trace.steps, trace.theta[1:]), start=1):
+        if not (np.isfinite(step.loss) and np.all(np.isfinite(theta))):
+            return {"diverged": {"train": t}}
+    return {}

@@ -1,0 +1,251 @@
+"""The mlp lesson: a two-layer ReLU network trained by backprop in formulas, against torch
+autograd (nn.Linear → relu → nn.Linear, float64, full batch, torch.optim), through
+IronCalc and LibreOffice; the finite-difference check; dead ReLUs; the add-in functions."""
+import re
+
+import numpy as np
+import openpyxl
+import pytest
+import torch
+
+from conftest import named_values
+from sheetdl import graddesc, libreoffice, mlp, mlp_book, udfs, verifier as verify, xlsx
+from torch_reference import torch_optimizer, torch_scheduler
+
+KINDS = graddesc.ALL_OPTIMIZERS
+NAMES = ("loss_trace", "W1_final", "b1_final", "W2_final", "b2_final")
+
+
+def random_lesson(kind, seed, schedule="constant"):
+    rng = np.random.default_rng(seed * 41 + KINDS.index(kind))
+    d, h, n = int(rng.integers(1, 4)), int(rng.integers(1, 7)), int(rng.integers(4, 16))
+    X = np.round(rng.uniform(-2, 2, (n, d)), 2)
+    y = np.round(np.sin(X.sum(axis=1)) + rng.normal(0, 0.1, n), 3)
+    hyper = {"lr": float(np.exp(rng.uniform(np.log(0.005), np.log(0.1)))),
+             "weight_decay": float(rng.choice([0.0, 0.05])),
+             "momentum": float(rng.uniform(0.5, 0.9)), "beta2": float(rng.uniform(0.9, 0.999))}
+    if kind == "rmsprop":
+        hyper["momentum"] = 0.0
+    return mlp_book.make_lesson(X, y, hidden=h, optimizer=kind, steps=int(rng.integers(3, 10)),
+                                seed=seed, schedule=schedule,
+                                schedule_options={"cycle_momentum": True}, **hyper)
+
+
+def torch_replay(lesson, theta0=None):
+    """Loss per step and the final (W1, b1, W2, b2) from torch autograd and torch.optim."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        shape = lesson.shape
+        W1, b1, W2, b2 = shape.unpack(lesson.theta0 if theta0 is None else theta0)
+        net = torch.nn.Sequential(torch.nn.Linear(shape.features, shape.hidden),
+                                  torch.nn.ReLU(), torch.nn.Linear(shape.hidden, 1))
+        with torch.no_grad():
+            for p, v in zip(net.parameters(), (W1, b1, W2, b2)):
+                p.copy_(torch.tensor(v))
+        opt = torch_optimizer(lesson.kind, lesson.opt, list(net.parameters()))
+        scheduler = torch_scheduler(opt, lesson.schedule)
+        X, y = torch.tensor(lesson.X), torch.tensor(lesson.y)
+        losses = []
+        for _ in range(lesson.steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(net(X).squeeze(1), y)
+            loss.backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.item())
+        return [np.array(losses)] + [p.detach().numpy().ravel() for p in net.parameters()]
+    finally:
+        torch.set_default_dtype(prev)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlp")
+    out = {}
+    for kind in KINDS:
+        for seed in (0, 1):
+            lesson = random_lesson(kind, seed, "cosine" if seed else "constant")
+            path = xlsx.write(mlp_book.build(lesson), folder / f"{kind}-{seed}.xlsx")
+            out[(kind, seed)] = (path, lesson, torch_replay(lesson))
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_workbook_matches_torch_autograd_through_ironcalc(built, kind):
+    for seed in (0, 1):
+        path, lesson, want = built[(kind, seed)]
+        report = verify.verify(path)
+        assert report.ok, report.summary()
+        wb = verify.recalculated(path)
+        for name, w in zip(NAMES, want):
+            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{kind} seed {seed} {name}")
+        assert want[0][-1] != want[0][0]
+
+
+def test_libreoffice_recalculates_identically(built, soffice, tmp_path):
+    keys = sorted(built)
+    outs = libreoffice.recalculate([built[k][0] for k in keys], tmp_path)
+    for key, out in zip(keys, outs):
+        ironcalc = verify.recalculated(built[key][0])
+        lo = openpyxl.load_workbook(out, data_only=True)
+        for name in NAMES + ("dead_trace",):
+            np.testing.assert_allclose(named_values(lo, name), ironcalc.values(name),
+                                       rtol=1e-9, atol=1e-12, err_msg=f"{key} {name}")
+
+
+def default_book(tmp_path, steps=4):
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=steps)
+    return lesson, xlsx.write(mlp_book.build(lesson), tmp_path / "mlp.xlsx")
+
+
+def block_scalars(wb, block_row):
+    """{label: value} of a block's scalar rows (labels on the block's first row)."""
+    si = wb.index["train"]
+    out = {}
+    for c in range(2, 12):
+        label = wb.model.get_cell_value(si, block_row, c)
+        if isinstance(label, str) and label:
+            out[label] = wb.model.get_cell_value(si, block_row + 1, c)
+    return out
+
+
+def step_rows(path):
+    """1-based sheet rows of each block's label row ("step t" in column A)."""
+    ws = openpyxl.load_workbook(path)["train"]
+    return {int(m.group(1)): c.row for c in ws["A"]
+            if isinstance(c.value, str) and (m := re.fullmatch(r"step (\d+)", c.value))}
+
+
+def test_finite_difference_matches_backprop(tmp_path):
+    """The sheet's numeric ∂L/∂W1₁₁ against torch autograd's ∂L/∂W1[0, 0] at step 1. Between
+    ReLU kinks the loss is a quadratic in W1₁₁, so the central difference has no truncation
+    error: for small h it agrees to rounding (ε·L/h); an h large enough to push an example
+    across its kink makes the error visible."""
+    lesson, path = default_book(tmp_path)
+    row = step_rows(path)[1]
+    W1, b1, W2, b2 = (torch.tensor(v, requires_grad=True)
+                      for v in lesson.shape.unpack(lesson.theta0))
+    X, y = torch.tensor(lesson.X), torch.tensor(lesson.y)
+    pred = (torch.relu(X @ W1.T + b1) @ W2.T).squeeze(1) + b2
+    loss = torch.nn.functional.mse_loss(pred, y)
+    loss.backward()
+    autograd = W1.grad[0, 0].item()
+    fd_cell = openpyxl.load_workbook(path).defined_names["fd_h"].attr_text
+    col = fd_cell.split("!")[1].replace("$", "")
+    errors = {}
+    for h in (None, 1e-2, 1e-3, 1.0):
+        wb = verify.recalculated(path)
+        if h is not None:
+            wb.model.set_user_input(wb.index["train"], int(col[1:]), ord(col[0]) - 64, str(h))
+            wb.model.evaluate()
+        got = block_scalars(wb, row)
+        assert got["backprop"] == pytest.approx(autograd, rel=1e-12)
+        errors[h] = abs(got["fd check"] - autograd)
+    eps = np.finfo(float).eps
+    for h in (mlp_book.FD_H, 1e-2, 1e-3):
+        assert errors[None if h == mlp_book.FD_H else h] <= 100 * eps * loss.item() / h, errors
+    z = lesson.X[:, 0] * lesson.theta0[0] + lesson.theta0[lesson.shape.hidden]
+    assert np.any(np.abs(z) < np.abs(lesson.X[:, 0]))  # h = 1 crosses a kink ...
+    assert errors[1.0] > 1e-6                           # ... and it shows
+
+
+def test_a_dead_relu_is_visible_and_gets_no_gradient(tmp_path):
+    """Typing a very negative starting b1 for unit 1 kills it: its 'active on' count and
+    ∂L/∂W1, ∂L/∂b1 are 0, the trace counts one dead ReLU, and the recalculated losses are
+    torch's for that start."""
+    lesson, path = default_book(tmp_path)
+    ws = openpyxl.load_workbook(path)
+    b1 = ws.defined_names["b1_init"].attr_text.split("!")[1].replace("$", "").split(":")[0]
+    wb = verify.recalculated(path)
+    si = wb.index["train"]
+    m = re.fullmatch(r"([A-Z]+)(\d+)", b1)
+    col = sum((ord(ch) - 64) * 26 ** i for i, ch in enumerate(reversed(m.group(1))))
+    wb.model.set_user_input(si, int(m.group(2)), col, "-100")
+    wb.model.evaluate()
+    assert list(wb.values("dead_trace")) == [1.0] * lesson.steps
+    theta0 = lesson.theta0.copy()
+    theta0[lesson.shape.hidden * lesson.shape.features] = -100.0  # b1[0]
+    want = torch_replay(lesson, theta0)
+    np.testing.assert_allclose(wb.values("loss_trace"), want[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(wb.values("W1_final")[0], lesson.theta0[0], rtol=0, atol=0)
+    # step 1's "active on" row and unit 1's gradient row
+    sheet = openpyxl.load_workbook(path)["train"]
+    first = step_rows(path)[1]
+    active = next(c.row for c in sheet["A"] if c.value == "active on" and c.row > first)
+    mask_col = next(c.column for c in sheet[first + 2] if c.value == "relu'(z1) = [z1 > 0]")
+    assert wb.model.get_cell_value(si, active, mask_col) == 0
+    grad_col = next(c.column for c in sheet[active + 2] if c.value == "∂L/∂θ (layer 1)")
+    unit1 = next(c.row for c in sheet["A"] if c.value == "unit 1" and c.row > active)
+    assert [wb.model.get_cell_value(si, unit1, grad_col + j) for j in range(2)] == [0, 0]
+
+
+def test_default_lesson_bends_toward_the_curve(tmp_path):
+    """The default build: six units on y = sin(x), the loss falling by over 10× and the
+    fit chart and loss chart side by side on the first screen."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y)
+    assert lesson.trace.steps[-1].loss < lesson.trace.steps[0].loss / 10
+    path = xlsx.write(mlp_book.build(lesson), tmp_path / "m.xlsx")
+    ws = openpyxl.load_workbook(path)["train"]
+    anchors = [(c.anchor._from.row, c.anchor._from.col) for c in ws._charts]
+    assert anchors == [(6, 5), (22, 5)]  # F7: the fit, F23: the loss
+
+
+def test_udfs_match_torch(built):
+    """SHEETDL.MLP_TRAIN's losses and trained network and SHEETDL.MLP_PREDICT's ŷ against
+    torch, for the seeded start the lesson uses."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=30, seed=3, optimizer="nadam")
+    losses, W1, b1, W2, b2 = torch_replay(lesson)
+    table = udfs.mlp_train(X, y, 6, 30, None, "nadam", 3)
+    assert table[0] == ["step", "MSE", "dead ReLUs"]
+    np.testing.assert_allclose([r[1] for r in table[1:]], losses, rtol=1e-9)
+    params = udfs.mlp_train(X, y, 6, 30, None, "nadam", 3, 0.0, "params")
+    P = np.array([[np.nan if v == "" else v for v in r] for r in params])
+    np.testing.assert_allclose(P[:-1, 0], W1, rtol=1e-9)
+    np.testing.assert_allclose(P[:-1, 1], b1, rtol=1e-9)
+    np.testing.assert_allclose(P[:-1, 2], W2, rtol=1e-9)
+    np.testing.assert_allclose(P[-1, 2], b2[0], rtol=1e-9)
+    net_in = torch.tensor(X)
+    want = (torch.relu(net_in @ torch.tensor(W1.reshape(6, 1)).T + torch.tensor(b1))
+            @ torch.tensor(W2) + torch.tensor(b2)).numpy()
+    got = udfs.mlp_predict(X, W1.reshape(6, 1), b1, W2, b2)
+    np.testing.assert_allclose(got.ravel(), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: udfs.mlp_train([[1], [2]], [[1]]), "x has 2 examples"),
+    (lambda: udfs.mlp_train([[1], [2]], [[1], [2]], 0.5), "hidden must be a whole number"),
+    (lambda: udfs.mlp_train([[1], [2]], [[1], [2]], 4, 10, None, "lion"),
+     "optimizer must be one of"),
+    (lambda: udfs.mlp_train([[1], [2]], [[1], [2]], 4, 10, -1), "lr must be a positive"),
+    (lambda: udfs.mlp_train([[1], [2]], [[1], [2]], 4, 10, None, "adam", 0, 0, "weights"),
+     'output must be "loss" or "params"'),
+    (lambda: udfs.mlp_train([[1.0]] * 1000, [[1.0]] * 1000, 1000, 1000000),
+     "past the 2,000,000,000 a call may take"),
+    (lambda: udfs.mlp_predict([[1, 2]], [[1]], [0], [1], [0]), "x has 2 features"),
+    (lambda: udfs.mlp_predict([[1]], [[1], [2]], [0], [1, 1], [0]), "b1 and W2 need 2"),
+])
+def test_udf_arguments_are_checked(call, message):
+    with pytest.raises(udfs.UdfError, match=re.escape(message)):
+        call()
+
+
+def test_bad_input_gets_one_line(tmp_path):
+    from sheetdl import data
+
+    f = tmp_path / "p.csv"
+    f.write_text("x,y\n1,2\n\n\n3,oops\n")  # blank lines still count as lines
+    with pytest.raises(data.DataError, match=r"p.csv, line 5, column 2: 'oops' is not a number"):
+        mlp_book.read_csv(f)
+    f.write_text("x1,x2,t\n1,2,3\n4,5,6\n")
+    X, y, names, target = mlp_book.read_csv(f)
+    assert names == ["x1", "x2"] and target == "t" and X.shape == (2, 2)
+    with pytest.raises(ValueError, match="--hidden must be from 1 to 64"):
+        mlp_book.make_lesson(X, y, hidden=65)
+    with pytest.raises(ValueError, match="formula cells, past the"):
+        mlp_book.make_lesson(np.zeros((500, 1)), np.zeros(500), hidden=64, steps=500)
