@@ -301,10 +301,14 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach it can run the functions",
               file=sys.stderr)
+    from xlwings_server.main import main_app
+
+    from .server_guard import Guard
+
+    app = Guard(main_app, allowed_hosts=[args.host, *args.allow_host])
     print(f"sheetdl functions on http://{args.host}:{args.port} (xlwings Server; "
           f"{LICENSE_TERMS.split('. ')[0]}.)", flush=True)
-    uvicorn.run("xlwings_server.main:main_app", host=args.host, port=args.port,
-                log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
@@ -388,6 +392,9 @@ def parser() -> argparse.ArgumentParser:
                                    "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port, 1–65535 (default 8000)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host name requests may carry besides 127.0.0.1, localhost, ::1 and "
+                        "--host (repeatable); any other is refused, against DNS rebinding")
     return parser
 
 

@@ -45,7 +45,7 @@ def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
     try:
         a = np.asarray(value, dtype=float)
     except (TypeError, ValueError):  # text, a blank given as "", ragged rows
-        a = _blanks_as_nan(value, name) if allow_nan else None
+        a = _blanks_as_nan(value)
         if a is None:
             raise UdfError(f"{name} must be a range of numbers") from None
     if a.ndim == 0:
@@ -61,12 +61,20 @@ def _matrix(value, name: str, allow_nan: bool = False) -> np.ndarray:
     return a
 
 
-def _blanks_as_nan(value, name: str) -> np.ndarray | None:
-    """A range whose blanks arrive as "" (as some runtimes send them) with NaN for each;
-    None if anything else in it is not a number."""
+def _blanks_as_nan(value) -> np.ndarray | None:
+    """A range whose blanks arrive as "" or None and whose error cells as "#N/A"-like text
+    (as the runtimes send them), with NaN for each, which the callers then refuse or read
+    as unrated; None if anything else in it is not a number or the rows are ragged."""
+    def cell(c):
+        if c is None or (isinstance(c, str) and (not c.strip() or c.startswith("#"))):
+            return np.nan
+        return float(c)
+
+    seq = (list, tuple, np.ndarray)
+    if not isinstance(value, seq) or isinstance(value, np.ndarray) and value.ndim == 0:
+        value = [[value]]  # one cell, given as a scalar
     try:
-        rows = [[np.nan if (c is None or (isinstance(c, str) and not c.strip())) else float(c)
-                 for c in (row if isinstance(row, (list, tuple)) else [row])] for row in value]
+        rows = [[cell(c) for c in (row if isinstance(row, seq) else [row])] for row in value]
         return np.asarray(rows, dtype=float)
     except (TypeError, ValueError):
         return None
@@ -405,12 +413,30 @@ _ARRAYS = {"logits", "targets", "params", "grads", "velocity", "square_avg", "ex
            "ratings", "W1", "b1", "W2", "b2"}
 
 
-def decorate(func, arg, ret, classic: bool = False) -> dict:
+def _off_the_loop(f):
+    """``f`` as a coroutine that runs it in a worker thread: xlwings Server awaits a
+    coroutine function, so a long call (train_linear on a million rows) no longer blocks
+    the event loop, and every other request is answered meanwhile."""
+    import asyncio
+    import functools
+    import inspect
+
+    @functools.wraps(f)
+    async def threaded(*args, **kwargs):
+        return await asyncio.to_thread(f, *args, **kwargs)
+
+    # xlwings reads argument names and defaults from the signature, not __wrapped__
+    threaded.__signature__ = inspect.signature(f)
+    return threaded
+
+
+def decorate(func, arg, ret, classic: bool = False, threaded: bool = False) -> dict:
     """Apply a runtime's xlwings decorators to every public function.
 
-    Array arguments are converted to 2-D float arrays (empty and error cells
-    become NaN). Classic xlwings names functions SHEETDL_NAME; the Office.js
-    runtimes put them in the SHEETDL namespace.
+    Array arguments are converted to 2-D arrays, which ``_matrix`` reads as
+    numbers (empty and error cells become NaN, text is refused by name). Classic xlwings names functions SHEETDL_NAME; the Office.js
+    runtimes put them in the SHEETDL namespace. ``threaded`` (xlwings Server) runs
+    each call in a worker thread.
     """
     import functools
     import inspect
@@ -418,6 +444,8 @@ def decorate(func, arg, ret, classic: bool = False) -> dict:
     out = {}
     for name in PUBLIC:
         f = globals()[name]
+        if threaded:
+            f = _off_the_loop(f)
         if classic:
             f = functools.wraps(f)(lambda *a, _f=f: _f(*a))
             f.__name__ = f"{NAMESPACE}_{name.upper()}"
@@ -425,7 +453,9 @@ def decorate(func, arg, ret, classic: bool = False) -> dict:
         wrapped = f
         for p in reversed(inspect.signature(globals()[name]).parameters):
             if p in _ARRAYS:
-                wrapped = arg(p, np.array, ndim=2, dtype=float)(wrapped)
+                # no dtype here: a text cell would make the conversion itself fail (HTTP
+                # 500); _matrix reads the cells and names the argument instead
+                wrapped = arg(p, np.array, ndim=2)(wrapped)
         wrapped = func(namespace=NAMESPACE)(wrapped) if not classic else func(wrapped)
         out[wrapped.__name__ if classic else name] = wrapped
     return out
@@ -435,17 +465,17 @@ def _runtime_decorators():
     """xlwings' decorators for the runtime this module is imported in, if any."""
     if sys.platform == "emscripten":  # xlwings Lite (Pyodide)
         from xlwings import arg, func, ret
-        return func, arg, ret, False
+        return func, arg, ret, False, False
     if sys.platform == "win32":
         try:
             from xlwings import arg, func, ret
-            return func, arg, ret, True
+            return func, arg, ret, True, False
         except ImportError:
             return None
     if os.environ.get("XLWINGS_LICENSE_KEY"):  # xlwings Server
         try:
             from xlwings.server import arg, func, ret
-            return func, arg, ret, False
+            return func, arg, ret, False, True
         except Exception:
             return None
     return None
@@ -453,5 +483,5 @@ def _runtime_decorators():
 
 _decorators = _runtime_decorators()
 if _decorators:
-    _func, _arg, _ret, _classic = _decorators
-    globals().update(decorate(_func, _arg, _ret, classic=_classic))
+    _func, _arg, _ret, _classic, _threaded = _decorators
+    globals().update(decorate(_func, _arg, _ret, classic=_classic, threaded=_threaded))

@@ -278,7 +278,9 @@ def test_one_far_formula_does_not_walk_the_whole_sheet(tmp_path):
     (lambda u: u.train_linear([[1], [2]], [[1], [2]], "sgd", 0.01, 0.5),
      "epochs must be a whole number from 1"),                         # was KeyError
     (lambda u: u.collab_train([[1, 2], [3, ""]], 0.5), "factors must be a whole number"),  # IndexError
-    (lambda u: u.sgd_step("", [[1]], 0.1), "params must be a range of numbers"),  # ValueError
+    (lambda u: u.sgd_step("", [[1]], 0.1), "params has an empty, error or non-finite cell"),
+    (lambda u: u.sgd_step([["a"]], [[1]], 0.1), "params must be a range of numbers"),  # ValueError
+    (lambda u: u.sgd_step([[1, 2], [3]], [[1]], 0.1), "params must be a range of numbers"),
     (lambda u: u.adam_step([[1]], [[1]], [[0]], [[0]], 1, 0.1, 2), "beta1 2: must be at least 0 "
                                                                     "and below 1"),
     (lambda u: u.adam_step([[1]], [[1]], [[0]], [[0]], 1, 0.1, 0.9, 0.999, -1),

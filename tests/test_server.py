@@ -51,9 +51,9 @@ def server():
     proc.wait(timeout=20)
 
 
-def call(base, name, *args):
+def call(base, name, *args, host=None):
     """POST /xlwings/custom-functions-call as Office.js does: each argument a 2-D array,
-    an omitted optional argument null."""
+    an omitted optional argument null; ``host`` sets the Host header."""
     wrap = lambda a: None if a is None else (a if isinstance(a, list) and a and isinstance(a[0], list) else [[a]])
     body = {"client": "Office.js", "func_name": name, "args": [wrap(a) for a in args],
             "caller_address": "[Book1.xlsx]Sheet1!E2", "session_id": "test",
@@ -61,7 +61,8 @@ def call(base, name, *args):
             "runtime": "1.4"}
     req = urllib.request.Request(base + "/xlwings/custom-functions-call",
                                  data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          **({"Host": host} if host else {})})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())
@@ -155,6 +156,47 @@ def test_a_request_that_would_take_the_server_down_is_refused_at_once(server, fn
     and factors 0.5 answered 500 (KeyError, IndexError)."""
     status, out = call(server, fn, *args)
     assert status == 400 and message in out, (status, out)
+
+
+@pytest.mark.parametrize("name,args,status,message", [
+    ("lion_step", [[[1.0]]], 404, "sheetdl has no function 'lion_step'; it has softmax, "),
+    ("sgd_step", [[[1.0]], [[1.0]]], 400, "SGD_STEP takes 3 to 5 arguments, got 2"),
+    ("softmax", [[[1.0]], None, None], 400, "SOFTMAX takes 1 to 2 arguments, got 3"),
+    ("mlp_predict", [[[1.0]], [[1.0]], [[0.0]], [[1.0]], [["x"]]], 400,
+     "b2 must be a range of numbers"),
+])
+def test_unknown_functions_and_wrong_argument_counts_get_a_message(server, name, args, status,
+                                                                    message):
+    """Before: each answered HTTP 500 "An error occurred.", which Office.js retries."""
+    got, out = call(server, name, *args)
+    assert got == status and message in out, (got, out)
+
+
+def test_only_loopback_host_names_are_answered(server):
+    """A page that rebinds its DNS name to 127.0.0.1 sends its own name as Host: refused."""
+    status, out = call(server, "softmax", [[1.0, 2.0]], None, host="evil.example")
+    assert status == 403 and "Host 'evil.example' is not allowed" in out, (status, out)
+    port = server.rsplit(":", 1)[1]
+    status, out = call(server, "softmax", [[1.0, 2.0]], None, host=f"localhost:{port}")
+    assert status == 200, out
+
+
+def test_a_long_call_does_not_block_the_others(server):
+    """Each call runs off the event loop: a short call made while a long one runs is
+    answered before the long one ends."""
+    import threading
+
+    x = [[v / 100] for v in range(200)]
+    y = [[np.sin(v / 100)] for v in range(200)]
+    slow = {}
+    worker = threading.Thread(target=lambda: slow.update(
+        out=call(server, "mlp_train", x, y, 64, 20_000, 0.01, "adam", 0, 0, "loss")))
+    worker.start()
+    time.sleep(0.5)  # let the long call reach the server first
+    status, out = call(server, "softmax", [[1.0, 2.0]], None)
+    assert status == 200 and worker.is_alive(), "the short call waited for the long one"
+    worker.join(timeout=300)
+    assert slow["out"][0] == 200
 
 
 def test_serve_without_a_license_key_states_the_terms():
