@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cells import like_a_sheet
 from .data import DataError, read_text
 from .optim import Optimizer
 from .schedules import scheduled_values, stepping
@@ -102,8 +103,13 @@ class Trace:
 
 def train(opt: Optimizer, R, theta0, shape: Shape, epochs: int, y_range=None,
           schedule=None) -> Trace:
-    """Full-batch epochs; ``schedule`` sets each epoch's lr and cycled momentum."""
-    theta = np.asarray(theta0, float)
+    """Full-batch epochs; ``schedule`` sets each epoch's lr and cycled momentum. An
+    overflow is #NUM! from there on, as in the sheet (``cells.like_a_sheet``)."""
+    return like_a_sheet(lambda wrap: _train(opt, R, wrap(theta0), shape, epochs, y_range,
+                                            schedule))
+
+
+def _train(opt, R, theta, shape, epochs, y_range, schedule) -> Trace:
     state = opt.init(theta)
     initial = {k: v for k, v in state.items() if k != "t"}
     thetas, steps, shown = [theta], [], []

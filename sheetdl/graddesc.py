@@ -22,6 +22,7 @@ import numpy as np
 from . import linear, lrfind, presets, schedules
 from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, number_style, ref,
                    static_rows)
+from .cells import cells
 from .data import EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions, finder_chart,
                        finder_columns, finder_summary, LABEL_ROW, fit_inputs, input_rows,
@@ -539,7 +540,7 @@ DATA_PROBLEM = "data_problem"
 def _results_box(lesson: Lesson, trace, where: dict, last_row: int) -> dict[int, list]:
     """Where training got, beside the charts: b, a and the mean loss over all the data at
     the start, at the end, and for the least-squares best fit (the truth to aim for)."""
-    x, y = lesson.x, lesson.y
+    x, y = cells(lesson.x), cells(lesson.y)  # a sum that overflows is #NUM!, as in the sheet
     r = lambda i: BOX_ROW + 2 + i
     cell = lambda i, j: ref(r(i), BOX_COL + 1 + j)
     with np.errstate(all="ignore"):

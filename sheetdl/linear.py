@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cells import like_a_sheet
 from .optim import Optimizer
 from .schedules import Anneal, Schedule, scheduled_values, stepping
 
@@ -76,10 +77,15 @@ def train(opt: Optimizer, x, y, *, epochs: int | None = None, b_init: float, a_i
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    n = len(x)
     if steps is None:
-        steps = n * epochs
-    params = np.array([b_init, a_init], dtype=float)
+        steps = len(x) * epochs
+    # an overflow is #NUM! from there on, as in the sheet
+    return like_a_sheet(lambda wrap: _train(opt, x, y, wrap([b_init, a_init]), steps,
+                                            drop_last_update, schedule, anneal))
+
+
+def _train(opt, x, y, params, steps, drop_last_update, schedule, anneal) -> Trace:
+    n = len(x)
     state = opt.init(params)
     initial = {"new": params.copy(), **{k: v for k, v in state.items() if k != "t"}}
     order = np.arange(steps) % n

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cells import like_a_sheet
 from .optim import Optimizer
 from .schedules import scheduled_values, stepping
 from .softmax import seqsum
@@ -80,14 +81,13 @@ def forward_backward(shape: Shape, X, y, theta, fd_h: float) -> Step:
     n = X.shape[0]
     W1, b1, W2, b2 = shape.unpack(theta)
     z1 = seqsum(X[:, None, :] * W1[None, :, :], axis=2) + b1[None, :]
-    a1 = _relu(z1)
+    a1 = np.maximum(0.0, z1)
     yhat = seqsum(a1 * W2[0][None, :], axis=1) + b2[0]
     err = yhat - y
     loss_i = err ** 2
     dyhat = 2.0 * err / n
     da1 = dyhat[:, None] * W2[0][None, :]
-    # an overflowed z1 is #NUM! in the sheet, and so is everything read from it
-    mask = np.where(np.isfinite(z1), z1 > 0, np.nan)
+    mask = (z1 > 0).astype(float)  # NaN, #NUM!, where z1 overflowed (cells.Cells)
     dz1 = da1 * mask
     gW1 = seqsum(dz1.T[:, None, :] * X.T[None, :, :], axis=2)   # (h, d)
     gb1 = seqsum(dz1.T, axis=1)
@@ -95,19 +95,13 @@ def forward_backward(shape: Shape, X, y, theta, fd_h: float) -> Step:
     gb2 = seqsum(dyhat)
     active = seqsum(mask.T, axis=1)
     dead = float(np.sum(active == 0)) if np.all(np.isfinite(active)) else np.nan
-    moved = lambda sign: (yhat + W2[0, 0] * (_relu(z1[:, 0] + sign * fd_h * X[:, 0])
+    moved = lambda sign: (yhat + W2[0, 0] * (np.maximum(0.0, z1[:, 0] + sign * fd_h * X[:, 0])
                                              - a1[:, 0]) - y) ** 2
     fd_plus, fd_minus = moved(1.0), moved(-1.0)
     fd = (seqsum(fd_plus) / n - seqsum(fd_minus) / n) / (2 * fd_h)
     return Step(z1, a1, yhat, err, loss_i, dyhat, da1, mask, dz1, active, dead,
                 float(seqsum(loss_i) / n),
                 shape.pack(gW1, gb1, gW2, [gb2]), fd_plus, fd_minus, float(fd))
-
-
-def _relu(z):
-    """MAX(0, z) as a sheet computes it: an overflowed z (±inf here) is #NUM! there, and
-    MAX of an error is the error, not 0."""
-    return np.where(np.isfinite(z), np.maximum(0.0, z), np.nan)
 
 
 @dataclass
@@ -120,8 +114,13 @@ class Trace:
 
 def train(opt: Optimizer, shape: Shape, X, y, theta0, steps: int, schedule=None,
           fd_h: float = 1e-4) -> Trace:
-    """Full-batch steps: each runs forward and backward on every example, then updates θ."""
-    theta = np.asarray(theta0, float)
+    """Full-batch steps: each runs forward and backward on every example, then updates θ.
+    An overflow is #NUM! from there on, as in the sheet (``cells.like_a_sheet``)."""
+    return like_a_sheet(lambda wrap: _train(opt, shape, X, y, wrap(theta0), steps, schedule,
+                                            fd_h))
+
+
+def _train(opt, shape, X, y, theta, steps, schedule, fd_h) -> Trace:
     state = opt.init(theta)
     initial = {key: v for key, v in state.items() if key != "t"}
     thetas, out, shown = [theta], [], []

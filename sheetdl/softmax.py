@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cells import like_a_sheet
 from .optim import Optimizer
 from .schedules import scheduled_values, stepping
 
@@ -128,7 +129,12 @@ def train(opt: Optimizer, X, labels, W0, b0, steps: int, schedule=None) -> Trace
     X = np.asarray(X, float)
     labels = np.asarray(labels, int)
     k, d = np.shape(W0)
-    theta = pack(W0, b0)
+    # an overflow is #NUM! from there on, as in the sheet
+    return like_a_sheet(lambda wrap: _train(opt, X, labels, wrap(pack(W0, b0)), k, d, steps,
+                                            schedule))
+
+
+def _train(opt, X, labels, theta, k, d, steps, schedule) -> Trace:
     state = opt.init(theta)
     initial = {key: v for key, v in state.items() if key != "t"}
     thetas, out, shown = [theta], [], []

@@ -5,6 +5,7 @@ Data flows one way: options → ``softmax.train`` → this layout → ``xlsx.wri
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -553,8 +554,9 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, 
             put(r, c0 + 2 + c, at_step(lay, first_example + i, p_col + c, show, steps),
                 float(st.probs[i, c]), p_fmt)
         ps = f"{ref(r, c0 + 2)}:{ref(r, c0 + 1 + k)}"
-        put(r, c0 + 2 + k, f"=INDEX({classes},MATCH(MAX({ps}),{ps},0))",
-            lesson.class_names[int(np.argmax(st.probs[i]))], None)
+        predicted = (lesson.class_names[int(np.argmax(st.probs[i]))]
+                     if np.all(np.isfinite(st.probs[i])) else math.nan)  # #NUM! once overflowed
+        put(r, c0 + 2 + k, f"=INDEX({classes},MATCH(MAX({ps}),{ps},0))", predicted, None)
     init_ref = lambda g, i, j: ref(start + 2 + i, c0 + 1 + j)
     notes = [(pick, c0 + 1, f"Any step from 1 to {steps}: the weights, probabilities and "
               "predictions beside are that step's block, read with INDEX.")]

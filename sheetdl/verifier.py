@@ -90,6 +90,18 @@ ENGINE_DIFFERS = [
 ]
 
 
+#: IronCalc carries an overflow inside one formula as ±inf: =1/(1+EXP(1000)) gives 0 there,
+#: #NUM! in Excel and LibreOffice, whose value the cache holds. Such a cell, and whatever
+#: reads it, differs for the engine's reason, not the workbook's.
+CARRIED_OVERFLOW = ("IronCalc carries an overflow inside a formula (=1/(1+EXP(1000)) is 0 "
+                    "there) where Excel and LibreOffice show #NUM!, the cached value")
+
+
+def _carried_overflow(mm) -> bool:
+    return mm.cached == "#NUM!" and isinstance(mm.recalculated, (int, float)) \
+        and not isinstance(mm.recalculated, bool) and "EXP(" in mm.formula.upper()
+
+
 @dataclass
 class EngineDifference:
     sheet: str
@@ -428,8 +440,9 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
         pending.append(Mismatch(sheet, _cell_name(r, c), f, before, after))
         pending_keys.append((si, r, c))
 
+    overflow_roots = {k for k, mm in zip(pending_keys, pending) if _carried_overflow(mm)}
     tainted: set = set()
-    if volatile_roots or unsupported_roots:
+    if volatile_roots or unsupported_roots or overflow_roots:
         arrays = _array_members(path, wb.sheets)
         every = [(si, r, c) for si in range(len(wb.sheets))
                  for r, c in _formula_cells(saved, si)]
@@ -445,10 +458,16 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
         report.from_unsupported = sorted((f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
                                           for k in beyond), key=_sort_key)
         tainted = tainted | beyond
+    overflowed = set()
+    if overflow_roots:
+        pending_set = set(pending_keys)
+        overflowed = _reaching(wb, saved, overflow_roots, [k for k in every if k in pending_set],
+                               formulas, arrays)
     for key, mm in zip(pending_keys, pending):
         if key in tainted:
             continue
-        reason = next((why for applies, why in ENGINE_DIFFERS if applies(mm.formula)), None)
+        reason = CARRIED_OVERFLOW if key in overflowed else next(
+            (why for applies, why in ENGINE_DIFFERS if applies(mm.formula)), None)
         if reason:
             report.engine_differs.append(EngineDifference(**mm.__dict__, reason=reason))
         else:

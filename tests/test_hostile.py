@@ -9,6 +9,7 @@ import time
 import zipfile
 
 import numpy as np
+import openpyxl
 import pytest
 
 from sheetdl import collab_book, softmax, softmax_book, verifier as verify, xlsx
@@ -329,3 +330,50 @@ def test_an_edit_saved_during_a_long_build_is_not_overwritten(tmp_path):
     assert proc.returncode == 2 and "changed since sheetdl wrote it" in err, err
     assert out.read_bytes() == edited
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def _same(cached, lo) -> bool:
+    error = lambda v: isinstance(v, str) and v.startswith("#")
+    if error(cached) or error(lo):
+        return error(cached) and error(lo)
+    if isinstance(cached, (int, float)) and isinstance(lo, (int, float)):
+        return abs(cached - lo) <= 1e-12 + 1e-9 * max(abs(cached), abs(lo))
+    return cached == lo
+
+
+def test_overflowing_builds_cache_what_the_engines_compute(tmp_path, soffice):
+    """Before: build softmax --lr 1e308 wrote 1,577 cells cached 0.367 that every engine
+    shows as #NUM! (NumPy's exp(−inf) = 0 came back from an overflow a sheet never does),
+    and its own verify failed; likewise graddesc with x = 1e300. Now each verifies, and
+    LibreOffice's recalculation equals every cached value, #NUM! included."""
+    from sheetdl import libreoffice
+
+    big = tmp_path / "big.csv"
+    big.write_text("x,y\n1e300,2\n2,4\n3,6\n")
+    builds = [["softmax", "--lr", "1e308"], ["collab", "--lr", "1e308", "--optimizer", "sgd"],
+              ["mlp", "--lr", "1e308", "--optimizer", "sgd", "--steps", "10"],
+              ["graddesc", "--data", str(big)]]
+    paths = []
+    for i, args in enumerate(builds):
+        out = tmp_path / f"b{i}.xlsx"
+        r = run("build", *args, "-o", out)
+        assert r.returncode == 0, r.stderr
+        report = verify.verify(out)
+        assert report.ok, report.summary()
+        paths.append(out)
+    for path, lo_path in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo")):
+        formulas = openpyxl.load_workbook(path)
+        cached = openpyxl.load_workbook(path, data_only=True)
+        lo = openpyxl.load_workbook(lo_path, data_only=True)
+        errors, compared = 0, 0
+        for ws in formulas.worksheets:
+            for row in ws.iter_rows():
+                for c in row:
+                    if isinstance(c.value, str) and c.value.startswith("="):
+                        want = cached[ws.title][c.coordinate].value
+                        got = lo[ws.title][c.coordinate].value
+                        assert _same(want, got), (path.name, ws.title, c.coordinate, c.value,
+                                                  want, got)
+                        compared += 1
+                        errors += isinstance(want, str) and want.startswith("#")
+        assert errors > 0 and compared > errors, (path.name, errors, compared)
