@@ -90,6 +90,9 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
         if not all(np.isfinite(v)):
             raise DataError(f"{path}, line {n}: values must be finite numbers")
         values.append(v)
+    if header is not None and len(header) != width:
+        raise DataError(f"{path}, line {rows[0][0] - 1}: the header names {len(header)} "
+                        f"columns, the data has {width}")
     a = np.array(values)
     names = [h.strip() or f"x{j + 1}" for j, h in enumerate(header[:-1])] if header else \
         [f"x{j + 1}" for j in range(width - 1)]
@@ -115,7 +118,7 @@ def _groups(lesson: Lesson) -> tuple[Group, Group]:
     h, d = lesson.shape.hidden, lesson.shape.features
     units = [f"unit {j + 1}" for j in range(h)]
     layer1 = Group("layer 1", h, d + 1, lambda i, j: i * d + j if j < d else h * d + i,
-                   units, list(lesson.feature_names) + ["b1"])
+                   units, [f"W1 {name}" for name in lesson.feature_names] + ["b1"])
     base = h * d + h
     layer2 = Group("layer 2", h + 1, 1, lambda i, j: base + i, units + ["b2"],
                    ["W2 | b2"])
@@ -248,7 +251,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                  scalars=[("loss", "loss", "mean squared error over all examples, before this "
                            "step's update (torch's MSELoss)"),
                           ("dead", "dead ReLUs", "units active on no example: relu'(z1) = 0 "
-                           "for every example, so no gradient reaches their layer-1 weights"),
+                           "and a1 = 0 for every example, so no gradient reaches their W1, b1 "
+                           "or W2"),
                           ("fd", "fd check", "∂L/∂W1₁₁ by the central finite "
                            "difference (L(W1₁₁ + h) − L(W1₁₁ − h))/(2h), h = fd_h, from the two columns of "
                            "nudged losses: it should match the backprop value beside it"),
@@ -277,8 +281,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     per_unit = ("z", "a", "da", "mask", "dz")
     band_notes = {
         "x": "the example's features, read from the data sheet",
-        "z": "each unit's pre-activation: SUMPRODUCT of the features with the unit's row of "
-             "W1, plus its bias",
+        "z": "each unit's pre-activation: the features times the unit's row of W1 (a "
+             "SUMPRODUCT; with one feature, the product), plus its bias b1",
         "a": "ReLU: MAX(0, z1). A unit whose z1 ≤ 0 outputs 0 and passes no gradient back",
         "yhat": "ŷ = W2·a1 + b2, the prediction: each unit's activation times its W2 weight, "
                 "summed, plus b2",
@@ -358,8 +362,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         rows[R] = active
         if notes_out is not None:
             notes_out.append((R, 0, "How many examples each unit is active on (z1 > 0). A 0 is "
-                              "a dead ReLU: its mask column is all 0, so its ∂L/∂W1 and ∂L/∂b1 "
-                              "are exactly 0 and it never learns again by itself."))
+                              "a dead ReLU: its mask and a1 columns are all 0, so its ∂L/∂W1, "
+                              "∂L/∂b1 and ∂L/∂W2 are exactly 0. Plain SGD then never moves it "
+                              "again; momentum or Adam may carry it on for a while."))
         return rows
 
     def column(block, key, j=0):
@@ -402,8 +407,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                  f"full-batch steps on {n} examples"
                  + (": the lr finder, lr growing each step from the same start" if finder else ""))
         sentence = ("ŷ = W2·relu(W1·x + b1) + b2, loss = mean (ŷ − y)²; each block below is one "
-                    "full-batch step: the forward pass, then backprop, one chain-rule factor "
-                    "per column. " + PLAIN[lesson.kind])
+                    "step: forward, then backprop, a column per chain-rule factor. "
+                    + PLAIN[lesson.kind])
         if scheduled:
             sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
@@ -460,6 +465,12 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
                            validations=validations, charts=charts,
                            unique_names=finder is not None or lesson.finder is not None)
+    # the example band can be wider than the parameter matrices, and layer 2's one-column
+    # matrices need room for their titles ("∂L/∂θ (layer 2)")
+    for c in range(lay.width() + 1, ec["end"]):
+        sheet.widths.setdefault(c, 10)
+    for q in lay.quantities:
+        sheet.widths[lay.matrix_col[(layer2.name, q.key)]] = 14
     return sheet, names
 
 
@@ -505,8 +516,9 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
         put(examples, c0 + j, None, head, "header")
     xy_fmt = "general|" + number_format(np.concatenate([lesson.X[:, 0], lesson.y]))
     yhat_fmt = "general|" + number_format([s.yhat for s in tr.steps])
-    for i in range(n):
-        r = examples + 1 + i
+    # in order of the first feature, so ŷ draws as a curve, not a zigzag through the data
+    for row, i in enumerate(np.argsort(lesson.X[:, 0], kind="stable")):
+        r = examples + 1 + row
         put(r, c0, f"=data!$A${i + 2}", float(lesson.X[i, 0]), xy_fmt)
         put(r, c0 + 1, f"=data!${col_name(d)}${i + 2}", float(lesson.y[i]), xy_fmt)
         put(r, c0 + 2, at_step(lay, 3 + i, ec["yhat"], show, steps), float(st.yhat[i]),
@@ -516,12 +528,16 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
                 lesson.target_name,
                 [Series(lesson.target_name, xs, area(sheet, examples + 1, c0 + 1, last),
                         markers=True),
-                 Series("ŷ", xs, area(sheet, examples + 1, c0 + 2, last))], scatter=True,
+                 # with more features ŷ is not a function of the first alone: points too
+                 Series("ŷ", xs, area(sheet, examples + 1, c0 + 2, last), markers=d > 1)],
+                scatter=True,
                 width=400, height=288)
     notes = [(pick, c0 + 1, f"Any step from 1 to {steps}: the weights, activity and "
-              "predictions beside, and the fit chart, are that step's block, read with INDEX."),
+              "predictions beside, and the fit chart, are that step's block, read with INDEX: "
+              "the network as it enters the step, before its update (the trained network is "
+              "the last block's new θ, the names W1_final...)."),
              (units, c0 + d + 3, "Examples on which the unit's z1 > 0 at that step. 0 means a "
-              "dead ReLU: it outputs 0 everywhere and gets no gradient."),
+              "dead ReLU: it outputs 0 everywhere, and its W1, b1 and W2 get no gradient."),
              (examples, c0 + 2, "The network's prediction for each example at the shown "
               "step: with more units and steps, the piecewise-linear fit bends closer to the "
               "data.")]

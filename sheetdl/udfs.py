@@ -325,7 +325,7 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     return [["epoch", "MSE", "RMSE"]] + table.tolist()
 
 
-def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weight_decay=0.0,
+def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weight_decay=None,
               output="loss"):
     """Train ŷ = W2·relu(W1·x + b1) + b2 full batch on x (examples × features) and y, from
     torch's nn.Linear start drawn with ``seed``, as the mlp workbook does. ``output``
@@ -352,9 +352,10 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     what = str(output).strip().lower()
     if what not in ("loss", "params"):
         raise UdfError(f'output must be "loss" or "params", got {output!r}')
-    opt, _ = presets.resolve("torch", kind,
-                             lr=_number(lr, "lr", positive=True, default=LESSON_LR[kind]),
-                             weight_decay=_number(weight_decay, "weight_decay", default=0))
+    given = {"lr": _number(lr, "lr", positive=True, default=LESSON_LR[kind])}
+    if not _missing(weight_decay):  # else the optimizer's own (adamw: 0.01), as the lesson
+        given["weight_decay"] = _number(weight_decay, "weight_decay")
+    opt, _ = presets.resolve("torch", kind, **given)
     shape = mlp.Shape(X.shape[1], h)
     theta0 = mlp.init_params(shape, _whole(seed, "seed", default=0, minimum=0))
     with np.errstate(all="ignore"):
@@ -376,6 +377,8 @@ def mlp_predict(x, W1, b1, W2, b2):
     (torch's Linear.weight), b1 and W2 one value per unit, b2 one value."""
     X = _matrix(x, "x")
     w1 = _matrix(W1, "W1")
+    if w1.shape[1] == 1 and X.shape[0] == 1 and X.shape[1] > 1:  # a row of 1-feature examples
+        X = X.T
     bias1 = _matrix(b1, "b1").reshape(-1)
     w2 = _matrix(W2, "W2").reshape(-1)
     bias2 = _matrix(b2, "b2").reshape(-1)

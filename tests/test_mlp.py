@@ -227,7 +227,7 @@ def test_udfs_match_torch(built):
      'output must be "loss" or "params"'),
     (lambda: udfs.mlp_train([[1.0]] * 1000, [[1.0]] * 1000, 1000, 1000000),
      "past the 2,000,000,000 a call may take"),
-    (lambda: udfs.mlp_predict([[1, 2]], [[1]], [0], [1], [0]), "x has 2 features"),
+    (lambda: udfs.mlp_predict([[1, 2], [3, 4]], [[1]], [0], [1], [0]), "x has 2 features"),
     (lambda: udfs.mlp_predict([[1]], [[1], [2]], [0], [1, 1], [0]), "b1 and W2 need 2"),
 ])
 def test_udf_arguments_are_checked(call, message):
@@ -245,7 +245,41 @@ def test_bad_input_gets_one_line(tmp_path):
     f.write_text("x1,x2,t\n1,2,3\n4,5,6\n")
     X, y, names, target = mlp_book.read_csv(f)
     assert names == ["x1", "x2"] and target == "t" and X.shape == (2, 2)
+    f.write_text("a,b,c,t\n1,2\n3,4\n")  # a header naming columns the data lacks
+    with pytest.raises(data.DataError, match=r"line 1: the header names 4 columns, the data "
+                                             r"has 2"):
+        mlp_book.read_csv(f)
     with pytest.raises(ValueError, match="--hidden must be from 1 to 64"):
         mlp_book.make_lesson(X, y, hidden=65)
     with pytest.raises(ValueError, match="formula cells, past the"):
         mlp_book.make_lesson(np.zeros((500, 1)), np.zeros(500), hidden=64, steps=500)
+
+
+def test_udf_takes_the_optimizers_own_weight_decay():
+    """adamw's default weight decay (0.01) unless told otherwise, as the workbook does."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=8, optimizer="adamw")
+    assert lesson.opt.weight_decay == 0.01
+    table = udfs.mlp_train(X, y, 6, 8, None, "adamw")
+    np.testing.assert_allclose([r[1] for r in table[1:]], torch_replay(lesson)[0], rtol=1e-9)
+
+
+def test_fit_panel_lists_examples_in_order_of_the_feature(tmp_path):
+    """Unsorted data: the panel (which the fit chart draws as a line) runs in order of x,
+    each row's ŷ still its own example's, and every band column has a width."""
+    rng = np.random.default_rng(5)
+    X = np.round(rng.uniform(-3, 3, (12, 1)), 2)
+    lesson = mlp_book.make_lesson(X, np.sin(X[:, 0]), steps=3)
+    path = xlsx.write(mlp_book.build(lesson), tmp_path / "u.xlsx")
+    ws = openpyxl.load_workbook(path)["train"]
+    head = next(c for row in ws.iter_rows(max_row=30) for c in row if c.value == "ŷ at step")
+    wb = verify.recalculated(path)
+    si = wb.index["train"]
+    rows = range(head.row + 1, head.row + 13)
+    xs = [wb.model.get_cell_value(si, r, head.column - 2) for r in rows]
+    yhat = [wb.model.get_cell_value(si, r, head.column) for r in rows]
+    assert xs == sorted(xs) and sorted(xs) == sorted(X[:, 0].tolist())
+    order = np.argsort(X[:, 0], kind="stable")
+    np.testing.assert_allclose(yhat, lesson.trace.steps[-1].yhat[order], rtol=1e-12)
+    fd_col = next(c.column for c in ws[step_rows(path)[1] + 2] if c.value == "L(W1₁₁ − h)")
+    assert ws.column_dimensions[openpyxl.utils.get_column_letter(fd_col)].width >= 10
