@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -398,7 +399,24 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so the writer removes its temporary file."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    raise Terminated(signum)
+
+
 def main(argv=None) -> int:
+    import signal
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(sig, _on_signal)
     try:
         top = parser()
         args, extra = top.parse_known_args(argv)
@@ -417,6 +435,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # temporary files are removed by the writer on the way out
         print("sheetdl: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        import signal
+
+        print(f"sheetdl: terminated by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     except BrokenPipeError:  # `sheetdl verify F | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cells import like_a_sheet
-from .data import DataError, read_text
+from .data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows,
+                   read_text)
 from .optim import Optimizer
 from .schedules import scheduled_values, stepping
 from .softmax import seqsum
@@ -202,15 +203,26 @@ def movielens(users=15, movies=15):
     return R, [str(u) for u in ids_u], [str(m) for m in ids_m]
 
 
+#: The ratings sheet a CSV may make, checked before the matrix is allocated: it must fit
+#: Excel (a column per item, a row per user) and stay a sheet a learner can recalculate.
+MAX_RATINGS_CELLS = 10_000_000
+
+
 def read_csv(path):
-    """Rows user,item,rating (a header line is fine); users and items keep file order."""
-    import csv
+    """Rows user,item,rating (a header line is fine); users and items keep file order.
+
+    The triples are read first (one pass, dictionaries, O(n)); the size is checked before
+    the dense users × items matrix is made; a (user, item) pair rated twice is refused,
+    naming both lines, rather than one rating silently replacing the other."""
     from pathlib import Path
 
     path = Path(path)
     text = read_text(path)
-    users, items, triples = [], [], []
-    for n, row in enumerate(csv.reader(text.splitlines()), start=1):
+    users: dict[str, int] = {}
+    items: dict[str, int] = {}
+    seen: dict[tuple[int, int], int] = {}
+    triples = []
+    for n, row in csv_rows(text):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) < 3:
@@ -224,14 +236,26 @@ def read_csv(path):
             raise DataError(f"{path}, line {n}, column rating: {r!r} is not a number") from None
         if not np.isfinite(rating):
             raise DataError(f"{path}, line {n}, column rating: {r} is not a finite number")
-        if u not in users:
-            users.append(u)
-        if i not in items:
-            items.append(i)
-        triples.append((users.index(u), items.index(i), rating))
+        ui = users.setdefault(u, len(users))
+        ii = items.setdefault(i, len(items))
+        if ui == len(users) - 1:
+            check_label(u, f"{path}, line {n}, column user")
+        if ii == len(items) - 1:
+            check_label(i, f"{path}, line {n}, column item")
+        first = seen.setdefault((ui, ii), n)
+        if first != n:
+            raise DataError(f"{path}, line {n}: user {u!r} rates item {i!r} again (first on "
+                            f"line {first}); give each pair once")
+        triples.append((ui, ii, rating))
     if not triples:
         raise DataError(f"{path}: no ratings")
-    R = np.full((len(users), len(items)), np.nan)
+    U, M = len(users), len(items)
+    if M + 1 > EXCEL_MAX_COLS or U + 1 > EXCEL_MAX_ROWS or U * M > MAX_RATINGS_CELLS:
+        raise DataError(f"{path}: {U:,} users × {M:,} items is a {U * M:,}-cell ratings "
+                        f"sheet; sheetdl lays out at most {MAX_RATINGS_CELLS:,} cells and "
+                        f"Excel {EXCEL_MAX_COLS - 1:,} items: keep the most active users and "
+                        "most rated items")
+    R = np.full((U, M), np.nan)
     for u, i, r in triples:
         R[u, i] = r
-    return R, users, items
+    return R, list(users), list(items)

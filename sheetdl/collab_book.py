@@ -16,7 +16,7 @@ from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, F
                      run_finder, training_sheet)
 from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name, number_format, ref,
                    static_rows)
-from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
+from .data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
                        input_validations,
                        schedule_inputs, status_cell)
@@ -78,6 +78,13 @@ def make_lesson(R, user_ids, movie_ids, *, factors=5, optimizer="adam", preset="
     if width > EXCEL_MAX_COLS:
         raise ValueError(f"{shape.movies} movies need about {width:,} columns, past Excel's "
                          f"{EXCEL_MAX_COLS:,}; use fewer --movies")
+    # a prediction writes out one product per factor; at the sheet's widest references it
+    # must stay within what Excel opens
+    term = 2 * len(ref(EXCEL_MAX_ROWS - 1, width)) + 2
+    longest = term * (factors + 2) + len("=y_min+(y_max-y_min)/(1+EXP(-()))")
+    if longest > EXCEL_MAX_FORMULA:
+        raise ValueError(f"--factors {factors} writes prediction formulas of up to {longest:,} "
+                         f"characters, past Excel's {EXCEL_MAX_FORMULA:,}; use fewer --factors")
     if overrides.get("lr") is None:
         overrides["lr"] = LESSON_LR[optimizer]
     opt, follows = presets.resolve(preset, optimizer, **overrides)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -14,6 +15,8 @@ COURSE_X = [14, 86, 28, 51, 28, 29, 72, 62, 84, 15, 42, 62, 47, 35, 9, 38, 44, 9
 #: Excel's sheet size; a lesson row past it cannot exist.
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLS = 16_384
+#: The longest formula Excel opens, in characters.
+EXCEL_MAX_FORMULA = 8_192
 
 
 class DataError(ValueError):
@@ -43,7 +46,7 @@ def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     text = read_text(path)
     xs, ys = [], []
-    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
+    for lineno, row in csv_rows(text):
         if not row or all(not c.strip() for c in row):
             continue
         width = len(row) - next((i for i, c in enumerate(reversed(row)) if c.strip()), 0)
@@ -67,6 +70,15 @@ def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(xs), np.array(ys)
 
 
+def csv_rows(text: str):
+    """(line number, cells) of each CSV record. A quoted cell may span lines: it keeps its
+    line break (so a label check can refuse it, rather than the break silently vanishing)
+    and the number is the line the record ends on."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for row in reader:
+        yield reader.line_num, row
+
+
 def read_text(path: Path) -> str:
     """A CSV file's text, or a one-line DataError naming the file (missing, a folder, a
     pipe or device, not UTF-8: a UTF-16 export from Excel says so)."""
@@ -81,6 +93,22 @@ def read_text(path: Path) -> str:
         hint = " (it looks like UTF-16: save it as CSV UTF-8)" \
             if path.read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
         raise DataError(f"{path}: not a UTF-8 text file{hint}") from None
+
+
+#: The longest label (a class, user, item or column name) a sheet shows: a data-validation
+#: list and a chart legend take 255 characters, well under a cell's 32,767.
+MAX_LABEL = 255
+
+
+def check_label(text: str, where: str) -> str:
+    """``text`` as a label, or a DataError naming ``where``: a line break would split a
+    validation list and a header, and an overlong name cannot be shown whole."""
+    if any(ch in text for ch in "\r\n") or any(ord(ch) < 32 for ch in text):
+        raise DataError(f"{where}: {text[:40]!r} holds a line break or control character; "
+                        "labels must be one line")
+    if len(text) > MAX_LABEL:
+        raise DataError(f"{where}: a label of {len(text):,} characters; at most {MAX_LABEL}")
+    return text
 
 
 def is_number(s: str) -> bool:

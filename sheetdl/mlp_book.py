@@ -12,7 +12,6 @@ Data flows one way: options → ``mlp.train`` → this layout → ``xlsx.write``
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from .blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, 
                      FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
                      interleave, run_finder, training_sheet)
 from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, ref, static_rows)
-from .data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, is_number, read_text
+from .data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows,
+                   is_number, read_text)
 from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
                        input_validations, schedule_inputs, status_cell)
 from .optim import Optimizer
@@ -68,7 +68,7 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Columns feature..., target, all numbers; a header line names them."""
     path = Path(path)
     # (line number, cells), blank lines skipped but counted, so errors name the real line
-    rows = [(n, r) for n, r in enumerate(csv.reader(read_text(path).splitlines()), start=1)
+    rows = [(n, r) for n, r in csv_rows(read_text(path))
             if any(c.strip() for c in r)]
     header = None
     if rows and not all(is_number(c) for c in rows[0][1]):
@@ -94,9 +94,10 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
         raise DataError(f"{path}, line {rows[0][0] - 1}: the header names {len(header)} "
                         f"columns, the data has {width}")
     a = np.array(values)
-    names = [h.strip() or f"x{j + 1}" for j, h in enumerate(header[:-1])] if header else \
+    label = lambda h, default: check_label(h.strip(), f"{path}, line 1") or default
+    names = [label(h, f"x{j + 1}") for j, h in enumerate(header[:-1])] if header else \
         [f"x{j + 1}" for j in range(width - 1)]
-    return a[:, :-1], a[:, -1], names, (header[-1].strip() or "y") if header else "y"
+    return a[:, :-1], a[:, -1], names, label(header[-1], "y") if header else "y"
 
 
 def _columns(d: int, h: int) -> dict[str, int]:

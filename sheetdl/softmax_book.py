@@ -17,7 +17,7 @@ from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, F
                      run_finder, training_sheet)
 from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, number_style, ref,
                    static_rows)
-from .data import EXCEL_MAX_ROWS, DataError, is_number, read_text
+from .data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
 from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
                        input_validations,
                        schedule_inputs, status_cell)
@@ -86,12 +86,11 @@ def load_iris():
 
 def read_csv(path) -> tuple:
     """Columns feature..., label; a header line names the features. Labels may be text."""
-    import csv
 
     path = Path(path)
     text = read_text(path)
     # (line number, cells), blank lines skipped but counted, so errors name the real line
-    rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), start=1)
+    rows = [(n, r) for n, r in csv_rows(text)
             if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: no data rows")
@@ -118,10 +117,11 @@ def read_csv(path) -> tuple:
         if not all(np.isfinite(vals)):
             raise DataError(f"{path}, line {n}: features must be finite numbers")
         X.append(vals)
-        raw.append(r[-1].strip())
+        raw.append(check_label(r[-1].strip(), f"{path}, line {n}, column {width}"))
     names = sorted(set(raw), key=lambda s: (not is_number(s), float(s) if is_number(s) else 0, s))
     labels = np.array([names.index(s) for s in raw])
-    features = header[:-1] if header else [f"x{j + 1}" for j in range(width - 1)]
+    features = ([check_label(h.strip(), f"{path}, line 1") for h in header[:-1]] if header
+                else [f"x{j + 1}" for j in range(width - 1)])
     return np.array(X), labels, names, features
 
 

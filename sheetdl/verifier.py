@@ -891,6 +891,9 @@ def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceC
         a_init = _numbers(wb, "a_init", si, path)[0]
         opt = optim.make(kind, **spec["options"], **hyper)
         finder = sheet == meta.get("lrfind", {}).get("sheet")
+        epochs = meta["epochs"]
+        _bounded_work(path, 0, sched.steps if finder else
+                      epochs * len(x) if isinstance(epochs, int) else epochs)
         with np.errstate(all="ignore"):
             if finder:
                 trace = linear.train_full_batch(opt, x, y, steps=sched.steps, b_init=b_init,

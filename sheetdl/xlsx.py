@@ -16,9 +16,11 @@ import tempfile
 from pathlib import Path
 
 import xlsxwriter
+from xlsxwriter.utility import xl_rowcol_to_cell as xl_rowcol
 from xlsxwriter.worksheet import Worksheet
 
 from .book import ArrayFormula, Book
+from .data import EXCEL_MAX_FORMULA
 
 #: Fixed document timestamp: the same inputs give the same bytes.
 EPOCH = _dt.datetime(2024, 1, 1)
@@ -93,7 +95,9 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     try:
         _write(book, tmp, on_row)
@@ -106,6 +110,36 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove temporary files an earlier write of ``path`` left when it was killed outright
+    (SIGKILL, a power cut): those named with the id of a process that no longer runs."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, another user's
+        return True
+    return True
 
 
 def _write(book: Book, filename: str, on_row=None) -> None:
@@ -162,6 +196,10 @@ def _write(book: Book, filename: str, on_row=None) -> None:
                     else:
                         ws.write_number(row, col, value, f)
                 else:
+                    if len(formula) > EXCEL_MAX_FORMULA:  # a layout's bug: say where
+                        raise ValueError(f"{sheet.name}!{xl_rowcol(row, col)}: a formula of "
+                                         f"{len(formula):,} characters, past Excel's "
+                                         f"{EXCEL_MAX_FORMULA:,}")
                     ws.write_formula(row, col, formula, f, cached(value))
         if notes_by_row:
             raise ValueError(f"{sheet.name}: notes on rows without cells: {sorted(notes_by_row)}")

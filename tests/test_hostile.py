@@ -169,20 +169,47 @@ def test_overflowing_learning_rate_says_so(tmp_path):
     assert status["adam"].startswith("training fine: the loss fell")
 
 
-def test_interrupted_build_leaves_the_previous_file_intact(tmp_path):
+def _build_until_writing(out):
+    """A long build of ``out``, returned once its temporary file exists (writing has begun):
+    a trigger on the file, not on a guess of how long the build takes."""
+    proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "build", "graddesc", "--rows",
+                             "40000", "-o", str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(1200):
+        if list(out.parent.glob(f".{out.name}.*.tmp")) or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the build finished before it could be interrupted"
+    return proc
+
+
+def test_killed_build_leaves_the_previous_file_intact_and_the_next_build_cleans_up(tmp_path):
     out = tmp_path / "g.xlsx"
     assert run("build", "graddesc", "-o", out).returncode == 0
     before = out.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "build", "graddesc", "--rows",
-                             "40000", "-o", str(out)], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(4)  # well into writing sheets: the full build takes over a minute
-    assert proc.poll() is None, "the build finished before it could be interrupted"
+    proc = _build_until_writing(out)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert out.read_bytes() == before
     assert verify.verify(out).ok
     assert xlsx.untouched(out)
+    left = list(tmp_path.glob(".g.xlsx.*.tmp"))
+    assert left  # SIGKILL cannot be caught: the next build removes what it left
+    assert run("build", "graddesc", "-o", out).returncode == 0
+    assert not list(tmp_path.glob(".g.xlsx.*.tmp"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_terminated_build_removes_its_temporary_file(tmp_path, sig):
+    """Before: SIGTERM or SIGHUP left the .tmp file behind."""
+    out = tmp_path / "g.xlsx"
+    proc = _build_until_writing(out)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert f"sheetdl: terminated by {signal.Signals(sig).name}" in err
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob(".g.xlsx.*.tmp")) and not out.exists()
 
 
 def test_schedule_input_edited_to_nonsense_is_named(tmp_path):
@@ -377,3 +404,73 @@ def test_overflowing_builds_cache_what_the_engines_compute(tmp_path, soffice):
                         compared += 1
                         errors += isinstance(want, str) and want.startswith("#")
         assert errors > 0 and compared > errors, (path.name, errors, compared)
+
+
+@pytest.mark.parametrize("book,old,new", [
+    ("softmax.xlsx", rb'"steps":50', rb'"steps":1000000000'),
+    ("collab.xlsx", rb'"epochs":20', rb'"epochs":1e9'),
+    ("graddesc.xlsx", rb'"epochs":5', rb'"epochs":1000000000'),
+    ("mlp.xlsx", rb'"steps":100', rb'"steps":1000000000'),
+])
+def test_forged_sizes_are_refused_before_any_work(tmp_path, book, old, new):
+    """Before: "epochs": 1e9 asked for 216 GiB and softmax "steps": 1e9 ran 55 s, then a
+    SystemError. The metadata is the file's word: a size no sheet can hold is refused."""
+    forged = rewrite(ROOT / "workbooks" / book, tmp_path / book,
+                     lambda name, data: data.replace(old, new) if name == "docProps/custom.xml"
+                     else data)
+    t0 = time.perf_counter()
+    r = run("verify", forged)
+    assert r.returncode == 1 and "its sheetdl metadata asks for" in r.stdout, r.stdout
+    assert time.perf_counter() - t0 < 60
+
+
+def test_ratings_csv_is_read_sparse_first_and_a_repeated_pair_is_refused(tmp_path):
+    """Before: 30,000 distinct users and items built a 7.8 GB dense matrix (38 s) before
+    the size check, 2M rows read in quadratic time, and a repeated (user, item) pair
+    silently replaced the earlier rating."""
+    f = tmp_path / "big.csv"
+    f.write_text("user,item,rating\n" + "".join(f"u{i},m{i},3\n" for i in range(30_000)))
+    r = run("build", "collab", "--data", f, "-o", tmp_path / "c.xlsx")
+    assert r.returncode == 2 and "30,000 users × 30,000 items is a 900,000,000-cell" in r.stderr
+    from sheetdl import collab
+
+    many = tmp_path / "many.csv"  # 200,000 ratings of 400 × 500: linear time, well under 10 s
+    many.write_text("user,item,rating\n" + "".join(
+        f"u{i % 400},m{(i // 400) % 500},{1 + i % 5}\n" for i in range(200_000)))
+    t0 = time.perf_counter()
+    R, users, items = collab.read_csv(many)
+    assert R.shape == (400, 500) and np.isfinite(R).sum() == 200_000
+    assert time.perf_counter() - t0 < 10
+    f.write_text("user,item,rating\nann,m1,4\nbob,m1,3\nann,m1,5\n")
+    r = run("build", "collab", "--data", f, "-o", tmp_path / "c.xlsx")
+    assert r.returncode == 2
+    assert "line 4: user 'ann' rates item 'm1' again (first on line 2)" in r.stderr
+
+
+@pytest.mark.parametrize("lesson,text,message", [
+    ("softmax", 'a,b,label\n1,2,"cat\ndog"\n3,4,x\n', "holds a line break"),
+    ("softmax", "a,b,label\n1,2," + "c" * 40_000 + "\n3,4,x\n", "a label of 40,000 characters"),
+    ("collab", 'user,item,rating\n"ann\nlee",m1,4\nbob,m2,3\n', "holds a line break"),
+    ("mlp", "x" * 300 + ",y\n1,2\n3,4\n", "a label of 300 characters"),
+])
+def test_labels_that_would_change_silently_are_refused(tmp_path, lesson, text, message):
+    """Before: a class name with a line break lost it, and one over 32,767 characters was
+    cut, without a word."""
+    f = tmp_path / "d.csv"
+    f.write_text(text)
+    r = run("build", lesson, "--data", f, "-o", tmp_path / "o.xlsx")
+    assert r.returncode == 2 and message in r.stderr and "d.csv, line" in r.stderr, r.stderr
+
+
+def test_formulas_past_excels_limit_are_refused(tmp_path):
+    """Before: --factors 1000 wrote 15,321-character formulas, which Excel cannot open."""
+    r = run("build", "collab", "--factors", "1000", "-o", tmp_path / "c.xlsx")
+    assert r.returncode == 2 and "past Excel's 8,192; use fewer --factors" in r.stderr
+    from sheetdl.book import Book, Sheet, static_rows
+
+    long = "=" + "+".join(["A1"] * 3000)
+    book = Book([Sheet("s", static_rows([(0, [(0, None, 1.0, None), (1, long, 3000.0, None)])]))],
+                {}, "t", {})
+    with pytest.raises(ValueError, match=r"s!B1: a formula of 9,000 characters"):
+        xlsx.write(book, tmp_path / "t.xlsx")
+    assert not list(tmp_path.glob(".t.xlsx.*"))
