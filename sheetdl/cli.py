@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, graddesc, options, presets, progress, schedules, xlsx
+from . import data, graddesc, optim, options, presets, progress, schedules, xlsx
 from .options import LESSONS
 from . import __version__
 
@@ -354,7 +354,7 @@ def cmd_bench(args) -> int:
 def cmd_list(args) -> int:
     for name, text in LESSONS.items():
         print(f"{name:10s} {text}")
-    print(f"\noptimizers: {', '.join(graddesc.ALL_OPTIMIZERS)}")
+    print(f"\noptimizers: {', '.join(optim.NAMES)}")
     print(f"presets:    {', '.join(presets.PRESETS)} (default {graddesc.DEFAULT_PRESET})")
     print(f"schedules:  {', '.join(schedules.KINDS)}, anneal (graddesc)")
     return 0

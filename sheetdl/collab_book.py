@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import collab, lrfind, presets, schedules
+from . import collab, lrfind, optim, presets, schedules
 from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
                      Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
                      run_finder, training_sheet)
@@ -23,8 +23,7 @@ from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
 from .optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
-LESSON_LR = {"sgd": 5.0, "momentum": 1.0, "nesterov": 1.0, "rmsprop": 0.02, "adam": 0.1,
-             "adamw": 0.1, "adagrad": 0.3, "adamax": 0.1, "nadam": 0.1}
+LESSON_LR = {name: optim.lesson_lr("collab", name) for name in optim.NAMES}
 UDF_TOP = 6  # the --udf train sheet: inputs, then one array call
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from . import lrfind, schedules
+from . import lrfind, optim, schedules
 from .book import FORBIDDEN, Chart, Series, area, col_name, ref
 from .optim import Optimizer
 
@@ -325,26 +325,7 @@ def conventions(kind: str, opt: Optimizer, follows: str) -> str:
 
 
 #: What each optimizer does differently, in one plain sentence: row 2 of its sheet.
-PLAIN = {
-    "sgd": "Plain gradient descent: each step moves every parameter against its gradient, "
-           "scaled by the learning rate lr.",
-    "momentum": "Momentum: each step moves along the velocity buf, a running sum of past "
-                "gradients, so steps speed up where the gradient keeps its direction.",
-    "nesterov": "Nesterov momentum: like momentum, but each step looks ahead along "
-                "g + μ·buf, which damps overshooting.",
-    "rmsprop": "RMSprop: divides each gradient by the root of its running mean square v, so "
-               "each parameter gets a step size suited to its own gradient's size.",
-    "adam": "Adam: steps along the running mean m of the gradients, divided by the root of "
-            "their running mean square v, both corrected for starting at zero.",
-    "adamw": "AdamW: Adam whose weight decay shrinks the parameters directly, θ·(1 − lr·λ), "
-             "instead of adding λθ to the gradient.",
-    "adagrad": "Adagrad: divides each gradient by the root of the sum of all its past "
-               "squares, so the steps shrink as training goes on.",
-    "adamax": "Adamax: Adam with the root mean square replaced by a decaying maximum of |g| "
-              "(the infinity norm u).",
-    "nadam": "NAdam: Adam with Nesterov's look-ahead on the mean m, and a momentum "
-             "coefficient μ_t that warms up over the first steps.",
-}
+PLAIN = {name: r.plain for name, r in optim.REGISTRY.items()}
 
 
 _STRING = re.compile(r'("[^"]*")')

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import linear, lrfind, presets, schedules
+from . import linear, lrfind, optim, presets, schedules
 from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, number_style, ref,
                    static_rows)
 from .cells import cells
@@ -32,14 +32,12 @@ from .formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventi
 from .optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
-ALL_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad",
-                  "adamax", "nadam")
+ALL_OPTIMIZERS = optim.NAMES
 DEFAULT_PRESET = "torch"
 
 #: Learning rates that train visibly in 5 epochs on the course's data (x up to 99),
-#: measured per optimizer; framework defaults such as torch SGD's 1e-3 diverge there.
-LESSON_LR = {"sgd": 1e-4, "momentum": 1e-5, "nesterov": 1e-5, "rmsprop": 0.1, "adam": 0.3,
-             "adamw": 0.3, "adagrad": 1.0, "adamax": 0.3, "nadam": 0.3}
+#: measured per optimizer and declared beside each rule (``optim.register``).
+LESSON_LR = {name: optim.lesson_lr("graddesc", name) for name in optim.NAMES}
 #: The course sheet's own learning rates (adam after the lr was set to 0.1 by hand).
 COURSE_LR = {"sgd": 1e-4, "momentum": 1e-4, "rmsprop": 0.02, "adam": 0.1}
 

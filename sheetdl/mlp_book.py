@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lrfind, mlp, presets, schedules
+from . import lrfind, mlp, optim, presets, schedules
 from .blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
                      FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
                      interleave, run_finder, training_sheet)
@@ -29,8 +29,7 @@ from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
 from .optim import Optimizer
 
 #: Learning rates that bend the default network onto the sine in 100 steps, measured.
-LESSON_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "rmsprop": 0.01, "adam": 0.05,
-             "adamw": 0.05, "adagrad": 0.1, "adamax": 0.05, "nadam": 0.05}
+LESSON_LR = {name: optim.lesson_lr("mlp", name) for name in optim.NAMES}
 #: The data sheet's first empty or non-numeric cell ("" when all are fine).
 DATA_PROBLEM = "data_problem"
 #: h of the finite-difference check. Between ReLU kinks the loss is quadratic in a weight,

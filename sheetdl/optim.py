@@ -53,6 +53,46 @@ def _beta1_pow(opt, state: dict, t: int) -> float:
 
 
 @dataclass(frozen=True)
+class Registered:
+    """An optimizer under the name the CLI, the sheets and the add-in use, declared once,
+    beside its rule: the rule and the options the name implies (``nesterov`` is Momentum
+    with ``nesterov=True``); each framework's conventions and default hyperparameters
+    (``sheetdl.presets``; a framework without it falls back to torch's); the learning rate
+    each lesson trains its default data visibly with, measured (framework defaults such
+    as torch SGD's 1e-3 diverge on the course's x up to 99); row 2's plain sentence; the
+    hyperparameter a one-cycle schedule cycles; the state the course's annealing reads."""
+
+    name: str
+    rule: type
+    implies: dict
+    presets: dict
+    lesson_lr: dict
+    plain: str
+    cycles: str | None = None
+    second_moment: str | None = None
+
+
+#: Every optimizer by its name, in the order the CLI lists them.
+REGISTRY: dict[str, Registered] = {}
+#: The lessons with a learning rate of their own per optimizer.
+LESSONS = ("graddesc", "softmax", "collab", "mlp")
+
+
+def register(name: str, rule: type, *, lesson_lr: dict, presets: dict, plain: str,
+             implies: dict | None = None, cycles: str | None = None,
+             second_moment: str | None = None) -> None:
+    if set(lesson_lr) != set(LESSONS):
+        raise ValueError(f"{name}: a learning rate for each of {', '.join(LESSONS)}")
+    REGISTRY[name] = Registered(name, rule, implies or {}, presets, lesson_lr, plain, cycles,
+                                second_moment)
+
+
+def lesson_lr(lesson: str, kind: str) -> float:
+    """The learning rate lesson ``lesson`` uses for ``kind`` unless told otherwise."""
+    return REGISTRY[kind].lesson_lr[lesson]
+
+
+@dataclass(frozen=True)
 class Optimizer:
     """Common interface. ``hyperparameters`` are the named input cells."""
 
@@ -89,6 +129,13 @@ class SGD(Optimizer):
         new = p - self.lr * g
         return new, {}, {"grad": g, "new": new}
 
+
+
+register("sgd", SGD, lesson_lr=dict(graddesc=1e-4, softmax=0.5, collab=5.0, mlp=0.1),
+         presets={"torch": {}, "keras": {"decoupled_weight_decay": True},
+                  "fastai": {"decoupled_weight_decay": True}, "course": {}},
+         plain="Plain gradient descent: each step moves every parameter against its "
+               "gradient, scaled by the learning rate lr.")
 
 @dataclass(frozen=True)
 class Momentum(Optimizer):
@@ -130,6 +177,27 @@ class Momentum(Optimizer):
         shown["new"] = new
         return new, {"buf": buf, "t": t}, shown
 
+
+
+register("momentum", Momentum,
+         lesson_lr=dict(graddesc=1e-5, softmax=0.1, collab=1.0, mlp=0.05),
+         presets={"torch": {"momentum": 0.9, "dampening": 0.0},
+                  # v ← μv − lr·g, θ ← θ + v is torch's rule at a constant lr
+                  "keras": {"momentum": 0.9, "dampening": 0.0, "decoupled_weight_decay": True},
+                  # fastai's SGD with mom accumulates m ← mom·m + g: dampening 0
+                  "fastai": {"momentum": 0.9, "dampening": 0.0, "decoupled_weight_decay": True},
+                  # m ← 0.9m + 0.1g from the first step: an EMA, (1 − dampening) = 1 − momentum
+                  "course": {"momentum": 0.9, "dampening": 0.9, "dampen_first_step": True}},
+         plain="Momentum: each step moves along the velocity buf, a running sum of past "
+               "gradients, so steps speed up where the gradient keeps its direction.",
+         cycles="momentum")
+register("nesterov", Momentum, implies={"nesterov": True},
+         lesson_lr=dict(graddesc=1e-5, softmax=0.1, collab=1.0, mlp=0.05),
+         presets={"torch": {"momentum": 0.9, "dampening": 0.0},
+                  "keras": {"momentum": 0.9, "dampening": 0.0, "decoupled_weight_decay": True}},
+         plain="Nesterov momentum: like momentum, but each step looks ahead along "
+               "g + μ·buf, which damps overshooting.",
+         cycles="momentum")
 
 @dataclass(frozen=True)
 class RMSProp(Optimizer):
@@ -186,6 +254,20 @@ class RMSProp(Optimizer):
         shown["new"] = new
         return new, new_state, shown
 
+
+
+register("rmsprop", RMSProp,
+         lesson_lr=dict(graddesc=0.1, softmax=0.02, collab=0.02, mlp=0.01),
+         presets={"torch": {"alpha": 0.99, "eps": 1e-8},
+                  "keras": {"alpha": 0.9, "eps": 1e-7, "eps_in_sqrt": True,
+                            "decoupled_weight_decay": True},
+                  "fastai": {"alpha": 0.99, "eps": 1e-8, "decoupled_weight_decay": True},
+                  # no ε, the previous row's mean square, seeded with 10000 (its Reset macro)
+                  "course": {"alpha": 0.9, "eps": 0.0, "lagged": True,
+                             "initial_accumulator_value": 10000.0}},
+         plain="RMSprop: divides each gradient by the root of its running mean square v, so "
+               "each parameter gets a step size suited to its own gradient's size.",
+         second_moment="square_avg")
 
 @dataclass(frozen=True)
 class Adam(Optimizer):
@@ -252,6 +334,28 @@ class Adam(Optimizer):
         return new, new_state, shown
 
 
+
+register("adam", Adam, lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
+         presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+                  "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7,
+                            "eps_on_uncorrected": True, "decoupled_weight_decay": True},
+                  # fastai's Adam is AdamW: β₂ 0.99, ε 1e-5, decoupled wd 0.01
+                  "fastai": {"beta1": 0.9, "beta2": 0.99, "eps": 1e-5, "weight_decay": 0.01,
+                             "decoupled_weight_decay": True},
+                  "course": {"beta1": 0.9, "beta2": 0.9, "eps": 0.0, "bias_correction": False}},
+         plain="Adam: steps along the running mean m of the gradients, divided by the root of "
+               "their running mean square v, both corrected for starting at zero.",
+         cycles="beta1", second_moment="exp_avg_sq")
+register("adamw", Adam, implies={"decoupled_weight_decay": True},
+         lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
+         presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2},
+                  "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7,
+                            "eps_on_uncorrected": True, "weight_decay": 0.004},
+                  "fastai": {"beta1": 0.9, "beta2": 0.99, "eps": 1e-5, "weight_decay": 0.01}},
+         plain="AdamW: Adam whose weight decay shrinks the parameters directly, θ·(1 − lr·λ), "
+               "instead of adding λθ to the gradient.",
+         cycles="beta1", second_moment="exp_avg_sq")
+
 @dataclass(frozen=True)
 class Adagrad(Optimizer):
     """s ← s + g²; θ ← θ − lr_t·g/(√s + ε), lr_t = lr/(1 + (t − 1)·lr_decay)."""
@@ -280,6 +384,14 @@ class Adagrad(Optimizer):
         new = p - clr * g / denom
         return new, {"sum": s, "t": t}, {"grad": g, "clr": clr, "sum": s, "new": new}
 
+
+
+register("adagrad", Adagrad, lesson_lr=dict(graddesc=1.0, softmax=0.3, collab=0.3, mlp=0.1),
+         presets={"torch": {"eps": 1e-10},
+                  "keras": {"eps": 1e-7, "eps_in_sqrt": True, "initial_accumulator_value": 0.1,
+                            "decoupled_weight_decay": True}},
+         plain="Adagrad: divides each gradient by the root of the sum of all its past "
+               "squares, so the steps shrink as training goes on.")
 
 @dataclass(frozen=True)
 class Adamax(Optimizer):
@@ -320,6 +432,15 @@ class Adamax(Optimizer):
         shown = {"grad": g, "exp_avg": m, "exp_inf": u, "beta1_pow": b1p, "clr": clr, "new": new}
         return new, {"exp_avg": m, "exp_inf": u, "beta1_pow": b1p, "t": t}, shown
 
+
+
+register("adamax", Adamax, lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
+         presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+                  "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "eps_in_max": False,
+                            "decoupled_weight_decay": True}},
+         plain="Adamax: Adam with the root mean square replaced by a decaying maximum of |g| "
+               "(the infinity norm u).",
+         cycles="beta1")
 
 @dataclass(frozen=True)
 class NAdam(Optimizer):
@@ -366,12 +487,19 @@ class NAdam(Optimizer):
         return new, state, shown
 
 
-#: Every optimizer a lesson can use, by the name the CLI takes.
+
+register("nadam", NAdam, lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
+         presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "momentum_decay": 4e-3},
+                  "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "momentum_decay": 1.0,
+                            "decoupled_weight_decay": True}},
+         plain="NAdam: Adam with Nesterov's look-ahead on the mean m, and a momentum "
+               "coefficient μ_t that warms up over the first steps.",
+         cycles="beta1", second_moment="exp_avg_sq")
+
+#: Every optimizer a lesson can use, by the name the CLI takes, and its rule.
 #: ``nesterov`` and ``adamw`` are option sets of Momentum and Adam.
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    "sgd": SGD, "momentum": Momentum, "nesterov": Momentum, "rmsprop": RMSProp,
-    "adam": Adam, "adamw": Adam, "adagrad": Adagrad, "adamax": Adamax, "nadam": NAdam,
-}
+OPTIMIZERS: dict[str, type[Optimizer]] = {name: r.rule for name, r in REGISTRY.items()}
+NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
 def make(kind: str, **options) -> Optimizer:

@@ -60,7 +60,7 @@ class Flag:
 def _torch_defaults(dest: str) -> str:
     """torch's default of hyperparameter ``dest``, by optimizer where they differ."""
     seen: dict[float, list[str]] = {}
-    for kind in graddesc.ALL_OPTIMIZERS:
+    for kind in optim.NAMES:
         opt, _ = presets.resolve("torch", kind)
         if dest in opt.hyperparameters:
             seen.setdefault(getattr(opt, dest), []).append(kind)
@@ -108,7 +108,7 @@ FLAGS: list[Flag] = [
     Flag("--y-range", "squash predictions into LOW,HIGH with a sigmoid (fastai's y_range), or "
          "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
     Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
-                         + ",".join(graddesc.ALL_OPTIMIZERS),
+                         + ",".join(optim.NAMES),
                          "softmax": "the training sheet's optimizer",
                          "collab": "the training sheet's optimizer",
                          "mlp": "the training sheet's optimizer",
@@ -295,7 +295,7 @@ def _optimizer_kinds(lesson: str, value: str) -> list[str]:
         if k not in optim.OPTIMIZERS:
             close = difflib.get_close_matches(k, list(optim.OPTIMIZERS), n=1)
             raise OptionError(f"--optimizer: unknown optimizer {k!r}; choose from "
-                              f"{', '.join(graddesc.ALL_OPTIMIZERS)}"
+                              f"{', '.join(optim.NAMES)}"
                               + (f" (did you mean {close[0]}?)" if close else ""))
     if len(set(kinds)) != len(kinds):
         raise OptionError("--optimizer names an optimizer twice")
@@ -330,7 +330,7 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
     for dest, f in given.items():
         if f.group == "hyperparameters" and dest not in ("b_init", "a_init", "lr"):
             if not any(dest in fields(k) for k in kinds):
-                takes = [k for k in graddesc.ALL_OPTIMIZERS if dest in fields(k)]
+                takes = [k for k in optim.NAMES if dest in fields(k)]
                 raise OptionError(f"{f.name} has no effect: {', '.join(kinds)} has no {dest} "
                                   f"(it is for {', '.join(takes)})")
         value = getattr(args, dest)
@@ -414,14 +414,12 @@ def flag_table() -> str:
 def defaults_table() -> str:
     """The README's table of each optimizer's default hyperparameters: the lesson learning
     rates, then the torch preset's values of the rest."""
-    from . import collab_book, mlp_book, softmax_book
-
-    rows = ["| optimizer | lr: graddesc | lr: softmax | lr: collab | lr: mlp | other defaults "
-            "(torch preset) |", "|---|---|---|---|---|---|"]
-    for kind in graddesc.ALL_OPTIMIZERS:
+    lessons = optim.LESSONS
+    rows = ["| optimizer | " + " | ".join(f"lr: {lesson}" for lesson in lessons)
+            + " | other defaults (torch preset) |", "|---|" + "---|" * (len(lessons) + 1)]
+    for kind in optim.NAMES:
         opt, _ = presets.resolve("torch", kind)
         rest = ", ".join(f"{h} {getattr(opt, h):g}" for h in opt.hyperparameters if h != "lr")
-        rows.append(f"| `{kind}` | {graddesc.LESSON_LR[kind]:g} | "
-                    f"{softmax_book.LESSON_LR[kind]:g} | {collab_book.LESSON_LR[kind]:g} | "
-                    f"{mlp_book.LESSON_LR[kind]:g} | {rest} |")
+        rows.append(f"| `{kind}` | " + " | ".join(f"{optim.lesson_lr(lesson, kind):g}"
+                                               for lesson in lessons) + f" | {rest} |")
     return "\n".join(rows)

@@ -37,6 +37,8 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+from . import optim
+
 KINDS = ("constant", "step", "exp", "cosine", "onecycle")
 
 #: Help for each schedule input: the input cell's note and validation message.
@@ -70,9 +72,8 @@ VALIDATION = {
     "anneal_factor": {"validate": "decimal", "criteria": ">", "value": 0},
 }
 
-#: Which hyperparameter a cycled momentum drives, per optimizer (None: nothing to cycle).
-MOMENTUM_OF = {"momentum": "momentum", "nesterov": "momentum", "adam": "beta1",
-               "adamw": "beta1", "adamax": "beta1", "nadam": "beta1"}
+#: Which hyperparameter a cycled momentum drives, per optimizer (declared with each rule).
+MOMENTUM_OF = {name: r.cycles for name, r in optim.REGISTRY.items() if r.cycles}
 
 #: One-cycle defaults per framework: (pct_start, div, div_final).
 ONECYCLE_DEFAULTS = {"torch": (0.3, 25.0, 1e4), "fastai": (0.25, 25.0, 1e5)}
@@ -263,8 +264,8 @@ class Anneal:
     ratio: float = 2.0
     factor: float = 4.0
     #: the state holding v, per optimizer
-    MOMENT: ClassVar[dict[str, str]] = {"adam": "exp_avg_sq", "adamw": "exp_avg_sq",
-                                        "nadam": "exp_avg_sq", "rmsprop": "square_avg"}
+    MOMENT: ClassVar[dict[str, str]] = {name: r.second_moment
+                                        for name, r in optim.REGISTRY.items() if r.second_moment}
 
     def __post_init__(self):
         if not (self.ratio > 0 and self.factor > 0):

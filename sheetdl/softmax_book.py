@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lrfind, presets, schedules, softmax
+from . import lrfind, optim, presets, schedules, softmax
 from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
                      Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
                      run_finder, training_sheet)
@@ -32,8 +32,7 @@ EXAMPLES = [
     ("all equal", [0.5, 0.5, 0.5, 0.5, 0.5], 3),
 ]
 #: Learning rates that train the default data visibly in 50 steps, measured.
-LESSON_LR = {"sgd": 0.5, "momentum": 0.1, "nesterov": 0.1, "rmsprop": 0.02, "adam": 0.05,
-             "adamw": 0.05, "adagrad": 0.3, "adamax": 0.05, "nadam": 0.05}
+LESSON_LR = {name: optim.lesson_lr("softmax", name) for name in optim.NAMES}
 #: The data sheet's first empty, non-numeric or unknown cell ("" when all are fine).
 DATA_PROBLEM = "data_problem"
 

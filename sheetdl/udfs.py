@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from . import collab, kernels, linear, presets
+from . import collab, kernels, linear, optim, presets
 from .data import EXCEL_MAX_ROWS
 from .formulas import out_of_range
 
@@ -129,6 +129,14 @@ def _flag(value, name: str, default: bool = False) -> bool:
     if value in (0, 1):
         return bool(value)
     raise UdfError(f"{name} must be TRUE or FALSE, got {value!r}")
+
+
+def _optimizer(value) -> str:
+    """An optimizer's name, as the registry spells it."""
+    kind = str(value).strip().lower()
+    if kind not in optim.REGISTRY:
+        raise UdfError(f"optimizer must be one of {', '.join(optim.NAMES)}, got {value!r}")
+    return kind
 
 
 def _same_shape(ref: np.ndarray, **others) -> None:
@@ -245,15 +253,11 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
         raise UdfError(f"x has {xs.size} values and y has {ys.size}")
     # one row per step and a header: bound the work before it is done
     e = _whole(epochs, "epochs", maximum=max(1, (EXCEL_MAX_ROWS - 1) // xs.size))
-    from .graddesc import ALL_OPTIMIZERS, LESSON_LR
-
-    kind = str(optimizer).strip().lower()
-    if kind not in ALL_OPTIMIZERS:
-        raise UdfError(f"optimizer must be one of {', '.join(ALL_OPTIMIZERS)}, got {optimizer!r}")
+    kind = _optimizer(optimizer)
     given = {"lr": lr, "momentum": momentum, "beta1": beta1, "beta2": beta2, "eps": eps,
              "weight_decay": weight_decay}
     given = {k: _number(v, k) for k, v in given.items() if not _missing(v)}
-    given.setdefault("lr", LESSON_LR[kind])
+    given.setdefault("lr", optim.lesson_lr("graddesc", kind))
     opt, _ = presets.resolve(str(preset).strip().lower(), kind, **given)
     with np.errstate(all="ignore"):
         tr = linear.train(opt, xs, ys, epochs=e, b_init=_number(b_init, "b_init", default=1),
@@ -295,16 +299,13 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     R = _matrix(ratings, "ratings", allow_nan=True)
     if not np.isfinite(R).any():
         raise UdfError("ratings has no ratings")
-    from .collab_book import LESSON_LR
-
-    kind = str(optimizer).strip().lower()
-    if kind not in LESSON_LR:
-        raise UdfError(f"optimizer must be one of {', '.join(LESSON_LR)}, got {optimizer!r}")
+    kind = _optimizer(optimizer)
     # the factors and optimizer state are a few arrays of (users + movies) × factors
     f = _whole(factors, "factors", maximum=max(1, MAX_PARAMETERS // (R.shape[0] + R.shape[1])))
     shape = collab.Shape(R.shape[0], R.shape[1], f)
     opt, _ = presets.resolve("torch", kind,
-                             lr=_number(lr, "lr", positive=True, default=LESSON_LR[kind]),
+                             lr=_number(lr, "lr", positive=True,
+                                        default=optim.lesson_lr("collab", kind)),
                              weight_decay=_number(weight_decay, "weight_decay", default=0))
     theta0 = collab.init_params(shape, _whole(seed, "seed", default=0, minimum=0))
     n_epochs = _whole(epochs, "epochs", maximum=MAX_EPOCHS)
@@ -339,11 +340,7 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
         else:
             raise UdfError(f"x has {X.shape[0]} examples (rows) and y has {ys.size} values")
     from . import mlp
-    from .mlp_book import LESSON_LR
-
-    kind = str(optimizer).strip().lower()
-    if kind not in LESSON_LR:
-        raise UdfError(f"optimizer must be one of {', '.join(LESSON_LR)}, got {optimizer!r}")
+    kind = _optimizer(optimizer)
     h = _whole(hidden, "hidden", maximum=max(1, MAX_PARAMETERS // (X.shape[1] + 2)))
     n_steps = _whole(steps, "steps", maximum=MAX_EPOCHS)
     if n_steps * X.size * h > MAX_WORK:
@@ -352,7 +349,7 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     what = str(output).strip().lower()
     if what not in ("loss", "params"):
         raise UdfError(f'output must be "loss" or "params", got {output!r}')
-    given = {"lr": _number(lr, "lr", positive=True, default=LESSON_LR[kind])}
+    given = {"lr": _number(lr, "lr", positive=True, default=optim.lesson_lr("mlp", kind))}
     if not _missing(weight_decay):  # else the optimizer's own (adamw: 0.01), as the lesson
         given["weight_decay"] = _number(weight_decay, "weight_decay")
     opt, _ = presets.resolve("torch", kind, **given)

@@ -3,8 +3,10 @@ what the add-in function returns for the sheet's own inputs."""
 import numpy as np
 import openpyxl
 import pytest
+import torch
 
 from sheetdl import collab, collab_book, data, graddesc, udfs, verifier as verify, xlsx
+from torch_reference import torch_trace
 
 
 def cached_table(ws, first_row, n_rows, n_cols):
@@ -36,6 +38,13 @@ def test_graddesc_udf_tables_are_what_the_add_in_returns(tmp_path):
         got = cached_table(values[kind], 6, len(want), 12)
         assert got[0] == want[0]
         np.testing.assert_allclose(np.array(got[1:], float), np.array(want[1:]), rtol=1e-15)
+        # and what both hold is torch.optim's trajectory, not only the add-in's own numbers
+        b, a, loss = torch_trace(kind, lesson.optimizers[kind], x, y, 2, named["b_init"],
+                                 named["a_init"])
+        table = np.array(got[1:], float)
+        np.testing.assert_allclose(table[:, 10], b, rtol=1e-9, atol=1e-12, err_msg=kind)
+        np.testing.assert_allclose(table[:, 11], a, rtol=1e-9, atol=1e-12, err_msg=kind)
+        np.testing.assert_allclose(table[:, 7], loss, rtol=1e-9, atol=1e-12, err_msg=kind)
 
 
 def test_collab_udf_table_is_what_the_add_in_returns(tmp_path):
@@ -48,6 +57,27 @@ def test_collab_udf_table_is_what_the_add_in_returns(tmp_path):
     got = cached_table(openpyxl.load_workbook(path, data_only=True)["train"], 6, 8, 3)
     assert got[0] == want[0]
     np.testing.assert_allclose(np.array(got[1:], float), np.array(want[1:]), rtol=1e-15)
+    # the same MSE per epoch from torch: embeddings, sigmoid range, masked mean, torch.optim
+    U, bu, V, bm = lesson.shape.unpack(collab.init_params(lesson.shape, 2))
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        params = [torch.tensor(p, requires_grad=True) for p in (U, bu, V, bm)]
+        opt = torch.optim.Adam(params, lr=lesson.opt.lr)
+        ratings = torch.tensor(np.nan_to_num(R))
+        seen = torch.tensor(np.isfinite(R))
+        losses = []
+        for _ in range(7):
+            opt.zero_grad()
+            raw = params[0] @ params[2] + params[1][:, None] + params[3][None, :]
+            pred = 5.5 * torch.sigmoid(raw)
+            loss = ((pred - ratings)[seen] ** 2).mean()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_default_dtype(prev)
+    np.testing.assert_allclose(np.array(got[1:], float)[:, 1], losses, rtol=1e-9)
 
 
 def test_empty_arguments_mean_not_given():

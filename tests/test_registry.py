@@ -1,0 +1,60 @@
+"""One registry of optimizers (issue 12): each optimizer's name, presets, lesson learning
+rates and plain sentence are declared once, beside its rule in sheetdl/optim.py, and the
+CLI, presets, schedules, the add-in and the README's tables read them from there."""
+import io
+import tokenize
+
+import pytest
+
+from conftest import ROOT
+from sheetdl import formulas, optim, options, presets, schedules, udfs
+
+PACKAGE = ROOT / "sheetdl"
+
+
+def modules_naming(name: str) -> set[str]:
+    """Package modules that spell ``name`` as code: an identifier or a string that is
+    exactly it (a help example mentioning it inside a sentence does not count)."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if (tok.type == tokenize.NAME and tok.string == name) or (
+                    tok.type == tokenize.STRING and tok.string.strip("\"'") == name):
+                found.add(str(path.relative_to(ROOT)))
+                break
+    return found
+
+
+@pytest.mark.parametrize("name", ["nadam", "adamax", "adagrad"])
+def test_an_optimizer_is_named_in_at_most_two_package_files(name):
+    """Before: nadam, adamax and adagrad were each named in 6–7 package files. Now its
+    rule and registration (optim.py) and its formula templates (formulas.py)."""
+    files = modules_naming(name)
+    assert files <= {"sheetdl/optim.py", "sheetdl/formulas.py"}, files
+
+
+def test_every_consumer_reads_the_registry():
+    names = tuple(optim.REGISTRY)
+    assert optim.NAMES == names and set(optim.OPTIMIZERS) == set(names)
+    assert set(formulas.PLAIN) == set(names)
+    for framework, table in presets.PRESETS.items():
+        for name, options_ in table.items():
+            assert options_ == optim.REGISTRY[name].presets[framework]
+    assert set(schedules.MOMENTUM_OF) == {n for n, r in optim.REGISTRY.items() if r.cycles}
+    for name in names:
+        # every optimizer resolves under torch with its implied options applied
+        opt, _ = presets.resolve("torch", name)
+        for key, value in optim.REGISTRY[name].implies.items():
+            assert getattr(opt, key) == value
+    table = options.defaults_table()
+    assert all(f"| `{name}` |" in table for name in names)
+    with pytest.raises(udfs.UdfError, match="optimizer must be one of " + ", ".join(names)):
+        udfs.train_linear([[1.0]], [[2.0]], "lion")
+
+
+def test_a_registration_must_give_every_lesson_a_learning_rate():
+    with pytest.raises(ValueError, match="a learning rate for each of graddesc, softmax, "
+                                         "collab, mlp"):
+        optim.register("lion", optim.SGD, lesson_lr={"graddesc": 1e-4}, presets={},
+                       plain="")
+    assert "lion" not in optim.REGISTRY
