@@ -32,7 +32,8 @@ def vba_project() -> bytes:
     try:
         import xlwings
     except ImportError:
-        raise RuntimeError('building the demo needs xlwings: pip install "sheetdl[addin]"') from None
+        raise RuntimeError('building the demo needs xlwings: pip install "sheetdl[addin]"') \
+            from None
     template = Path(xlwings.__file__).parent / "quickstart_standalone.xlsm"
     with zipfile.ZipFile(template) as z:
         return z.read("xl/vbaProject.bin")
@@ -143,8 +144,8 @@ def install() -> str:
     subprocess.run([sys.executable, "-m", "xlwings", "addin", "install"], check=True)
     conf = Path.home() / ".xlwings" / "xlwings.conf"
     conf.parent.mkdir(exist_ok=True)
-    lines = [l for l in (conf.read_text().splitlines() if conf.exists() else [])
-             if not l.startswith(('"UDF MODULES"', '"INTERPRETER_WIN"'))]
+    lines = [line for line in (conf.read_text().splitlines() if conf.exists() else [])
+             if not line.startswith(('"UDF MODULES"', '"INTERPRETER_WIN"'))]
     lines += ['"UDF MODULES","sheetdl.udfs"', f'"INTERPRETER_WIN","{sys.executable}"']
     conf.write_text("\n".join(lines) + "\n")
     return f"installed the xlwings add-in and set {conf}: restart Excel, then Import Functions"

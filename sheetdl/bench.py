@@ -156,10 +156,12 @@ proc = subprocess.Popen(["soffice", f"-env:UserInstallation=file://{profile}", "
                          "--norestore", f"--accept=socket,host=127.0.0.1,port={port};urp;"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 local = uno.getComponentContext()
-resolver = local.ServiceManager.createInstanceWithContext("com.sun.star.bridge.UnoUrlResolver", local)
+resolver = local.ServiceManager.createInstanceWithContext(
+    "com.sun.star.bridge.UnoUrlResolver", local)
 for _ in range(120):
     try:
-        ctx = resolver.resolve(f"uno:socket,host=127.0.0.1,port={port};urp;StarOffice.ComponentContext")
+        ctx = resolver.resolve(
+            f"uno:socket,host=127.0.0.1,port={port};urp;StarOffice.ComponentContext")
         break
     except Exception:
         time.sleep(0.5)
@@ -346,7 +348,8 @@ def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
             cells_row.append((k + 1 + j, f"=EXP({chr(65 + j)}{r1}-F{r1})", float(e[j]), None))
         cells_row.append((2 * k + 1, f"=SUM(G{r1}:K{r1})", float(e.sum()), None))
         for j in range(k):
-            cells_row.append((2 * k + 2 + j, f"={chr(71 + j)}{r1}/L{r1}", float(e[j] / e.sum()), None))
+            cells_row.append((2 * k + 2 + j, f"={chr(71 + j)}{r1}/L{r1}", float(e[j] / e.sum()),
+                              None))
         rows.append((i, cells_row))
     path = xlsx.write(Book([Sheet("softmax", static_rows(rows))], {}, "bench", {}),
                       folder / "softmax_formulas.xlsx")
@@ -355,7 +358,8 @@ def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, XLWINGS_LICENSE_KEY=os.environ.get("XLWINGS_LICENSE_KEY", "noncommercial"),
+    env = dict(os.environ,
+               XLWINGS_LICENSE_KEY=os.environ.get("XLWINGS_LICENSE_KEY", "noncommercial"),
                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -510,7 +514,8 @@ def table(report: dict) -> str:
         fmt = lambda v: "—" if v is None else f"{v:.3g}"
         ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}"
         note = f" ({r['note']})" if r["note"] else ""
-        mem = (f"; peak {r['extra']['peak_mb']:.0f} MB vs {r['extra']['alternative_peak_mb']:.0f} MB"
+        mem = (f"; peak {r['extra']['peak_mb']:.0f} MB vs "
+               f"{r['extra']['alternative_peak_mb']:.0f} MB"
                if "peak_mb" in r.get("extra", {}) else "")
         lines.append(f"| {r['area']} | {r['what']}{mem} | {r['alternative']}{note} | "
                      f"{fmt(r['ours'])} | {fmt(r['theirs'])} | {ratio} | {r['target']} |")

@@ -296,7 +296,8 @@ def cmd_serve(args) -> int:
         import uvicorn
         import xlwings_server  # noqa: F401
     except ImportError:
-        raise UserError('sheetdl serve needs xlwings Server: pip install "sheetdl[addin]"') from None
+        raise UserError('sheetdl serve needs xlwings Server: pip install "sheetdl[addin]"') \
+            from None
     project = Path(__file__).parent / "server_project"
     os.environ["XLWINGS_PROJECT_DIR"] = str(project)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

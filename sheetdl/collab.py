@@ -226,7 +226,8 @@ def read_csv(path):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) < 3:
-            raise DataError(f"{path}, line {n}: expected user,item,rating, found {len(row)} columns")
+            raise DataError(f"{path}, line {n}: expected user,item,rating, found {len(row)} "
+                            "columns")
         u, i, r = (c.strip() for c in row[:3])
         try:
             rating = float(r)

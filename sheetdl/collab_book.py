@@ -173,7 +173,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 raw = pred_terms(block, i, j)
                 formula = f"=y_min+(y_max-y_min)/(1+EXP(-({raw})))" if lo_hi else f"={raw}"
                 cells.append((pc["pred"] + j, formula, float(st.pred[i, j]), band_fmt["pred"]))
-                cells.append((pc["err"] + j, f"=IF(ISNUMBER({ratings(i, j)}),{p}-{ratings(i, j)},0)",
+                cells.append((pc["err"] + j,
+                              f"=IF(ISNUMBER({ratings(i, j)}),{p}-{ratings(i, j)},0)",
                               float(st.err[i, j]), band_fmt["err"]))
                 d = f"=2*{e}/COUNT(ratings)"
                 if lo_hi:
@@ -185,7 +186,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     def grad_formula(block):
         r0 = lay.block_row(block)
         top, bottom = r0 + 4, r0 + 3 + U
-        drow = lambda i: f"{col_name(pc['dpred'])}{top + i}:{col_name(pc['dpred'] + M - 1)}{top + i}"
+        drow = lambda i: (f"{col_name(pc['dpred'])}{top + i}:"
+                          f"{col_name(pc['dpred'] + M - 1)}{top + i}")
         dcol = lambda j: f"{col_name(pc['dpred'] + j)}{top}:{col_name(pc['dpred'] + j)}{bottom}"
 
         def f(g, i, j):
@@ -250,7 +252,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
                                   shown=tr.shown[block - 1], init_state=None,
                                   grad_formula=grad_formula(block),
-                                  scalar_cells=[("loss", f"=SUMPRODUCT({errs},{errs})/COUNT(ratings)",
+                                  scalar_cells=[("loss",
+                                                 f"=SUMPRODUCT({errs},{errs})/COUNT(ratings)",
                                                  st.loss),
                                                 ("rmse", "=SQRT(" + lay.scalar(block, "loss") + ")",
                                                  st.rmse)]

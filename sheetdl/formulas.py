@@ -44,8 +44,10 @@ VALIDATION = {
     "lr": {"validate": "decimal", "criteria": ">", "value": 0},
     "momentum": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
     "dampening": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
-    "beta1": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 0.999999999999},
-    "beta2": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 0.999999999999},
+    "beta1": {"validate": "decimal", "criteria": "between", "minimum": 0,
+              "maximum": 0.999999999999},
+    "beta2": {"validate": "decimal", "criteria": "between", "minimum": 0,
+              "maximum": 0.999999999999},
     "alpha": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
     "eps": {"validate": "decimal", "criteria": ">=", "value": 0},
     "weight_decay": {"validate": "decimal", "criteria": ">=", "value": 0},
@@ -139,7 +141,8 @@ def _optimizer_columns(opt: Optimizer) -> list[Column]:
         v = "{square_avg@prev}" if opt.lagged else "{square_avg}"
         v_note = "v_{t−1} (the previous row's: the course's lagged rule)" if opt.lagged else "v_t"
         if opt.centered:
-            cols.append(Column("grad_avg", "ḡ", "centered: running mean ḡ_t = α·ḡ_{t−1} + (1 − α)·g",
+            cols.append(Column("grad_avg", "ḡ",
+                               "centered: running mean ḡ_t = α·ḡ_{t−1} + (1 − α)·g",
                                "=alpha*{grad_avg@prev}+(1-alpha)*{grad}", init="0"))
             v, v_note = f"({v}-{{grad_avg}}^2)", f"({v_note} − ḡ²)"
         if opt.eps_in_sqrt:
@@ -302,7 +305,8 @@ def conventions(kind: str, opt: Optimizer, follows: str) -> str:
     o = opt.options()
     bits = []
     if "eps_in_sqrt" in o:
-        bits.append("ε inside √" if o["eps_in_sqrt"] else "ε outside √ (torch; Keras puts it inside)")
+        bits.append("ε inside √" if o["eps_in_sqrt"]
+                    else "ε outside √ (torch; Keras puts it inside)")
     if kind in ("adam", "adamw"):
         if not o["bias_correction"]:
             bits.append("no bias correction (the course sheet; torch and Keras correct)")
@@ -407,7 +411,8 @@ def out_of_range(name: str, value: float) -> str | None:
 DERIVED = frozenset({"steps"})
 
 
-def input_validations(hyper: list[str], row: int, fallback: str = "") -> list[tuple[int, int, dict]]:
+def input_validations(hyper: list[str], row: int,
+                      fallback: str = "") -> list[tuple[int, int, dict]]:
     """Data validation for a row of named input cells, with each input's help as its message
     (none for the ``DERIVED`` ones, which are formulas)."""
     out = []
@@ -416,7 +421,8 @@ def input_validations(hyper: list[str], row: int, fallback: str = "") -> list[tu
             continue
         rule = dict(VALIDATION.get(h, {"validate": "decimal", "criteria": "between",
                                        "minimum": -1e300, "maximum": 1e300}))
-        rule.update({"input_title": h[:32], "input_message": HYPER_HELP.get(h, fallback or h)[:255]})
+        rule.update({"input_title": h[:32],
+                     "input_message": HYPER_HELP.get(h, fallback or h)[:255]})
         out.append((row, i, rule))
     return out
 

@@ -320,7 +320,8 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
             col += 1
     n_cols = col
     s_col = n_cols + 1  # the summary table, after one blank column
-    epoch_lr_area = f"{ref(INIT_ROW, s_col + 6, True)}:{ref(INIT_ROW + lesson.epochs - 1, s_col + 6, True)}"
+    epoch_lr_area = (f"{ref(INIT_ROW, s_col + 6, True)}:"
+                     f"{ref(INIT_ROW + lesson.epochs - 1, s_col + 6, True)}")
 
     hyper = _hyper_names(kind, opt, sched, anneal, finder)
     # Formulas read each input through a name unique in the workbook (adam_lr); the
@@ -382,7 +383,8 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
 
     loss_col = where["loss"]
     last_row = FIRST_STEP_ROW + steps - 1
-    col_area = lambda key: f"{ref(FIRST_STEP_ROW, where[key], True)}:{ref(last_row, where[key], True)}"
+    col_area = lambda key: (f"{ref(FIRST_STEP_ROW, where[key], True)}:"
+                            f"{ref(last_row, where[key], True)}")
     finder_names = {}
     if finder:
         box, finder_names = finder_summary(finder.result, steps, BOX_COL, BOX_ROW, col_area,

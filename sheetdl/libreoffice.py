@@ -13,11 +13,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-_PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
+_RECALC_ALWAYS = ('<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="{}" '
+                  'oor:op="fuse"><value>0</value></prop></item>')
+_PROFILE = f"""<?xml version="1.0" encoding="UTF-8"?>
 <oor:items xmlns:oor="http://openoffice.org/2001/registry"
  xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
-<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop></item>
-<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="ODFRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+{_RECALC_ALWAYS.format("OOXMLRecalcMode")}
+{_RECALC_ALWAYS.format("ODFRecalcMode")}
 </oor:items>
 """
 

@@ -254,7 +254,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                            "and a1 = 0 for every example, so no gradient reaches their W1, b1 "
                            "or W2"),
                           ("fd", "fd check", "∂L/∂W1₁₁ by the central finite "
-                           "difference (L(W1₁₁ + h) − L(W1₁₁ − h))/(2h), h = fd_h, from the two columns of "
+                           "difference (L(W1₁₁ + h) − L(W1₁₁ − h))/(2h), h = fd_h, from the "
+                           "two columns of "
                            "nudged losses: it should match the backprop value beside it"),
                           ("analytic", "backprop", "∂L/∂W1₁₁ by the chain rule: the "
                            "first cell of ∂L/∂θ (layer 1) below")],
@@ -295,7 +296,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         "mask": "ReLU's derivative: 1 where z1 > 0, else 0 (torch's convention at exactly 0)",
         "dz": "back through the ReLU: ∂L/∂z1 = ∂L/∂a1 · relu'(z1). ∂L/∂W1 = SUMPRODUCT of "
               "this column with a feature's column; ∂L/∂b1 = its SUM",
-        "fdp": "L(W1₁₁ + h): this example's loss with W1₁₁ nudged up by h = fd_h: only unit 1's activation "
+        "fdp": "L(W1₁₁ + h): this example's loss with W1₁₁ nudged up by h = fd_h: only unit "
+               "1's activation "
                "changes, so ŷ moves by W2₁·Δa1",
         "fdm": "... and nudged down by h; the step's numeric ∂L/∂W1₁₁ is the difference of "
                "their means over 2h. Between ReLU kinks the loss is a quadratic in W1₁₁, so "

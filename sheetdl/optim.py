@@ -148,7 +148,8 @@ class Momentum(Optimizer):
 
     name: ClassVar[str] = "momentum"
     hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "momentum", "dampening", "weight_decay")
-    structure: ClassVar[tuple[str, ...]] = ("nesterov", "dampen_first_step", "decoupled_weight_decay")
+    structure: ClassVar[tuple[str, ...]] = ("nesterov", "dampen_first_step",
+                                            "decoupled_weight_decay")
     lr: float = 1e-3
     momentum: float = 0.9
     dampening: float = 0.0

@@ -223,7 +223,8 @@ class Schedule:
         s = "({step}-1)"
         if self.convention == "fastai":
             pos = f"{s}/steps"
-            return (f"=IF({pos}<pct_start,{_cos_formula(start, middle, f'({pos}/pct_start)', 'fastai')},"
+            warm = _cos_formula(start, middle, f"({pos}/pct_start)", "fastai")
+            return (f"=IF({pos}<pct_start,{warm},"
                     f"{_cos_formula(middle, end, f'(({pos}-pct_start)/(1-pct_start))', 'fastai')})")
         peak = "(pct_start*steps-1)"
         return (f"=IF({s}<={peak},{_cos_formula(start, middle, f'({s}/{peak})', 'torch')},"

@@ -445,13 +445,15 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 st = tr.steps[block - 1]
                 r0 = lay.block_row(block)
                 loss_range = f"{col_name(ec['loss'])}{r0 + 4}:{col_name(ec['loss'])}{r0 + 3 + n}"
-                corr_range = f"{col_name(ec['correct'])}{r0 + 4}:{col_name(ec['correct'])}{r0 + 3 + n}"
+                corr_range = (f"{col_name(ec['correct'])}{r0 + 4}:"
+                              f"{col_name(ec['correct'])}{r0 + 3 + n}")
                 cells = lay.cells(block, theta=tr.theta[block - 1],
                                   grad=softmax.pack(st.grad_W, st.grad_b),
                                   shown=tr.shown[block - 1], init_state=None,
                                   grad_formula=grad_formula(block),
                                   scalar_cells=[("loss", f"=AVERAGE({loss_range})", st.loss),
-                                                ("accuracy", f"=AVERAGE({corr_range})", st.accuracy)]
+                                                ("accuracy", f"=AVERAGE({corr_range})",
+                                                 st.accuracy)]
                                   + lay.schedule_cells(block, tr.shown[block - 1]),
                                   notes=notes)
                 for row, extra in example_cells(block, st).items():

@@ -434,8 +434,9 @@ def decorate(func, arg, ret, classic: bool = False, threaded: bool = False) -> d
     """Apply a runtime's xlwings decorators to every public function.
 
     Array arguments are converted to 2-D arrays, which ``_matrix`` reads as
-    numbers (empty and error cells become NaN, text is refused by name). Classic xlwings names functions SHEETDL_NAME; the Office.js
-    runtimes put them in the SHEETDL namespace. ``threaded`` (xlwings Server) runs
+    numbers (empty and error cells become NaN, text is refused by name). Classic
+    xlwings names functions SHEETDL_NAME; the Office.js runtimes put them in the
+    SHEETDL namespace. ``threaded`` (xlwings Server) runs
     each call in a worker thread.
     """
     import functools

@@ -167,7 +167,8 @@ class Report:
                              f"{m.cached!r}, recalculated {m.recalculated!r}")
         if self.volatile:
             shown = ", ".join(self.volatile[:MAX_LISTED])
-            more = f" and {len(self.volatile) - MAX_LISTED} more" if len(self.volatile) > MAX_LISTED else ""
+            more = (f" and {len(self.volatile) - MAX_LISTED} more"
+                    if len(self.volatile) > MAX_LISTED else "")
             lines.append(f"  {len(self.volatile)} volatile (RAND, RANDBETWEEN, OFFSET... or "
                          f"computed from one), not compared: {shown}{more}")
         for fn, cells in sorted(self.unsupported.items()):
@@ -625,7 +626,8 @@ def _compare(wb: _Workbook, sheet_label: str, name: str, si, want, rtol, atol) -
         else:
             same, rel = _close(g, w, rtol, atol)
         if rel > worst or not same:
-            worst, worst_cell = max(worst, rel), f"{wb.sheets[cell[0]]}!{_cell_name(cell[1], cell[2])}"
+            worst = max(worst, rel)
+            worst_cell = f"{wb.sheets[cell[0]]}!{_cell_name(cell[1], cell[2])}"
         ok = ok and same
     return TraceCheck(sheet_label, name, len(want), worst, worst_cell, ok)
 

@@ -80,6 +80,7 @@ def test_lite_main_runs_and_equals_the_add_in(monkeypatch):
                                   udfs.adam_step(p, g, m, v, 2, 0.1))
     np.testing.assert_array_equal(ns["softmax_"](p), udfs.softmax(p))
     np.testing.assert_array_equal(ns["sgd_step_"](p, g, 0.1, 0.01), udfs.sgd_step(p, g, 0.1, 0.01))
-    np.testing.assert_array_equal(ns["rmsprop_step_"](p, g, v, 0.01), udfs.rmsprop_step(p, g, v, 0.01))
+    np.testing.assert_array_equal(ns["rmsprop_step_"](p, g, v, 0.01),
+                                  udfs.rmsprop_step(p, g, v, 0.01))
     with pytest.raises(ValueError, match="overflowed"):
         ns["sgd_step_"](np.array([[1e308]]), np.array([[1e308]]), 10.0)

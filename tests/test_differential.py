@@ -72,7 +72,8 @@ def configs(draw):
     seed = draw(st.integers(0, 10_000))
     if lesson == "graddesc":
         n = draw(st.integers(2, 12))
-        x = np.round(np.array(draw(st.lists(st.floats(-5, 5, **finite), min_size=n, max_size=n))), 2)
+        x = np.round(np.array(draw(st.lists(st.floats(-5, 5, **finite), min_size=n,
+                                            max_size=n))), 2)
         y = np.round(1.5 * x - 2 + np.array(draw(st.lists(st.floats(-1, 1, **finite), min_size=n,
                                                           max_size=n))), 2)
         kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
@@ -101,7 +102,8 @@ def configs(draw):
             mlp_book.make_lesson, sched, opts, X=X, y=y, hidden=draw(st.integers(1, 5)),
             optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed, **h))
     users, movies = draw(st.integers(2, 6)), draw(st.integers(2, 6))
-    R, iu, im = collab.synthetic_ratings(users, movies, blank=draw(st.sampled_from([0.0, 0.2, 0.4])),
+    R, iu, im = collab.synthetic_ratings(users, movies,
+                                         blank=draw(st.sampled_from([0.0, 0.2, 0.4])),
                                          seed=seed)
     if not np.isfinite(R).any():
         R[0, 0] = 3.0

@@ -17,7 +17,8 @@ from conftest import ROOT
 
 WORKBOOK = ROOT / "workbooks" / "graddesc.xlsx"
 LOL = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-       + b"".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">'.replace("&lol0;", "&lol;").encode()
+       + b"".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">'
+                  .replace("&lol0;", "&lol;").encode()
                   for i in range(1, 10)) + b"]>")
 
 
@@ -305,7 +306,8 @@ def test_one_far_formula_does_not_walk_the_whole_sheet(tmp_path):
 @pytest.mark.parametrize("call,message", [
     (lambda u: u.train_linear([[1], [2]], [[1], [2]], "sgd", 0.01, 0.5),
      "epochs must be a whole number from 1"),                         # was KeyError
-    (lambda u: u.collab_train([[1, 2], [3, ""]], 0.5), "factors must be a whole number"),  # IndexError
+    (lambda u: u.collab_train([[1, 2], [3, ""]], 0.5),
+     "factors must be a whole number"),  # was IndexError
     (lambda u: u.sgd_step("", [[1]], 0.1), "params has an empty, error or non-finite cell"),
     (lambda u: u.sgd_step([["a"]], [[1]], 0.1), "params must be a range of numbers"),  # ValueError
     (lambda u: u.sgd_step([[1, 2], [3]], [[1]], 0.1), "params must be a range of numbers"),

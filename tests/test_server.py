@@ -54,7 +54,8 @@ def server():
 def call(base, name, *args, host=None):
     """POST /xlwings/custom-functions-call as Office.js does: each argument a 2-D array,
     an omitted optional argument null; ``host`` sets the Host header."""
-    wrap = lambda a: None if a is None else (a if isinstance(a, list) and a and isinstance(a[0], list) else [[a]])
+    wrap = lambda a: None if a is None else (
+        a if isinstance(a, list) and a and isinstance(a[0], list) else [[a]])
     body = {"client": "Office.js", "func_name": name, "args": [wrap(a) for a in args],
             "caller_address": "[Book1.xlsx]Sheet1!E2", "session_id": "test",
             "culture_info_name": "en-US", "date_format": "M/d/yyyy", "version": "0.37.8",

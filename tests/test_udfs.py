@@ -186,10 +186,12 @@ def test_cupy_backend_falls_back_with_one_warning(monkeypatch):
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: udfs.sgd_step([[1, np.nan]], [[1, 2]], 0.1), "params has an empty, error or non-finite cell at row 1, column 2"),
+    (lambda: udfs.sgd_step([[1, np.nan]], [[1, 2]], 0.1),
+     "params has an empty, error or non-finite cell at row 1, column 2"),
     (lambda: udfs.sgd_step([[1, 2]], [[1, 2, 3]], 0.1), "grads is 1×3 but params is 1×2"),
     (lambda: udfs.sgd_step([[1]], [[1]], -1), "lr must be a positive finite number"),
-    (lambda: udfs.sgd_step([[1e308]], [[1e308]], 10), "the result overflowed (inf or NaN) at row 1, column 1: lower lr"),
+    (lambda: udfs.sgd_step([[1e308]], [[1e308]], 10),
+     "the result overflowed (inf or NaN) at row 1, column 1: lower lr"),
     (lambda: udfs.adam_step([[1]], [[1]], [[0]], [[0]], 1.5), "step must be a whole number"),
     (lambda: udfs.cross_entropy([[1, 2]], [[2]]), "targets must be whole numbers from 0 to 1"),
     (lambda: udfs.train_linear([[1], [2]], [[1]]), "x has 2 values and y has 1"),
