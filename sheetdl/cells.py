@@ -25,10 +25,14 @@ _COMPARISONS = {np.greater, np.greater_equal, np.less, np.less_equal, np.equal, 
 class Cells(np.ndarray):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         plain = [x.view(np.ndarray) if isinstance(x, Cells) else x for x in inputs]
+        outs = ()
         if "out" in kwargs:
-            kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, Cells) else o
-                                  for o in kwargs["out"])
+            outs = tuple(o.view(np.ndarray) if isinstance(o, Cells) else o for o in kwargs["out"])
+            kwargs["out"] = outs
         result = getattr(ufunc, method)(*plain, **kwargs)
+        for o in outs:  # in place (a += b): the buffer itself must hold #NUM!, not inf
+            if isinstance(o, np.ndarray) and np.issubdtype(o.dtype, np.floating):
+                o[np.isinf(o)] = np.nan
         if ufunc in _COMPARISONS and method == "__call__":
             unknown = np.zeros(np.shape(result), bool)
             for x in plain:

@@ -415,9 +415,20 @@ def _on_signal(signum, frame):
 def main(argv=None) -> int:
     import signal
 
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(sig, _on_signal)
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            # an ignored signal (nohup) stays ignored
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
+                saved[sig] = signal.signal(sig, _on_signal)
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv=None) -> int:
     try:
         top = parser()
         args, extra = top.parse_known_args(argv)

@@ -64,6 +64,20 @@ class Step:
     fd: float            # (mean fd_plus − mean fd_minus)/(2h): ∂L/∂W1[0, 0] numerically
 
 
+def forward(shape: Shape, X, theta):
+    """(z1, a1, ŷ): z1 = x·W1ᵀ + b1, a1 = max(0, z1), ŷ = a1·W2ᵀ + b2, sums left to right."""
+    W1, b1, W2, b2 = shape.unpack(theta)
+    z1 = seqsum(X[:, None, :] * W1[None, :, :], axis=2) + b1[None, :]
+    a1 = np.maximum(0.0, z1)
+    return z1, a1, seqsum(a1 * W2[0][None, :], axis=1) + b2[0]
+
+
+def predict(shape: Shape, X, theta) -> np.ndarray:
+    """ŷ for each row of X, #NUM! (NaN) where the sheet's would overflow."""
+    X = np.asarray(X, float)
+    return like_a_sheet(lambda wrap: forward(shape, X, wrap(theta))[2])
+
+
 def forward_backward(shape: Shape, X, y, theta, fd_h: float) -> Step:
     """One forward and backward pass, every intermediate kept.
 
@@ -80,9 +94,7 @@ def forward_backward(shape: Shape, X, y, theta, fd_h: float) -> Step:
     y = np.asarray(y, float)
     n = X.shape[0]
     W1, b1, W2, b2 = shape.unpack(theta)
-    z1 = seqsum(X[:, None, :] * W1[None, :, :], axis=2) + b1[None, :]
-    a1 = np.maximum(0.0, z1)
-    yhat = seqsum(a1 * W2[0][None, :], axis=1) + b2[0]
+    z1, a1, yhat = forward(shape, X, theta)
     err = yhat - y
     loss_i = err ** 2
     dyhat = 2.0 * err / n

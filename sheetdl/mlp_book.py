@@ -69,9 +69,9 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     # (line number, cells), blank lines skipped but counted, so errors name the real line
     rows = [(n, r) for n, r in csv_rows(read_text(path))
             if any(c.strip() for c in r)]
-    header = None
+    header = header_line = None
     if rows and not all(is_number(c) for c in rows[0][1]):
-        header, rows = rows[0][1], rows[1:]
+        (header_line, header), rows = rows[0], rows[1:]
     if not rows:
         raise DataError(f"{path}: no data rows")
     width = len(rows[0][1])
@@ -90,10 +90,10 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
             raise DataError(f"{path}, line {n}: values must be finite numbers")
         values.append(v)
     if header is not None and len(header) != width:
-        raise DataError(f"{path}, line {rows[0][0] - 1}: the header names {len(header)} "
+        raise DataError(f"{path}, line {header_line}: the header names {len(header)} "
                         f"columns, the data has {width}")
     a = np.array(values)
-    label = lambda h, default: check_label(h.strip(), f"{path}, line 1") or default
+    label = lambda h, default: check_label(h.strip(), f"{path}, line {header_line}") or default
     names = [label(h, f"x{j + 1}") for j, h in enumerate(header[:-1])] if header else \
         [f"x{j + 1}" for j in range(width - 1)]
     return a[:, :-1], a[:, -1], names, label(header[-1], "y") if header else "y"

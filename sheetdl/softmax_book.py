@@ -93,11 +93,11 @@ def read_csv(path) -> tuple:
             if any(c.strip() for c in r)]
     if not rows:
         raise DataError(f"{path}: no data rows")
-    header = None
+    header = header_line = None
     try:
         [float(c) for c in rows[0][1][:-1]]
     except ValueError:
-        header, rows = rows[0][1], rows[1:]
+        (header_line, header), rows = rows[0], rows[1:]
     if not rows:
         raise DataError(f"{path}: no data rows")
     width = len(rows[0][1])
@@ -119,7 +119,8 @@ def read_csv(path) -> tuple:
         raw.append(check_label(r[-1].strip(), f"{path}, line {n}, column {width}"))
     names = sorted(set(raw), key=lambda s: (not is_number(s), float(s) if is_number(s) else 0, s))
     labels = np.array([names.index(s) for s in raw])
-    features = ([check_label(h.strip(), f"{path}, line 1") for h in header[:-1]] if header
+    features = ([check_label(h.strip(), f"{path}, line {header_line}") for h in header[:-1]]
+                if header
                 else [f"x{j + 1}" for j in range(width - 1)])
     return np.array(X), labels, names, features
 

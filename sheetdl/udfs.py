@@ -384,13 +384,13 @@ def mlp_predict(x, W1, b1, W2, b2):
         raise UdfError(f"x has {X.shape[1]} features (columns) but W1 has {d}")
     if bias1.size != h or w2.size != h or bias2.size != 1:
         raise UdfError(f"W1 has {h} units: b1 and W2 need {h} values each and b2 one")
+    if X.size * h > MAX_WORK:  # the N × units × features temporaries
+        raise UdfError(f"{X.shape[0]:,} examples × {d:,} features × {h:,} units is past the "
+                       f"{MAX_WORK:,} a call may take")
     from . import mlp
 
     shape = mlp.Shape(d, h)
-    with np.errstate(all="ignore"):
-        st = mlp.forward_backward(shape, X, np.zeros(X.shape[0]),
-                                  shape.pack(w1, bias1, w2, bias2), 1e-4)
-    return _finite(st.yhat.reshape(-1, 1))
+    return _finite(mlp.predict(shape, X, shape.pack(w1, bias1, w2, bias2)).reshape(-1, 1))
 
 
 #: collab_train's bounds, checked before any allocation: parameters (a few float64 arrays

@@ -116,9 +116,14 @@ def remove_stale_temps(path: Path) -> list[Path]:
     """Remove temporary files an earlier write of ``path`` left when it was killed outright
     (SIGKILL, a power cut): those named with the id of a process that no longer runs."""
     removed = []
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
+        return removed
+    # exactly what mkstemp makes for this name: .NAME.PID.XXXXXXXX.tmp, so a longer
+    # name's temp (.NAME.2.xlsx.PID...) is never mistaken for one of ours
+    ours = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
     for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        m = ours.fullmatch(tmp.name)
+        if m is None or _alive(int(m.group(1))):
             continue
         try:
             tmp.unlink()

@@ -476,3 +476,48 @@ def test_formulas_past_excels_limit_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"s!B1: a formula of 9,000 characters"):
         xlsx.write(book, tmp_path / "t.xlsx")
     assert not list(tmp_path.glob(".t.xlsx.*"))
+
+
+def test_stale_temp_cleanup_touches_only_its_own_dead_writers(tmp_path):
+    """A longer name's temp file (.a.xlsx.999999.xlsx.PID...) is not this name's, even if
+    its second part reads like a dead pid; a dead writer's own temp is removed."""
+    live = os.getpid()
+    other = tmp_path / f".a.xlsx.999999.xlsx.{live}.abcdefgh.tmp"
+    other.write_text("a concurrent write of a.xlsx.999999.xlsx")
+    dead = tmp_path / ".a.xlsx.999999.abcdefgh.tmp"  # pid 999999 runs no process here
+    dead.write_text("left by a killed build")
+    mine = tmp_path / f".a.xlsx.{live}.abcdefgh.tmp"
+    mine.write_text("a write in progress")
+    assert xlsx.remove_stale_temps(tmp_path / "a.xlsx") == [dead]
+    assert other.exists() and mine.exists() and not dead.exists()
+
+
+def test_the_cli_keeps_an_ignored_hangup_ignored_and_restores_its_handlers():
+    from sheetdl import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        assert cli.main(["list"]) == 0
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def test_cells_hold_num_in_place_too():
+    from sheetdl.cells import cells
+
+    a = cells([1e308, 1.0])
+    alias = a
+    with np.errstate(all="ignore"):
+        a += a
+    assert np.isnan(alias[0]) and alias[1] == 2.0
+
+
+def test_mlp_predict_overflow_is_a_message_not_a_number():
+    """Before: MLP_PREDICT(-10, W1 = 1e308, ...) returned 0.5 where the sheet shows #NUM!."""
+    from sheetdl import udfs
+
+    with pytest.raises(udfs.UdfError, match="overflowed"):
+        udfs.mlp_predict([[-10.0]], [[1e308]], [0.0], [1.0], [0.5])
