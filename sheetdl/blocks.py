@@ -289,6 +289,25 @@ def interleave(block_rows: dict[int, list], pending: dict[int, list]):
         yield row, sorted(block_rows[row] + pending.pop(row, []), key=lambda c: c[0])
 
 
+def stream_blocks(lay: "Layout", trace, beside: list[dict[int, list]], step_cells: Callable,
+                  *, notes: list, init_ref=None):
+    """Every block's rows in order: block 0 the start (θ₀ and the optimizer's initial
+    state; ``init_ref`` as in ``Layout.cells``), block t ≥ 1 ``step_cells(t)``; the cells
+    of ``beside`` (by row: the trace table, a panel) merged into the rows they share, the
+    rest after the last block."""
+    pending: dict[int, list] = {}
+    for part in beside:
+        for row, cells in part.items():
+            pending.setdefault(row, []).extend(cells)
+    for block in range(len(trace.steps) + 1):
+        cells = step_cells(block) if block else lay.cells(
+            0, theta=trace.theta[0], grad=None, shown=None, init_state=trace.initial_state,
+            notes=notes, init_ref=init_ref)
+        yield from interleave(cells, pending)
+    for r in sorted(pending):
+        yield r, sorted(pending[r], key=lambda c: c[0])
+
+
 def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, lr_col: int,
                  first_col: int, sheet: str, summary_col: int, chart_at: tuple[int, int]):
     """The lr finder beside a block layout's trace table (one row per step from ``top``,

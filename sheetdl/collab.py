@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells import like_a_sheet
+from . import fullbatch
 from .data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows,
                    read_text)
 from .optim import Optimizer
-from .schedules import scheduled_values, stepping
 from .softmax import seqsum
 
 
@@ -94,36 +93,17 @@ def forward_backward(R, theta, shape: Shape, y_range=None) -> Step:
     return Step(pred, err, D, loss, float(np.sqrt(loss)), pack(gU, gbu, gV, gbm))
 
 
-@dataclass
-class Trace:
-    steps: list[Step]
-    theta: np.ndarray   # (epochs + 1, size)
-    shown: list[dict]
-    initial_state: dict
+Trace = fullbatch.Trace
 
 
 def train(opt: Optimizer, R, theta0, shape: Shape, epochs: int, y_range=None,
           schedule=None) -> Trace:
-    """Full-batch epochs; ``schedule`` sets each epoch's lr and cycled momentum. An
-    overflow is #NUM! from there on, as in the sheet (``cells.like_a_sheet``)."""
-    return like_a_sheet(lambda wrap: _train(opt, R, wrap(theta0), shape, epochs, y_range,
-                                            schedule))
-
-
-def _train(opt, R, theta, shape, epochs, y_range, schedule) -> Trace:
-    state = opt.init(theta)
-    initial = {k: v for k, v in state.items() if k != "t"}
-    thetas, steps, shown = [theta], [], []
-    opt_at = stepping(opt, schedule)
-    for t in range(1, epochs + 1):
+    """Full-batch epochs; ``schedule`` sets each epoch's lr and cycled momentum."""
+    def step(theta):
         st = forward_backward(R, theta, shape, y_range)
-        step_opt = opt_at(t)
-        theta, state, sh = step_opt.update(theta, st.grad, state)
-        sh.update(scheduled_values(step_opt, schedule))
-        steps.append(st)
-        shown.append(sh)
-        thetas.append(theta)
-    return Trace(steps, np.array(thetas), shown, initial)
+        return st, st.grad
+
+    return fullbatch.train(opt, theta0, epochs, step, schedule)
 
 
 def train_sparse(opt: Optimizer, users, movies, ratings, theta0, shape: Shape, epochs: int,

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import collab, lrfind, optim, presets, schedules
+from . import collab, fullbatch, lrfind, optim, presets, schedules
 from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
-                     Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
-                     run_finder, training_sheet)
+                     Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
+                     run_finder, stream_blocks, training_sheet)
 from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name, number_format, ref,
                    static_rows)
 from .data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
@@ -237,33 +237,26 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             f"{lay.top + 1}) and every epoch recomputes; pick an epoch in the panel to see "
             "the model then.", status,
             derived={"steps": table.steps_formula()})
-        pending = table.rows()
-        for row, cells in panel.items():
-            pending.setdefault(row, []).extend(cells)
-        for block in range(lesson.epochs + 1):
-            if block == 0:
-                cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
-                                  init_state=tr.initial_state, notes=notes)
-            else:
-                st = tr.steps[block - 1]
-                r0 = lay.block_row(block)
-                errs = (f"{col_name(pc['err'])}{r0 + 4}:"
-                        f"{col_name(pc['err'] + M - 1)}{r0 + 3 + U}")
-                cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
-                                  shown=tr.shown[block - 1], init_state=None,
-                                  grad_formula=grad_formula(block),
-                                  scalar_cells=[("loss",
-                                                 f"=SUMPRODUCT({errs},{errs})/COUNT(ratings)",
-                                                 st.loss),
-                                                ("rmse", "=SQRT(" + lay.scalar(block, "loss") + ")",
-                                                 st.rmse)]
-                                  + lay.schedule_cells(block, tr.shown[block - 1]),
-                                  notes=notes)
-                for row, extra in band(block, st).items():
-                    cells.setdefault(row, []).extend(extra)
-            yield from interleave(cells, pending)
-        for r in sorted(pending):
-            yield r, sorted(pending[r], key=lambda c: c[0])
+        def step_cells(block):
+            st = tr.steps[block - 1]
+            r0 = lay.block_row(block)
+            errs = (f"{col_name(pc['err'])}{r0 + 4}:"
+                    f"{col_name(pc['err'] + M - 1)}{r0 + 3 + U}")
+            cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
+                              shown=tr.shown[block - 1], init_state=None,
+                              grad_formula=grad_formula(block),
+                              scalar_cells=[("loss",
+                                             f"=SUMPRODUCT({errs},{errs})/COUNT(ratings)",
+                                             st.loss),
+                                            ("rmse", "=SQRT(" + lay.scalar(block, "loss") + ")",
+                                             st.rmse)]
+                              + lay.schedule_cells(block, tr.shown[block - 1]),
+                              notes=notes)
+            for row, extra in band(block, st).items():
+                cells.setdefault(row, []).extend(extra)
+            return cells
+
+        yield from stream_blocks(lay, tr, [table.rows(), panel], step_cells, notes=notes)
 
     validations = input_validations(hyper, 3, fallback="the prediction range") \
         + panel_validations + lay.start_validations()
@@ -466,7 +459,7 @@ def build(lesson: Lesson) -> Book:
     meta = {"lesson": "collab", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
             "udf": lesson.udf, "seed": lesson.seed,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
-            **_diverged(lesson.trace),
+            **fullbatch.diverged(lesson.trace),
             "factors": lesson.shape.factors, "y_range": lesson.y_range}
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
@@ -476,11 +469,3 @@ def build(lesson: Lesson) -> Book:
     sheets.append(train)
     add_finder_sheet(lesson, train_sheet, sheets, meta, "epochs")
     return Book(sheets, names, f"sheetdl collab ({lesson.preset})", meta)
-
-
-def _diverged(trace) -> dict:
-    """{"diverged": {"train": first step whose loss or θ is not finite}}, or {}."""
-    for t, (step, theta) in enumerate(zip(trace.steps, trace.theta[1:]), start=1):
-        if not (np.isfinite(step.loss) and np.all(np.isfinite(theta))):
-            return {"diverged": {"train": t}}
-    return {}

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import fullbatch
 from .cells import like_a_sheet
 from .optim import Optimizer
-from .schedules import scheduled_values, stepping
 from .softmax import seqsum
 
 
@@ -116,36 +116,17 @@ def forward_backward(shape: Shape, X, y, theta, fd_h: float) -> Step:
                 shape.pack(gW1, gb1, gW2, [gb2]), fd_plus, fd_minus, float(fd))
 
 
-@dataclass
-class Trace:
-    steps: list[Step]
-    theta: np.ndarray          # (steps + 1, size): θ before each step, then the final θ
-    shown: list[dict]          # per step, the optimizer's intermediates
-    initial_state: dict
+Trace = fullbatch.Trace
 
 
 def train(opt: Optimizer, shape: Shape, X, y, theta0, steps: int, schedule=None,
           fd_h: float = 1e-4) -> Trace:
-    """Full-batch steps: each runs forward and backward on every example, then updates θ.
-    An overflow is #NUM! from there on, as in the sheet (``cells.like_a_sheet``)."""
-    return like_a_sheet(lambda wrap: _train(opt, shape, X, y, wrap(theta0), steps, schedule,
-                                            fd_h))
-
-
-def _train(opt, shape, X, y, theta, steps, schedule, fd_h) -> Trace:
-    state = opt.init(theta)
-    initial = {key: v for key, v in state.items() if key != "t"}
-    thetas, out, shown = [theta], [], []
-    opt_at = stepping(opt, schedule)
-    for t in range(1, steps + 1):
+    """Full-batch steps: each runs forward and backward on every example, then updates θ."""
+    def step(theta):
         st = forward_backward(shape, X, y, theta, fd_h)
-        step_opt = opt_at(t)
-        theta, state, sh = step_opt.update(theta, st.grad, state)
-        sh.update(scheduled_values(step_opt, schedule))
-        out.append(st)
-        shown.append(sh)
-        thetas.append(theta)
-    return Trace(out, np.array(thetas), shown, initial)
+        return st, st.grad
+
+    return fullbatch.train(opt, theta0, steps, step, schedule)
 
 
 def init_params(shape: Shape, seed: int) -> np.ndarray:

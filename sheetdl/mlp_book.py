@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lrfind, mlp, optim, presets, schedules
+from . import fullbatch, lrfind, mlp, optim, presets, schedules
 from .blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
                      FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
-                     interleave, run_finder, training_sheet)
+                     run_finder, stream_blocks, training_sheet)
 from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, ref, static_rows)
 from .data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows,
                    is_number, read_text)
@@ -418,36 +418,29 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             "Change a yellow cell (lr, or a starting weight in the 'start' block at row "
             f"{lay.top + 1}) and every step recomputes; type a step in the panel to see the "
             "network's fit then.", status, derived={"steps": table.steps_formula()})
-        pending = table.rows()
-        for row, cells in panel.items():
-            pending.setdefault(row, []).extend(cells)
-        for block in range(steps + 1):
-            if block == 0:
-                cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
-                                  init_state=tr.initial_state, notes=notes)
-            else:
-                st = tr.steps[block - 1]
-                active = lay.block_row(block) + 3 + n
-                dead_row = (f"{col_name(ec['mask'])}{active + 1}:"
-                            f"{col_name(ec['mask'] + h - 1)}{active + 1}")
-                scalars = [("loss", f"=AVERAGE({column(block, 'loss')})", st.loss),
-                           ("dead", f"=IF(ISNUMBER(SUM({dead_row})),COUNTIF({dead_row},0),"
-                                    "NA())", st.dead),
-                           ("fd", f"=(AVERAGE({column(block, 'fdp')})-AVERAGE("
-                                  f"{column(block, 'fdm')}))/(2*fd_h)", st.fd),
-                           ("analytic", "=" + lay.cell(block, layer1, "g", 0, 0),
-                            float(st.grad[0]))]
-                cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
-                                  shown=tr.shown[block - 1], init_state=None,
-                                  grad_formula=grad_formula(block),
-                                  scalar_cells=scalars + lay.schedule_cells(block,
-                                                                            tr.shown[block - 1]),
-                                  notes=notes)
-                for row, extra in band(block, st, notes if block == 1 else None).items():
-                    cells.setdefault(row, []).extend(extra)
-            yield from interleave(cells, pending)
-        for r in sorted(pending):
-            yield r, sorted(pending[r], key=lambda c: c[0])
+        def step_cells(block):
+            st = tr.steps[block - 1]
+            active = lay.block_row(block) + 3 + n
+            dead_row = (f"{col_name(ec['mask'])}{active + 1}:"
+                        f"{col_name(ec['mask'] + h - 1)}{active + 1}")
+            scalars = [("loss", f"=AVERAGE({column(block, 'loss')})", st.loss),
+                       ("dead", f"=IF(ISNUMBER(SUM({dead_row})),COUNTIF({dead_row},0),"
+                                "NA())", st.dead),
+                       ("fd", f"=(AVERAGE({column(block, 'fdp')})-AVERAGE("
+                              f"{column(block, 'fdm')}))/(2*fd_h)", st.fd),
+                       ("analytic", "=" + lay.cell(block, layer1, "g", 0, 0),
+                        float(st.grad[0]))]
+            cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
+                              shown=tr.shown[block - 1], init_state=None,
+                              grad_formula=grad_formula(block),
+                              scalar_cells=scalars + lay.schedule_cells(block,
+                                                                        tr.shown[block - 1]),
+                              notes=notes)
+            for row, extra in band(block, st, notes if block == 1 else None).items():
+                cells.setdefault(row, []).extend(extra)
+            return cells
+
+        yield from stream_blocks(lay, tr, [table.rows(), panel], step_cells, notes=notes)
 
     validations = input_validations(hyper, 3) + panel_validations + lay.start_validations()
     sn = sheet_name
@@ -594,17 +587,9 @@ def build(lesson: Lesson) -> Book:
     names[DATA_PROBLEM] = f"data!${col_name(d + 1)}${n + 1}"
     meta = {"lesson": "mlp", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
-            "hidden": lesson.shape.hidden, **_diverged(lesson.trace)}
+            "hidden": lesson.shape.hidden, **fullbatch.diverged(lesson.trace)}
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
     sheets = [about_sheet(lesson), data_sheet(lesson), train]
     add_finder_sheet(lesson, train_sheet, sheets, meta, "steps")
     return Book(sheets, names, f"sheetdl mlp ({lesson.preset})", meta)
-
-
-def _diverged(trace) -> dict:
-    """{"diverged": {"train": first step whose loss or θ is not finite}}, or {}."""
-    for t, (step, theta) in enumerate(zip(trace.steps, trace.theta[1:]), start=1):
-        if not (np.isfinite(step.loss) and np.all(np.isfinite(theta))):
-            return {"diverged": {"train": t}}
-    return {}

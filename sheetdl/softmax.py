@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells import like_a_sheet
+from . import fullbatch
 from .optim import Optimizer
-from .schedules import scheduled_values, stepping
 
 
 def seqsum(a: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -114,12 +113,7 @@ def unpack(theta, k: int, d: int):
     return theta[:k * d].reshape(k, d), theta[k * d:]
 
 
-@dataclass
-class Trace:
-    steps: list[Step]
-    theta: np.ndarray          # (steps + 1, k·d + k): θ before each step, then the final θ
-    shown: list[dict]          # per step, the optimizer's intermediates (flat arrays)
-    initial_state: dict
+Trace = fullbatch.Trace
 
 
 def train(opt: Optimizer, X, labels, W0, b0, steps: int, schedule=None) -> Trace:
@@ -129,26 +123,12 @@ def train(opt: Optimizer, X, labels, W0, b0, steps: int, schedule=None) -> Trace
     X = np.asarray(X, float)
     labels = np.asarray(labels, int)
     k, d = np.shape(W0)
-    # an overflow is #NUM! from there on, as in the sheet
-    return like_a_sheet(lambda wrap: _train(opt, X, labels, wrap(pack(W0, b0)), k, d, steps,
-                                            schedule))
 
+    def step(theta):
+        st = forward_backward(X, labels, *unpack(theta, k, d))
+        return st, pack(st.grad_W, st.grad_b)
 
-def _train(opt, X, labels, theta, k, d, steps, schedule) -> Trace:
-    state = opt.init(theta)
-    initial = {key: v for key, v in state.items() if key != "t"}
-    thetas, out, shown = [theta], [], []
-    opt_at = stepping(opt, schedule)
-    for t in range(1, steps + 1):
-        W, b = unpack(theta, k, d)
-        st = forward_backward(X, labels, W, b)
-        step_opt = opt_at(t)
-        theta, state, sh = step_opt.update(theta, pack(st.grad_W, st.grad_b), state)
-        sh.update(scheduled_values(step_opt, schedule))
-        out.append(st)
-        shown.append(sh)
-        thetas.append(theta)
-    return Trace(out, np.array(thetas), shown, initial)
+    return fullbatch.train(opt, pack(W0, b0), steps, step, schedule)
 
 
 def synthetic_blobs(rows: int = 30, classes: int = 3, features: int = 2, seed: int = 0):

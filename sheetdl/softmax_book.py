@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import lrfind, optim, presets, schedules, softmax
+from . import fullbatch, lrfind, optim, presets, schedules, softmax
 from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
-                     Layout, TraceTable, add_finder_sheet, at_step, blocks_top, interleave,
-                     run_finder, training_sheet)
+                     Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
+                     run_finder, stream_blocks, training_sheet)
 from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, number_style, ref,
                    static_rows)
 from .data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
@@ -435,33 +435,27 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             "a step in the panel to see the model then. One block per step, from row "
             f"{top + 1}.", status,
             derived={"steps": table.steps_formula()})
-        pending = table.rows()
-        for row, cells in panel.items():
-            pending.setdefault(row, []).extend(cells)
-        for block in range(0, steps + 1):
-            if block == 0:
-                cells = lay.cells(0, theta=tr.theta[0], grad=None, shown=None,
-                                  init_state=tr.initial_state, notes=notes, init_ref=start_ref)
-            else:
-                st = tr.steps[block - 1]
-                r0 = lay.block_row(block)
-                loss_range = f"{col_name(ec['loss'])}{r0 + 4}:{col_name(ec['loss'])}{r0 + 3 + n}"
-                corr_range = (f"{col_name(ec['correct'])}{r0 + 4}:"
-                              f"{col_name(ec['correct'])}{r0 + 3 + n}")
-                cells = lay.cells(block, theta=tr.theta[block - 1],
-                                  grad=softmax.pack(st.grad_W, st.grad_b),
-                                  shown=tr.shown[block - 1], init_state=None,
-                                  grad_formula=grad_formula(block),
-                                  scalar_cells=[("loss", f"=AVERAGE({loss_range})", st.loss),
-                                                ("accuracy", f"=AVERAGE({corr_range})",
-                                                 st.accuracy)]
-                                  + lay.schedule_cells(block, tr.shown[block - 1]),
-                                  notes=notes)
-                for row, extra in example_cells(block, st).items():
-                    cells.setdefault(row, []).extend(extra)
-            yield from interleave(cells, pending)
-        for r in sorted(pending):
-            yield r, sorted(pending[r], key=lambda c: c[0])
+        def step_cells(block):
+            st = tr.steps[block - 1]
+            r0 = lay.block_row(block)
+            loss_range = f"{col_name(ec['loss'])}{r0 + 4}:{col_name(ec['loss'])}{r0 + 3 + n}"
+            corr_range = (f"{col_name(ec['correct'])}{r0 + 4}:"
+                          f"{col_name(ec['correct'])}{r0 + 3 + n}")
+            cells = lay.cells(block, theta=tr.theta[block - 1],
+                              grad=softmax.pack(st.grad_W, st.grad_b),
+                              shown=tr.shown[block - 1], init_state=None,
+                              grad_formula=grad_formula(block),
+                              scalar_cells=[("loss", f"=AVERAGE({loss_range})", st.loss),
+                                            ("accuracy", f"=AVERAGE({corr_range})",
+                                             st.accuracy)]
+                              + lay.schedule_cells(block, tr.shown[block - 1]),
+                              notes=notes)
+            for row, extra in example_cells(block, st).items():
+                cells.setdefault(row, []).extend(extra)
+            return cells
+
+        yield from stream_blocks(lay, tr, [table.rows(), panel], step_cells, notes=notes,
+                                 init_ref=start_ref)
 
     notes: list = [(2, i, f"{h}: {HYPER_HELP.get(h, h)}") for i, h in enumerate(hyper)]
     notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
@@ -617,18 +611,10 @@ def build(lesson: Lesson) -> Book:
     names[DATA_PROBLEM] = f"data!${col_name(d + 2)}${n + 1}"
     meta = {"lesson": "softmax", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
-            **_diverged(lesson.trace),
+            **fullbatch.diverged(lesson.trace),
             "classes": len(lesson.class_names)}
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
     sheets = [about_sheet(lesson), softmax_sheet(), data_sheet(lesson), train]
     add_finder_sheet(lesson, train_sheet, sheets, meta, "steps")
     return Book(sheets, names, f"sheetdl softmax ({lesson.preset})", meta)
-
-
-def _diverged(trace) -> dict:
-    """{"diverged": {"train": first step whose loss or θ is not finite}}, or {}."""
-    for t, (step, theta) in enumerate(zip(trace.steps, trace.theta[1:]), start=1):
-        if not (np.isfinite(step.loss) and np.all(np.isfinite(theta))):
-            return {"diverged": {"train": t}}
-    return {}

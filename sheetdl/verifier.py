@@ -633,21 +633,30 @@ def _compare(wb: _Workbook, sheet_label: str, name: str, si, want, rtol, atol) -
 
 
 def _replay_softmax(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
-    labels = np.array(_numbers(wb, "labels", None, path))
-    X = np.array(_numbers(wb, "X", None, path))
-    if len(labels) == 0 or len(X) % len(labels):
-        raise VerifyError(f"{path}: names X ({len(X)} cells) and labels ({len(labels)} cells) "
-                          "do not describe the same examples")
-    X = X.reshape(len(labels), -1)
+    X, labels = _examples(wb, "labels", path)
     if np.any(labels != np.round(labels)) or labels.min() < 0:
         raise VerifyError(f"{path}: labels must be whole numbers from 0")
-    checks = _replay_softmax_sheet(wb, meta, meta.get("schedule"), meta["steps"], None, X,
-                                   labels, path, rtol, atol)
+    return _train_and_finder(wb, meta, path, meta["steps"], lambda sspec, steps, si: (
+        _replay_softmax_sheet(wb, meta, sspec, steps, si, X, labels, path, rtol, atol)))
+
+
+def _examples(wb: _Workbook, target: str, path) -> tuple[np.ndarray, np.ndarray]:
+    """(X as examples × features, the named targets) of a full-batch lesson."""
+    t = np.array(_numbers(wb, target, None, path))
+    X = np.array(_numbers(wb, "X", None, path))
+    if len(t) == 0 or len(X) % len(t):
+        raise VerifyError(f"{path}: names X ({len(X)} cells) and {target} ({len(t)} cells) "
+                          "do not describe the same examples")
+    return X.reshape(len(t), -1), t
+
+
+def _train_and_finder(wb: _Workbook, meta: dict, path, steps, replay_sheet) -> list:
+    """``replay_sheet(schedule spec, steps, sheet index)`` for the train sheet (index None:
+    its names are workbook-scoped) and, when the workbook has one, its lr finder sheet."""
+    checks = replay_sheet(meta.get("schedule"), steps, None)
     if meta.get("lrfind"):
         f = meta["lrfind"]
-        si = _sheet_index(wb, f["sheet"], path)
-        checks += _replay_softmax_sheet(wb, meta, f["schedule"], f["steps"], si, X, labels,
-                                        path, rtol, atol)
+        checks += replay_sheet(f["schedule"], f["steps"], _sheet_index(wb, f["sheet"], path))
     return checks
 
 
@@ -663,20 +672,9 @@ def _bounded_work(path, work: int, steps: int | None = None) -> None:
 
 
 def _replay_mlp(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
-    y = np.array(_numbers(wb, "y", None, path))
-    X = np.array(_numbers(wb, "X", None, path))
-    if len(y) == 0 or len(X) % len(y):
-        raise VerifyError(f"{path}: names X ({len(X)} cells) and y ({len(y)} cells) do not "
-                          "describe the same examples")
-    X = X.reshape(len(y), -1)
-    checks = _replay_mlp_sheet(wb, meta, meta.get("schedule"), meta["steps"], None, X, y,
-                               path, rtol, atol)
-    if meta.get("lrfind"):
-        f = meta["lrfind"]
-        si = _sheet_index(wb, f["sheet"], path)
-        checks += _replay_mlp_sheet(wb, meta, f["schedule"], f["steps"], si, X, y, path,
-                                    rtol, atol)
-    return checks
+    X, y = _examples(wb, "y", path)
+    return _train_and_finder(wb, meta, path, meta["steps"], lambda sspec, steps, si: (
+        _replay_mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol)))
 
 
 def _replay_mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
@@ -770,13 +768,8 @@ def _replay_collab(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceChe
     R = _matrix(wb, "ratings", path, blanks=True)
     if meta.get("udf"):  # one add-in call: the start is the seeded init, as collab_train makes it
         return _replay_collab_udf(wb, meta, R, path, rtol, atol)
-    checks = _replay_collab_sheet(wb, meta, meta.get("schedule"), meta["epochs"], None, R,
-                                  path, rtol, atol)
-    if meta.get("lrfind"):
-        f = meta["lrfind"]
-        checks += _replay_collab_sheet(wb, meta, f["schedule"], f["steps"],
-                                       _sheet_index(wb, f["sheet"], path), R, path, rtol, atol)
-    return checks
+    return _train_and_finder(wb, meta, path, meta["epochs"], lambda sspec, epochs, si: (
+        _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol)))
 
 
 def _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
