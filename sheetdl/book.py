@@ -28,7 +28,58 @@ class ArrayFormula:
 
 
 Cell = tuple  # (col, formula | ArrayFormula | None, value, style | None)
-Rows = Callable[[], Iterator[tuple[int, list[Cell]]]]
+
+
+@dataclass
+class RunColumn:
+    """One column of a ``Run``: a value per row (the cached results), and the formulas as
+    ``(start, stop, template)`` stretches covering rows 0..length of the run in order,
+    where ``template.render(row)`` is the formula at sheet row ``row`` and shifts its
+    relative references with the row (a shared formula); ``formulas`` None for plain
+    values."""
+
+    col: int
+    values: object  # a NumPy array, or a sequence of numbers and text
+    style: str | None
+    formulas: list[tuple[int, int, object]] | None = None
+
+
+@dataclass
+class Run:
+    """Rows ``first`` .. ``first + length - 1`` that hold the same columns, one step a row:
+    the writer turns each column into text at once and writes its formulas as shared
+    formulas. ``beside`` holds other cells on those rows (a summary table), by row."""
+
+    first: int
+    length: int
+    columns: list[RunColumn]
+    beside: dict[int, list[Cell]] = field(default_factory=dict)
+
+    def rows(self) -> Iterator[tuple[int, list[Cell]]]:
+        """The run cell by cell, as ``(row, cells)`` (for tools that read cells one by one)."""
+        for i in range(self.length):
+            row = self.first + i
+            cells = []
+            for c in self.columns:
+                formula = next((t.render(row) for a, b, t in c.formulas if a <= i < b), None) \
+                    if c.formulas else None
+                v = c.values[i]
+                cells.append((c.col, formula, v.item() if hasattr(v, "item") else v, c.style))
+            cells += self.beside.get(row, [])
+            yield row, sorted(cells, key=lambda c: c[0])
+
+
+#: A sheet's content, in row order: ``(row, cells)`` pairs and ``Run``s.
+Rows = Callable[[], Iterator["tuple[int, list[Cell]] | Run"]]
+
+
+def cell_rows(rows: Rows) -> Iterator[tuple[int, list[Cell]]]:
+    """``rows()`` with every ``Run`` spelt out cell by cell."""
+    for item in rows():
+        if isinstance(item, Run):
+            yield from item.rows()
+        else:
+            yield item
 
 
 def col_name(col: int) -> str:

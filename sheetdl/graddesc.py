@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import linear, lrfind, optim, presets, schedules
-from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, number_style, ref,
-                   static_rows)
+from .book import (ArrayFormula, Book, Chart, Run, RunColumn, Series, Sheet, area,
+                   number_style, ref, static_rows)
 from .cells import cells
 from .data import EXCEL_MAX_ROWS
 from .formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions, finder_chart,
@@ -449,21 +449,22 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         header += [(s_col + i, None, h, "header") for i, h in enumerate(summary_header) if h]
         yield HEADER_ROW, header
         yield INIT_ROW, list(init_cells) + named(summary.get(INIT_ROW, []))
-        for i in range(steps):
-            row = FIRST_STEP_ROW + i
-            later = 0 if i == 0 else 1
-            epoch_start = i > 0 and i % n == 0
-            cells = []
-            for colno, tmpl in templates.items():
-                if lesson.drop_last_update and epoch_start and colno in drop_templates \
-                        and not finder:
-                    formula = drop_templates[colno].render(row)
-                else:
-                    formula = tmpl[later].render(row)
-                v = values[colno][i]
-                cells.append((colno, formula, v.item() if hasattr(v, "item") else v,
-                               placed_style[colno]))
-            yield row, cells + named(summary.get(row, []))
+        # Each column's formulas in stretches of one template: the first step's own, then
+        # the later steps'; under the course preset b and a restart at each epoch's start.
+        restarts = range(n, steps, n) if lesson.drop_last_update and not finder else ()
+        columns = []
+        for colno, (first, later) in templates.items():
+            stretches = [(0, 1, first)]
+            if colno in drop_templates:
+                for start in restarts:
+                    stretches += [(stretches[-1][1], start, later), (start, start + 1,
+                                                                     drop_templates[colno])]
+            stretches.append((stretches[-1][1], steps, later))
+            columns.append(RunColumn(colno, values[colno], placed_style[colno],
+                                     [s for s in stretches if s[1] > s[0]]))
+        beside = {row: named(cells) for row, cells in summary.items()
+                  if FIRST_STEP_ROW <= row < FIRST_STEP_ROW + steps}
+        yield Run(FIRST_STEP_ROW, steps, columns, beside)
 
     notes = [(HEADER_ROW, colno, c.note + (f" ({p})" if p else "")) for c, p, colno in placed]
     notes.append((1, 0, "Conventions. " + convention))
@@ -692,18 +693,25 @@ def data_sheet(lesson: Lesson) -> Sheet:
                   "subtitle")]),
             (2, [(4, None, "The check column names the first empty or non-numeric cell; "
                   "every sheet's status then points here.", "subtitle")])]
-    for i, (xv, yv) in enumerate(zip(lesson.x, lesson.y)):
-        r = i + 2
-        here = f'IF(ISNUMBER(A{r}),IF(ISNUMBER(B{r}),"","data!B{r}"),"data!A{r}")'
-        check = f"={here}" if i == 0 else f'=IF(C{r - 1}<>"",C{r - 1},{here})'
-        cells = [(0, None, float(xv), "input"), (1, None, float(yv), "input"),
-                 (2, check, "", None)]
-        rows.append((i + 1, cells))
+    # ROW() names the cell in the text, so one formula shifted down the column (a shared
+    # formula) serves every row
+    where = {"x": 0, "y": 1, "check": 2}
+    resolve = lambda key, prev: (where[key], -1 if prev else 0)
+    here = ('IF(ISNUMBER({x}),IF(ISNUMBER({y}),"","data!B"&ROW({y})),'
+            '"data!A"&ROW({x}))')
+    check = [Template("=" + here, resolve),
+             Template('=IF({check@prev}<>"",{check@prev},' + here + ")", resolve)]
+    header, *notes = rows  # the notes right of the data share its first rows
+    run = Run(1, n, [RunColumn(0, np.asarray(lesson.x, float), "input"),
+                     RunColumn(1, np.asarray(lesson.y, float), "input"),
+                     RunColumn(2, [""] * n, None, [(0, 1, check[0]), (1, n, check[1])])],
+              beside={r: cells for r, cells in notes if r <= n})
+    below = [(r, cells) for r, cells in notes if r > n]
     number = {"validate": "decimal", "criteria": "between", "minimum": -1e300, "maximum": 1e300,
               "input_title": "data", "input_message": "a number; every sheet retrains",
               "error_message": "x and y must be numbers"}
-    return Sheet("data", static_rows(rows), widths={0: 10, 1: 10, 2: 13}, freeze=(1, 0),
-                 validations=[(1, 0, n, 1, number)],
+    return Sheet("data", lambda: iter([header, run, *below]), widths={0: 10, 1: 10, 2: 13},
+                 freeze=(1, 0), validations=[(1, 0, n, 1, number)],
                  notes=[(0, 2, "Empty while every x and y is a number; else the first cell "
                          "that is not. A blank is not read as 0 here.")])
 

@@ -7,8 +7,9 @@
 (b) sheetdl workbooks: the traces (b_trace, a_trace, loss_trace) against the
     reference math replayed from the workbook's own named inputs and data.
 
-The file is loaded twice, once left as saved (cached values) and once
-recalculated, and compared sheet by sheet without holding all cells in Python.
+The file is loaded once: every formula cell's cached value is read from the model
+as loaded, then the model is recalculated and read again (loading is most of
+IronCalc's time on a large file, and one model holds half the memory of two).
 """
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ from .data import EXCEL_MAX_ROWS
 RTOL, ATOL = 1e-9, 1e-12
 VOLATILE = re.compile(r"\b(RAND|RANDBETWEEN|RANDARRAY|OFFSET|INDIRECT|NOW|TODAY|CELL|INFO)\(",
                       re.IGNORECASE)
+def _volatile(formula: str) -> bool:
+    """VOLATILE.search, after a test of plain substrings ten times quicker that rules out
+    most formulas (a large sheet has millions)."""
+    low = formula.lower()
+    return ("rand" in low or "offset(" in low or "indirect(" in low or "now(" in low
+            or "today(" in low or "cell(" in low or "info(" in low) \
+        and VOLATILE.search(formula) is not None
+
+
 # IronCalc lowercases the functions it does not know (after any _xlfn. prefix).
 _UNKNOWN_FUNCTION = re.compile(r"(?<![A-Za-z0-9_.])(?:_xl\w+\.)*([a-z][a-z0-9_.]*)\(")
 _REF = re.compile(r"(?:(?:'((?:[^']|'')+)'|([A-Za-z_][\w.]*))!)?\$?([A-Z]{1,3})\$?(\d+)"
@@ -394,14 +404,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
     cells compared (for a progress bar)."""
     path = Path(path)
     _check_container(path)
-    saved = _load(path)
     model = _load(path)
-    try:
-        model.evaluate()
-    except BaseException as e:
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            raise
-        raise VerifyError(f"{path}: IronCalc could not recalculate it: {e}") from None
     wb = _Workbook(model)
     report = Report(path=str(path))
 
@@ -412,25 +415,44 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
     pending_keys: list[tuple[int, int, int]] = []
     # Only the cells the file lists: walking the sheet's dimension box would take hours
     # for one formula placed at XFD1048576.
-    for si, r, c in sorted(saved.get_all_cells()):
-        sheet = wb.sheets[si]
-        f = saved.get_cell_formula(si, r, c)
+    keys, cached = [], []
+    for key in sorted(model.get_all_cells()):
+        f = model.get_cell_formula(*key)
         if not f:
             continue
-        report.formula_cells += 1
-        if on_cells is not None and report.formula_cells % 10_000 == 0:
-            on_cells(10_000)
-        if VOLATILE.search(f):
-            volatile_roots.add((si, r, c))
-            formulas[(si, r, c)] = f
+        if _volatile(f):
+            volatile_roots.add(key)
+            formulas[key] = f
             continue
-        before = saved.get_cell_value(si, r, c)
-        after = model.get_cell_value(si, r, c)
+        keys.append(key)
+        cached.append(model.get_cell_value(*key))
+    report.formula_cells = len(keys) + len(volatile_roots)
+    meta = xlsx.read_meta(path)
+    traces = None
+    if meta and meta.get("udf") and meta.get("lesson") in REPLAYS:
+        # No engine here computes the add-in's calls: a --udf workbook's traces are
+        # checked as cached, the numbers it shows, against the reference math.
+        traces = _replay(_Workbook(model), meta, path, rtol, atol)
+    try:
+        model.evaluate()
+    except BaseException as e:
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise VerifyError(f"{path}: IronCalc could not recalculate it: {e}") from None
+    for n, (key, before) in enumerate(zip(keys, cached), 1):
+        if on_cells is not None and n % 10_000 == 0:
+            on_cells(10_000)
+        after = model.get_cell_value(*key)
+        if after == before and type(after) is type(before):  # most cells, at no cost
+            continue
         same, rel = _close(before, after, rtol, atol)
         if same:
             if rel > report.max_rel_error:
                 report.max_rel_error = rel
             continue
+        si, r, c = key
+        sheet = wb.sheets[si]
+        f = model.get_cell_formula(si, r, c)
         unknown = [fn for fn in _UNKNOWN_FUNCTION.findall(f.lstrip("="))]
         if unknown and after == "#NAME?":
             for fn in sorted(set(unknown)):
@@ -446,15 +468,15 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
     if volatile_roots or unsupported_roots or overflow_roots:
         arrays = _array_members(path, wb.sheets)
         every = [(si, r, c) for si in range(len(wb.sheets))
-                 for r, c in _formula_cells(saved, si)]
+                 for r, c in _formula_cells(model, si)]
     if volatile_roots:
         # Whatever reads a volatile cell is volatile too, whether or not this
         # recalculation happened to draw the same random number.
-        tainted = _reaching(wb, saved, volatile_roots, every, formulas, arrays)
+        tainted = _reaching(wb, model, volatile_roots, every, formulas, arrays)
     if unsupported_roots:
         # IronCalc cannot compute these, so it cannot check what is computed from them.
         pending_set = set(pending_keys)
-        beyond = _reaching(wb, saved, unsupported_roots, [k for k in every if k in pending_set],
+        beyond = _reaching(wb, model, unsupported_roots, [k for k in every if k in pending_set],
                            formulas, arrays) - unsupported_roots - tainted
         report.from_unsupported = sorted((f"{wb.sheets[k[0]]}!{_cell_name(k[1], k[2])}"
                                           for k in beyond), key=_sort_key)
@@ -462,7 +484,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
     overflowed = set()
     if overflow_roots:
         pending_set = set(pending_keys)
-        overflowed = _reaching(wb, saved, overflow_roots, [k for k in every if k in pending_set],
+        overflowed = _reaching(wb, model, overflow_roots, [k for k in every if k in pending_set],
                                formulas, arrays)
     for key, mm in zip(pending_keys, pending):
         if key in tainted:
@@ -477,24 +499,22 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
                       for k in tainted | volatile_roots} - set(report.from_unsupported)
     report.volatile = sorted(volatile_cells, key=_sort_key)
 
-    meta = xlsx.read_meta(path)
-    replay = {"graddesc": _replay_graddesc, "softmax": _replay_softmax,
-              "collab": _replay_collab, "mlp": _replay_mlp}
-    if meta and meta.get("lesson") in replay:
+    if meta and meta.get("lesson") in REPLAYS:
         # the lr finder alone is a graddesc lesson with no optimizer sheets
         report.lesson = "lrfind" if meta["lesson"] == "graddesc" and not meta.get("sheets") \
             and meta.get("lrfind") else meta["lesson"]
-        # No engine here computes the add-in's calls: a --udf workbook's traces are
-        # checked as cached, the numbers it shows, against the reference math.
-        source = _Workbook(saved) if meta.get("udf") else wb
-        try:
-            report.traces = replay[meta["lesson"]](source, meta, path, rtol, atol)
-        except (KeyError, TypeError, AttributeError, IndexError) as e:
-            # docProps/custom.xml is the file's word, not ours: a forged or damaged one
-            raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not "
-                              f"what sheetdl writes ({type(e).__name__}: {e}); not replayed") \
-                from None
+        report.traces = traces if traces is not None else _replay(wb, meta, path, rtol, atol)
     return report
+
+
+def _replay(wb: "_Workbook", meta: dict, path, rtol, atol) -> list:
+    try:
+        return REPLAYS[meta["lesson"]](wb, meta, path, rtol, atol)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        # docProps/custom.xml is the file's word, not ours: a forged or damaged one
+        raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not "
+                          f"what sheetdl writes ({type(e).__name__}: {e}); not replayed") \
+            from None
 
 
 def _formula_cells(model, si: int):
@@ -553,7 +573,7 @@ def _array_members(path: Path, sheets: list[str]) -> dict:
     return out
 
 
-def _reaching(wb, saved, roots, keys, formulas, arrays=None) -> set:
+def _reaching(wb, model, roots, keys, formulas, arrays=None) -> set:
     """Which of ``keys`` read, directly or through other formulas, a volatile root."""
     memo: dict = {k: True for k in roots}
     arrays = arrays or {}
@@ -563,7 +583,7 @@ def _reaching(wb, saved, roots, keys, formulas, arrays=None) -> set:
             return memo[key]
         f = formulas.get(key)
         if f is None:
-            f = saved.get_cell_formula(*key)
+            f = model.get_cell_formula(*key)
             if not f and key in arrays:
                 memo[key] = depends(arrays[key], stack)
                 return memo[key]
@@ -905,3 +925,8 @@ def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceC
         checks += [_compare(wb, sheet, name, si, want, rtol, atol)
                    for name, want in expected.items()]
     return checks
+
+
+#: Each lesson's replay of its traces, by the lesson its metadata names.
+REPLAYS = {"graddesc": _replay_graddesc, "softmax": _replay_softmax, "collab": _replay_collab,
+           "mlp": _replay_mlp}

@@ -1,26 +1,26 @@
-"""Write a ``book.Book`` to .xlsx with XlsxWriter, atomically and reproducibly.
+"""Write a ``book.Book`` to .xlsx, atomically and reproducibly.
 
-XlsxWriter stores each formula's cached value, so viewers that do not
-calculate still show numbers. Its per-formula regex pass (29 ``re.sub`` calls
-that prefix Excel 365 functions, ~80% of its write time) is skipped: sheetdl
-emits no such functions, which ``book.FORBIDDEN`` guards where formulas are made.
+Two writers meet here. ``sheet_xml`` writes each sheet's cells, every formula with
+its cached value (so viewers that do not calculate still show numbers), long
+columns as shared formulas. XlsxWriter writes everything else: styles, column
+widths, panes, notes, data validation, defined names, charts and the document's
+properties, around a marker in each sheet. ``_package`` joins the two into one zip,
+compressing every part once and storing the fingerprint last.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import re
 import tempfile
 from pathlib import Path
 
 import xlsxwriter
-from xlsxwriter.utility import xl_rowcol_to_cell as xl_rowcol
 from xlsxwriter.worksheet import Worksheet
 
-from .book import ArrayFormula, Book
-from .data import EXCEL_MAX_FORMULA
+from . import sheet_xml
+from .book import Book, Run, Sheet
 
 #: Fixed document timestamp: the same inputs give the same bytes.
 EPOCH = _dt.datetime(2024, 1, 1)
@@ -29,27 +29,21 @@ META_CHUNK = 250
 
 
 
-class _PlainFormulaWorksheet(Worksheet):
-    """A worksheet that stores formulas as given (minus the leading '=') and numbers
-    exactly."""
+class _Worksheet(Worksheet):
+    """A worksheet whose cells ``sheet_xml`` writes: XlsxWriter writes the rest of the sheet
+    (columns, panes, validation, notes, charts) around a marker the package step replaces
+    with the cells."""
 
-    def _prepare_formula(self, formula, expand_future_functions=False):
-        return formula[1:] if formula.startswith("=") else formula
+    cells_marker = ""
+    cells_dimension = "A1"
 
-    def _xml_number_element(self, number, attributes=[]) -> None:
-        # XlsxWriter writes %.16G, which can drop the last bit of a float; repr is the
-        # shortest text that reads back to the same float (as formula results are written).
-        attr = "".join(f' {k}="{self._escape_attributes(v)}"' for k, v in attributes)
-        text = repr(float(number)) if not float(number).is_integer() or abs(number) >= 1e16 \
-            else str(int(number))
-        self.fh.write(f"<c{attr}><v>{text}</v></c>")
+    def _write_dimension(self) -> None:
+        self._xml_empty_tag("dimension", [("ref", self.cells_dimension)])
 
-    def _xml_formula_element(self, formula, result, attributes=[]) -> None:
-        # XlsxWriter writes a cached "" untyped, which readers take for the number 0;
-        # typed as a string it reads back as the empty text the formula gives.
-        if result == "" and not any(k == "t" for k, _ in attributes):
-            attributes = [*attributes, ("t", "str")]
-        super()._xml_formula_element(formula, result, attributes)
+    def _write_sheet_data(self) -> None:
+        self.fh.write(f"<sheetData>{self.cells_marker}</sheetData>")
+
+    _write_optimized_sheet_data = _write_sheet_data
 
 
 STYLES = {
@@ -79,13 +73,6 @@ STYLES = {
 }
 
 
-def cached(value):
-    """A cached value as XlsxWriter stores it: non-finite numbers become #NUM!."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "#NUM!"
-    return value
-
-
 def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Path:
     """Write ``book`` to ``path`` via a temporary file in the same folder.
 
@@ -96,19 +83,26 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
-    os.close(fd)
+    temps = []
+    for _ in range(2):  # the file, and XlsxWriter's package of the parts around the cells
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
+        os.close(fd)
+        temps.append(tmp)
+    tmp, scratch = temps
     try:
-        _write(book, tmp, on_row)
-        _seal(tmp)
+        _write(book, tmp, scratch, on_row)
+        # mkstemp makes the file private (0600); a workbook gets the usual umask's mode
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         if before_replace is not None:
             before_replace()
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    finally:
+        for t in temps:
+            if os.path.exists(t):
+                os.unlink(t)
     return path
 
 
@@ -147,102 +141,155 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write(book: Book, filename: str, on_row=None) -> None:
-    wb = xlsxwriter.Workbook(filename, {"constant_memory": True, "strings_to_numbers": False,
-                                        "strings_to_formulas": False, "strings_to_urls": False})
-    wb.set_properties({"title": book.title, "author": "sheetdl", "created": EPOCH,
-                       "comments": "Generated by sheetdl; every formula cell carries its value."})
-    meta = json.dumps(book.meta, sort_keys=True, separators=(",", ":"))
-    for i in range(0, len(meta), META_CHUNK):
-        wb.set_custom_property(f"{META_PREFIX}{i // META_CHUNK:04d}", meta[i:i + META_CHUNK],
-                               "text")
-    if book.vba_project is not None:
-        import io
+def _write(book: Book, filename: str, scratch: str, on_row=None) -> None:
+    """XlsxWriter writes the package around the cells into a scratch file; each sheet's cells
+    stream into a temporary file of their own; ``_package`` then joins them into
+    ``filename``, compressing each part once, with the fingerprint."""
+    folder = os.path.dirname(os.path.abspath(filename))
+    cells: dict[str, tempfile._TemporaryFileWrapper] = {}
+    try:
+        wb = xlsxwriter.Workbook(scratch, {"strings_to_numbers": False,
+                                           "strings_to_formulas": False,
+                                           "strings_to_urls": False})
+        wb.set_properties({"title": book.title, "author": "sheetdl", "created": EPOCH,
+                           "comments": "Generated by sheetdl; every formula cell carries its "
+                                       "value."})
+        meta = json.dumps(book.meta, sort_keys=True, separators=(",", ":"))
+        for i in range(0, len(meta), META_CHUNK):
+            wb.set_custom_property(f"{META_PREFIX}{i // META_CHUNK:04d}",
+                                   meta[i:i + META_CHUNK], "text")
+        if book.vba_project is not None:
+            import io
 
-        wb.add_vba_project(io.BytesIO(book.vba_project), is_stream=True)
-    formats: dict[str, object] = {}
+            wb.add_vba_project(io.BytesIO(book.vba_project), is_stream=True)
+        formats: dict[str, object] = {}
 
-    def fmt_of(style: str):
-        """A style name, or ``name|number format`` (``book.number_style``), made once."""
-        if style not in formats:
-            name, _, num_format = style.partition("|")
-            spec = dict(STYLES[name])
-            if num_format:
-                spec["num_format"] = num_format
-            formats[style] = wb.add_format(spec)
-        return formats[style]
-    for sheet in book.sheets:
-        ws = wb.add_worksheet(sheet.name, worksheet_class=_PlainFormulaWorksheet)
-        for col, width in sheet.widths.items():
-            ws.set_column(col, col, width)
-        if sheet.freeze:
-            ws.freeze_panes(*sheet.freeze)
-        # Constant-memory mode flushes a row once the next one starts, and drops
-        # notes written to flushed rows: each row's notes go in with its cells.
-        notes_by_row: dict[int, list] = {}
-        for row, col, text in sheet.notes:
-            notes_by_row.setdefault(row, []).append((col, text))
-        for row, cells in sheet.rows():
+        def style_index(style: str) -> int:
+            """A style name, or ``name|number format`` (``book.number_style``): its xf index."""
+            if style not in formats:
+                name, _, num_format = style.partition("|")
+                spec = dict(STYLES[name])
+                if num_format:
+                    spec["num_format"] = num_format
+                formats[style] = wb.add_format(spec)
+            return formats[style]._get_xf_index()
+
+        for number, sheet in enumerate(book.sheets):
+            ws = wb.add_worksheet(sheet.name, worksheet_class=_Worksheet)
+            ws.cells_marker = f"<!--sheetdl cells {number}-->"
+            fh = tempfile.TemporaryFile("w+b", dir=folder,
+                                        prefix=f".{os.path.basename(filename)}.cells.")
+            cells[ws.cells_marker] = fh
+            ws.cells_dimension = _write_cells(sheet, fh, style_index, on_row)
+            _decorate(wb, ws, sheet)
+        book_names = dict(book.names)
+        for sheet in book.sheets:
+            book_names.update(sheet.book_names)
+        for name, target in book_names.items():
+            wb.define_name(name, "=" + target)
+        wb.close()
+        _package(scratch, cells, filename)
+    finally:
+        for fh in cells.values():
+            fh.close()
+
+
+def _write_cells(sheet: Sheet, fh, style_index, on_row) -> str:
+    """Stream ``sheet``'s cells to ``fh``; returns their extent (the dimension)."""
+    data = sheet_xml.SheetData(lambda text: fh.write(text.encode()), style_index, sheet.name,
+                               sheet.heights)
+    for item in sheet.rows():
+        if isinstance(item, Run):
+            for n in data.run(item):
+                if on_row is not None:
+                    on_row(n)
+        else:
+            data.row(*item)
             if on_row is not None:
                 on_row(1)
-            if row in sheet.heights:
-                ws.set_row(row, sheet.heights[row])
-            for col, text in notes_by_row.pop(row, ()):
-                ws.write_comment(row, col, text, {"x_scale": 2.2, "y_scale": 1.6})
-            for col, formula, value, style in cells:
-                f = fmt_of(style) if style else None
-                if isinstance(formula, ArrayFormula):
-                    ws.write_array_formula(row, col, formula.last_row, formula.last_col,
-                                           formula.text, f, cached(value))
-                elif formula is None:
-                    if isinstance(value, str):
-                        ws.write_string(row, col, value, f)
-                    elif value is None:
-                        ws.write_blank(row, col, None, f)
-                    else:
-                        ws.write_number(row, col, value, f)
-                else:
-                    if len(formula) > EXCEL_MAX_FORMULA:  # a layout's bug: say where
-                        raise ValueError(f"{sheet.name}!{xl_rowcol(row, col)}: a formula of "
-                                         f"{len(formula):,} characters, past Excel's "
-                                         f"{EXCEL_MAX_FORMULA:,}")
-                    ws.write_formula(row, col, formula, f, cached(value))
-        if notes_by_row:
-            raise ValueError(f"{sheet.name}: notes on rows without cells: {sorted(notes_by_row)}")
-        for *where, options in sheet.validations:
-            row, col, last_row, last_col = where if len(where) == 4 else where * 2
-            ws.data_validation(row, col, last_row, last_col, options)
-        for name, target in sheet.names.items():
-            wb.define_name(f"{sheet.name}!{name}", f"={sheet.name}!{target}")
-        for spec in sheet.charts:
-            chart = wb.add_chart({"type": "scatter", "subtype": "straight"}
-                                 if spec.log_x or spec.scatter else {"type": "line"})
-            for s in spec.series:
-                look = ({"marker": {"type": "circle", "size": 5}, "line": {"none": True}}
-                        if s.markers else {"marker": {"type": "none"}})
-                chart.add_series({"name": s.name, "categories": "=" + s.categories,
-                                  "values": "=" + s.values, **look})
-            chart.set_title({"name": spec.title})
-            x_axis = {"name": spec.x_title}
-            if spec.log_x:
-                x_axis["log_base"] = 10
-            y_axis = {"name": spec.y_title}
-            if spec.scatter:  # axes at the plot's edges, not through x = 0 and y = 0
-                x_axis.update(crossing="min", label_position="low")
-                y_axis.update(crossing="min", label_position="low")
-            chart.set_x_axis(x_axis)
-            if spec.log_y:
-                y_axis["log_base"] = 10
-            chart.set_y_axis(y_axis)
-            chart.set_legend({"position": "bottom" if len(spec.series) > 1 else "none"})
-            chart.set_size({"width": spec.width, "height": spec.height})
-            ws.insert_chart(spec.row, spec.col, chart)
-    book_names = dict(book.names)
-    for sheet in book.sheets:
-        book_names.update(sheet.book_names)
-    for name, target in book_names.items():
-        wb.define_name(name, "=" + target)
-    wb.close()
+    data.finish()
+    return data.dimension()
+
+
+def _decorate(wb, ws, sheet: Sheet) -> None:
+    """Everything of ``sheet`` but its cells: widths, panes, notes, validation, names, charts."""
+    for col, width in sheet.widths.items():
+        ws.set_column(col, col, width)
+    if sheet.freeze:
+        ws.freeze_panes(*sheet.freeze)
+    for row, col, text in sheet.notes:
+        ws.write_comment(row, col, text, {"x_scale": 2.2, "y_scale": 1.6})
+    for *where, options in sheet.validations:
+        row, col, last_row, last_col = where if len(where) == 4 else where * 2
+        ws.data_validation(row, col, last_row, last_col, options)
+    for name, target in sheet.names.items():
+        wb.define_name(f"{sheet.name}!{name}", f"={sheet.name}!{target}")
+    for spec in sheet.charts:
+        chart = wb.add_chart({"type": "scatter", "subtype": "straight"}
+                             if spec.log_x or spec.scatter else {"type": "line"})
+        for s in spec.series:
+            look = ({"marker": {"type": "circle", "size": 5}, "line": {"none": True}}
+                    if s.markers else {"marker": {"type": "none"}})
+            chart.add_series({"name": s.name, "categories": "=" + s.categories,
+                              "values": "=" + s.values, **look})
+        chart.set_title({"name": spec.title})
+        x_axis = {"name": spec.x_title}
+        if spec.log_x:
+            x_axis["log_base"] = 10
+        y_axis = {"name": spec.y_title}
+        if spec.scatter:  # axes at the plot's edges, not through x = 0 and y = 0
+            x_axis.update(crossing="min", label_position="low")
+            y_axis.update(crossing="min", label_position="low")
+        chart.set_x_axis(x_axis)
+        if spec.log_y:
+            y_axis["log_base"] = 10
+        chart.set_y_axis(y_axis)
+        chart.set_legend({"position": "bottom" if len(spec.series) > 1 else "none"})
+        chart.set_size({"width": spec.width, "height": spec.height})
+        ws.insert_chart(spec.row, spec.col, chart)
+
+
+#: zlib level of every part: level 1 compresses a large sheet's XML ~3× faster than the
+#: default 6 for a file about a third larger.
+COMPRESSION = 6
+
+
+def _package(scratch: str, cells: dict, filename: str) -> None:
+    """Copy the parts of ``scratch`` into ``filename``, each sheet's cells in place of its
+    marker, and the custom properties last with the fingerprint of all the other parts."""
+    import zipfile
+
+    with zipfile.ZipFile(scratch) as src, zipfile.ZipFile(
+            filename, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESSION) as dst:
+        custom = None
+        for info in src.infolist():
+            part = zipfile.ZipInfo(info.filename, info.date_time)
+            part.compress_type, part.external_attr = zipfile.ZIP_DEFLATED, info.external_attr
+            data = src.read(info)
+            if info.filename == _CUSTOM:
+                custom = (part, data)
+                continue
+            marker = next((m for m in cells if info.filename.startswith("xl/worksheets/")
+                           and m.encode() in data), None)
+            if marker is None:
+                dst.writestr(part, data)
+                continue
+            head, tail = data.split(marker.encode())
+            fh = cells[marker]
+            fh.seek(0)
+            with dst.open(part, "w", force_zip64=True) as out:
+                out.write(head)
+                while chunk := fh.read(1 << 20):
+                    out.write(chunk)
+                out.write(tail)
+        digest = _fingerprint(dst.infolist())
+        if custom is not None:
+            part, data = custom
+            pid = data.count(b"<property ") + 2
+            prop = (f'<property fmtid="{{D5CDD505-2E9C-101B-9397-08002B2CF9AE}}" '
+                    f'pid="{pid}" name="{FINGERPRINT}"><vt:lpwstr>{digest}</vt:lpwstr>'
+                    "</property>").encode()
+            dst.writestr(part, data.replace(b"</Properties>", prop + b"</Properties>"))
 
 
 def read_meta(path: str | Path) -> dict | None:
@@ -283,41 +330,20 @@ def fingerprint(path: str | Path) -> str:
     """A hash of every zip member's name, CRC-32 and size except the custom
     properties that store it: any edit Excel or LibreOffice saves changes it.
     Read from the zip directory alone, so it costs milliseconds at any size."""
-    import hashlib
     import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return _fingerprint(z.infolist())
+
+
+def _fingerprint(infos) -> str:
+    import hashlib
 
     h = hashlib.sha256()
-    with zipfile.ZipFile(path) as z:
-        for info in sorted(z.infolist(), key=lambda i: i.filename):
-            if info.filename != _CUSTOM:
-                h.update(f"{info.filename}\0{info.CRC:08x}\0{info.file_size}\n".encode())
+    for info in sorted(infos, key=lambda i: i.filename):
+        if info.filename != _CUSTOM:
+            h.update(f"{info.filename}\0{info.CRC:08x}\0{info.file_size}\n".encode())
     return h.hexdigest()
-
-
-def _seal(filename: str) -> None:
-    """Store the fingerprint in docProps/custom.xml by rewriting the zip."""
-    import zipfile
-
-    digest = fingerprint(filename)
-    sealed = filename + ".seal"
-    import shutil
-
-    with zipfile.ZipFile(filename) as src, zipfile.ZipFile(sealed, "w") as dst:
-        for info in src.infolist():
-            copy = zipfile.ZipInfo(info.filename, info.date_time)
-            copy.compress_type, copy.external_attr = info.compress_type, info.external_attr
-            if info.filename != _CUSTOM:
-                # Streamed: a 100,000-row sheet's XML is hundreds of MB unpacked.
-                with src.open(info) as fin, dst.open(copy, "w", force_zip64=True) as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-                continue
-            data = src.read(info)
-            pid = data.count(b"<property ") + 2
-            prop = (f'<property fmtid="{{D5CDD505-2E9C-101B-9397-08002B2CF9AE}}" '
-                    f'pid="{pid}" name="{FINGERPRINT}"><vt:lpwstr>{digest}</vt:lpwstr>'
-                    "</property>").encode()
-            dst.writestr(copy, data.replace(b"</Properties>", prop + b"</Properties>"))
-    os.replace(sealed, filename)
 
 
 def stored_fingerprint(path: str | Path) -> str | None:
