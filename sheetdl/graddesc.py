@@ -1,6 +1,6 @@
 """Layout of the graddesc lesson: y = b + a·x fitted one sample per row.
 
-Data flows one way: options → ``linear.train`` (the reference math) → this
+Data flows one way: options → ``compiled.train`` (the reference math, compiled) → this
 layout → ``xlsx.write``. Each optimizer sheet is
 
     row 1   title;  row 2  the conventions and where frameworks differ
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import linear, lrfind, optim, presets, schedules
+from . import compiled, linear, lrfind, optim, presets, schedules
 from .book import (ArrayFormula, Book, Chart, Run, RunColumn, Series, Sheet, area,
                    number_style, ref, static_rows)
 from .cells import cells
@@ -149,11 +149,11 @@ def make_lesson(x, y, *, optimizers=DEFAULT_OPTIMIZERS, preset=DEFAULT_PRESET, e
                                                     lr=opt.lr, preset=preset, **sopts)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for kind, opt in opts.items():
-            lesson.traces[kind] = linear.train(opt, lesson.x, lesson.y, epochs=epochs,
-                                               b_init=lesson.b_init, a_init=lesson.a_init,
-                                               drop_last_update=drop_last_update,
-                                               schedule=lesson.schedules.get(kind),
-                                               anneal=lesson.anneal)
+            lesson.traces[kind] = compiled.train(opt, lesson.x, lesson.y, epochs=epochs,
+                                                 b_init=lesson.b_init, a_init=lesson.a_init,
+                                                 drop_last_update=drop_last_update,
+                                                 schedule=lesson.schedules.get(kind),
+                                                 anneal=lesson.anneal)
     if lrfind_optimizer:
         lesson.finder = make_finder(lesson, lrfind_optimizer, overrides, **(lrfind_options or {}))
     return lesson
@@ -654,20 +654,21 @@ def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
         header += [(s_col + i, None, h, "header")
                    for i, h in enumerate(("epoch", "mean loss", "b at end", "a at end"))]
         yield top, header
-        for i in range(steps):
-            row = top + 1 + i
-            cells = [(j, None, float(table[i, j]), "int" if j < 2 else "general")
-                     for j in range(cols)]
-            if i < lesson.epochs:
-                first, end = top + 1 + i * n, top + (i + 1) * n
-                cells += [(s_col, None, i + 1, "int"),
-                          (s_col + 1, f"=AVERAGE({ref(first, 7)}:{ref(end, 7)})",
-                           float(epoch_loss[i]), "summary"),
-                          (s_col + 2, f"={ref(end, 10)}", float(trace.b_trace[(i + 1) * n - 1]),
-                           "summary"),
-                          (s_col + 3, f"={ref(end, 11)}", float(trace.a_trace[(i + 1) * n - 1]),
-                           "summary")]
-            yield row, cells
+        beside = {}
+        for i in range(min(lesson.epochs, steps)):
+            first, end = top + 1 + i * n, top + (i + 1) * n
+            beside[top + 1 + i] = [
+                (s_col, None, i + 1, "int"),
+                (s_col + 1, f"=AVERAGE({ref(first, 7)}:{ref(end, 7)})", float(epoch_loss[i]),
+                 "summary"),
+                (s_col + 2, f"={ref(end, 10)}", float(trace.b_trace[(i + 1) * n - 1]),
+                 "summary"),
+                (s_col + 3, f"={ref(end, 11)}", float(trace.a_trace[(i + 1) * n - 1]),
+                 "summary")]
+        # the array call's cached values: plain numbers, a column at a time
+        yield Run(top + 1, steps, [RunColumn(j, table[:, j].astype(int) if j < 2 else table[:, j],
+                                             "int" if j < 2 else "general")
+                                   for j in range(cols)], beside)
 
     names = {h: ref(INPUT_ROW, i, True) for i, h in enumerate(hyper)}
     names["b_trace"] = f"{ref(top + 1, 10, True)}:{ref(last, 10, True)}"

@@ -164,24 +164,24 @@ class SheetData:
             hi = min(lo + CHUNK, run.length)
             rows = range(run.first + lo, run.first + hi)
             texts = [self._column_text(c, seg, run, lo, hi) for c, seg in zip(cols, segments)]
-            if not run.beside and not self.heights:
-                self.write("".join([f'<row r="{r + 1}">{cells}</row>' for r, cells
-                                    in zip(rows, map("".join, zip(*texts)))]))
+            contents = list(map("".join, zip(*texts)))
+            odd = [k for k, r in enumerate(rows) if r in run.beside] if run.beside else []
+            for k in odd:  # rows with cells beside the run's: merged in column order
+                r = rows[k]
+                cells = [(c.col, t[k]) for c, t in zip(cols, texts)]
+                cells += [(b[0], self.cell(r, *b)) for b in run.beside[r]]
+                self._extent(r, r, min(b[0] for b in run.beside[r]),
+                             max(b[0] for b in run.beside[r]))
+                contents[k] = "".join(x for _, x in sorted(cells, key=lambda x: x[0]))
+            if self.heights:
+                self.write("".join([f"{self._row_start(r)}{body}</row>"
+                                    for r, body in zip(rows, contents)]))
+            else:
+                if rows[0] <= self._last_row:
+                    self._row_start(rows[0])  # says which row came out of order
+                self.write("".join([f'<row r="{r + 1}">{body}</row>'
+                                    for r, body in zip(rows, contents)]))
                 self._last_row = rows[-1]
-                yield hi - lo
-                continue
-            out = []
-            for k, r in enumerate(rows):
-                beside = run.beside.get(r)
-                if beside is None:
-                    out.append(self._row_start(r) + "".join([t[k] for t in texts]) + "</row>")
-                else:
-                    cells = [(c.col, t[k]) for c, t in zip(cols, texts)]
-                    cells += [(b[0], self.cell(r, *b)) for b in beside]
-                    self._extent(r, r, min(b[0] for b in beside), max(b[0] for b in beside))
-                    cells.sort(key=lambda x: x[0])
-                    out.append(self._row_start(r) + "".join(x for _, x in cells) + "</row>")
-            self.write("".join(out))
             yield hi - lo
 
     def _segments(self, column, run: Run) -> list[tuple[int, int, str, int | None]]:

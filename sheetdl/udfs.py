@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from . import collab, kernels, linear, optim, presets
+from . import collab, compiled, kernels, optim, presets
 from .data import EXCEL_MAX_ROWS
 from .formulas import out_of_range
 
@@ -260,8 +260,8 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
     given.setdefault("lr", optim.lesson_lr("graddesc", kind))
     opt, _ = presets.resolve(str(preset).strip().lower(), kind, **given)
     with np.errstate(all="ignore"):
-        tr = linear.train(opt, xs, ys, epochs=e, b_init=_number(b_init, "b_init", default=1),
-                          a_init=_number(a_init, "a_init", default=1))
+        tr = compiled.train(opt, xs, ys, epochs=e, b_init=_number(b_init, "b_init", default=1),
+                            a_init=_number(a_init, "a_init", default=1))
     steps = np.arange(1, tr.loss.size + 1)
     table = np.column_stack([steps, (steps - 1) // xs.size + 1, tr.x, tr.y, tr.b, tr.a,
                              tr.pred, tr.loss, tr.grad_b, tr.grad_a, tr.b_trace, tr.a_trace])

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import linear, optim, xlsx
+from . import compiled, linear, optim, xlsx
 from .data import EXCEL_MAX_ROWS
 
 RTOL, ATOL = 1e-9, 1e-12
@@ -914,9 +914,9 @@ def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceC
                 trace = linear.train_full_batch(opt, x, y, steps=sched.steps, b_init=b_init,
                                                 a_init=a_init, schedule=sched)
             else:
-                trace = linear.train(opt, x, y, epochs=meta["epochs"], b_init=b_init,
-                                     a_init=a_init, schedule=sched, anneal=anneal,
-                                     drop_last_update=meta.get("drop_last_update", False))
+                trace = compiled.train(opt, x, y, epochs=meta["epochs"], b_init=b_init,
+                                       a_init=a_init, schedule=sched, anneal=anneal,
+                                       drop_last_update=meta.get("drop_last_update", False))
         expected = {"b_trace": trace.b_trace, "a_trace": trace.a_trace, "loss_trace": trace.loss}
         if sched is not None or anneal is not None:
             expected["lr_trace"] = trace.lr
