@@ -68,11 +68,15 @@ def _blanks_as_nan(value) -> np.ndarray | None:
     def cell(c):
         if c is None or (isinstance(c, str) and (not c.strip() or c.startswith("#"))):
             return np.nan
+        if isinstance(c, dict) and c.get("type") == "Error":  # Office.js's, passed raw
+            return np.nan
         return float(c)
 
     seq = (list, tuple, np.ndarray)
     if not isinstance(value, seq) or isinstance(value, np.ndarray) and value.ndim == 0:
         value = [[value]]  # one cell, given as a scalar
+    elif not any(isinstance(row, seq) for row in value):
+        value = [value]  # one row, as xlwings Server passes a single row of cells
     try:
         rows = [[cell(c) for c in (row if isinstance(row, seq) else [row])] for row in value]
         return np.asarray(rows, dtype=float)
@@ -430,6 +434,29 @@ def _off_the_loop(f):
     return threaded
 
 
+def _as_json(f):
+    """``f`` returning what JSON holds: lists of rows, floats; an array of one dimension is
+    one row, as xlwings writes it."""
+    import functools
+    import inspect
+
+    def plain(result):
+        if isinstance(result, np.ndarray):
+            return result.tolist() if result.ndim != 1 else [result.tolist()]
+        return float(result) if isinstance(result, np.generic) else result
+
+    if inspect.iscoroutinefunction(f):
+        @functools.wraps(f)
+        async def converted(*args, **kwargs):
+            return plain(await f(*args, **kwargs))
+    else:
+        @functools.wraps(f)
+        def converted(*args, **kwargs):
+            return plain(f(*args, **kwargs))
+    converted.__signature__ = inspect.signature(f)
+    return converted
+
+
 def decorate(func, arg, ret, classic: bool = False, threaded: bool = False) -> dict:
     """Apply a runtime's xlwings decorators to every public function.
 
@@ -451,12 +478,19 @@ def decorate(func, arg, ret, classic: bool = False, threaded: bool = False) -> d
             f = functools.wraps(f)(lambda *a, _f=f: _f(*a))
             f.__name__ = f"{NAMESPACE}_{name.upper()}"
             f.__signature__ = inspect.signature(globals()[name])
+        if threaded:
+            # xlwings Server cleans every cell of an argument and of the result in Python
+            # (a 100,000-cell call spent ~90% of its time there): the arrays pass through as
+            # the JSON lists they are, _matrix reads them in one NumPy call, and the result
+            # goes back as plain lists
+            f = ret("raw")(_as_json(f))
         wrapped = f
         for p in reversed(inspect.signature(globals()[name]).parameters):
             if p in _ARRAYS:
                 # no dtype here: a text cell would make the conversion itself fail (HTTP
                 # 500); _matrix reads the cells and names the argument instead
-                wrapped = arg(p, np.array, ndim=2)(wrapped)
+                wrapped = arg(p, "raw")(wrapped) if threaded else \
+                    arg(p, np.array, ndim=2)(wrapped)
         wrapped = func(namespace=NAMESPACE)(wrapped) if not classic else func(wrapped)
         out[wrapped.__name__ if classic else name] = wrapped
     return out
