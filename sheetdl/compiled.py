@@ -181,7 +181,7 @@ def _source(opt: Optimizer, scheduled: tuple[str, ...]):
 
     Variables: ``c_KEY_P`` this step's value of column KEY for parameter P (b or a),
     ``c_KEY`` a per-step scalar, ``q_...`` the step before's; ``t…`` intermediates,
-    each added ×0 to ``z``, which is NaN at the step's end if any was not finite.
+    each and-ed into ``ok``, false at the step's end if any was not finite.
     Returns the source and what the caller passes and reads."""
     columns = optimizer_columns(opt, scheduled)
     keys = {c.key for c in columns}
@@ -198,7 +198,7 @@ def _source(opt: Optimizer, scheduled: tuple[str, ...]):
             temps[0] += 1
             name = f"t{temps[0]}"
             lines.append(f"{name} = {src}")
-            lines.append(f"z += {name} * 0.0")  # NaN from here on if it is not finite
+            lines.append(f"ok &= {name} - {name} == 0.0")  # false for inf and NaN
             return name
         return emit
 
@@ -273,9 +273,9 @@ def _source(opt: Optimizer, scheduled: tuple[str, ...]):
         "        step = float(i + 1)",
         *[f"        s_{k} = scheduled[i, {j}]" for j, k in enumerate(scheduled)],
         "        pred, err, loss, g_b, g_a = forward(p_b, p_a, xs[i], ys[i])",
-        "        z = (pred + err + loss + g_b + g_a) * 0.0",
+        "        ok = (pred + err + loss + g_b + g_a) * 0.0 == 0.0",
         *["        " + line for line in body],
-        "        if z != 0.0:",  # some intermediate overflowed or is NaN: #NUM! in a sheet
+        "        if not ok:",  # some intermediate overflowed or is NaN: #NUM! in a sheet
         "            return i",
         *[f"        out[i, {j}] = {v}" for j, v in enumerate(
             ["p_b", "p_a", "pred", "err", "loss", "g_b", "g_a"]
