@@ -50,7 +50,7 @@ def chart_boxes(ws):
             for c in ws._charts]
 
 
-@pytest.mark.parametrize("book,sheet", sheets())
+@pytest.mark.parametrize("book,sheet", list(sheets()))
 def test_charts_sit_on_the_first_screen(loaded, book, sheet):
     boxes = chart_boxes(loaded[book][sheet])
     on_screen = [b for b in boxes if b[2] < ROWS and b[3] < COLS]
@@ -59,7 +59,7 @@ def test_charts_sit_on_the_first_screen(loaded, book, sheet):
     assert boxes[0] in on_screen
 
 
-@pytest.mark.parametrize("book,sheet", sheets())
+@pytest.mark.parametrize("book,sheet", list(sheets()))
 def test_first_screen_is_mostly_filled(loaded, book, sheet):
     ws = loaded[book][sheet]
     shown = {(r, c) for r in range(ROWS) for c in range(COLS)
@@ -71,7 +71,7 @@ def test_first_screen_is_mostly_filled(loaded, book, sheet):
     assert share >= 0.45, f"{sheet}: only {share:.0%} of A1:T40 shows something"
 
 
-@pytest.mark.parametrize("book,sheet", sheets())
+@pytest.mark.parametrize("book,sheet", list(sheets()))
 def test_numbers_on_the_first_screen_are_formatted(loaded, cached, book, sheet):
     ws, values = loaded[book][sheet], cached[book][sheet]
     numeric = [ws.cell(r, c) for r in range(8, ROWS + 1) for c in range(1, COLS + 1)
