@@ -92,10 +92,13 @@ class SheetData:
         last = f"{col_name(self.cols[1])}{self.rows[1] + 1}"
         return first if first == last else f"{first}:{last}"
 
-    def _row_start(self, row: int) -> str:
+    def _in_order(self, row: int) -> None:
         if row <= self._last_row:
             raise ValueError(f"{self.sheet}: row {row + 1} comes after row {self._last_row + 1}; "
                              "rows must be written in order")
+
+    def _row_start(self, row: int) -> str:
+        self._in_order(row)
         previous, self._last_row = self._last_row, row
         if not self.heights:
             return f'<row r="{row + 1}">'
@@ -177,8 +180,7 @@ class SheetData:
                 self.write("".join([f"{self._row_start(r)}{body}</row>"
                                     for r, body in zip(rows, contents)]))
             else:
-                if rows[0] <= self._last_row:
-                    self._row_start(rows[0])  # says which row came out of order
+                self._in_order(rows[0])
                 self.write("".join([f'<row r="{r + 1}">{body}</row>'
                                     for r, body in zip(rows, contents)]))
                 self._last_row = rows[-1]

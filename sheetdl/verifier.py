@@ -31,6 +31,8 @@ from .data import EXCEL_MAX_ROWS
 RTOL, ATOL = 1e-9, 1e-12
 VOLATILE = re.compile(r"\b(RAND|RANDBETWEEN|RANDARRAY|OFFSET|INDIRECT|NOW|TODAY|CELL|INFO)\(",
                       re.IGNORECASE)
+
+
 def _volatile(formula: str) -> bool:
     """VOLATILE.search, after a test of plain substrings ten times quicker that rules out
     most formulas (a large sheet has millions)."""
@@ -419,8 +421,9 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
     traces = None
     if meta and meta.get("udf") and meta.get("lesson") in REPLAYS:
         # No engine here computes the add-in's calls: a --udf workbook's traces are
-        # checked as cached, the numbers it shows, against the reference math.
-        traces = _replay(_Workbook(model), meta, path, rtol, atol)
+        # checked as cached, the numbers it shows (the model before it recalculates),
+        # against the reference math.
+        traces = _replay(wb, meta, path, rtol, atol)
     try:
         model.evaluate()
     except BaseException as e:

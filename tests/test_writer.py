@@ -24,17 +24,17 @@ def _course_lesson(n=40, epochs=3):
 
 
 def test_long_columns_are_shared_formulas_that_engines_expand_to_the_layouts_text(tmp_path):
-    lesson = _course_lesson()
-    path = xlsx.write(graddesc.build(lesson), tmp_path / "g.xlsx")
+    built = graddesc.build(_course_lesson())
+    path = xlsx.write(built, tmp_path / "g.xlsx")
+    names = {s.name: i + 1 for i, s in enumerate(built.sheets)}
     with zipfile.ZipFile(path) as z:
-        names = {s.name: i + 1 for i, s in enumerate(graddesc.build(lesson).sheets)}
         xml = z.read(f"xl/worksheets/sheet{names['adam']}.xml").decode()
     masters = re.findall(r'<f t="shared" ref="([A-Z]+)(\d+):\1(\d+)" si="\d+">', xml)
     children = xml.count('<f t="shared" si=')
     assert masters and children > 10 * len(masters)
     # each cell's formula as IronCalc expands the shared ones, against each cell's template
     model = ironcalc.load_from_xlsx(str(path), "en", "UTC")
-    sheet = next(s for s in graddesc.build(lesson).sheets if s.name == "adam")
+    sheet = next(s for s in built.sheets if s.name == "adam")
     si = names["adam"] - 1
     compared = 0
     for run in [item for item in sheet.rows() if isinstance(item, book.Run)]:
