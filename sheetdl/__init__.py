@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .options import LESSONS, OptionError
-from .verifier import Report, Reports, VerifyError
+from .verification.verifier import Report, Reports, VerifyError
 
 try:
     from importlib.metadata import version as _version
@@ -47,7 +47,7 @@ def verify(*paths: str | Path, rtol: float = 1e-9) -> Report | Reports:
     """Recalculate each workbook with IronCalc and check it: one ``Report`` for one path,
     ``Reports`` (a list with ``.ok`` and ``.mismatches``) for several. Raises
     ``VerifyError`` for a file that cannot be read as a workbook."""
-    from . import verifier
+    from .verification import verifier
 
     if not paths:
         raise TypeError("sheetdl.verify needs at least one path")

@@ -78,7 +78,9 @@ def _child(code: str, *args, python=sys.executable, timeout=3600) -> dict:
 
 WRITE_SHEETDL = """
 import sys, time
-from sheetdl import data, graddesc, xlsx
+from .lessons import data
+from .lessons.graddesc import layout as graddesc
+from .write import xlsx
 x, y = data.synthetic_line(int(sys.argv[1]), 0)
 t0 = time.perf_counter()
 lesson = graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1)
@@ -89,7 +91,9 @@ RESULT = {"seconds": time.perf_counter() - t0}
 # The default lesson: five optimizer sheets, a data sheet and a comparison.
 WRITE_DEFAULT = """
 import sys, time
-from sheetdl import data, graddesc, xlsx
+from .lessons import data
+from .lessons.graddesc import layout as graddesc
+from .write import xlsx
 x, y = data.synthetic_line(int(sys.argv[1]), 0)
 t0 = time.perf_counter()
 xlsx.write(graddesc.build(graddesc.make_lesson(x, y, epochs=1)), sys.argv[2])
@@ -100,9 +104,10 @@ RESULT = {"seconds": time.perf_counter() - t0}
 # comes from the same layout, built before the clock starts.
 WRITE_ALTERNATIVE = """
 import sys, time
-from sheetdl import data, graddesc
+from .lessons import data
+from .lessons.graddesc import layout as graddesc
 x, y = data.synthetic_line(int(sys.argv[1]), 0)
-from sheetdl.book import cell_rows
+from .sheet.workbook import cell_rows
 book = graddesc.build(graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1))
 sheets = [(s.name, list(cell_rows(s.rows))) for s in book.sheets]
 which, out = sys.argv[3], sys.argv[2]
@@ -198,7 +203,7 @@ print(json.dumps({"seconds": times[len(times) // 2]}))
 
 VERIFY_SHEETDL = """
 import sys, time
-from sheetdl import verifier
+from .verification import verifier
 t0 = time.perf_counter()
 report = verifier.verify(sys.argv[1])
 assert report.ok, report.summary()
@@ -214,7 +219,10 @@ def _uno_python() -> str | None:
 
 
 def bench_recalculation(rows: int, folder: Path, repeats: int) -> list[Row]:
-    from . import data, graddesc, libreoffice, xlsx
+    from .lessons import data
+    from .lessons.graddesc import layout as graddesc
+    from .verification import libreoffice
+    from .write import xlsx
 
     x, y = data.synthetic_line(rows, 0)
     path = xlsx.write(graddesc.build(graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1)),
@@ -257,7 +265,9 @@ def bench_recalculation(rows: int, folder: Path, repeats: int) -> list[Row]:
 # --------------------------------------------------------------------------- kernels
 
 def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Row]:
-    from . import collab, data, kernels, udfs
+    from .lessons.collab import model as collab
+    from .lessons import data
+    from .addin import kernels, udfs
 
     rng = np.random.default_rng(0)
     p, g, m = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n) * 0.1
@@ -276,7 +286,8 @@ def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Ro
         Row("kernels", f"sgd_step, {n:,} float64 parameters", sgd, floor3,
             "NumPy copy of the same bytes (2 read, 1 written)", "≥ 0.5"),
     ]
-    from . import compiled, optim
+    from .lessons.graddesc import compiled
+    from .math import optim
 
     # the functions themselves: with XLWINGS_LICENSE_KEY set, udfs wraps them for the server
     train_linear, collab_train = map(inspect.unwrap, (udfs.train_linear, udfs.collab_train))
@@ -386,8 +397,9 @@ def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Ro
 # --------------------------------------------------------------------------- add-in end to end
 
 def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
-    from . import libreoffice, xlsx
-    from .book import Book, Sheet, static_rows
+    from .verification import libreoffice
+    from .write import xlsx
+    from .sheet.workbook import Book, Sheet, static_rows
 
     try:
         import xlwings_server  # noqa: F401
@@ -461,7 +473,7 @@ def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    from . import graddesc
+    from .lessons.graddesc import layout as graddesc
 
     lesson = graddesc.make_lesson(x, y, optimizers=("sgd",), epochs=1, lr=0.01)
     tpath = xlsx.write(graddesc.build(lesson), folder / "train_formulas.xlsx")
@@ -519,7 +531,7 @@ def _json_echo_floor(args, repeats: int) -> float:
 # --------------------------------------------------------------------------- scaling
 
 def bench_scaling(base_rows: int, base_n: int, folder: Path, factors=(1, 10, 100)) -> list[dict]:
-    from . import kernels
+    from .addin import kernels
 
     points = []
     for f in factors:

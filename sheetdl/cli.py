@@ -14,7 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data, graddesc, optim, options, presets, progress, schedules, xlsx
+from .lessons import data
+from .lessons.graddesc import layout as graddesc
+from .math import optim, presets, schedules
+from . import options, progress
+from .write import xlsx
 from .options import LESSONS
 from . import __version__
 
@@ -96,7 +100,7 @@ def _finder_options(args, steps=None) -> dict:
 
 
 def build_softmax(args):
-    from . import softmax, softmax_book
+    from .lessons.softmax import model as softmax, layout as softmax_book
 
     if args.data == "iris":
         X, labels, classes, features = softmax_book.load_iris()
@@ -118,7 +122,7 @@ def build_softmax(args):
 
 
 def build_collab(args):
-    from . import collab, collab_book
+    from .lessons.collab import model as collab, layout as collab_book
 
     if args.udf and (args.schedule != "constant" or args.lrfind):
         raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
@@ -155,7 +159,7 @@ def build_collab(args):
 
 
 def build_mlp(args):
-    from . import mlp, mlp_book
+    from .lessons.mlp import model as mlp, layout as mlp_book
 
     if args.data:
         X, y, features, target = mlp_book.read_csv(args.data)
@@ -251,7 +255,7 @@ def _divergence(book, sheet: str) -> list[str]:
 
 
 def cmd_verify(args) -> int:
-    from . import verifier as verify
+    from .verification import verifier as verify
 
     if not (args.rtol >= 0 and math.isfinite(args.rtol)):
         raise UserError(f"--rtol must be a finite number ≥ 0, got {args.rtol}")
@@ -298,14 +302,14 @@ def cmd_serve(args) -> int:
     except ImportError:
         raise UserError('sheetdl serve needs xlwings Server: pip install "sheetdl[addin]"') \
             from None
-    project = Path(__file__).parent / "server_project"
+    project = Path(__file__).parent / "addin" / "server_project"
     os.environ["XLWINGS_PROJECT_DIR"] = str(project)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach it can run the functions",
               file=sys.stderr)
     from xlwings_server.main import main_app
 
-    from .server_guard import Guard
+    from .addin.server_guard import Guard
 
     app = Guard(main_app, allowed_hosts=[args.host, *args.allow_host])
     print(f"sheetdl functions on http://{args.host}:{args.port} (xlwings Server; "
@@ -315,7 +319,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_addin(args) -> int:
-    from . import addin
+    from .addin import install as addin
 
     if args.action == "install":
         print(addin.install())

@@ -14,8 +14,9 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from . import graddesc, optim, presets, schedules
-from .formulas import HYPER_HELP, out_of_range
+from .lessons.graddesc import layout as graddesc
+from .math import optim, presets, schedules
+from .sheet.formulas import HYPER_HELP, out_of_range
 
 LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",

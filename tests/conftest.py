@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from sheetdl import libreoffice
+from sheetdl.verification import libreoffice
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

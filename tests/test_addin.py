@@ -8,7 +8,9 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import addin, udfs, verifier as verify, xlsx
+from sheetdl.addin import install as addin, udfs
+from sheetdl.verification import verifier as verify
+from sheetdl.write import xlsx
 from conftest import ROOT
 
 DEMO = ROOT / "addin" / "sheetdl.xlsm"
@@ -27,7 +29,7 @@ def test_demo_carries_the_xlwings_vba_and_conf():
         assert z.read("xl/vbaProject.bin") == addin.vba_project()
     wb = openpyxl.load_workbook(DEMO, keep_vba=True)
     conf = {r[0].value: r[1].value for r in wb["xlwings.conf"].iter_rows(max_col=2)}
-    assert conf["UDF Modules"] == "sheetdl.udfs" and conf["Interpreter_Win"] == "python"
+    assert conf["UDF Modules"] == "sheetdl.addin.udfs" and conf["Interpreter_Win"] == "python"
 
 
 def test_demo_calls_sit_beside_their_formula_sheets():
@@ -43,7 +45,8 @@ def test_demo_calls_sit_beside_their_formula_sheets():
     # the call's cached trajectory is the formula sheet as IronCalc recalculates it ...
     np.testing.assert_array_equal(new_b_call, recalc.values("b_trace", "sgd"))
     # ... and torch.optim's, from the sheet's own inputs (not the add-in's own numbers)
-    from sheetdl import data, presets
+    from sheetdl.lessons import data
+    from sheetdl.math import presets
     from torch_reference import torch_trace
 
     x, y = data.course_points()
@@ -57,7 +60,7 @@ def test_install_elsewhere_prints_the_steps():
     r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "addin", "install"],
                        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
     assert r.returncode == 0
-    assert "xlwings addin install" in r.stdout and '"UDF Modules","sheetdl.udfs"' in r.stdout
+    assert "xlwings addin install" in r.stdout and '"UDF Modules","sheetdl.addin.udfs"' in r.stdout
 
 
 def test_lite_main_is_generated_from_the_kernels():

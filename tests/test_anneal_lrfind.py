@@ -8,7 +8,10 @@ import openpyxl
 import pytest
 
 from conftest import ROOT, named_values
-from sheetdl import data, graddesc, libreoffice, verifier as verify, xlsx
+from sheetdl.lessons import data
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.write import xlsx
 
 # --------------------------------------------------------------------------- annealing
 
@@ -220,7 +223,8 @@ def test_softmax_and_collab_finder_sheets(soffice, tmp_path):
     LambdaLR reproduces the losses), its bookkeeping replays, and LibreOffice agrees."""
     import torch
 
-    from sheetdl import collab, collab_book, softmax, softmax_book
+    from sheetdl.lessons.collab import model as collab, layout as collab_book
+    from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
 
     X, labels = softmax.synthetic_blobs(12, 3, 2, 5)
     sm = softmax_book.make_lesson(X, labels, optimizer="adam", steps=5)

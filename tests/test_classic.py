@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sheetdl import data, udfs, verifier as verify
+from sheetdl.lessons import data
+from sheetdl.addin import udfs
+from sheetdl.verification import verifier as verify
 from conftest import ROOT
 
 GOLDEN = Path(__file__).parent / "golden" / "sheetdl_udfs.bas"
@@ -88,11 +90,11 @@ def excel_call(conversion, f, *com_args):
 
 def test_vba_that_import_functions_writes_is_golden(classic):
     xludfs, _, functions = classic
-    module = types.ModuleType("sheetdl.udfs")
+    module = types.ModuleType("sheetdl.addin.udfs")
     for name, f in functions.items():
         setattr(module, name, f)
     out = io.StringIO()
-    xludfs.generate_vba_wrapper("sheetdl.udfs", module, out,
+    xludfs.generate_vba_wrapper("sheetdl.addin.udfs", module, out,
                                 types.SimpleNamespace(Name="sheetdl.xlsm"))
     vba = out.getvalue()
     assert vba == GOLDEN.read_text(), "regenerate tests/golden/sheetdl_udfs.bas if intended"

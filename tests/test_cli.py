@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 
 from conftest import ROOT
-from sheetdl import xlsx
+from sheetdl.write import xlsx
 
 COURSE_XLSM = os.path.join(os.path.dirname(__file__), "data", "fastai", "course-v3",
                            "graddesc.xlsm")

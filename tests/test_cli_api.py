@@ -13,7 +13,8 @@ import pytest
 
 import sheetdl
 from conftest import ROOT
-from sheetdl import options, verifier
+from sheetdl import options
+from sheetdl.verification import verifier
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 ENV.pop("SHEETDL_PROGRESS", None)

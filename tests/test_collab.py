@@ -8,7 +8,10 @@ import openpyxl
 import pytest
 import torch
 
-from sheetdl import collab, collab_book, graddesc, libreoffice, verifier as verify, xlsx
+from sheetdl.lessons.collab import model as collab, layout as collab_book
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.write import xlsx
 from conftest import ROOT, named_values
 from torch_reference import torch_optimizer
 

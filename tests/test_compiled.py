@@ -9,7 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from sheetdl import compiled, data, expr, formulas, linear, optim, presets, schedules
+from sheetdl.lessons.graddesc import compiled, model as linear
+from sheetdl.lessons import data
+from sheetdl.math import expr, optim, presets, schedules
+from sheetdl.sheet import formulas
 from torch_reference import torch_trace
 
 pytestmark = pytest.mark.skipif(not compiled.available(), reason="numba is not installed")

@@ -11,8 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import named_values
-from sheetdl import (collab, collab_book, graddesc, libreoffice, mlp_book, presets, softmax,
-                     softmax_book, verifier as verify, xlsx)
+from sheetdl.lessons.collab import model as collab, layout as collab_book
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.lessons.mlp import layout as mlp_book
+from sheetdl.math import presets
+from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
+from sheetdl.write import xlsx
 
 SLOW = bool(os.environ.get("SHEETDL_SLOW"))
 BATCHES = 25 if SLOW else 2

@@ -5,7 +5,9 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import graddesc, libreoffice, verifier as verify, xlsx
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.write import xlsx
 from torch_reference import torch_trace
 
 KINDS = graddesc.ALL_OPTIMIZERS

@@ -11,7 +11,7 @@ import openpyxl
 import pytest
 from openpyxl.utils import range_boundaries
 
-from sheetdl import verifier as verify
+from sheetdl.verification import verifier as verify
 from conftest import ROOT
 
 BOOKS = ROOT / "workbooks"

@@ -4,7 +4,11 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import data, graddesc, linear, presets, verifier as verify, xlsx
+from sheetdl.lessons import data
+from sheetdl.lessons.graddesc import layout as graddesc, model as linear
+from sheetdl.math import presets
+from sheetdl.verification import verifier as verify
+from sheetdl.write import xlsx
 from conftest import ROOT
 
 

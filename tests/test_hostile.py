@@ -12,7 +12,10 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import collab_book, softmax, softmax_book, verifier as verify, xlsx
+from sheetdl.lessons.collab import layout as collab_book
+from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
+from sheetdl.verification import verifier as verify
+from sheetdl.write import xlsx
 from conftest import ROOT
 
 WORKBOOK = ROOT / "workbooks" / "graddesc.xlsx"
@@ -218,7 +221,8 @@ def test_schedule_input_edited_to_nonsense_is_named(tmp_path):
     it): verify names the sheet and the input instead of crashing."""
     import dataclasses
 
-    from sheetdl import data, graddesc
+    from sheetdl.lessons import data
+    from sheetdl.lessons.graddesc import layout as graddesc
 
     x, y = data.course_points()
     lesson = graddesc.make_lesson(x, y, optimizers=("sgd",), schedule="step")
@@ -321,7 +325,7 @@ def test_one_far_formula_does_not_walk_the_whole_sheet(tmp_path):
      "nesterov must be TRUE or FALSE"),
 ])
 def test_udf_arguments_are_checked_as_torch_checks_them(call, message):
-    from sheetdl import udfs
+    from sheetdl.addin import udfs
 
     with pytest.raises(udfs.UdfError, match=re.escape(message)):
         call(udfs)
@@ -329,7 +333,7 @@ def test_udf_arguments_are_checked_as_torch_checks_them(call, message):
 
 def test_nesterov_false_as_text_is_false():
     """Before, nesterov="FALSE" was read as True (a non-empty string)."""
-    from sheetdl import udfs
+    from sheetdl.addin import udfs
 
     # torch.optim.SGD: buf = 0.9·0.5 + 1 = 1.45; plain θ − 0.1·buf, Nesterov θ − 0.1·(g + 0.9·buf)
     step = lambda flag: udfs.momentum_step([[1.0]], [[1.0]], [[0.5]], 0.1, 0.9, 0, flag)
@@ -375,7 +379,7 @@ def test_overflowing_builds_cache_what_the_engines_compute(tmp_path, soffice):
     shows as #NUM! (NumPy's exp(−inf) = 0 came back from an overflow a sheet never does),
     and its own verify failed; likewise graddesc with x = 1e300. Now each verifies, and
     LibreOffice's recalculation equals every cached value, #NUM! included."""
-    from sheetdl import libreoffice
+    from sheetdl.verification import libreoffice
 
     big = tmp_path / "big.csv"
     big.write_text("x,y\n1e300,2\n2,4\n3,6\n")
@@ -434,7 +438,7 @@ def test_ratings_csv_is_read_sparse_first_and_a_repeated_pair_is_refused(tmp_pat
     f.write_text("user,item,rating\n" + "".join(f"u{i},m{i},3\n" for i in range(30_000)))
     r = run("build", "collab", "--data", f, "-o", tmp_path / "c.xlsx")
     assert r.returncode == 2 and "30,000 users × 30,000 items is a 900,000,000-cell" in r.stderr
-    from sheetdl import collab
+    from sheetdl.lessons.collab import model as collab
 
     many = tmp_path / "many.csv"  # 200,000 ratings of 400 × 500: linear time, well under 10 s
     many.write_text("user,item,rating\n" + "".join(
@@ -468,7 +472,7 @@ def test_formulas_past_excels_limit_are_refused(tmp_path):
     """Before: --factors 1000 wrote 15,321-character formulas, which Excel cannot open."""
     r = run("build", "collab", "--factors", "1000", "-o", tmp_path / "c.xlsx")
     assert r.returncode == 2 and "past Excel's 8,192; use fewer --factors" in r.stderr
-    from sheetdl.book import Book, Sheet, static_rows
+    from sheetdl.sheet.workbook import Book, Sheet, static_rows
 
     long = "=" + "+".join(["A1"] * 3000)
     book = Book([Sheet("s", static_rows([(0, [(0, None, 1.0, None), (1, long, 3000.0, None)])]))],
@@ -506,7 +510,7 @@ def test_the_cli_keeps_an_ignored_hangup_ignored_and_restores_its_handlers():
 
 
 def test_cells_hold_num_in_place_too():
-    from sheetdl.cells import cells
+    from sheetdl.math.cells import cells
 
     a = cells([1e308, 1.0])
     alias = a
@@ -517,7 +521,7 @@ def test_cells_hold_num_in_place_too():
 
 def test_mlp_predict_overflow_is_a_message_not_a_number():
     """Before: MLP_PREDICT(-10, W1 = 1e308, ...) returned 0.5 where the sheet shows #NUM!."""
-    from sheetdl import udfs
+    from sheetdl.addin import udfs
 
     with pytest.raises(udfs.UdfError, match="overflowed"):
         udfs.mlp_predict([[-10.0]], [[1e308]], [0.0], [1.0], [0.5])

@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from conftest import named_values
-from sheetdl import graddesc, libreoffice, mlp, mlp_book, udfs, verifier as verify, xlsx
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.lessons.mlp import model as mlp, layout as mlp_book
+from sheetdl.addin import udfs
+from sheetdl.write import xlsx
 from torch_reference import torch_optimizer, torch_scheduler
 
 KINDS = graddesc.ALL_OPTIMIZERS
@@ -236,7 +240,7 @@ def test_udf_arguments_are_checked(call, message):
 
 
 def test_bad_input_gets_one_line(tmp_path):
-    from sheetdl import data
+    from sheetdl.lessons import data
 
     f = tmp_path / "p.csv"
     f.write_text("x,y\n1,2\n\n\n3,oops\n")  # blank lines still count as lines

@@ -4,7 +4,8 @@ torch.optim itself on random problems."""
 import numpy as np
 import pytest
 
-from sheetdl import linear, optim, presets
+from sheetdl.lessons.graddesc import model as linear
+from sheetdl.math import optim, presets
 
 X = np.array([0.14, 0.86, 0.28])
 Y = np.array([0.58, 2.02, 0.86])

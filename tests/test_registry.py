@@ -7,7 +7,10 @@ import tokenize
 import pytest
 
 from conftest import ROOT
-from sheetdl import formulas, optim, options, presets, schedules, udfs
+from sheetdl.sheet import formulas
+from sheetdl.math import optim, presets, schedules
+from sheetdl import options
+from sheetdl.addin import udfs
 
 PACKAGE = ROOT / "sheetdl"
 
@@ -30,7 +33,7 @@ def test_an_optimizer_is_named_in_at_most_two_package_files(name):
     """Before: nadam, adamax and adagrad were each named in 6–7 package files. Now its
     rule and registration (optim.py) and its formula templates (formulas.py)."""
     files = modules_naming(name)
-    assert files <= {"sheetdl/optim.py", "sheetdl/formulas.py"}, files
+    assert files <= {"sheetdl/math/optim.py", "sheetdl/sheet/formulas.py"}, files
 
 
 def test_every_consumer_reads_the_registry():

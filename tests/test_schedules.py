@@ -9,8 +9,12 @@ import pytest
 import torch
 
 from conftest import named_values
-from sheetdl import (collab, collab_book, graddesc, libreoffice, schedules, softmax,
-                     softmax_book, verifier as verify, xlsx)
+from sheetdl.lessons.collab import model as collab, layout as collab_book
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.math import schedules
+from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
+from sheetdl.write import xlsx
 from torch_reference import torch_scheduler, torch_trace
 
 KINDS = graddesc.ALL_OPTIMIZERS

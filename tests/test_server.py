@@ -16,7 +16,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from sheetdl import data, softmax_book, verifier as verify
+from sheetdl.lessons import data
+from sheetdl.lessons.softmax import layout as softmax_book
+from sheetdl.verification import verifier as verify
 from conftest import ROOT
 
 pytest.importorskip("xlwings_server")
@@ -75,7 +77,7 @@ def test_metadata_lists_every_function_in_the_sheetdl_namespace(server):
     with urllib.request.urlopen(server + "/xlwings/custom-functions-meta") as r:
         meta = json.loads(r.read())
     names = {f["name"] for f in meta["functions"]}
-    from sheetdl import udfs
+    from sheetdl.addin import udfs
 
     assert {f"SHEETDL.{name.upper()}" for name in udfs.PUBLIC} == names
     with urllib.request.urlopen(server + "/xlwings/custom-functions-code") as r:
@@ -122,7 +124,7 @@ def test_adam_step_through_the_server(server):
     status, out = call(server, "adam_step", [[1.0, 1.0]], [[0.5466666667, 0.0389333333]],
                        [[0.0, 0.0]], [[0.0, 0.0]], 1, 0.1, None, None, None, None, None)
     assert status == 200, out
-    from sheetdl import udfs
+    from sheetdl.addin import udfs
 
     # the direct call, which tier 1 ties to the workbook rows; the server must not change a bit
     want = udfs.adam_step([[1.0, 1.0]], [[0.5466666667, 0.0389333333]], [[0.0, 0.0]],

@@ -6,7 +6,10 @@ import openpyxl
 import pytest
 import torch
 
-from sheetdl import graddesc, libreoffice, softmax, softmax_book, verifier as verify, xlsx
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
+from sheetdl.write import xlsx
 from conftest import named_values
 from torch_reference import torch_optimizer, torch_scheduler
 

@@ -5,7 +5,7 @@ Excel); a change here means verify's classification changed.
 """
 import pytest
 
-from sheetdl import verifier as verify
+from sheetdl.verification import verifier as verify
 from conftest import FASTAI
 
 # file, formula cells, agree, volatile (incl. computed from one), engine differences, first volatile

@@ -5,7 +5,12 @@ import openpyxl
 import pytest
 import torch
 
-from sheetdl import collab, collab_book, data, graddesc, udfs, verifier as verify, xlsx
+from sheetdl.lessons.collab import model as collab, layout as collab_book
+from sheetdl.lessons import data
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.addin import udfs
+from sheetdl.verification import verifier as verify
+from sheetdl.write import xlsx
 from torch_reference import torch_trace
 
 

@@ -6,14 +6,19 @@ import array_api_strict as xs
 import numpy as np
 import pytest
 
-from sheetdl import collab, graddesc, kernels, softmax, softmax_book, udfs, verifier as verify, xlsx
+from sheetdl.lessons.collab import model as collab
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.addin import kernels, udfs
+from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
+from sheetdl.verification import verifier as verify
+from sheetdl.write import xlsx
 from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
 def graddesc_book(tmp_path_factory):
     """The default graddesc workbook plus nesterov, recalculated by IronCalc."""
-    from sheetdl import data
+    from sheetdl.lessons import data
 
     x, y = data.course_points()
     lesson = graddesc.make_lesson(x, y, optimizers=graddesc.ALL_OPTIMIZERS)

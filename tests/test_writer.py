@@ -10,7 +10,11 @@ import numpy as np
 import openpyxl
 import pytest
 
-from sheetdl import book, data, graddesc, libreoffice, verifier, xlsx
+from sheetdl.sheet import workbook as book
+from sheetdl.lessons import data
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.verification import libreoffice, verifier
+from sheetdl.write import xlsx
 from conftest import named_values
 from torch_reference import torch_trace
 

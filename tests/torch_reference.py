@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from sheetdl import optim
+from sheetdl.math import optim
 
 
 def torch_optimizer(kind: str, opt: optim.Optimizer, params):

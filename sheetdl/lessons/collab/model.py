@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fullbatch
-from .data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows,
-                   read_text)
-from .optim import Optimizer
-from .softmax import seqsum
+from ..data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, read_text
+from ...math import cells, fullbatch
+from ...math.optim import Optimizer
+from ..softmax.model import seqsum
 
 
 @dataclass
@@ -59,7 +58,7 @@ def squash(raw, y_range=None):
     if not y_range:
         return raw
     lo, hi = y_range
-    return lo + (hi - lo) / (1.0 + np.exp(-raw))
+    return lo + (hi - lo) / (1.0 + cells.exp(-raw))
 
 
 def squash_backward(D, pred, y_range=None):

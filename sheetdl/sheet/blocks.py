@@ -16,12 +16,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import lrfind, schedules
-from .book import Chart, Series, Sheet, area, col_name, number_format, ref
-from .formulas import (Column, Template, finder_chart, finder_columns, finder_summary,
-                       fit_inputs, optimizer_columns, renamer, schedule_columns,
-                       schedule_keys)
-from .optim import Optimizer
+from ..math import lrfind, schedules
+from .workbook import Chart, Series, Sheet, area, col_name, number_format, ref
+from .formulas import (Column, Template, finder_chart, finder_columns, finder_summary, fit_inputs,
+    optimizer_columns, renamer, schedule_columns, schedule_keys)
+from ..math.optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
 

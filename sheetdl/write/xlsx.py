@@ -20,7 +20,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from . import sheet_xml
-from .book import Book, Run, Sheet
+from ..sheet.workbook import Book, Run, Sheet
 
 #: Fixed document timestamp: the same inputs give the same bytes.
 EPOCH = _dt.datetime(2024, 1, 1)

@@ -17,16 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fullbatch, lrfind, mlp, optim, presets, schedules
-from .blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
-                     FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
-                     run_finder, stream_blocks, training_sheet)
-from .book import (Book, Chart, Series, Sheet, area, col_name, number_format, ref, static_rows)
-from .data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows,
-                   is_number, read_text)
-from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
-                       input_validations, schedule_inputs, status_cell)
-from .optim import Optimizer
+from ...math import fullbatch, lrfind, optim, presets, schedules
+from . import model as mlp
+from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
+    FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder,
+    stream_blocks, training_sheet)
+from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format, ref,
+    static_rows)
+from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number,
+    read_text)
+from ...sheet.formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
+    input_validations, schedule_inputs, status_cell)
+from ...math.optim import Optimizer
 
 #: Learning rates that bend the default network onto the sine in 100 steps, measured.
 LESSON_LR = {name: optim.lesson_lr("mlp", name) for name in optim.NAMES}

@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import compiled, linear, lrfind, optim, presets, schedules
-from .book import (ArrayFormula, Book, Chart, Run, RunColumn, Series, Sheet, area,
-                   number_style, ref, static_rows)
-from .cells import cells
-from .data import EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions, finder_chart,
-                       finder_columns, finder_summary, LABEL_ROW, fit_inputs, input_rows,
-                       input_validations,
-                       optimizer_columns, renamer, schedule_columns, schedule_inputs,
-                       schedule_keys, status_cell)
-from .optim import Optimizer
+from . import compiled, model as linear
+from ...math import lrfind, optim, presets, schedules
+from ...sheet.workbook import (ArrayFormula, Book, Chart, Run, RunColumn, Series, Sheet, area,
+    number_style, ref, static_rows)
+from ...math.cells import cells
+from ..data import EXCEL_MAX_ROWS
+from ...sheet.formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions,
+    finder_chart, finder_columns, finder_summary, LABEL_ROW, fit_inputs, input_rows,
+    input_validations, optimizer_columns, renamer, schedule_columns, schedule_inputs,
+    schedule_keys, status_cell)
+from ...math.optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 ALL_OPTIMIZERS = optim.NAMES

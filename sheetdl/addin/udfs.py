@@ -23,9 +23,12 @@ import sys
 
 import numpy as np
 
-from . import collab, compiled, kernels, optim, presets
-from .data import EXCEL_MAX_ROWS
-from .formulas import out_of_range
+from ..lessons.collab import model as collab
+from ..lessons.graddesc import compiled
+from . import kernels
+from ..math import optim, presets
+from ..lessons.data import EXCEL_MAX_ROWS
+from ..sheet.formulas import out_of_range
 
 NAMESPACE = "SHEETDL"
 
@@ -343,7 +346,7 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
             X = X.T
         else:
             raise UdfError(f"x has {X.shape[0]} examples (rows) and y has {ys.size} values")
-    from . import mlp
+    from ..lessons.mlp import model as mlp
     kind = _optimizer(optimizer)
     h = _whole(hidden, "hidden", maximum=max(1, MAX_PARAMETERS // (X.shape[1] + 2)))
     n_steps = _whole(steps, "steps", maximum=MAX_EPOCHS)
@@ -391,7 +394,7 @@ def mlp_predict(x, W1, b1, W2, b2):
     if X.size * h > MAX_WORK:  # the N × units × features temporaries
         raise UdfError(f"{X.shape[0]:,} examples × {d:,} features × {h:,} units is past the "
                        f"{MAX_WORK:,} a call may take")
-    from . import mlp
+    from ..lessons.mlp import model as mlp
 
     shape = mlp.Shape(d, h)
     return _finite(mlp.predict(shape, X, shape.pack(w1, bias1, w2, bias2)).reshape(-1, 1))

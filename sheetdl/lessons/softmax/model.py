@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fullbatch
-from .optim import Optimizer
+from ...math import cells, fullbatch
+from ...math.optim import Optimizer
 
 
 def seqsum(a: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -45,11 +45,11 @@ def softmax_rows(logits, targets) -> SoftmaxRows:
     t = np.asarray(targets, int)
     mx = z.max(axis=1)
     shifted = z - mx[:, None]
-    e = np.exp(shifted)
+    e = cells.exp(shifted)
     s = seqsum(e, axis=1)
     p = e / s[:, None]
     onehot = (np.arange(z.shape[1])[None, :] == t[:, None]).astype(float)
-    logp = shifted - np.log(s)[:, None]
+    logp = shifted - cells.log(s)[:, None]
     loss = -seqsum(onehot * logp, axis=1)
     return SoftmaxRows(z, mx, shifted, e, s, p, onehot, logp, loss, p - onehot,
                        loss / np.log(10.0))
@@ -88,12 +88,12 @@ def forward_backward(X, labels, W, b) -> Step:
     z = seqsum(X[:, None, :] * W[None, :, :], axis=2) + b[None, :]
     mx = z.max(axis=1)
     shifted = z - mx[:, None]
-    e = np.exp(shifted)
+    e = cells.exp(shifted)
     s = seqsum(e, axis=1)
     p = e / s[:, None]
     rows = np.arange(n)
     z_target = shifted[rows, labels]
-    loss_i = np.log(s) - z_target
+    loss_i = cells.log(s) - z_target
     correct = (z_target == 0.0).astype(float)
     onehot = np.zeros_like(p)
     onehot[rows, labels] = 1.0

@@ -17,6 +17,8 @@ again on ``Cells``: the rare diverged run pays for the semantics, the rest does 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _COMPARISONS = {np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal}
@@ -67,3 +69,22 @@ def cells(a) -> Cells:
 def plain(a) -> np.ndarray:
     """Back to a plain ndarray, for callers that index or compare as usual."""
     return np.asarray(a).view(np.ndarray)
+
+
+def _libm(ufunc, scalar):
+    """``ufunc`` with each finite result replaced by the C library's (``scalar``): NumPy's
+    SIMD exp and log on AVX-512 machines round some results one ulp apart from libm's, and
+    a workbook's cached values must be the same bytes on every machine. Non-finite results,
+    the floating-point flags and ``Cells`` semantics stay NumPy's."""
+    def apply(x):
+        result = ufunc(x)
+        if np.ndim(result) == 0:
+            return scalar(float(x)) if np.isfinite(result) else result
+        finite = np.isfinite(result)
+        result[finite] = [scalar(v) for v in np.asarray(x, float)[finite].tolist()]
+        return result
+    return apply
+
+
+exp = _libm(np.exp, math.exp)
+log = _libm(np.log, math.log)

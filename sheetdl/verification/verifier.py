@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import compiled, linear, optim, xlsx
-from .data import EXCEL_MAX_ROWS
+from ..lessons.graddesc import compiled, model as linear
+from ..math import optim
+from ..write import xlsx
+from ..lessons.data import EXCEL_MAX_ROWS
 
 RTOL, ATOL = 1e-9, 1e-12
 VOLATILE = re.compile(r"\b(RAND|RANDBETWEEN|RANDARRAY|OFFSET|INDIRECT|NOW|TODAY|CELL|INFO)\(",
@@ -332,7 +334,7 @@ def _col_number(letters: str) -> int:
 
 
 def _cell_name(row: int, col: int) -> str:
-    from .book import col_name
+    from ..sheet.workbook import col_name
 
     return f"{col_name(col - 1)}{row}"
 
@@ -747,7 +749,7 @@ def _replay_mlp(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]
 
 def _replay_mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
     """One training sheet of the mlp lesson, from its named start and inputs."""
-    from . import mlp
+    from ..lessons.mlp import model as mlp
 
     label = "train" if si is None else wb.sheets[si]
     part = {name: np.array(_numbers(wb, name, si, path))
@@ -785,7 +787,7 @@ def _sheet_index(wb: _Workbook, sheet: str, path) -> int:
 
 def _replay_softmax_sheet(wb, meta, sspec, steps, si, X, labels, path, rtol, atol):
     """One training sheet (``si`` None: the workbook-scoped train sheet)."""
-    from . import softmax
+    from ..lessons.softmax import model as softmax
 
     label = "train" if si is None else wb.sheets[si]
     bias = np.array(_numbers(wb, "bias_init", si, path))
@@ -807,7 +809,7 @@ def _replay_softmax_sheet(wb, meta, sspec, steps, si, X, labels, path, rtol, ato
 
 
 def _finder_want(wb, si, path, lr, loss) -> dict:
-    from . import lrfind
+    from ..math import lrfind
 
     with _named_inputs(wb, si, path):
         _, beta, stop = lrfind.settings(len(lr), _numbers(wb, "smooth_beta", si, path)[0],
@@ -841,7 +843,7 @@ def _replay_collab(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceChe
 
 
 def _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
-    from . import collab
+    from ..lessons.collab import model as collab
 
     label = "train" if si is None else wb.sheets[si]
     m = lambda name: _matrix(wb, name, path, si=si)
@@ -872,7 +874,7 @@ def _replay_collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
 
 
 def _replay_collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
-    from . import collab
+    from ..lessons.collab import model as collab
 
     shape = collab.Shape(R.shape[0], R.shape[1], meta["factors"])
     hyper = {h: _numbers(wb, h, None, path)[0] for h in ("lr", "weight_decay")}
@@ -889,7 +891,7 @@ def _schedule(wb: _Workbook, spec: dict | None, si, path, lr: float | None):
     """The sheet's schedule rebuilt from its metadata and its own named inputs."""
     if not spec or spec.get("kind") in (None, "constant", "anneal"):
         return None
-    from . import schedules
+    from ..math import schedules
 
     probe = schedules.Schedule(kind=spec["kind"], cycles=spec.get("cycles"))
     given = {k: _numbers(wb, k, si, path)[0] for k in probe.inputs() + ["steps"]}
@@ -918,7 +920,7 @@ def _named_inputs(wb: _Workbook, si, path):
 
 def _sheet_hyper(wb: _Workbook, cls, spec: dict | None, si, path) -> dict:
     """Named hyperparameters, less those the schedule sets per step."""
-    from . import schedules
+    from ..math import schedules
 
     kind = (spec or {}).get("kind")
     probe = schedules.Schedule(kind=kind, cycles=spec.get("cycles")) \
@@ -928,7 +930,7 @@ def _sheet_hyper(wb: _Workbook, cls, spec: dict | None, si, path) -> dict:
 
 
 def _replay_graddesc(wb: _Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
-    from . import schedules
+    from ..math import schedules
 
     x = np.array(_numbers(wb, "x", None, path))
     y = np.array(_numbers(wb, "y", None, path))

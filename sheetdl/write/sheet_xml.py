@@ -18,8 +18,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .book import ArrayFormula, Run, col_name
-from .data import EXCEL_MAX_FORMULA
+from ..sheet.workbook import ArrayFormula, Run, col_name
+from ..lessons.data import EXCEL_MAX_FORMULA
 
 #: The error values a formula's cached result may be (stored with ``t="e"``).
 ERRORS = frozenset({"#DIV/0!", "#N/A", "#NAME?", "#NULL!", "#NUM!", "#REF!", "#VALUE!"})

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cells import like_a_sheet
-from .optim import Optimizer
-from .schedules import Anneal, Schedule, scheduled_values, stepping
+from ...math.cells import like_a_sheet
+from ...math.optim import Optimizer
+from ...math.schedules import Anneal, Schedule, scheduled_values, stepping
 
 
 def forward(b, a, x, y):

@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import collab, fullbatch, lrfind, optim, presets, schedules
-from .blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun, Group,
-                     Layout, TraceTable, add_finder_sheet, at_step, blocks_top,
-                     run_finder, stream_blocks, training_sheet)
-from .book import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name, number_format, ref,
-                   static_rows)
-from .data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
-from .formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
-                       input_validations,
-                       schedule_inputs, status_cell)
-from .optim import Optimizer
+from . import model as collab
+from ...math import fullbatch, lrfind, optim, presets, schedules
+from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
+    Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder, stream_blocks,
+    training_sheet)
+from ...sheet.workbook import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name,
+    number_format, ref, static_rows)
+from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
+from ...sheet.formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
+    input_validations, schedule_inputs, status_cell)
+from ...math.optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
 LESSON_LR = {name: optim.lesson_lr("collab", name) for name in optim.NAMES}

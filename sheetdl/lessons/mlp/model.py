@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import fullbatch
-from .cells import like_a_sheet
-from .optim import Optimizer
-from .softmax import seqsum
+from ...math import fullbatch
+from ...math.cells import like_a_sheet
+from ...math.optim import Optimizer
+from ..softmax.model import seqsum
 
 
 @dataclass(frozen=True)

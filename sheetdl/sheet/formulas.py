@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from . import lrfind, optim, schedules
-from .book import FORBIDDEN, Chart, Series, area, col_name, ref
-from .optim import Optimizer
+from ..math import lrfind, optim, schedules
+from .workbook import FORBIDDEN, Chart, Series, area, col_name, ref
+from ..math.optim import Optimizer
 
 # Explanations of each hyperparameter, shown as the input cell's note and validation message.
 HYPER_HELP = {
@@ -552,7 +552,7 @@ def finder_chart(sheet: str, row: int, col: int, first: int, last: int, where: d
 def about_page(title: str, start: list[str], details: list[str]):
     """The ``about`` sheet: a "start here" of three steps (look at this, change that yellow
     cell, watch this chart), then the details."""
-    from .book import Sheet, static_rows
+    from .workbook import Sheet, static_rows
 
     rows = [(0, [(0, None, title, "title")]), (2, [(0, None, "Start here", "bold")])]
     rows += [(3 + i, [(0, None, f"{i + 1}. {line}", "text")]) for i, line in enumerate(start)]

@@ -1,6 +1,6 @@
 """sheetdl's Excel functions for xlwings Server: =SHEETDL.ADAM_STEP(...) and the rest.
 
-Every member carrying xlwings metadata becomes a custom function; sheetdl.udfs
+Every member carrying xlwings metadata becomes a custom function; sheetdl.addin.udfs
 decorates its functions with xlwings.server's decorators when it is imported
 with XLWINGS_LICENSE_KEY set, as the server requires.
 """
@@ -12,7 +12,7 @@ if sys.platform != "emscripten":
     # (a 100k-cell call: 10-18 s without this, about 1 s with it).
     sys.modules.setdefault("pyodide", None)
 
-from sheetdl import udfs  # noqa: E402
+from sheetdl.addin import udfs  # noqa: E402
 
 # every public function, so a new one needs no edit here
 globals().update({name: getattr(udfs, name) for name in udfs.PUBLIC})
