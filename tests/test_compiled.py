@@ -1,8 +1,9 @@
 """The compiled per-sample loop and the expression trees it is lowered from.
 
 The loop is generated from the formula templates the sheets hold, so these tests hold
-it to two independent computations: torch.optim (the ground truth), and the reference
-math ``linear.train`` (hand-written NumPy, itself tested against torch), bit for bit.
+it to torch.optim (the ground truth), and to the reference math ``linear.train`` bit for
+bit: the same templates printed as array code by another lowering (``math.lower``), so
+the two lowerings must agree on every operation's order.
 """
 import math
 

@@ -1,6 +1,7 @@
 """One registry of optimizers (issue 12): each optimizer's name, presets, lesson learning
-rates and plain sentence are declared once, beside its rule in sheetdl/optim.py, and the
-CLI, presets, schedules, the add-in and the README's tables read them from there."""
+rates, plain sentence and own hyperparameters are declared once, in its own file beside
+its rule (sheetdl/math/optimizers/), and the CLI, presets, schedules, the add-in and the
+README's tables read them from there."""
 import io
 import tokenize
 
@@ -30,10 +31,11 @@ def modules_naming(name: str) -> set[str]:
 
 @pytest.mark.parametrize("name", ["nadam", "adamax", "adagrad"])
 def test_an_optimizer_is_named_in_at_most_two_package_files(name):
-    """Before: nadam, adamax and adagrad were each named in 6–7 package files. Now its
-    rule and registration (optim.py) and its formula templates (formulas.py)."""
+    """Before: nadam, adamax and adagrad were each named in 6–7 package files. Now its own
+    file (rule, templates, registration) and the line that lists the optimizers in order."""
     files = modules_naming(name)
-    assert files <= {"sheetdl/math/optim.py", "sheetdl/sheet/formulas.py"}, files
+    assert files == {f"sheetdl/math/optimizers/{name}.py",
+                     "sheetdl/math/optimizers/__init__.py"}, files
 
 
 def test_every_consumer_reads_the_registry():
@@ -58,6 +60,6 @@ def test_every_consumer_reads_the_registry():
 def test_a_registration_must_give_every_lesson_a_learning_rate():
     with pytest.raises(ValueError, match="a learning rate for each of graddesc, softmax, "
                                          "collab, mlp"):
-        optim.register("lion", optim.SGD, lesson_lr={"graddesc": 1e-4}, presets={},
+        optim.register("lion", optim.OPTIMIZERS["sgd"], lesson_lr={"graddesc": 1e-4}, presets={},
                        plain="")
     assert "lion" not in optim.REGISTRY

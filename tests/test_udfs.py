@@ -136,23 +136,33 @@ def test_kernels_on_array_api_strict_equal_numpy():
         pytest.approx(float(kernels.cross_entropy(p, labels)), rel=1e-15)
 
 
-def test_blocked_numpy_path_equals_the_plain_formula(monkeypatch):
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "nesterov", "rmsprop", "adam"])
+def test_compiled_loop_equals_the_array_path_to_the_bit(kind, monkeypatch):
+    """Past kernels.COMPILED_FROM elements a NumPy step runs the rule's numba loop over the
+    elements; the array path (the workbooks' reference math) gives the same bits."""
     rng = np.random.default_rng(4)
-    arrays = [rng.normal(size=100_003) for _ in range(3)] + [np.abs(rng.normal(size=100_003))]
-    fast = kernels.adam_step(*arrays, 9, 0.01, 0.9, 0.999, 1e-8, 0.05)
-    monkeypatch.setattr(kernels, "BLOCK", 1 << 40)  # forces the array-API path
-    plain = kernels.adam_step(*arrays, 9, 0.01, 0.9, 0.999, 1e-8, 0.05)
-    for f, p in zip(fast, plain):
-        np.testing.assert_array_equal(f, p)
+    n = kernels.COMPILED_FROM + 11
+    p, g, m = (rng.normal(size=n) for _ in range(3))
+    v = np.abs(rng.normal(size=n))
+    step = {"sgd": lambda: (kernels.sgd_step(p, g, 0.01, 0.05),),
+            "momentum": lambda: kernels.momentum_step(p, g, m, 0.01, 0.9, 0.1, False, 0.05),
+            "nesterov": lambda: kernels.momentum_step(p, g, m, 0.01, 0.9, 0.1, True, 0.05),
+            "rmsprop": lambda: kernels.rmsprop_step(p, g, v, 0.01, 0.99, 1e-8, 0.05),
+            "adam": lambda: kernels.adam_step(p, g, m, v, 9, 0.01, 0.9, 0.999, 1e-8, 0.05)}[kind]
+    fast = step()
+    monkeypatch.setattr(kernels, "COMPILED_FROM", 1 << 60)  # forces the array path
+    plain = step()
+    for f, q in zip(fast, plain):
+        np.testing.assert_array_equal(f, q)
 
 
-def test_blocked_numpy_path_equals_torch_adam():
-    """The cache-blocked, threaded path (arrays past kernels.BLOCK) against torch.optim.Adam
-    stepping the same tensors: an independent computation, not the plain formula."""
+def test_compiled_loop_equals_torch_adam():
+    """The compiled loop over the elements (arrays past kernels.COMPILED_FROM) against
+    torch.optim.Adam stepping the same tensors: an independent computation."""
     import torch
 
     rng = np.random.default_rng(7)
-    n = 3 * kernels.BLOCK + 11
+    n = 3 * kernels.COMPILED_FROM + 11
     params, grads = rng.normal(size=n), rng.normal(size=n)
     theta = torch.tensor(params, requires_grad=True)
     opt = torch.optim.Adam([theta], lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.05)

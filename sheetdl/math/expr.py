@@ -1,12 +1,12 @@
 """sheetdl's formula templates as expression trees: parsed, printed back, lowered.
 
 A template such as ``=beta1*{exp_avg@prev}+(1-beta1)*{grad}`` is the one written form
-of a rule (``formulas.optimizer_columns``). ``parse`` turns it into a small tree of
+of a rule (``optim.Optimizer.columns``). ``parse`` turns it into a small tree of
 ``Node``s; ``excel`` prints the tree back to the same text, character for character
 (parentheses are kept as written, so the sheet's order of operations is the tree's);
-``python`` lowers it to Python source for ``compiled``, where numba compiles the
-per-sample loop. Only the functions in ``FUNCTIONS`` parse: a template that uses any
-other cannot be lowered, and says so.
+``python`` lowers it to scalar Python source for the compiled loops, and ``lower``
+prints it as array code. Only the functions in ``FUNCTIONS`` parse: a template that
+uses any other cannot be lowered, and says so.
 
 Precedence is Excel's: comparison < ``&`` < ``+ -`` < ``* /`` < ``^`` < unary minus.
 """
@@ -16,17 +16,27 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-#: Function name → its Python lowering, from the argument sources. Every one computes
-#: in float64 as the spreadsheet engines do (MAX of two, INT as floor).
-FUNCTIONS: dict[str, Callable[..., str]] = {
-    "SQRT": lambda a: f"math.sqrt({a})",
-    "EXP": lambda a: f"math.exp({a})",
-    "LN": lambda a: f"math.log({a})",
-    "ABS": lambda a: f"abs({a})",
-    "MAX": lambda a, b: f"max({a}, {b})",
-    "INT": lambda a: f"float(math.floor({a}))",
-    "COS": lambda a: f"math.cos({a})",
-    "PI": lambda: "math.pi",
+@dataclass(frozen=True)
+class Function:
+    """A spreadsheet function sheetdl emits, with its lowerings from the arguments' source:
+    ``scalar`` on float64 numbers (``math``, as the per-sample loop and a per-step quantity
+    compute), ``array`` on arrays of an array-API namespace ``xp``. Both compute as the
+    spreadsheet engines do (MAX of two, INT as floor)."""
+
+    scalar: Callable[..., str]
+    array: Callable[..., str]
+
+
+#: The one registry of functions a template may use: anything else does not parse.
+FUNCTIONS: dict[str, Function] = {
+    "SQRT": Function(lambda a: f"math.sqrt({a})", lambda a: f"xp.sqrt({a})"),
+    "EXP": Function(lambda a: f"math.exp({a})", lambda a: f"xp.exp({a})"),
+    "LN": Function(lambda a: f"math.log({a})", lambda a: f"xp.log({a})"),
+    "ABS": Function(lambda a: f"abs({a})", lambda a: f"xp.abs({a})"),
+    "MAX": Function(lambda a, b: f"max({a}, {b})", lambda a, b: f"xp.maximum({a}, {b})"),
+    "INT": Function(lambda a: f"float(math.floor({a}))", lambda a: f"xp.floor({a})"),
+    "COS": Function(lambda a: f"math.cos({a})", lambda a: f"xp.cos({a})"),
+    "PI": Function(lambda: "math.pi", lambda: "math.pi"),
 }
 
 
@@ -211,7 +221,7 @@ def python(tree: Node, ref: Callable[[Token], str], name: Callable[[str], str],
         if isinstance(node, Neg):
             return emit(f"-{low(node.operand)}")
         if isinstance(node, Call):
-            return emit(FUNCTIONS[node.fn](*(low(a) for a in node.args)))
+            return emit(FUNCTIONS[node.fn].scalar(*(low(a) for a in node.args)))
         if isinstance(node, BinOp):
             a = low(node.left)
             if node.op == "^":

@@ -12,26 +12,16 @@ places quantities on its sheet and gives ``Template`` a resolver from
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 from ..math import lrfind, optim, schedules
 from .workbook import FORBIDDEN, Chart, Series, area, col_name, ref
-from ..math.optim import Optimizer
+from ..math.optim import Column, Optimizer
 
-# Explanations of each hyperparameter, shown as the input cell's note and validation message.
+# Each named input's explanation, shown as its cell's note and validation message: the
+# optimizers' hyperparameters are declared beside their rules (``optim.HYPERPARAMETERS``).
 HYPER_HELP = {
-    "lr": "learning rate η: the step size",
-    "momentum": "μ: how much of the previous velocity is kept",
-    "dampening": "τ: the new gradient enters the buffer as (1 − τ)·g",
-    "beta1": "β₁: decay of the first moment m (mean of g)",
-    "beta2": "β₂: decay of the second moment v (mean of g²)",
-    "alpha": "α: decay of the mean square v",
-    "eps": "ε: keeps the denominator away from zero",
-    "weight_decay": "λ: pulls parameters toward 0",
-    "lr_decay": "lr_t = lr / (1 + (t − 1)·lr_decay)",
-    "momentum_decay": "ψ: μ_t = β₁(1 − ½·0.96^(t·ψ))",
-    "initial_accumulator_value": "starting value of the squared-gradient accumulator",
+    **{name: h.help for name, h in optim.HYPERPARAMETERS.items()},
     "b_init": "starting intercept b",
     "a_init": "starting slope a",
     "fd_h": "h of the central finite differences",
@@ -41,19 +31,7 @@ HYPER_HELP = {
 }
 
 VALIDATION = {
-    "lr": {"validate": "decimal", "criteria": ">", "value": 0},
-    "momentum": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
-    "dampening": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
-    "beta1": {"validate": "decimal", "criteria": "between", "minimum": 0,
-              "maximum": 0.999999999999},
-    "beta2": {"validate": "decimal", "criteria": "between", "minimum": 0,
-              "maximum": 0.999999999999},
-    "alpha": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
-    "eps": {"validate": "decimal", "criteria": ">=", "value": 0},
-    "weight_decay": {"validate": "decimal", "criteria": ">=", "value": 0},
-    "lr_decay": {"validate": "decimal", "criteria": ">=", "value": 0},
-    "momentum_decay": {"validate": "decimal", "criteria": ">=", "value": 0},
-    "initial_accumulator_value": {"validate": "decimal", "criteria": ">=", "value": 0},
+    **{name: h.validation for name, h in optim.HYPERPARAMETERS.items()},
     "fd_h": {"validate": "decimal", "criteria": ">", "value": 0},
     "smooth_beta": {"validate": "decimal", "criteria": "between", "minimum": 0,
                     "maximum": 0.999999999999},
@@ -63,17 +41,6 @@ VALIDATION = {
 }
 
 
-@dataclass
-class Column:
-    key: str
-    header: str
-    note: str
-    formula: str | list[str] | None  # one template, or (first step, later steps)
-    per_param: bool = True
-    style: str = "general"
-    init: str | None = None  # step-0 formula (e.g. "=b_init") or None for a value
-
-
 def optimizer_columns(opt: Optimizer, scheduled=()) -> list[Column]:
     """The state and update columns of one optimizer, matching ``opt.update``'s ``shown``.
 
@@ -81,7 +48,7 @@ def optimizer_columns(opt: Optimizer, scheduled=()) -> list[Column]:
     ``momentum``): their bare names become tokens ``{lr}``..., so each step reads its
     own row's value instead of the named input.
     """
-    cols = _optimizer_columns(opt)
+    cols = opt.columns()
     if scheduled:
         bare = re.compile(r"(?<![{\w])(" + "|".join(map(re.escape, scheduled)) + r")\b")
         swap = lambda t: bare.sub(r"{\1}", t) if t else t
@@ -89,157 +56,6 @@ def optimizer_columns(opt: Optimizer, scheduled=()) -> list[Column]:
             c.formula = [swap(t) for t in c.formula] if isinstance(c.formula, list) \
                 else swap(c.formula)
     return cols
-
-
-def _beta1_pow_column(opt: Optimizer) -> Column:
-    if getattr(opt, "beta1_pow_from_step", False):
-        return Column("beta1_pow", "β₁ᵗ", "β₁ᵗ = EXP(t·LN β₁) with this step's β₁ (torch's "
-                      "beta1**step): a cycled β₁ makes a running product wrong",
-                      "=EXP({step}*LN(beta1))", per_param=False, init="1")
-    return Column("beta1_pow", "β₁ᵗ", "β₁ᵗ as a running product β₁ᵗ⁻¹·β₁ (it underflows "
-                  "to 0 quietly where 0.9^7000 is #NUM! in LibreOffice)",
-                  "={beta1_pow@prev}*beta1", per_param=False, init="1")
-
-
-def _optimizer_columns(opt: Optimizer) -> list[Column]:
-    decoupled = getattr(opt, "decoupled_weight_decay", False)
-    P = "{p}*(1-lr*weight_decay)" if decoupled else "{p}"
-    cols: list[Column] = []
-    if not decoupled:
-        cols.append(Column("grad", "g", "g = ∂L/∂θ + λ·θ: the gradient with coupled (L2) "
-                           "weight decay, torch's weight_decay.", "={g}+weight_decay*{p}"))
-    decay_note = (" Decoupled weight decay (AdamW): θ·(1 − lr·λ) replaces θ."
-                  if decoupled else "")
-    name = opt.name
-
-    def new(formula: str, math: str) -> Column:
-        return Column("new", "new", f"θ_new = {math}.{decay_note}", formula, style="num",
-                      init="={p}_init")
-
-    if name == "sgd":
-        cols.append(new(f"={P}-lr*{{grad}}", "θ − lr·g"))
-    elif name == "momentum":
-        rest = "momentum*{buf@prev}+(1-dampening)*{grad}"
-        if opt.dampen_first_step:
-            cols.append(Column("buf", "buf", "velocity buf_t = μ·buf_{t−1} + (1 − τ)·g, buf₀ = 0 "
-                               "(with τ = μ this is the course's moving average).",
-                               "=" + rest, init="0"))
-        else:
-            cols.append(Column("buf", "buf", "velocity (torch's momentum_buffer): buf₁ = g on "
-                               "the first step, then buf_t = μ·buf_{t−1} + (1 − τ)·g.",
-                               ["={grad}", "=" + rest], init="0"))
-        if opt.nesterov:
-            cols.append(Column("direction", "g+μ·buf", "Nesterov: step along g + μ·buf",
-                               "={grad}+momentum*{buf}"))
-            cols.append(new(f"={P}-lr*{{direction}}", "θ − lr·(g + μ·buf)"))
-        else:
-            cols.append(new(f"={P}-lr*{{buf}}", "θ − lr·buf"))
-    elif name == "rmsprop":
-        cols.append(Column("square_avg", "v", "mean square v_t = α·v_{t−1} + (1 − α)·g²",
-                           "=alpha*{square_avg@prev}+(1-alpha)*{grad}^2",
-                           init="=initial_accumulator_value"))
-        v = "{square_avg@prev}" if opt.lagged else "{square_avg}"
-        v_note = "v_{t−1} (the previous row's: the course's lagged rule)" if opt.lagged else "v_t"
-        if opt.centered:
-            cols.append(Column("grad_avg", "ḡ",
-                               "centered: running mean ḡ_t = α·ḡ_{t−1} + (1 − α)·g",
-                               "=alpha*{grad_avg@prev}+(1-alpha)*{grad}", init="0"))
-            v, v_note = f"({v}-{{grad_avg}}^2)", f"({v_note} − ḡ²)"
-        if opt.eps_in_sqrt:
-            cols.append(Column("denom", "denom", f"√({v_note} + ε): ε inside the root (Keras)",
-                               f"=SQRT({v}+eps)"))
-        else:
-            cols.append(Column("denom", "denom", f"√{v_note} + ε: ε outside the root (torch)",
-                               f"=SQRT({v})+eps"))
-        if opt.use_momentum:
-            cols.append(Column("buf", "buf", "buf_t = μ·buf_{t−1} + g/denom",
-                               "=momentum*{buf@prev}+{grad}/{denom}", init="0"))
-            cols.append(new(f"={P}-lr*{{buf}}", "θ − lr·buf"))
-        else:
-            cols.append(new(f"={P}-lr*{{grad}}/{{denom}}", "θ − lr·g/denom"))
-    elif name == "adam":
-        cols += [
-            Column("exp_avg", "m", "first moment m_t = β₁·m_{t−1} + (1 − β₁)·g",
-                   "=beta1*{exp_avg@prev}+(1-beta1)*{grad}", init="0"),
-            Column("exp_avg_sq", "v", "second moment v_t = β₂·v_{t−1} + (1 − β₂)·g²",
-                   "=beta2*{exp_avg_sq@prev}+(1-beta2)*{grad}^2", init="0"),
-        ]
-        v = "{exp_avg_sq}"
-        if opt.amsgrad:
-            cols.append(Column("max_exp_avg_sq", "v̄", "AMSGrad: v̄_t = max(v̄_{t−1}, v_t)",
-                               "=MAX({max_exp_avg_sq@prev},{exp_avg_sq})", init="0"))
-            v = "{max_exp_avg_sq}"
-        if opt.bias_correction:
-            cols += [
-                _beta1_pow_column(opt),
-                Column("beta2_pow", "β₂ᵗ", "β₂ᵗ as a running product β₂ᵗ⁻¹·β₂",
-                       "={beta2_pow@prev}*beta2", per_param=False, init="1"),
-            ]
-            if opt.eps_on_uncorrected:
-                cols.append(Column("lr_t", "lr_t", "Keras: lr_t = lr·√(1 − β₂ᵗ)/(1 − β₁ᵗ), and ε "
-                                   "is added to the uncorrected √v",
-                                   "=lr*SQRT(1-{beta2_pow})/(1-{beta1_pow})", per_param=False))
-                cols.append(new(f"={P}-{{lr_t}}*{{exp_avg}}/(SQRT({v})+eps)",
-                                "θ − lr_t·m/(√v + ε)"))
-            else:
-                cols += [
-                    Column("m_hat", "m̂", "bias-corrected m̂ = m/(1 − β₁ᵗ)",
-                           "={exp_avg}/(1-{beta1_pow})"),
-                    Column("v_hat", "v̂", "bias-corrected v̂ = v/(1 − β₂ᵗ)",
-                           f"={v}/(1-{{beta2_pow}})"),
-                ]
-                cols.append(new(f"={P}-lr*{{m_hat}}/(SQRT({{v_hat}})+eps)",
-                                "θ − lr·m̂/(√v̂ + ε)"))
-        else:
-            cols.append(new(f"={P}-lr*{{exp_avg}}/(SQRT({v})+eps)",
-                            "θ − lr·m/(√v + ε), no bias correction (the course sheet)"))
-    elif name == "adagrad":
-        cols += [
-            Column("clr", "lr_t", "lr_t = lr/(1 + (t − 1)·lr_decay)",
-                   "=lr/(1+({step}-1)*lr_decay)", per_param=False),
-            Column("sum", "Σg²", "accumulated squares s_t = s_{t−1} + g²",
-                   "={sum@prev}+{grad}^2", init="=initial_accumulator_value"),
-        ]
-        denom = "SQRT({sum}+eps)" if opt.eps_in_sqrt else "(SQRT({sum})+eps)"
-        cols.append(new(f"={P}-{{clr}}*{{grad}}/{denom}", "θ − lr_t·g/(√s + ε)"))
-    elif name == "adamax":
-        u = ("=MAX(beta2*{exp_inf@prev},ABS({grad})+eps)" if opt.eps_in_max
-             else "=MAX(beta2*{exp_inf@prev},ABS({grad}))")
-        cols += [
-            Column("exp_avg", "m", "m_t = β₁·m_{t−1} + (1 − β₁)·g",
-                   "=beta1*{exp_avg@prev}+(1-beta1)*{grad}", init="0"),
-            Column("exp_inf", "u", "infinity norm u_t = max(β₂·u_{t−1}, |g| + ε)" if opt.eps_in_max
-                   else "infinity norm u_t = max(β₂·u_{t−1}, |g|) (Keras: ε added below)", u,
-                   init="0"),
-            _beta1_pow_column(opt),
-            Column("clr", "lr_t", "lr_t = lr/(1 − β₁ᵗ)", "=lr/(1-{beta1_pow})", per_param=False),
-        ]
-        denom = "{exp_inf}" if opt.eps_in_max else "({exp_inf}+eps)"
-        cols.append(new(f"={P}-{{clr}}*{{exp_avg}}/{denom}", "θ − lr_t·m/u"))
-    elif name == "nadam":
-        cols += [
-            Column("mu", "μ_t", "μ_t = β₁(1 − ½·0.96^(t·ψ)), written with EXP and LN",
-                   "=beta1*(1-0.5*EXP({step}*momentum_decay*LN(0.96)))", per_param=False),
-            Column("mu_next", "μ_t+1", "μ_{t+1}, the next step's momentum coefficient",
-                   "=beta1*(1-0.5*EXP(({step}+1)*momentum_decay*LN(0.96)))", per_param=False),
-            Column("mu_product", "Πμ", "running product Π_t = Π_{t−1}·μ_t",
-                   "={mu_product@prev}*{mu}", per_param=False, init="1"),
-            Column("exp_avg", "m", "m_t = β₁·m_{t−1} + (1 − β₁)·g",
-                   "=beta1*{exp_avg@prev}+(1-beta1)*{grad}", init="0"),
-            Column("exp_avg_sq", "v", "v_t = β₂·v_{t−1} + (1 − β₂)·g²",
-                   "=beta2*{exp_avg_sq@prev}+(1-beta2)*{grad}^2", init="0"),
-            Column("beta2_pow", "β₂ᵗ", "β₂ᵗ as a running product", "={beta2_pow@prev}*beta2",
-                   per_param=False, init="1"),
-            Column("denom", "denom", "d = √(v/(1 − β₂ᵗ)) + ε",
-                   "=SQRT({exp_avg_sq}/(1-{beta2_pow}))+eps"),
-        ]
-        cols.append(new(f"={P}-lr*(1-{{mu}})/(1-{{mu_product}})*{{grad}}/{{denom}}"
-                        f"-lr*{{mu_next}}/(1-{{mu_product}}*{{mu_next}})*{{exp_avg}}/{{denom}}",
-                        "θ − lr(1 − μ_t)/(1 − Π_t)·g/d − lr·μ_{t+1}/(1 − Π_t·μ_{t+1})·m/d"))
-    else:  # pragma: no cover - OPTIMIZERS and this layout list the same names
-        raise ValueError(f"no layout for optimizer {name!r}")
-    return cols
-
 
 
 _TOKEN = re.compile(r"\{(\w+)(@prev)?\}")
@@ -307,7 +123,7 @@ def conventions(kind: str, opt: Optimizer, follows: str) -> str:
     if "eps_in_sqrt" in o:
         bits.append("ε inside √" if o["eps_in_sqrt"]
                     else "ε outside √ (torch; Keras puts it inside)")
-    if kind in ("adam", "adamw"):
+    if "bias_correction" in o:
         if not o["bias_correction"]:
             bits.append("no bias correction (the course sheet; torch and Keras correct)")
         elif o["eps_on_uncorrected"]:
@@ -316,7 +132,7 @@ def conventions(kind: str, opt: Optimizer, follows: str) -> str:
             bits.append("bias-corrected m̂, v̂, ε after the correction (torch)")
         if o["amsgrad"]:
             bits.append("AMSGrad")
-    if kind in ("momentum", "nesterov"):
+    if "dampen_first_step" in o:
         bits.append("first step buf = g (torch skips dampening once)" if not o["dampen_first_step"]
                     else "dampening from the first step (the course's EMA)")
     if "lagged" in o and o["lagged"]:
