@@ -146,9 +146,13 @@ def test_progress_shows_on_a_terminal_only(tmp_path):
 
 
 def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    # a shell's background job starts with SIGINT ignored, and Python keeps it ignored: the
+    # child gets the default action back, as a terminal's foreground process has it
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     proc = subprocess.Popen([sys.executable, "-m", "sheetdl.cli", "build", "graddesc", "--rows",
                              "30000", "-o", str(tmp_path / "big.xlsx")], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=restore)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".big.xlsx.*.tmp")):  # interrupt once it is writing
         assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
