@@ -78,9 +78,9 @@ def _child(code: str, *args, python=sys.executable, timeout=3600) -> dict:
 
 WRITE_SHEETDL = """
 import sys, time
-from .lessons import data
-from .lessons.graddesc import layout as graddesc
-from .write import xlsx
+from sheetdl.lessons import data
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.write import xlsx
 x, y = data.synthetic_line(int(sys.argv[1]), 0)
 t0 = time.perf_counter()
 lesson = graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1)
@@ -91,9 +91,9 @@ RESULT = {"seconds": time.perf_counter() - t0}
 # The default lesson: five optimizer sheets, a data sheet and a comparison.
 WRITE_DEFAULT = """
 import sys, time
-from .lessons import data
-from .lessons.graddesc import layout as graddesc
-from .write import xlsx
+from sheetdl.lessons import data
+from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.write import xlsx
 x, y = data.synthetic_line(int(sys.argv[1]), 0)
 t0 = time.perf_counter()
 xlsx.write(graddesc.build(graddesc.make_lesson(x, y, epochs=1)), sys.argv[2])
@@ -104,10 +104,10 @@ RESULT = {"seconds": time.perf_counter() - t0}
 # comes from the same layout, built before the clock starts.
 WRITE_ALTERNATIVE = """
 import sys, time
-from .lessons import data
-from .lessons.graddesc import layout as graddesc
+from sheetdl.lessons import data
+from sheetdl.lessons.graddesc import layout as graddesc
 x, y = data.synthetic_line(int(sys.argv[1]), 0)
-from .sheet.workbook import cell_rows
+from sheetdl.sheet.workbook import cell_rows
 book = graddesc.build(graddesc.make_lesson(x, y, optimizers=("adam",), epochs=1))
 sheets = [(s.name, list(cell_rows(s.rows))) for s in book.sheets]
 which, out = sys.argv[3], sys.argv[2]
@@ -203,7 +203,7 @@ print(json.dumps({"seconds": times[len(times) // 2]}))
 
 VERIFY_SHEETDL = """
 import sys, time
-from .verification import verifier
+from sheetdl.verification import verifier
 t0 = time.perf_counter()
 report = verifier.verify(sys.argv[1])
 assert report.ok, report.summary()

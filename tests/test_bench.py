@@ -23,3 +23,21 @@ def test_kernel_rows_are_measured_ratios(monkeypatch):
     text = bench.table(report)
     assert "| kernels | adam_step, 200,000 float64 parameters |" in text
     json.dumps(report, default=str)
+
+
+def test_the_child_processes_import_what_they_time():
+    """The writing and verify rows run their code in fresh processes: its imports must
+    work there, outside the package (a relative import did not, and only `sheetdl bench`
+    in CI would have said so)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    for code in (bench.WRITE_SHEETDL, bench.WRITE_DEFAULT, bench.WRITE_ALTERNATIVE,
+                 bench.VERIFY_SHEETDL):
+        imports = "\n".join(line for line in code.splitlines()
+                            if line.startswith(("from ", "import ")))
+        r = subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True,
+                           env={"PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, r.stderr
