@@ -50,19 +50,11 @@ def backend(name: str | None = None):
     return np
 
 
-def _compiled() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _apply(kind: str, params, grads, state: dict, step: int, **hyper) -> dict:
     """One step of optimizer ``kind`` (torch's conventions) from ``state``, the previous
     step's carried quantities: every column's value by key."""
     opt = optim.make(kind, **optim.REGISTRY[kind].implies, **hyper)
-    if type(params) is np.ndarray and params.size >= COMPILED_FROM and _compiled():
+    if type(params) is np.ndarray and params.size >= COMPILED_FROM and lower.numba_available():
         return _elementwise(opt, params, grads, state, step)
     fn, lowered = lower.array_function(lower.layout(opt))
     return fn(params, grads, float(step), state,

@@ -16,8 +16,10 @@ quantity that holds one number per step (β₁ᵗ, a bias-corrected lr) is compu
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import types
@@ -84,6 +86,23 @@ def _print(tree: expr.Node, ref, name) -> str:
     return low(tree)[0]
 
 
+class _Inputs:
+    """A printer's reader of named inputs: refuses a name that is no hyperparameter of
+    ``opt`` and remembers which are read, so the printed function takes only those."""
+
+    def __init__(self, opt):
+        self.opt, self.used = opt, set()
+
+    def __call__(self, h: str) -> str:
+        if h not in self.opt.hyperparameters:
+            raise expr.FormulaError(f"{h} is no input of {self.opt.name}")
+        self.used.add(h)
+        return h
+
+    def taken(self) -> tuple[str, ...]:
+        return tuple(h for h in self.opt.hyperparameters if h in self.used)
+
+
 def _trees(column) -> list[expr.Node]:
     texts = column.formula if isinstance(column.formula, list) else [column.formula]
     return [expr.parse(t) for t in texts]
@@ -101,7 +120,7 @@ def array_source(opt, name: str | None = None) -> Lowered:
     per_param = frozenset(c.key for c in columns if c.per_param)
     name = name or opt.name
     carried: list[str] = []
-    used: set[str] = set()
+    named = _Inputs(opt)
 
     def ref(tok: expr.Token):
         key = tok.key
@@ -119,12 +138,6 @@ def array_source(opt, name: str | None = None) -> Lowered:
             return f'state["{key}"]', key in per_param
         return key, key in per_param
 
-    def named(h: str) -> str:
-        if h not in opt.hyperparameters:
-            raise expr.FormulaError(f"{h} is no input of {opt.name}")
-        used.add(h)
-        return h
-
     body: list[str] = []
     for c in columns:
         trees = _trees(c)
@@ -135,7 +148,7 @@ def array_source(opt, name: str | None = None) -> Lowered:
                      f"        {c.key} = {_print(trees[0], ref, named)}",
                      "    else:",
                      f"        {c.key} = {_print(trees[1], ref, named)}"]
-    hyper = tuple(h for h in opt.hyperparameters if h in used)
+    hyper = named.taken()
     shown = (["grad"] if "grad" not in keys else []) + keys
     values = ", ".join(f'"{k}": {"g" if k == "grad" and k not in keys else k}' for k in shown)
     doc = f'    """{opt.name}, generated from its formula templates: do not edit."""'
@@ -156,7 +169,7 @@ def elementwise_source(opt, name: str = "kernel") -> Lowered:
     keys = [c.key for c in columns]
     per_param = frozenset(c.key for c in columns if c.per_param)
     carried: list[str] = []
-    used: set[str] = set()
+    named = _Inputs(opt)
     temps = [0]
 
     def ref(tok: expr.Token) -> str:
@@ -172,12 +185,6 @@ def elementwise_source(opt, name: str = "kernel") -> Lowered:
                 carried.append(key)
             return f"q_{key}[i]" if key in per_param else f"q_{key}"
         return f"c_{key}"
-
-    def named(h: str) -> str:
-        if h not in opt.hyperparameters:
-            raise expr.FormulaError(f"{h} is no input of {opt.name}")
-        used.add(h)
-        return h
 
     def lowered(tree, pad: str) -> list[str]:
         lines: list[str] = []
@@ -205,7 +212,7 @@ def elementwise_source(opt, name: str = "kernel") -> Lowered:
     numbers = [k for k in carried if k not in per_param]
     written = ["new"] + [k for k in arrays if k != "new"]
     scalars = [k for k in keys if k not in per_param]
-    hyper = tuple(h for h in opt.hyperparameters if h in used)
+    hyper = named.taken()
     args = (["p", "g", "step"] + [f"q_{k}" for k in arrays] + [f"q_{k}" for k in numbers]
             + list(hyper) + [f"out_{k}" for k in written])
     source = "\n".join([
@@ -260,16 +267,29 @@ def load(text: str, prefix: str):
         return module
 
 
+def numba_available() -> bool:
+    """Whether the compiled loops can run; without numba the array code runs instead."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def _structural(cls) -> tuple[str, ...]:
+    values = set(cls.hyperparameters)
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in values)
+
+
 def layout(opt) -> tuple:
-    """What decides ``opt``'s columns: its rule and structural options, not its values."""
-    import dataclasses
-
-    values = set(opt.hyperparameters)
-    return (type(opt),) + tuple((f.name, getattr(opt, f.name))
-                                for f in dataclasses.fields(opt) if f.name not in values)
+    """What decides ``opt``'s columns: its rule and structural options, not its values.
+    Read on every reference step, so the option names are looked up once per rule."""
+    return (type(opt),) + tuple((name, getattr(opt, name)) for name in _structural(type(opt)))
 
 
-def _structure(key: tuple):
+def rebuild(key: tuple):
+    """An optimizer of layout ``key``, its values the defaults: what the printers read."""
     cls, *structure = key
     return cls(**dict(structure))
 
@@ -277,9 +297,7 @@ def _structure(key: tuple):
 @lru_cache(maxsize=128)
 def array_function(key: tuple):
     """The array function of a layout (``layout(opt)``), compiled once a process."""
-    lowered = array_source(_structure(key), "update")
-    import math
-
+    lowered = array_source(rebuild(key), "update")
     namespace = {"math": math}
     exec(compile(lowered.source, f"<sheetdl rule {key[0].__name__}>", "exec"), namespace)
     return namespace["update"], lowered
@@ -288,7 +306,7 @@ def array_function(key: tuple):
 @lru_cache(maxsize=64)
 def elementwise_function(key: tuple):
     """The numba loop of a layout, compiled once a machine (``load``)."""
-    lowered = elementwise_source(_structure(key))
+    lowered = elementwise_source(rebuild(key))
     text = ("# generated by sheetdl.math.lower from the formula templates; do not edit\n"
             "import math\nimport numba\n\n\n"
             '@numba.njit(cache=True, parallel=True, error_model="numpy")\n' + lowered.source)

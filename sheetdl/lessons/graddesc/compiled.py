@@ -30,12 +30,8 @@ from ...math.optim import Optimizer
 MIN_STEPS = 2_000
 
 
-def available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+#: Whether numba is there to compile the loop (a name of this module, so tests can say no).
+available = lower.numba_available
 
 
 def train(opt: Optimizer, x, y, *, epochs: int | None = None, b_init: float, a_init: float,
@@ -110,12 +106,10 @@ class _Loop:
 
 @lru_cache(maxsize=64)
 def _compile(layout: tuple, scheduled: tuple[str, ...]) -> _Loop:
-    """The loop for a layout of columns (``_layout``), the scheduled hyperparameters read
-    per step: generated source, compiled by numba. The values are the loop's arguments,
-    so a new lr is not a new compilation."""
-    cls, *structure = layout
-    opt = cls(**dict(structure))
-    source, hyper, state, outputs, shown = _source(opt, scheduled)
+    """The loop for a layout of columns (``lower.layout``), the scheduled hyperparameters
+    read per step: generated source, compiled by numba. The values are the loop's
+    arguments, so a new lr is not a new compilation."""
+    source, hyper, state, outputs, shown = _source(lower.rebuild(layout), scheduled)
     return _Loop(_load(source).loop, hyper, state, outputs, shown)
 
 
