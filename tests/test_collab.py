@@ -165,3 +165,24 @@ def test_ratings_csv(tmp_path):
     f.write_text("user,item,rating\nann,heat,four\n")
     with pytest.raises(Exception, match="line 2, column rating: 'four' is not a number"):
         collab.read_csv(f)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+@pytest.mark.parametrize("y_range", [(0.0, 5.5), None])
+def test_sparse_training_matches_torch(monkeypatch, compiled, y_range):
+    """train_sparse, the add-in's path for data past a sheet (observed pairs only), with its
+    compiled pass and with its NumPy one, against the torch embedding model."""
+    R, iu, im = collab.synthetic_ratings(40, 70, blank=0.85, seed=3)
+    lesson = collab_book.make_lesson(R, iu, im, factors=4, optimizer="adam", epochs=12,
+                                     y_range=y_range, lr=0.05, weight_decay=0.01)
+    if not compiled:
+        monkeypatch.setattr(collab, "_sparse_gradient_compiled", lambda: None)
+    users, movies = np.nonzero(np.isfinite(R))
+    theta, losses = collab.train_sparse(lesson.opt, users, movies, R[users, movies],
+                                        lesson.theta0, lesson.shape, lesson.epochs, y_range)
+    want = torch_replay(lesson)
+    np.testing.assert_allclose(losses, want["loss_trace"], rtol=1e-12)
+    U, bu, V, bm = lesson.shape.unpack(theta)
+    for got, name in ((U, "user_factors_final"), (V, "movie_factors_final"),
+                      (bu, "user_bias_final"), (bm, "movie_bias_final")):
+        np.testing.assert_allclose(got, want[name], rtol=1e-10, atol=1e-13, err_msg=name)
