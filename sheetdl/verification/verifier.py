@@ -7,15 +7,19 @@
 (b) sheetdl workbooks: the traces (b_trace, a_trace, loss_trace) against the
     reference math replayed from the workbook's own named inputs and data.
 
-The file is loaded once: every formula cell's cached value is read from the model
-as loaded, then the model is recalculated and read again (loading is most of
-IronCalc's time on a large file, and one model holds half the memory of two).
+The file is loaded once: every cell's cached value is read from the model as loaded,
+then the model is recalculated and read again (loading is half of IronCalc's time on
+a large file, and one model holds half the memory of two). Which cells hold formulas,
+and whether any is volatile, comes from the sheet XML (``formula_scan``), where a
+shared formula's text is written once, rather than from IronCalc one cell at a time;
+a constant reads back as it was, so comparing every cell compares every formula.
 """
 from __future__ import annotations
 
 import contextlib
-
+import itertools
 import math
+import operator
 import os
 import re
 import tempfile
@@ -28,6 +32,7 @@ import numpy as np
 from ..lessons.graddesc import compiled, model as linear
 from ..math import optim
 from ..write import xlsx
+from . import formula_scan
 from ..lessons.data import EXCEL_MAX_ROWS
 
 RTOL, ATOL = 1e-9, 1e-12
@@ -417,8 +422,13 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
     unsupported_roots: set[tuple[int, int, int]] = set()
     pending: list[Mismatch] = []
     pending_keys: list[tuple[int, int, int]] = []
-    keys, cached, others = _cached_formula_values(model, volatile_roots, formulas)
-    report.formula_cells = len(keys) + len(volatile_roots)
+    scanned = formula_scan.scan(path, len(wb.sheets))
+    if scanned is not None and not any(_volatile(f) for f in scanned.texts):
+        keys, cached = _cached_values(model)  # constants too: they cannot change
+        report.formula_cells = scanned.count
+    else:
+        keys, cached = _cached_formula_values(model, volatile_roots, formulas)
+        report.formula_cells = len(keys) + len(volatile_roots)
     meta = xlsx.read_meta(path)
     traces = None
     if meta and meta.get("udf") and meta.get("lesson") in REPLAYS:
@@ -433,17 +443,18 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
             raise
         raise VerifyError(f"{path}: IronCalc could not recalculate it: {e}") from None
     for lo in range(0, len(keys), CHUNK):
-        chunk = zip(keys[lo:lo + CHUNK].tolist(), cached[lo:lo + CHUNK].tolist())
-        for i, (key, before) in enumerate(chunk, lo):
-            after = model.get_cell_value(*key)
-            if i in others:
-                before = others[i]
-            elif after == before and type(after) is float:
-                continue  # most cells, at no cost
-            _check_cell(model, wb, report, tuple(key), before, after, rtol, atol, formulas,
-                        pending, pending_keys, unsupported_roots)
+        chunk = list(zip(*(keys[lo:lo + CHUNK, i].tolist() for i in range(3))))
+        before = cached[lo:lo + CHUNK]
+        after = list(itertools.starmap(model.get_cell_value, chunk))
+        # most cells come back as they were: found by C loops, not one Python step a cell
+        changed = set(itertools.compress(range(len(chunk)), map(operator.ne, before, after)))
+        changed.update(itertools.compress(range(len(chunk)), map(
+            operator.is_not, map(type, before), map(type, after))))
+        for i in sorted(changed):
+            _check_cell(model, wb, report, chunk[i], before[i], after[i], rtol, atol,
+                        formulas, pending, pending_keys, unsupported_roots)
         if on_cells is not None:
-            on_cells(min(CHUNK, len(keys) - lo))
+            on_cells(len(chunk))
     return _finish(path, model, wb, report, meta, traces, formulas, volatile_roots,
                    unsupported_roots, pending, pending_keys, rtol, atol)
 
@@ -452,22 +463,25 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
 CHUNK = 100_000
 
 
-def _cached_formula_values(model, volatile_roots: set, formulas: dict):
-    """The non-volatile formula cells as an (n, 3) array of (sheet, row, column) in that
-    order, their cached values as float64 and ``{index: value}`` of those that are not
-    floats (text, errors, booleans). Only the cells the file lists: walking a sheet's
-    dimension box would take hours for one formula placed at XFD1048576. IronCalc lists
-    the cells as a Python tuple each (~100 bytes); the formula cells' are packed into 24
-    and the list is gone before the model recalculates, which needs memory of its own."""
-    import itertools
-    from array import array
-
+def _cached_values(model):
+    """Every cell the file lists, as an (n, 3) array of (sheet, row, column) in that order,
+    and its cached value. Only the cells the file lists: walking a sheet's dimension box
+    would take hours for one formula placed at XFD1048576. IronCalc lists the cells as a
+    Python tuple each (~100 bytes); they are packed into 24 and the list is gone before
+    the model recalculates, which needs memory of its own."""
     cells = model.get_all_cells()
     cells.sort()
-    is_formula = bytearray(len(cells))
-    values = array("d")
-    others: dict[int, object] = {}
-    for i, key in enumerate(cells):
+    return _packed(cells), list(itertools.starmap(model.get_cell_value, cells))
+
+
+def _cached_formula_values(model, volatile_roots: set, formulas: dict):
+    """``_cached_values`` of the non-volatile formula cells only, asking IronCalc for each
+    cell's formula (a microsecond a cell): for a file whose XML ``formula_scan`` cannot
+    read, or that holds a volatile function."""
+    cells = model.get_all_cells()
+    cells.sort()
+    kept, values = [], []
+    for key in cells:
         f = model.get_cell_formula(*key)
         if not f:
             continue
@@ -475,15 +489,14 @@ def _cached_formula_values(model, volatile_roots: set, formulas: dict):
             volatile_roots.add(key)
             formulas[key] = f
             continue
-        is_formula[i] = 1
-        v = model.get_cell_value(*key)
-        if type(v) is not float:
-            others[len(values)] = v
-            v = math.nan
-        values.append(v)
-    keys = np.fromiter(itertools.chain.from_iterable(itertools.compress(cells, is_formula)),
-                       dtype=np.int64, count=3 * len(values)).reshape(-1, 3)
-    return keys, np.frombuffer(values, dtype=np.float64), others
+        kept.append(key)
+        values.append(model.get_cell_value(*key))
+    return _packed(kept), values
+
+
+def _packed(cells: list) -> np.ndarray:
+    return np.fromiter(itertools.chain.from_iterable(cells), dtype=np.int64,
+                       count=3 * len(cells)).reshape(-1, 3)
 
 
 def _check_cell(model, wb, report, key, before, after, rtol, atol, formulas, pending,
@@ -498,6 +511,10 @@ def _check_cell(model, wb, report, key, before, after, rtol, atol, formulas, pen
     si, r, c = key
     sheet = wb.sheets[si]
     f = model.get_cell_formula(si, r, c)
+    if not f:
+        # no formula of its own: an array formula's other cell, which IronCalc rewrites
+        # from its first cell (checked there), as Excel does
+        return
     unknown = [fn for fn in _UNKNOWN_FUNCTION.findall(f.lstrip("="))]
     if unknown and after == "#NAME?":
         for fn in sorted(set(unknown)):
@@ -669,14 +686,14 @@ def _numbers(wb: _Workbook, name: str, si: int | None, path) -> list[float]:
     if not cells:
         raise VerifyError(f"{path}: defined name {name!r} on {where} points at {formula!r}, "
                           "not at cells")
-    out = []
-    for s, r, c in cells:
-        v = wb.model.get_cell_value(s, r, c)
+    out = list(itertools.starmap(wb.model.get_cell_value, cells))
+    if set(map(type, out)) == {float} and all(map(math.isfinite, out)):
+        return out  # every cell a number: the common case, checked by C loops
+    for (s, r, c), v in zip(cells, out):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise VerifyError(f"{path}: {wb.sheets[s]}!{_cell_name(r, c)} (named {name}) holds "
                               f"{v!r}, not a finite number")
-        out.append(float(v))
-    return out
+    return [float(v) for v in out]
 
 
 def _compare(wb: _Workbook, sheet_label: str, name: str, si, want, rtol, atol) -> TraceCheck:
@@ -687,8 +704,20 @@ def _compare(wb: _Workbook, sheet_label: str, name: str, si, want, rtol, atol) -
     worst, worst_cell, ok = 0.0, "", len(cells) == len(want)
     if not ok:
         worst_cell = f"{len(cells)} cells for {len(want)} values"
-    for cell, w in zip(cells, want):
-        g = wb.model.get_cell_value(*cell)
+    got = list(itertools.starmap(wb.model.get_cell_value, cells))
+    if ok and set(map(type, got)) == {float}:
+        g, w = np.array(got), want.astype(float)
+        if np.isfinite(w).all():
+            with np.errstate(all="ignore"):
+                scale = np.maximum(np.abs(g), np.abs(w))
+                diff = np.abs(g - w)
+                rel = np.where(g == w, 0.0, diff / scale)  # scale 0 only where g == w == 0
+            if (diff <= atol + rtol * scale).all():  # else the cell-by-cell account below
+                worst = float(rel.max(initial=0.0))
+                cell = cells[int(np.argmax(rel))] if worst > 0 else None
+                return TraceCheck(sheet_label, name, len(want), worst, "" if cell is None else
+                                  f"{wb.sheets[cell[0]]}!{_cell_name(cell[1], cell[2])}", True)
+    for cell, g, w in zip(cells, got, want):
         w = float(w)
         if not math.isfinite(w):
             same = isinstance(g, str) and g.startswith("#")

@@ -1,0 +1,99 @@
+"""formula_scan against IronCalc: the formula cells it counts in the sheet XML are the
+cells IronCalc gives a formula, on every course workbook and every built-in one."""
+import zipfile
+
+import openpyxl
+import pytest
+
+from sheetdl.verification import formula_scan, verifier as verify
+from conftest import FASTAI, ROOT
+
+FILES = sorted(FASTAI.glob("*/*.xls*")) + sorted((ROOT / "workbooks").glob("*.xlsx"))
+
+
+def ironcalc_formulas(path):
+    model = verify._load(path)
+    return [model.get_cell_formula(*k) for k in model.get_all_cells()
+            if model.get_cell_formula(*k)], len(model.get_worksheets_properties())
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_count_is_ironcalcs(path):
+    formulas, sheets = ironcalc_formulas(path)
+    scanned = formula_scan.scan(path, sheets)
+    if scanned is None:  # left to IronCalc: tags the scan cannot account for
+        assert path.parent.parent == FASTAI, "sheetdl's own files must be scanned"
+        assert b"<f ca=" in b"".join(zipfile.ZipFile(path).read(n) for n in
+                                     zipfile.ZipFile(path).namelist() if "worksheets/s" in n)
+        return
+    assert scanned.count == len(formulas)
+    # every formula IronCalc holds is a scanned text, or a shared one's copy down the run
+    assert any(f.lstrip("=") in scanned.texts for f in formulas) or not formulas
+    assert any(verify._volatile(f) for f in formulas) == any(
+        verify._volatile(t) for t in scanned.texts)
+
+
+def test_most_course_files_are_scanned():
+    scanned = [formula_scan.scan(p, len(verify._load(p).get_worksheets_properties()))
+               for p in FILES]
+    assert sum(s is not None for s in scanned) >= len(FILES) - 2
+
+
+def rewrite(path, out, change):
+    with zipfile.ZipFile(path) as z, zipfile.ZipFile(out, "w") as w:
+        for info in z.infolist():
+            data = z.read(info)
+            w.writestr(info, change(info.filename, data))
+    return out
+
+
+def small_book(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["A1"], ws["A2"], ws["A3"] = 2, "=A1*3", "=SUM(A1:A2)"
+    ws.conditional_formatting.add("A1:A3", openpyxl.formatting.rule.FormulaRule(
+        formula=["A1>1"], fill=openpyxl.styles.PatternFill(bgColor="FFFF00")))
+    path = tmp_path / "small.xlsx"
+    wb.save(path)
+    return path
+
+
+def test_conditional_formats_and_rich_text_are_no_formulas(tmp_path):
+    path = small_book(tmp_path)
+    # an inline rich-text cell: its run properties hold <family>, which is no formula
+    rich = (b'<c r="B1" t="inlineStr"><is><r><rPr><rFont val="Arial"/><family val="2"/></rPr>'
+            b'<t>hi</t></r></is></c>')
+    out = rewrite(path, tmp_path / "rich.xlsx", lambda name, data: data.replace(
+        b'</c></row>', b'</c>' + rich + b'</row>', 1) if name.endswith("sheet1.xml") else data)
+    assert b"<formula>" in zipfile.ZipFile(out).read("xl/worksheets/sheet1.xml")
+    formulas, sheets = ironcalc_formulas(out)
+    assert len(formulas) == 2
+    assert formula_scan.scan(out, sheets).count == 2
+    report = verify.verify(out)
+    assert report.ok and report.formula_cells == 2
+
+
+def test_prefixed_xml_is_left_to_ironcalc(tmp_path):
+    """A sheet whose elements carry a namespace prefix is not counted by the scan: the
+    verifier then asks IronCalc cell by cell."""
+    path = small_book(tmp_path)
+
+    def prefix(name, data):
+        if not name.endswith("sheet1.xml"):
+            return data
+        return data.replace(b"<worksheet xmlns=", b"<x:worksheet xmlns:x=").replace(
+            b"</worksheet>", b"</x:worksheet>")
+    out = rewrite(path, tmp_path / "prefixed.xlsx", prefix)
+    assert formula_scan.scan(out, 1) is None
+    assert formula_scan.scan(path, 1).count == 2
+    assert formula_scan.scan(path, 2) is None  # parts that are not the sheets IronCalc loaded
+
+
+def test_chunks_cut_between_cells(monkeypatch):
+    """A shared formula's text split across two reads would be lost: the scan cuts after
+    the last whole cell, whatever the read size."""
+    path = ROOT / "workbooks" / "graddesc.xlsx"
+    whole = formula_scan.scan(path, len(openpyxl.load_workbook(path, read_only=True).sheetnames))
+    monkeypatch.setattr(formula_scan, "CHUNK", 997)
+    small = formula_scan.scan(path, len(openpyxl.load_workbook(path, read_only=True).sheetnames))
+    assert (small.count, small.texts) == (whole.count, whole.texts)
