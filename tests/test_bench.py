@@ -21,7 +21,7 @@ def test_kernel_rows_are_measured_ratios(monkeypatch):
     gpu = [r for r in report["rows"] if r["area"] == "gpu"]
     assert len(gpu) == 1 and gpu[0]["note"]
     text = bench.table(report)
-    assert "| kernels | adam_step, 200,000 float64 parameters |" in text
+    assert "| kernels | adam_step, 200,000 float64 parameters, in place (out=) |" in text
     json.dumps(report, default=str)
 
 

@@ -241,7 +241,11 @@ def test_every_readme_command_runs_as_pasted_in_an_empty_folder(tmp_path):
                            timeout=600, env={**ENV, "PATH": bin_dir + os.pathsep +
                                                     ENV.get("PATH", "")})
         assert r.returncode == 0, f"{cmd}\n{r.stderr}"
-    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+    first, *others = re.findall(r"```python\n(.*?)```", README, re.S)
+    r = subprocess.run([sys.executable, "-c", first], cwd=tmp_path, capture_output=True,
                        text=True, env=ENV, timeout=600)
     assert r.returncode == 0 and r.stdout.startswith("True 0 "), r.stderr
+    for code in others:  # every example runs as printed
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                           text=True, env=ENV, timeout=600)
+        assert r.returncode == 0, f"{code}\n{r.stderr}"

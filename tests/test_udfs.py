@@ -179,6 +179,50 @@ def test_compiled_loop_equals_torch_adam():
     np.testing.assert_allclose(v, state["exp_avg_sq"].numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("path", ["compiled", "arrays", "strict"])
+def test_in_place_steps_equal_torch_adam(path, monkeypatch):
+    """``out=(params, exp_avg, exp_avg_sq)``: the step written over its own inputs, as
+    torch.optim.Adam updates its tensors, on the compiled loop, the NumPy array path and
+    array-api-strict (CuPy's path); the same bits as fresh outputs, and torch's numbers."""
+    import torch
+
+    if path != "compiled":
+        monkeypatch.setattr(kernels, "COMPILED_FROM", 1 << 60)
+    rng = np.random.default_rng(8)
+    n = kernels.COMPILED_FROM + 11 if path == "compiled" else 101
+    params, grads = rng.normal(size=n), rng.normal(size=n)
+    theta = torch.tensor(params, requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.05)
+    wrap = xs.asarray if path == "strict" else np.array
+    p, m, v = wrap(params), wrap(np.zeros(n)), wrap(np.zeros(n))
+    held = (p, m, v)
+    for step in (1, 2, 3):
+        g = wrap(grads * step)
+        theta.grad = torch.tensor(grads * step)
+        opt.step()
+        fresh = kernels.adam_step(p, g, m, v, step, 0.01, 0.9, 0.99, 1e-8, 0.05)
+        fresh = [np.asarray(a).copy() for a in fresh]
+        got = kernels.adam_step(p, g, m, v, step, 0.01, 0.9, 0.99, 1e-8, 0.05, out=held)
+        assert all(a is b for a, b in zip(got, held))
+        for a, b in zip(got, fresh):
+            np.testing.assert_array_equal(np.asarray(a), b)
+    np.testing.assert_allclose(np.asarray(p), theta.detach().numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(m), opt.state[theta]["exp_avg"].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(v), opt.state[theta]["exp_avg_sq"].numpy(),
+                               rtol=1e-12)
+
+
+def test_in_place_step_refuses_arrays_it_cannot_write():
+    n = kernels.COMPILED_FROM
+    p, g = np.ones(n), np.ones(n)
+    with pytest.raises(ValueError, match="out for new must be a C-contiguous float64"):
+        kernels.sgd_step(p, g, 0.1, out=np.ones(n, dtype=np.float32))
+    with pytest.raises(ValueError, match="out holds 3 arrays"):
+        kernels.adam_step(p, g, p, p, 1, out=(p,))
+    with pytest.raises(ValueError, match="out for new has shape"):
+        kernels.sgd_step(p[:5], g[:5], 0.1, out=np.ones(4))
+
+
 def test_cupy_backend_falls_back_with_one_warning(monkeypatch):
     pytest.importorskip("numpy")
     try:

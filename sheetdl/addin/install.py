@@ -239,9 +239,9 @@ def lite_main() -> str:
             "import math\n\nimport numpy as np\nfrom array_api_compat import array_namespace\n")
     dispatch = ("RULES = {" + ", ".join(f'"{k}": {r.name}' for k, r in zip(LITE_RULES, rules))
                 + "}\n\n\n"
-                "def _apply(kind, params, grads, state, step, **hyper):\n"
+                "def _apply(kind, params, grads, state, step, out=None, **hyper):\n"
                 '    """One step of the rule of ``kind`` above, on the arrays\' namespace."""\n'
-                "    return RULES[kind](params, grads, float(step), state, **hyper,\n"
-                "                       xp=array_namespace(params, grads))\n")
+                "    return _written(RULES[kind](params, grads, float(step), state, **hyper,\n"
+                "                                xp=array_namespace(params, grads)), out)\n")
     return ("\n\n".join([head] + [r.source for r in rules] + [dispatch])
             + "\n\n" + source[source.index(KERNELS_FROM):] + LITE_WRAPPERS)

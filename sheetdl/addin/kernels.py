@@ -50,35 +50,56 @@ def backend(name: str | None = None):
     return np
 
 
-def _apply(kind: str, params, grads, state: dict, step: int, **hyper) -> dict:
+def _apply(kind: str, params, grads, state: dict, step: int, out=None, **hyper) -> dict:
     """One step of optimizer ``kind`` (torch's conventions) from ``state``, the previous
-    step's carried quantities: every column's value by key."""
+    step's carried quantities: every column's value by key. ``out`` maps keys of the
+    per-parameter results to arrays to write them into (see ``_written``)."""
     opt = optim.make(kind, **optim.REGISTRY[kind].implies, **hyper)
     if type(params) is np.ndarray and params.size >= COMPILED_FROM and lower.numba_available():
-        return _elementwise(opt, params, grads, state, step)
+        return _elementwise(opt, params, grads, state, step, out or {})
     fn, lowered = lower.array_function(lower.layout(opt))
-    return fn(params, grads, float(step), state,
-              *(float(getattr(opt, h)) for h in lowered.hyper), array_namespace(params, grads))
+    return _written(fn(params, grads, float(step), state,
+                       *(float(getattr(opt, h)) for h in lowered.hyper),
+                       array_namespace(params, grads)), out)
 
 
-def _elementwise(opt, params, grads, state, step) -> dict:
-    """The compiled loop's outputs: the new parameters and the carried state."""
+def _elementwise(opt, params, grads, state, step, out: dict) -> dict:
+    """The compiled loop's outputs: the new parameters and the carried state, written
+    into ``out``'s arrays where given (each element is read before it is written, so
+    they may be the inputs themselves), else into new ones."""
     kernel, lowered = lower.elementwise_function(lower.layout(opt))
     flat = lambda a: np.ascontiguousarray(a, dtype=float).reshape(-1)  # noqa: E731
     p, g = flat(params), flat(grads)
     arrays = [flat(state[k]) for k in lowered.state if k in lowered.per_param]
     numbers = [float(state[k]) for k in lowered.state if k not in lowered.per_param]
     written = [k for k in lowered.outputs if k in lowered.per_param]
-    outs = [np.empty_like(p) for _ in written]
+    shape = np.shape(params)
+    for k, o in out.items():
+        if not (type(o) is np.ndarray and o.dtype == np.float64 and o.flags.c_contiguous
+                and o.shape == shape):
+            raise ValueError(f"out for {k} must be a C-contiguous float64 NumPy array of "
+                             f"shape {shape}, as params")
+    outs = [out[k].reshape(-1) if k in out else np.empty_like(p) for k in written]
     scalars = kernel(p, g, float(step), *arrays, *numbers,
                      *(float(getattr(opt, h)) for h in lowered.hyper), *outs)
-    shape = np.shape(params)
-    result = {k: o.reshape(shape) for k, o in zip(written, outs)}
+    result = {k: out[k] if k in out else o.reshape(shape) for k, o in zip(written, outs)}
     result.update(zip([k for k in lowered.outputs if k not in lowered.per_param], scalars))
     return result
 
 
 # --- the kernels: Lite's main.py carries what follows as it is ------------------------
+
+def _written(result: dict, out: dict | None) -> dict:
+    """``result`` with each array of ``out`` (key: array) holding its key's value in
+    place, as torch's optimizers update their tensors: a training loop on large arrays
+    then reuses its memory rather than asking the system for more every step."""
+    for k, o in (out or {}).items():
+        if o.shape != result[k].shape:
+            raise ValueError(f"out for {k} has shape {o.shape}, not {result[k].shape}")
+        o[...] = result[k]
+        result[k] = o
+    return result
+
 
 def softmax(z, axis: int = -1):
     """exp(z − max) / Σ exp(z − max) along ``axis``: finite for any finite logits."""
@@ -107,39 +128,58 @@ def cross_entropy(logits, targets):
     return -xp.sum(onehot * logp) / logits.shape[0]
 
 
-def sgd_step(params, grads, lr: float, weight_decay: float = 0.0):
-    """θ − lr·(g + λθ): torch.optim.SGD without momentum."""
-    return _apply("sgd", params, grads, {}, 1, lr=lr, weight_decay=weight_decay)["new"]
+def sgd_step(params, grads, lr: float, weight_decay: float = 0.0, out=None):
+    """θ − lr·(g + λθ): torch.optim.SGD without momentum. ``out``: an array to write θ
+    into (``params`` itself updates in place, as torch does)."""
+    return _apply("sgd", params, grads, {}, 1, None if out is None else {"new": out},
+                  lr=lr, weight_decay=weight_decay)["new"]
 
 
 def momentum_step(params, grads, velocity, lr: float, momentum: float, dampening: float = 0.0,
-                  nesterov: bool = False, weight_decay: float = 0.0, first: bool = False):
+                  nesterov: bool = False, weight_decay: float = 0.0, first: bool = False,
+                  out=None):
     """torch's momentum: buf = g on the first step (``first``), else μ·buf + (1 − τ)·g;
-    θ − lr·buf, or θ − lr·(g + μ·buf) with Nesterov. Returns (θ, buf)."""
-    out = _apply("nesterov" if nesterov else "momentum", params, grads, {"buf": velocity},
-                 1 if first else 2, lr=lr, momentum=momentum, dampening=dampening,
-                 weight_decay=weight_decay)
-    return out["new"], out["buf"]
+    θ − lr·buf, or θ − lr·(g + μ·buf) with Nesterov. Returns (θ, buf), written into the
+    arrays of ``out`` = (θ, buf) if given (``params`` and ``velocity`` themselves update
+    in place)."""
+    result = _apply("nesterov" if nesterov else "momentum", params, grads,
+                    {"buf": velocity}, 1 if first else 2, _keyed(out, "new", "buf"), lr=lr,
+                    momentum=momentum, dampening=dampening, weight_decay=weight_decay)
+    return result["new"], result["buf"]
 
 
 def rmsprop_step(params, grads, square_avg, lr: float, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0):
-    """v = αv + (1 − α)g²; θ − lr·g/(√v + ε): torch.optim.RMSprop. Returns (θ, v)."""
-    out = _apply("rmsprop", params, grads, {"square_avg": square_avg}, 1, lr=lr, alpha=alpha,
-                 eps=eps, weight_decay=weight_decay)
-    return out["new"], out["square_avg"]
+                 weight_decay: float = 0.0, out=None):
+    """v = αv + (1 − α)g²; θ − lr·g/(√v + ε): torch.optim.RMSprop. Returns (θ, v),
+    written into the arrays of ``out`` = (θ, v) if given."""
+    result = _apply("rmsprop", params, grads, {"square_avg": square_avg}, 1,
+                    _keyed(out, "new", "square_avg"), lr=lr, alpha=alpha, eps=eps,
+                    weight_decay=weight_decay)
+    return result["new"], result["square_avg"]
 
 
 def adam_step(params, grads, exp_avg, exp_avg_sq, step: int, lr: float = 1e-3,
               beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-              weight_decay: float = 0.0):
-    """torch.optim.Adam at 1-based ``step`` (coupled L2). Returns (θ, m, v).
+              weight_decay: float = 0.0, out=None):
+    """torch.optim.Adam at 1-based ``step`` (coupled L2). Returns (θ, m, v), written into
+    the arrays of ``out`` = (θ, m, v) if given: ``(params, exp_avg, exp_avg_sq)``
+    updates them in place, as torch.optim.Adam does, and reuses their memory.
 
     m = β₁m + (1 − β₁)g; v = β₂v + (1 − β₂)g²; θ − lr·m̂/(√v̂ + ε), with β₁ᵗ and β₂ᵗ the
     sheets' running products (the previous step's β^(t−1), times β).
     """
     state = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq,
              "beta1_pow": beta1 ** (step - 1), "beta2_pow": beta2 ** (step - 1)}
-    out = _apply("adam", params, grads, state, step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                 weight_decay=weight_decay)
-    return out["new"], out["exp_avg"], out["exp_avg_sq"]
+    result = _apply("adam", params, grads, state, step,
+                    _keyed(out, "new", "exp_avg", "exp_avg_sq"), lr=lr, beta1=beta1,
+                    beta2=beta2, eps=eps, weight_decay=weight_decay)
+    return result["new"], result["exp_avg"], result["exp_avg_sq"]
+
+
+def _keyed(out, *keys) -> dict | None:
+    """A step's ``out`` tuple, by the keys of the results it holds."""
+    if out is None:
+        return None
+    if len(out) != len(keys):
+        raise ValueError(f"out holds {len(keys)} arrays ({', '.join(keys)}), got {len(out)}")
+    return dict(zip(keys, out))
