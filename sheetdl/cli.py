@@ -307,10 +307,11 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach it can run the functions",
               file=sys.stderr)
-    from xlwings_server.main import main_app
+    from xlwings_server.main import app as fastapi_app, main_app
 
-    from .addin.server_guard import Guard
+    from .addin.server_guard import Guard, answer_calls
 
+    answer_calls(fastapi_app)
     app = Guard(main_app, allowed_hosts=[args.host, *args.allow_host])
     print(f"sheetdl functions on http://{args.host}:{args.port} (xlwings Server; "
           f"{LICENSE_TERMS.split('. ')[0]}.)", flush=True)

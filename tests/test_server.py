@@ -246,3 +246,53 @@ def test_served_javascript_shows_the_message_of_a_bad_argument(server, tmp_path)
     out = node_call(server, tmp_path, "SGD_STEP", [[1.0, ""]], [[1.0, 2.0]], [[0.1]], None, None)
     assert out.get("code") == "#VALUE!"
     assert "params has an empty, error or non-finite cell at row 1, column 2" in out["error"]
+
+
+ANSWERS = r'''
+import asyncio, json, os, sys
+import httpx
+from xlwings_server.main import app
+from sheetdl.addin.server_guard import Guard, answer_calls
+
+body = json.dumps({"client": "Office.js", "func_name": sys.argv[1], "args": json.loads(sys.argv[2]),
+                   "caller_address": "[Book1.xlsx]Sheet1!E2", "session_id": "t",
+                   "culture_info_name": "en-US", "date_format": "M/d/yyyy",
+                   "version": "0.37.8", "runtime": "1.4"})
+
+async def post(asgi):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi),
+                                 base_url="http://127.0.0.1") as client:
+        r = await client.post("/xlwings/custom-functions-call", content=body,
+                              headers={"Content-Type": "application/json"})
+        return r.status_code, r.text
+
+own = asyncio.run(post(app))                    # xlwings Server's own route
+answer_calls(app)
+ours = asyncio.run(post(Guard(app)))            # sheetdl serve's
+first = app.router.routes[0]
+print(json.dumps([own, ours, [first.path, first.endpoint.__module__]]))
+'''
+
+
+@pytest.mark.parametrize("name,args", [
+    ("softmax", [[[1.5, -2.0, 0.25], [3.0, 3.0, -7.5]], None]),
+    ("adam_step", [[[1.0, 2.0]], [[0.5, -0.5]], [[0.0, 0.0]], [[0.0, 0.0]], [[1]], None, None,
+                   None, None, None, None]),
+    ("sgd_step", [[["x", 1.0]], [[1.0, 1.0]], [[0.1]], None, None]),  # a 400 with its message
+])
+def test_sheetdl_serve_answers_as_xlwings_server_would(name, args):
+    """sheetdl serve answers a call from xlwings Server's own endpoint, written by
+    json.dumps instead of FastAPI's per-value encoder: the same status and the same
+    values as xlwings Server's route answers."""
+    env = dict(os.environ, XLWINGS_LICENSE_KEY="noncommercial", PYTHONPATH=str(ROOT),
+               XLWINGS_PROJECT_DIR=str(ROOT / "sheetdl" / "addin" / "server_project"))
+    r = subprocess.run([sys.executable, "-c", ANSWERS, name, json.dumps(args)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (own_status, own), (status, ours), route = json.loads(r.stdout.strip().splitlines()[-1])
+    assert route == ["/xlwings/custom-functions-call", "sheetdl.addin.server_guard"]
+    assert status == own_status
+    if status == 200:
+        assert json.loads(ours) == json.loads(own) and "result" in json.loads(ours)
+    else:
+        assert status == 400 and "params must be a range of numbers" in ours and ours == own

@@ -7,8 +7,9 @@
   would answer both with HTTP 500 "An error occurred.", which Office.js retries.
 - Everything else passes through unchanged: a bad argument value is the function's
   ``UdfError`` (an XlwingsError, 400); only a real bug is a 500.
+- ``answer_calls`` has the app answer a call with ``json.dumps`` of xlwings Server's own
+  result, parsed once, rather than FastAPI's per-value encoding (2× quicker end to end).
 """
-from __future__ import annotations
 
 import inspect
 import json
@@ -33,8 +34,9 @@ def arity(name: str) -> tuple[int, int]:
     return sum(p.default is inspect.Parameter.empty for p in params), len(params)
 
 
-def check_call(body: bytes) -> tuple[int, str] | None:
-    """(status, message) refusing a custom-functions call, or None to let it through."""
+def check_call(body: bytes) -> tuple[int, str] | dict:
+    """(status, message) refusing a custom-functions call, or the call, parsed, to let
+    through."""
     try:
         data = json.loads(body)
         name, args = data["func_name"], data["args"]
@@ -50,7 +52,7 @@ def check_call(body: bytes) -> tuple[int, str] | None:
     if not lo <= len(args) <= hi:
         takes = f"{lo}" if lo == hi else f"{lo} to {hi}"
         return 400, f"{name.upper()} takes {takes} arguments, got {len(args)}"
-    return None
+    return data
 
 
 class Guard:
@@ -73,11 +75,47 @@ class Guard:
         if scope["type"] == "http" and scope.get("method") == "POST" and \
                 scope.get("path", "").endswith(CALL_PATH):
             body = await _read(receive)
-            refused = check_call(body)
-            if refused:
-                return await _answer(send, *refused)
-            return await self.app(scope, _replay(body, receive), send)
+            call = check_call(body)
+            if isinstance(call, tuple):
+                return await _answer(send, *call)
+            # parsed once: answer_calls reads it from the scope
+            return await self.app({**scope, PARSED: call}, _replay(body, receive), send)
         return await self.app(scope, receive, send)
+
+
+#: Where the Guard leaves a call it has parsed, for ``answer_calls``' route.
+PARSED = "sheetdl.call"
+
+
+def answer_calls(app) -> None:
+    """Put a route for custom-function calls ahead of xlwings Server's own in its FastAPI
+    ``app``: xlwings Server's endpoint itself (its user, its caller, its conversion of
+    the arguments and of the result), called with the body the Guard parsed, its answer
+    written by ``json.dumps``. FastAPI would parse the body again, then walk the answer
+    with ``jsonable_encoder``, a Python call for every cell: 0.2 s of a 100,000-cell
+    answer, three times the JSON itself."""
+    from fastapi import Request, Response
+    from xlwings_server import dependencies as dep
+    from xlwings_server.config import settings
+    from xlwings_server.routers import xlwings as routes
+
+    # (this module does without `from __future__ import annotations`: FastAPI reads these
+    # annotations at run time, and they name what is imported only here)
+    async def call(request: Request, current_user: dep.User, redis_client: dep.RedisClient):
+        data = request.scope.get(PARSED)
+        if data is None:  # the app served without the Guard in front
+            data = json.loads(await request.body())
+        result = await routes.custom_functions_call(current_user=current_user,
+                                                    redis_client=redis_client, data=data)
+        try:
+            text = json.dumps(result, ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":"))
+        except (TypeError, ValueError):
+            return result  # what json cannot write, FastAPI's encoder does, as before
+        return Response(text, media_type="application/json")
+
+    app.router.add_api_route(settings.app_path + CALL_PATH, call, methods=["POST"])
+    app.router.routes.insert(0, app.router.routes.pop())  # matched before xlwings Server's
 
 
 async def _read(receive) -> bytes:
