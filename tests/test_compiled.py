@@ -173,3 +173,61 @@ def test_the_generated_loops_are_kept_where_numba_caches_them(tmp_path, monkeypa
 def test_a_ragged_template_is_refused_with_its_text():
     with pytest.raises(expr.FormulaError, match="SQRT"):
         expr.parse("=SQRT({v}")
+
+
+def test_checking_absorbed_operands_finds_every_overflow():
+    """The loop checks each formula's value and only the operands an operation may turn
+    finite (divisors, powers, EXP and MAX arguments), not every intermediate: on every
+    template, with values from tiny to past overflow, that finds a non-finite
+    intermediate exactly when checking all of them does."""
+    rng = np.random.default_rng(5)
+    scales = [0.0, 1e-300, 1e-8, 0.5, 1.0, 3.0, 1e8, 1e200, 1e308, -1e308, -2.0]
+    cases = 0
+    for text in _templates():
+        tree = expr.parse(text)
+        for _ in range(12):
+            env = {"math": math}
+            lines, checked = [], []
+
+            def ref(tok):
+                var = f"v_{tok.key}_{int(tok.prev)}"
+                env.setdefault(var, float(rng.choice(scales)))
+                return var
+
+            def name(h):
+                env.setdefault(f"h_{h}", float(rng.choice(scales)))
+                return f"h_{h}"
+
+            def emit(src):
+                lines.append(f"t{len(lines)} = {src}")
+                return f"t{len(lines) - 1}"
+            value = expr.python(tree, ref, name, emit, checked.append)
+            try:
+                with np.errstate(all="ignore"):
+                    exec("\n".join(lines).replace("math.", "np.").replace("max(", "np.fmax("),
+                         {**env, "np": np, "float": np.float64}, scope := {})
+            except (OverflowError, ValueError, ZeroDivisionError):
+                continue
+            finite = lambda v: bool(np.isfinite(scope.get(v, env.get(v, 0.0))))  # noqa: E731
+            every = all(finite(f"t{i}") for i in range(len(lines)))
+            some = finite(value) and all(finite(v) for v in checked if v in scope)
+            assert every == some, (text, {k: v for k, v in env.items() if k != "math"})
+            cases += not every
+    assert cases > 50, "the values must overflow often enough to test anything"
+
+
+def test_a_long_run_is_the_same_with_its_pages_mapped_beside_it(monkeypatch):
+    """Past memory.MIN_BYTES of trace, a second thread maps the output's pages while the
+    loop (running without the GIL) writes them: the values must not notice."""
+    from sheetdl.math import memory
+
+    x, y = data.synthetic_line(400_000, 3)
+    x, y = x / 100, y / 100
+    opt = optim.make("adam", lr=0.01)
+    assert 400_000 * 21 * 8 > memory.MIN_BYTES
+    beside = compiled.train(opt, x, y, epochs=1, b_init=1.0, a_init=1.0)
+    monkeypatch.setattr(memory, "MIN_BYTES", 1 << 62)
+    alone = compiled.train(opt, x, y, epochs=1, b_init=1.0, a_init=1.0)
+    _same(alone, beside)
+    head = linear.train(opt, x[:3000], y[:3000], epochs=1, b_init=1.0, a_init=1.0)
+    np.testing.assert_array_equal(beside.b[:3000], head.b)

@@ -21,20 +21,25 @@ class Function:
     """A spreadsheet function sheetdl emits, with its lowerings from the arguments' source:
     ``scalar`` on float64 numbers (``math``, as the per-sample loop and a per-step quantity
     compute), ``array`` on arrays of an array-API namespace ``xp``. Both compute as the
-    spreadsheet engines do (MAX of two, INT as floor)."""
+    spreadsheet engines do (MAX of two, INT as floor). ``absorbs``: it can give a finite
+    value of a non-finite argument (EXP(−∞) = 0, MAX(−∞, 1) = 1), so a caller that
+    looks for #NUM! must look at its arguments, not only at what a formula gives."""
 
     scalar: Callable[..., str]
     array: Callable[..., str]
+    absorbs: bool = False
 
 
 #: The one registry of functions a template may use: anything else does not parse.
 FUNCTIONS: dict[str, Function] = {
     "SQRT": Function(lambda a: f"math.sqrt({a})", lambda a: f"xp.sqrt({a})"),
-    "EXP": Function(lambda a: f"math.exp({a})", lambda a: f"xp.exp({a})"),
+    "EXP": Function(lambda a: f"math.exp({a})", lambda a: f"xp.exp({a})", absorbs=True),
     "LN": Function(lambda a: f"math.log({a})", lambda a: f"xp.log({a})"),
     "ABS": Function(lambda a: f"abs({a})", lambda a: f"xp.abs({a})"),
-    "MAX": Function(lambda a, b: f"max({a}, {b})", lambda a, b: f"xp.maximum({a}, {b})"),
-    "INT": Function(lambda a: f"float(math.floor({a}))", lambda a: f"xp.floor({a})"),
+    "MAX": Function(lambda a, b: f"max({a}, {b})", lambda a, b: f"xp.maximum({a}, {b})",
+                    absorbs=True),
+    "INT": Function(lambda a: f"float(math.floor({a}))", lambda a: f"xp.floor({a})",
+                    absorbs=True),
     "COS": Function(lambda a: f"math.cos({a})", lambda a: f"xp.cos({a})"),
     "PI": Function(lambda: "math.pi", lambda: "math.pi"),
 }
@@ -202,12 +207,21 @@ def excel(tree: Node) -> str:
 
 
 def python(tree: Node, ref: Callable[[Token], str], name: Callable[[str], str],
-           emit: Callable[[str], str]) -> str:
+           emit: Callable[[str], str], absorbed: Callable[[str], None] = lambda v: None) -> str:
     """Lower ``tree`` to Python: ``ref(token)`` and ``name(input)`` give the variable of a
     token or a named input, ``emit(source)`` stores one operation's result in a variable
-    and returns its name, so a caller can check every intermediate (as a spreadsheet shows
-    #NUM! for an overflow anywhere inside a formula). ``x^2`` is ``x*x``, as the
-    reference math squares."""
+    and returns its name. ``x^2`` is ``x*x``, as the reference math squares.
+
+    A spreadsheet shows #NUM! for an overflow anywhere inside a formula. Most operations
+    carry a non-finite operand into their result (∞ + x, ∞·0, √∞, ∞/x), so a check of
+    the formula's value sees it; ``absorbed(variable)`` hears of each operand an operation
+    may turn finite (a divisor: x/∞ = 0; a power; an ``absorbs`` function's argument),
+    which the caller must check itself."""
+
+    def guarded(node: Node) -> str:
+        value = low(node)
+        absorbed(value)
+        return value
 
     def low(node: Node) -> str:
         if isinstance(node, Num):
@@ -221,15 +235,18 @@ def python(tree: Node, ref: Callable[[Token], str], name: Callable[[str], str],
         if isinstance(node, Neg):
             return emit(f"-{low(node.operand)}")
         if isinstance(node, Call):
-            return emit(FUNCTIONS[node.fn].scalar(*(low(a) for a in node.args)))
+            fn = FUNCTIONS[node.fn]
+            return emit(fn.scalar(*((guarded if fn.absorbs else low)(a) for a in node.args)))
         if isinstance(node, BinOp):
-            a = low(node.left)
             if node.op == "^":
                 if isinstance(node.right, Num) and float(node.right.text) == 2.0:
+                    a = low(node.left)
                     return emit(f"{a} * {a}")
-                return emit(f"{a} ** {low(node.right)}")
+                return emit(f"{guarded(node.left)} ** {guarded(node.right)}")  # ∞^0 = 1
             if node.op in "+-*/":
-                return emit(f"{a} {node.op} {low(node.right)}")
+                a = low(node.left)
+                b = guarded(node.right) if node.op == "/" else low(node.right)
+                return emit(f"{a} {node.op} {b}")
         raise FormulaError(f"{node.excel()!r}: no Python lowering")
 
     return low(tree)

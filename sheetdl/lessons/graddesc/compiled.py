@@ -16,12 +16,13 @@ result never depends on which of the two ran.
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from ...math import expr, lower, schedules
+from ...math import expr, lower, memory, schedules
 from . import model as linear
 from ...sheet.formulas import optimizer_columns
 from ...math.optim import Optimizer
@@ -74,8 +75,9 @@ def _run(opt, x, y, steps, b_init, a_init, drop_last_update, schedule):
     xs, ys = (x, y) if repeats == 1 and steps == len(x) else \
         (np.tile(x, repeats)[:steps], np.tile(y, repeats)[:steps])
     out = np.empty((steps, len(loop.outputs)))
-    failed = loop.fn(xs, ys, b_init, a_init, hyper, scheduled, start, len(x),
-                     bool(drop_last_update), out)
+    with memory.populated(out):  # the loop runs without the GIL, the pages are mapped beside
+        failed = loop.fn(xs, ys, b_init, a_init, hyper, scheduled, start, len(x),
+                         bool(drop_last_update), out)
     if failed >= 0:
         return None
     # views into one array: a parameter's b and a columns are side by side in it
@@ -120,7 +122,7 @@ def _load(source: str):
             "do not edit\n"
             "import math\nimport numba\n\n\n@numba.njit(cache=True)\n"
             + inspect.getsource(linear.forward) + "\n\n"
-            + '@numba.njit(cache=True, error_model="numpy")\n' + source)
+            + '@numba.njit(cache=True, error_model="numpy", nogil=True)\n' + source)
     return lower.load(text, "loop")
 
 
@@ -128,8 +130,9 @@ def _source(opt: Optimizer, scheduled: tuple[str, ...]):
     """Python source of the loop over steps, from ``opt``'s formula columns.
 
     Variables: ``c_KEY_P`` this step's value of column KEY for parameter P (b or a),
-    ``c_KEY`` a per-step scalar, ``q_...`` the step before's; ``t…`` intermediates,
-    each and-ed into ``ok``, false at the step's end if any was not finite.
+    ``c_KEY`` a per-step scalar, ``q_...`` the step before's; ``t…`` intermediates.
+    ``ok`` is false at the step's end if any was not finite: each formula's value is
+    and-ed into it, and each operand an operation may turn finite (``expr.python``).
     Returns the source and what the caller passes and reads."""
     columns = optimizer_columns(opt, scheduled)
     keys = {c.key for c in columns}
@@ -146,9 +149,14 @@ def _source(opt: Optimizer, scheduled: tuple[str, ...]):
             temps[0] += 1
             name = f"t{temps[0]}"
             lines.append(f"{name} = {src}")
-            lines.append(f"ok &= {name} - {name} == 0.0")  # false for inf and NaN
             return name
         return emit
+
+    def check_into(lines):
+        def check(value: str) -> None:  # false for inf and NaN
+            if re.fullmatch(r"t\d+", value):  # the inputs are checked where they are made
+                lines.append(f"ok &= {value} - {value} == 0.0")
+        return check
 
     def resolver(param: str | None):
         def ref(tok: expr.Token) -> str:
@@ -191,8 +199,12 @@ def _source(opt: Optimizer, scheduled: tuple[str, ...]):
             branches = []
             for tree in trees:
                 lines: list[str] = []
-                value = expr.python(tree, resolver(param), name, emit_into(lines))
+                # a value not finite anywhere in a formula reaches the formula's value
+                # unless an operation absorbs it: those operands, and the value, are checked
+                value = expr.python(tree, resolver(param), name, emit_into(lines),
+                                    check_into(lines))
                 lines.append(f"c_{var} = {value}")
+                lines.append(f"ok &= c_{var} - c_{var} == 0.0")
                 branches.append(lines)
             if len(branches) == 1:
                 body += branches[0]
