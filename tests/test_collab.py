@@ -10,6 +10,7 @@ import torch
 
 from sheetdl.lessons.collab import model as collab, layout as collab_book
 from sheetdl.lessons.graddesc import layout as graddesc
+from sheetdl.math import optim
 from sheetdl.verification import libreoffice, verifier as verify
 from sheetdl.write import xlsx
 from conftest import ROOT, named_values
@@ -168,13 +169,15 @@ def test_ratings_csv(tmp_path):
 
 
 @pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
-@pytest.mark.parametrize("y_range", [(0.0, 5.5), None])
-def test_sparse_training_matches_torch(monkeypatch, compiled, y_range):
+@pytest.mark.parametrize("kind,y_range", [("adam", (0.0, 5.5)), ("adam", None),
+                                          ("sgd", (0.0, 5.5)), ("momentum", None)])
+def test_sparse_training_matches_torch(monkeypatch, compiled, kind, y_range):
     """train_sparse, the add-in's path for data past a sheet (observed pairs only), with its
     compiled pass and with its NumPy one, against the torch embedding model."""
     R, iu, im = collab.synthetic_ratings(40, 70, blank=0.85, seed=3)
-    lesson = collab_book.make_lesson(R, iu, im, factors=4, optimizer="adam", epochs=12,
-                                     y_range=y_range, lr=0.05, weight_decay=0.01)
+    lesson = collab_book.make_lesson(R, iu, im, factors=4, optimizer=kind, epochs=12,
+                                     y_range=y_range, weight_decay=0.01,
+                                     lr=0.05 if kind == "adam" else None)
     if not compiled:
         monkeypatch.setattr(collab, "_sparse_gradient_compiled", lambda: None)
     users, movies = np.nonzero(np.isfinite(R))
@@ -186,3 +189,19 @@ def test_sparse_training_matches_torch(monkeypatch, compiled, y_range):
     for got, name in ((U, "user_factors_final"), (V, "movie_factors_final"),
                       (bu, "user_bias_final"), (bm, "movie_bias_final")):
         np.testing.assert_allclose(got, want[name], rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("users,movies,ratings,y_range,message", [
+    ([0, 7], [0, 1], [3.0, 4.0], None, "outside the 3 users and 4 movies"),
+    ([0, 1], [0, -1], [3.0, 4.0], None, "outside the 3 users and 4 movies"),
+    ([0], [0, 1], [3.0, 4.0], None, "1-D of one length"),
+    ([], [], [], None, "no ratings"),
+    ([0], [0], [3.0], (5, 5), "y_range needs low < high"),
+])
+def test_sparse_training_refuses_indices_it_would_write_past(users, movies, ratings, y_range,
+                                                             message):
+    """The compiled pass indexes without bounds checks: train_sparse checks first."""
+    shape = collab.Shape(3, 4, 2)
+    with pytest.raises(ValueError, match=message):
+        collab.train_sparse(optim.make("sgd", lr=0.1), users, movies, ratings,
+                            collab.init_params(shape, 0), shape, 2, y_range)

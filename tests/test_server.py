@@ -270,7 +270,9 @@ own = asyncio.run(post(app))                    # xlwings Server's own route
 answer_calls(app)
 ours = asyncio.run(post(Guard(app)))            # sheetdl serve's
 first = app.router.routes[0]
-print(json.dumps([own, ours, [first.path, first.endpoint.__module__]]))
+body = "{not json"
+bare = asyncio.run(post(app))                   # the route without the Guard in front
+print(json.dumps([own, ours, [first.path, first.endpoint.__module__], bare[0]]))
 '''
 
 
@@ -289,10 +291,24 @@ def test_sheetdl_serve_answers_as_xlwings_server_would(name, args):
     r = subprocess.run([sys.executable, "-c", ANSWERS, name, json.dumps(args)], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    (own_status, own), (status, ours), route = json.loads(r.stdout.strip().splitlines()[-1])
+    (own_status, own), (status, ours), route, bare = json.loads(
+        r.stdout.strip().splitlines()[-1])
+    assert bare == 400  # a body that is no JSON is the caller's error, not a 500
     assert route == ["/xlwings/custom-functions-call", "sheetdl.addin.server_guard"]
     assert status == own_status
     if status == 200:
         assert json.loads(ours) == json.loads(own) and "result" in json.loads(ours)
     else:
         assert status == 400 and "params must be a range of numbers" in ours and ours == own
+
+
+def test_a_call_that_is_not_json_is_refused(server):
+    """A web page may POST text/plain to 127.0.0.1 without a CORS preflight: such a body
+    never reaches a function (xlwings Server's own route answers it 422 too)."""
+    body = json.dumps({"func_name": "softmax", "args": [[[1.0, 2.0]], None]}).encode()
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        req = urllib.request.Request(server + "/xlwings/custom-functions-call", data=body,
+                                     headers={"Content-Type": kind})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=60)
+        assert e.value.code == 415 and b"application/json" in e.value.read()

@@ -212,15 +212,28 @@ def test_in_place_steps_equal_torch_adam(path, monkeypatch):
                                rtol=1e-12)
 
 
-def test_in_place_step_refuses_arrays_it_cannot_write():
-    n = kernels.COMPILED_FROM
-    p, g = np.ones(n), np.ones(n)
-    with pytest.raises(ValueError, match="out for new must be a C-contiguous float64"):
-        kernels.sgd_step(p, g, 0.1, out=np.ones(n, dtype=np.float32))
-    with pytest.raises(ValueError, match="out holds 3 arrays"):
-        kernels.adam_step(p, g, p, p, 1, out=(p,))
-    with pytest.raises(ValueError, match="out for new has shape"):
-        kernels.sgd_step(p[:5], g[:5], 0.1, out=np.ones(4))
+@pytest.mark.parametrize("n", [kernels.COMPILED_FROM, 50], ids=["compiled", "arrays"])
+def test_in_place_step_refuses_arrays_it_cannot_write(n):
+    """An out array of the wrong kind, or one that overlaps an array the step still
+    reads, is refused on both paths: overlapping memory would be written before it is
+    read (and raced by the compiled loop's threads)."""
+    rng = np.random.default_rng(1)
+    p, g, m, v = rng.normal(size=n), rng.normal(size=n), np.zeros(n), np.zeros(n)
+    for bad in (np.ones(n, dtype=np.float32), np.ones(n, dtype=np.int64), np.ones(n + 1)):
+        with pytest.raises(ValueError, match="out for new must be an array of params' shape"):
+            kernels.sgd_step(p, g, 0.1, out=bad)
+    with pytest.raises(ValueError, match="out must hold 3 arrays"):
+        kernels.adam_step(p, g, m, v, 1, out=(p,))
+    with pytest.raises(ValueError, match="out for exp_avg shares memory with exp_avg_sq"):
+        kernels.adam_step(p, g, m, m, 1, out=(p, m, m))
+    with pytest.raises(ValueError, match="out for new shares memory with grads"):
+        kernels.sgd_step(p, g, 0.1, out=g)
+    big = np.concatenate([p, [0.0]])
+    with pytest.raises(ValueError, match="out for new shares memory with params"):
+        kernels.sgd_step(big[:-1], g, 0.1, out=big[1:])  # shifted by one element
+    want = kernels.sgd_step(p, g, 0.1)
+    assert kernels.sgd_step(p, g, 0.1, out=p) is p  # its own input: fine
+    np.testing.assert_array_equal(p, want)
 
 
 def test_cupy_backend_falls_back_with_one_warning(monkeypatch):

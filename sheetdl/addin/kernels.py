@@ -94,8 +94,9 @@ def _written(result: dict, out: dict | None) -> dict:
     place, as torch's optimizers update their tensors: a training loop on large arrays
     then reuses its memory rather than asking the system for more every step."""
     for k, o in (out or {}).items():
-        if o.shape != result[k].shape:
-            raise ValueError(f"out for {k} has shape {o.shape}, not {result[k].shape}")
+        if o.shape != result[k].shape or o.dtype != result[k].dtype:
+            raise ValueError(f"out for {k} is {o.dtype} of shape {o.shape}, not "
+                             f"{result[k].dtype} of shape {result[k].shape}")
         o[...] = result[k]
         result[k] = o
     return result
@@ -131,7 +132,8 @@ def cross_entropy(logits, targets):
 def sgd_step(params, grads, lr: float, weight_decay: float = 0.0, out=None):
     """θ − lr·(g + λθ): torch.optim.SGD without momentum. ``out``: an array to write θ
     into (``params`` itself updates in place, as torch does)."""
-    return _apply("sgd", params, grads, {}, 1, None if out is None else {"new": out},
+    return _apply("sgd", params, grads, {}, 1,
+                  _keyed(None if out is None else (out,), grads, new=params),
                   lr=lr, weight_decay=weight_decay)["new"]
 
 
@@ -143,7 +145,8 @@ def momentum_step(params, grads, velocity, lr: float, momentum: float, dampening
     arrays of ``out`` = (θ, buf) if given (``params`` and ``velocity`` themselves update
     in place)."""
     result = _apply("nesterov" if nesterov else "momentum", params, grads,
-                    {"buf": velocity}, 1 if first else 2, _keyed(out, "new", "buf"), lr=lr,
+                    {"buf": velocity}, 1 if first else 2,
+                    _keyed(out, grads, new=params, buf=velocity), lr=lr,
                     momentum=momentum, dampening=dampening, weight_decay=weight_decay)
     return result["new"], result["buf"]
 
@@ -153,8 +156,8 @@ def rmsprop_step(params, grads, square_avg, lr: float, alpha: float = 0.99, eps:
     """v = αv + (1 − α)g²; θ − lr·g/(√v + ε): torch.optim.RMSprop. Returns (θ, v),
     written into the arrays of ``out`` = (θ, v) if given."""
     result = _apply("rmsprop", params, grads, {"square_avg": square_avg}, 1,
-                    _keyed(out, "new", "square_avg"), lr=lr, alpha=alpha, eps=eps,
-                    weight_decay=weight_decay)
+                    _keyed(out, grads, new=params, square_avg=square_avg), lr=lr,
+                    alpha=alpha, eps=eps, weight_decay=weight_decay)
     return result["new"], result["square_avg"]
 
 
@@ -171,15 +174,36 @@ def adam_step(params, grads, exp_avg, exp_avg_sq, step: int, lr: float = 1e-3,
     state = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq,
              "beta1_pow": beta1 ** (step - 1), "beta2_pow": beta2 ** (step - 1)}
     result = _apply("adam", params, grads, state, step,
-                    _keyed(out, "new", "exp_avg", "exp_avg_sq"), lr=lr, beta1=beta1,
-                    beta2=beta2, eps=eps, weight_decay=weight_decay)
+                    _keyed(out, grads, new=params, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq),
+                    lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
     return result["new"], result["exp_avg"], result["exp_avg_sq"]
 
 
-def _keyed(out, *keys) -> dict | None:
-    """A step's ``out`` tuple, by the keys of the results it holds."""
+def _keyed(out, grads, **inputs) -> dict | None:
+    """A step's ``out`` tuple by the keys of the results it receives (``inputs``: each
+    key's input, ``new`` the parameters), checked: an array of the parameters' shape and
+    dtype, sharing memory with no array the step still reads, except that it may be its
+    own input itself (an in-place step reads each element just before writing it)."""
     if out is None:
         return None
-    if len(out) != len(keys):
-        raise ValueError(f"out holds {len(keys)} arrays ({', '.join(keys)}), got {len(out)}")
-    return dict(zip(keys, out))
+    keys = list(inputs)
+    if not isinstance(out, (tuple, list)) or len(out) != len(keys):
+        raise ValueError(f"out must hold {len(keys)} arrays ({', '.join(keys)}), one for each")
+    arrays = dict(zip(keys, out))
+    params = inputs["new"]
+    read = [("grads", grads)] + list(inputs.items())
+    for k, o in arrays.items():
+        if getattr(o, "shape", None) != params.shape or getattr(o, "dtype", None) != params.dtype:
+            raise ValueError(f"out for {k} must be an array of params' shape {params.shape} "
+                             f"and dtype {params.dtype}")
+        if type(o) is not np.ndarray:
+            continue  # other libraries' arrays say nothing of their memory here
+        for role, other in read + [(f"out for {j}", a) for j, a in arrays.items() if j != k]:
+            if type(other) is not np.ndarray or not np.may_share_memory(o, other):
+                continue
+            if role == k and o.__array_interface__ == other.__array_interface__:
+                continue  # its own input, element for element
+            raise ValueError(f"out for {k} shares memory with "
+                             f"{'params' if role == 'new' else role}: it would be written "
+                             "before it is read")
+    return arrays

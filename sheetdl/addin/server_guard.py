@@ -74,6 +74,11 @@ class Guard:
                 await send({"type": "websocket.close", "code": 1008})
         if scope["type"] == "http" and scope.get("method") == "POST" and \
                 scope.get("path", "").endswith(CALL_PATH):
+            if not _json_content(headers.get(b"content-type", b"")):
+                # a web page may POST text/plain to 127.0.0.1 with no CORS preflight;
+                # xlwings Server's own route refuses what is not JSON too
+                return await _answer(send, 415, "sheetdl serve: a custom-functions call is "
+                                     "sent as application/json")
             body = await _read(receive)
             call = check_call(body)
             if isinstance(call, tuple):
@@ -81,6 +86,11 @@ class Guard:
             # parsed once: answer_calls reads it from the scope
             return await self.app({**scope, PARSED: call}, _replay(body, receive), send)
         return await self.app(scope, receive, send)
+
+
+def _json_content(content_type: bytes) -> bool:
+    kind = content_type.split(b";")[0].strip().lower()
+    return kind == b"application/json" or kind.endswith(b"+json")
 
 
 #: Where the Guard leaves a call it has parsed, for ``answer_calls``' route.
@@ -103,8 +113,13 @@ def answer_calls(app) -> None:
     # annotations at run time, and they name what is imported only here)
     async def call(request: Request, current_user: dep.User, redis_client: dep.RedisClient):
         data = request.scope.get(PARSED)
-        if data is None:  # the app served without the Guard in front
-            data = json.loads(await request.body())
+        if data is None:  # the app served without the Guard in front: it checks the same
+            call = check_call(await request.body())
+            if isinstance(call, tuple) or not _json_content(
+                    request.headers.get("content-type", "").encode("latin-1")):
+                status, text = call if isinstance(call, tuple) else (415, "not JSON")
+                return Response(text, status_code=status, media_type="text/plain")
+            data = call
         result = await routes.custom_functions_call(current_user=current_user,
                                                     redis_client=redis_client, data=data)
         try:

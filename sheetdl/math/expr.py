@@ -38,6 +38,7 @@ FUNCTIONS: dict[str, Function] = {
     "ABS": Function(lambda a: f"abs({a})", lambda a: f"xp.abs({a})"),
     "MAX": Function(lambda a, b: f"max({a}, {b})", lambda a, b: f"xp.maximum({a}, {b})",
                     absorbs=True),
+    # absorbs: numba's float(math.floor(x)) of ∞ or NaN is a finite number (−2⁶³)
     "INT": Function(lambda a: f"float(math.floor({a}))", lambda a: f"xp.floor({a})",
                     absorbs=True),
     "COS": Function(lambda a: f"math.cos({a})", lambda a: f"xp.cos({a})"),

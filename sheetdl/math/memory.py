@@ -11,48 +11,61 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
+import sys
 import threading
 
 import numpy as np
 
+#: Linux's advice number (other systems have no such advice).
 MADV_POPULATE_WRITE = 23
 #: Below this size the pages cost less than starting a thread.
 MIN_BYTES = 8 << 20
-#: Pages asked for per call, so a loop that overtakes the asking is not kept waiting.
+#: Bytes asked for per call: the asking stops within one chunk once the loop is done.
 CHUNK = 8 << 20
 
 
 def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
         return libc
-    except (OSError, AttributeError):  # no C library to ask (Windows)
+    except (OSError, AttributeError, TypeError):  # no C library to ask
         return None
 
 
 _LIBC = _libc()
 
 
-def _populate(address: int, size: int) -> None:
+def page_range(array: np.ndarray) -> tuple[int, int]:
+    """(address, bytes) of the whole pages inside ``array``'s memory: what madvise takes."""
+    page = mmap.PAGESIZE
+    start = -(-array.ctypes.data // page) * page
+    return start, max(0, (array.ctypes.data + array.nbytes - start) // page * page)
+
+
+def _populate(address: int, size: int, done: threading.Event) -> None:
     for lo in range(0, size, CHUNK):
+        if done.is_set():
+            return  # the loop ended early (an overflow): its pages are no longer wanted
         if _LIBC.madvise(address + lo, min(CHUNK, size - lo), MADV_POPULATE_WRITE) != 0:
             return  # EINVAL before Linux 5.14: the loop maps its pages itself
 
 
 @contextlib.contextmanager
 def populated(array: np.ndarray):
-    """While the block runs (a loop that releases the GIL), ``array``'s pages are mapped
-    on another thread; they are all mapped when the block ends."""
-    if _LIBC is None or array.nbytes < MIN_BYTES:
+    """While the block runs (a loop that releases the GIL and writes ``array``), the
+    array's pages are mapped on another thread, where the system can."""
+    if _LIBC is None or array.nbytes < MIN_BYTES or not array.flags.c_contiguous:
         yield array
         return
-    page = 4096
-    start = -(-array.ctypes.data // page) * page
-    size = (array.ctypes.data + array.nbytes - start) // page * page
-    worker = threading.Thread(target=_populate, args=(start, size), daemon=True)
+    done = threading.Event()
+    worker = threading.Thread(target=_populate, args=(*page_range(array), done), daemon=True)
     worker.start()
     try:
         yield array
     finally:
+        done.set()
         worker.join()

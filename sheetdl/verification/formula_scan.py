@@ -7,9 +7,9 @@ text once per column run (``<f t="shared" ref=… si=…>text</f>``, then
 text of every formula come from one pass of ``bytes.count`` and ``bytes.find`` over
 the unzipped sheets, a chunk at a time, without parsing them.
 
-The scan answers only for sheets written the usual way (the SpreadsheetML namespace
-as the default, no prefixes): for any other it answers None, and the verifier asks
-IronCalc cell by cell, as it always could.
+The scan answers only for sheets written the usual way (an unprefixed root element, so
+unprefixed cells, and every attributed <f> either shared or holding text): for any
+other it answers None, and the verifier asks IronCalc cell by cell, as it always could.
 """
 from __future__ import annotations
 
@@ -57,13 +57,14 @@ def _scan_part(member) -> tuple[int, list[str]] | None:
     if root < 0 or head[after_name:after_name + 1] not in (b" ", b">", b"\n", b"\r", b"\t"):
         return None  # a prefixed root (<x:worksheet>): prefixed cells, which we do not count
     tagged = shared = plain = other = 0
-    texts, rest = [], b""
+    texts = []
     data = head
-    while data:
-        data = rest + data if rest else data
-        # up to the end of the last whole cell, so no <f>…</f> is split between two chunks
-        last = data.rfind(b"</c>")
-        cut = last + len(b"</c>") if last >= 0 else 0
+    while True:
+        following = member.read(CHUNK)
+        # Up to where the last cell (or row, or anything else beginning <c) begins: a cell
+        # holds its <f>…</f> whole, so none is split between two reads; a '<' in a
+        # formula's text is written &lt;, so no text looks like a cell beginning.
+        cut = max(data.rfind(b"<c"), data.rfind(b"<row"), 0) if following else len(data)
         tagged += data.count(b"<f ", 0, cut)
         shared += data.count(b'<f t="shared"', 0, cut)
         end = data.find(b"</f>", 0, cut)
@@ -76,12 +77,14 @@ def _scan_part(member) -> tuple[int, list[str]] | None:
                 other += 1  # an array formula's first cell, or one with other attributes
             texts.append(html.unescape(data[start:end].decode("utf-8", "replace")))
             end = data.find(b"</f>", end + 4, cut)
-        rest = data[cut:]
-        data = member.read(CHUNK)
+        if not following:
+            break
+        data = data[cut:] + following
     # An <f> with attributes and no text is a formula only as a shared one's copy; an
     # array formula's other cells carry an empty one too (<f ca="1"/>), which IronCalc
     # rightly counts as no formula. Tags written otherwise are left to IronCalc.
     if tagged != shared + other:
         return None
-    # (what follows the last cell, the conditional formats' <formula>, holds no cells)
+    # (after the cells, conditional formats' <formula> and validations' <formula1> are
+    # no <f> and no </f>)
     return plain + shared + other, texts

@@ -410,8 +410,9 @@ def _dependencies(wb: _Workbook, si: int, formula: str) -> list[tuple[int, int, 
 
 def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
            on_cells=None) -> Report:
-    """Recalculate ``path`` and check it; ``on_cells(n)`` hears of every ``n`` formula
-    cells compared (for a progress bar)."""
+    """Recalculate ``path`` and check it; ``on_cells(n)`` hears of every ``n`` cells
+    compared (for a progress bar: every listed cell where the XML was scanned, else
+    every formula cell)."""
     path = Path(path)
     _check_container(path)
     model = _load(path)
@@ -460,7 +461,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
                    unsupported_roots, pending, pending_keys, rtol, atol)
 
 
-#: Formula cells compared per call that turns keys into Python tuples.
+#: Cells read and compared per pass (the Python objects of one pass at a time in memory).
 CHUNK = 100_000
 
 
@@ -519,9 +520,6 @@ class _Values:
             numbers[lo:lo + len(values)] = values
         return cls(numbers, where, what)
 
-    def __len__(self) -> int:
-        return len(self.numbers)
-
     def chunk(self, lo: int, hi: int) -> list:
         """Values lo to hi, as Python objects."""
         out = self.numbers[lo:hi].tolist()
@@ -533,20 +531,21 @@ class _Values:
 
 def _check_cell(model, wb, report, key, before, after, rtol, atol, formulas, pending,
                 pending_keys, unsupported_roots) -> None:
-    """One formula cell whose recalculated value is not its cached one, to the letter:
-    close enough, a function IronCalc does not know, or a mismatch (pending until the
-    cells reading volatile or unknown functions are known)."""
-    same, rel = _close(before, after, rtol, atol)
-    if same:
-        report.max_rel_error = max(report.max_rel_error, rel)
-        return
+    """A cell whose recalculated value is not its cached one, to the letter: no formula
+    of its own (an array formula's other cell), close enough, a function IronCalc does
+    not know, or a mismatch (pending until the cells reading volatile or unknown
+    functions are known)."""
     si, r, c = key
-    sheet = wb.sheets[si]
     f = model.get_cell_formula(si, r, c)
     if not f:
         # no formula of its own: an array formula's other cell, which IronCalc rewrites
         # from its first cell (checked there), as Excel does
         return
+    same, rel = _close(before, after, rtol, atol)
+    if same:
+        report.max_rel_error = max(report.max_rel_error, rel)
+        return
+    sheet = wb.sheets[si]
     unknown = [fn for fn in _UNKNOWN_FUNCTION.findall(f.lstrip("="))]
     if unknown and after == "#NAME?":
         for fn in sorted(set(unknown)):

@@ -119,9 +119,20 @@ def train_sparse(opt: Optimizer, users, movies, ratings, theta0, shape: Shape, e
     u = np.ascontiguousarray(users, np.int64)
     m = np.ascontiguousarray(movies, np.int64)
     r = np.ascontiguousarray(ratings, float)
+    # the compiled pass indexes without bounds checks: every index is checked here
+    if not (u.ndim == m.ndim == r.ndim == 1 and len(u) == len(m) == len(r)):
+        raise ValueError(f"users, movies and ratings must be 1-D of one length, got "
+                         f"{u.shape}, {m.shape} and {r.shape}")
+    if r.size == 0:
+        raise ValueError("no ratings to train on")
+    if u.min() < 0 or u.max() >= shape.users or m.min() < 0 or m.max() >= shape.movies:
+        raise ValueError(f"a user or movie index is outside the {shape.users} users and "
+                         f"{shape.movies} movies")
+    if y_range and not y_range[0] < y_range[1]:
+        raise ValueError(f"y_range needs low < high, got {y_range}")
     theta = np.asarray(theta0, float)
     gradient = _sparse_gradient_compiled() or sparse_gradient_arrays
-    lo, hi = y_range if y_range else (0.0, 0.0)
+    lo, hi = (float(y_range[0]), float(y_range[1])) if y_range else (0.0, 0.0)
     state = opt.init(theta)
     grad = np.empty_like(theta)
     gU, gbu, gV, gbm = shape.unpack(grad)
