@@ -74,11 +74,10 @@ def _elementwise(opt, params, grads, state, step, out: dict) -> dict:
     numbers = [float(state[k]) for k in lowered.state if k not in lowered.per_param]
     written = [k for k in lowered.outputs if k in lowered.per_param]
     shape = np.shape(params)
-    for k, o in out.items():
-        if not (type(o) is np.ndarray and o.dtype == np.float64 and o.flags.c_contiguous
-                and o.shape == shape):
-            raise ValueError(f"out for {k} must be a C-contiguous float64 NumPy array of "
-                             f"shape {shape}, as params")
+    for k, o in out.items():  # its shape and overlaps are checked by _keyed
+        if not (type(o) is np.ndarray and o.dtype == np.float64 and o.flags.c_contiguous):
+            raise ValueError(f"out for {k} must be a C-contiguous float64 NumPy array: the "
+                             "compiled loop writes it element by element")
     outs = [out[k].reshape(-1) if k in out else np.empty_like(p) for k in written]
     scalars = kernel(p, g, float(step), *arrays, *numbers,
                      *(float(getattr(opt, h)) for h in lowered.hyper), *outs)

@@ -34,9 +34,13 @@ def arity(name: str) -> tuple[int, int]:
     return sum(p.default is inspect.Parameter.empty for p in params), len(params)
 
 
-def check_call(body: bytes) -> tuple[int, str] | dict:
+def check_call(body: bytes, content_type: bytes) -> tuple[int, str] | dict:
     """(status, message) refusing a custom-functions call, or the call, parsed, to let
     through."""
+    if not _json_content(content_type):
+        # a web page may POST text/plain to 127.0.0.1 with no CORS preflight; xlwings
+        # Server's own route refuses what is not JSON too
+        return 415, "sheetdl serve: a custom-functions call is sent as application/json"
     try:
         data = json.loads(body)
         name, args = data["func_name"], data["args"]
@@ -74,13 +78,8 @@ class Guard:
                 await send({"type": "websocket.close", "code": 1008})
         if scope["type"] == "http" and scope.get("method") == "POST" and \
                 scope.get("path", "").endswith(CALL_PATH):
-            if not _json_content(headers.get(b"content-type", b"")):
-                # a web page may POST text/plain to 127.0.0.1 with no CORS preflight;
-                # xlwings Server's own route refuses what is not JSON too
-                return await _answer(send, 415, "sheetdl serve: a custom-functions call is "
-                                     "sent as application/json")
             body = await _read(receive)
-            call = check_call(body)
+            call = check_call(body, headers.get(b"content-type", b""))
             if isinstance(call, tuple):
                 return await _answer(send, *call)
             # parsed once: answer_calls reads it from the scope
@@ -114,11 +113,10 @@ def answer_calls(app) -> None:
     async def call(request: Request, current_user: dep.User, redis_client: dep.RedisClient):
         data = request.scope.get(PARSED)
         if data is None:  # the app served without the Guard in front: it checks the same
-            call = check_call(await request.body())
-            if isinstance(call, tuple) or not _json_content(
-                    request.headers.get("content-type", "").encode("latin-1")):
-                status, text = call if isinstance(call, tuple) else (415, "not JSON")
-                return Response(text, status_code=status, media_type="text/plain")
+            call = check_call(await request.body(),
+                              request.headers.get("content-type", "").encode("latin-1"))
+            if isinstance(call, tuple):
+                return Response(call[1], status_code=call[0], media_type="text/plain")
             data = call
         result = await routes.custom_functions_call(current_user=current_user,
                                                     redis_client=redis_client, data=data)
