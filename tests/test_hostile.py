@@ -482,6 +482,35 @@ def test_formulas_past_excels_limit_are_refused(tmp_path):
     assert not list(tmp_path.glob(".t.xlsx.*"))
 
 
+def test_an_interrupt_the_moment_a_temporary_file_appears_leaves_none(tmp_path, monkeypatch):
+    """Before: the temporary files were made before the ``try`` that removes them, so a
+    SIGTERM seen just as the second appeared (the moment a watcher sees a file) left both
+    behind. The interrupt is raised where that signal was handled: the first call after
+    the second file exists."""
+    from sheetdl.lessons import data
+    from sheetdl.lessons.graddesc import layout as graddesc
+
+    out = tmp_path / "g.xlsx"
+    x, y = data.course_points()
+    book = graddesc.build(graddesc.make_lesson(x, y, optimizers=("sgd",)))
+    xlsx.write(book, out)
+    before = out.read_bytes()
+    real_close, closed = os.close, []
+
+    def close_then_interrupt(fd):
+        real_close(fd)
+        closed.append(fd)
+        if len(list(tmp_path.glob(".g.xlsx.*.tmp"))) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        xlsx.write(book, out)
+    monkeypatch.undo()
+    assert closed and not list(tmp_path.glob(".g.xlsx.*"))
+    assert out.read_bytes() == before
+
+
 def test_stale_temp_cleanup_touches_only_its_own_dead_writers(tmp_path):
     """A longer name's temp file (.a.xlsx.999999.xlsx.PID...) is not this name's, even if
     its second part reads like a dead pid; a dead writer's own temp is removed."""

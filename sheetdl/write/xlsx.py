@@ -83,16 +83,12 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    temps = []
-    for _ in range(2):  # the file, and XlsxWriter's package of the parts around the cells
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                                   dir=path.parent)
-        os.close(fd)
-        temps.append(tmp)
-    tmp, scratch = temps
+    temps: list[str] = []
     try:
+        # the file, and XlsxWriter's package of the parts around the cells
+        tmp, scratch = _new_temp(path, temps), _new_temp(path, temps)
         _write(book, tmp, scratch, on_row)
-        # mkstemp makes the file private (0600); a workbook gets the usual umask's mode
+        # the temporary file is private (0600); a workbook gets the usual umask's mode
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o666 & ~mask)
@@ -106,13 +102,29 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
     return path
 
 
+def _new_temp(path: Path, temps: list[str]) -> str:
+    """Create an empty private file ``.NAME.PID.XXXXXXXX.tmp`` beside ``path``.
+
+    Its name joins ``temps`` before the file exists: SIGTERM turns into an exception at any
+    point of a build, and one arriving just after the file was made (the moment a watcher
+    sees it) must still find it listed for removal."""
+    while True:
+        name = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        temps.append(name)
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return name
+        except FileExistsError:  # a name this process's pid left before: try another
+            temps.pop()
+
+
 def remove_stale_temps(path: Path) -> list[Path]:
     """Remove temporary files an earlier write of ``path`` left when it was killed outright
     (SIGKILL, a power cut): those named with the id of a process that no longer runs."""
     removed = []
     if os.name == "nt":  # os.kill(pid, 0) would terminate the process there
         return removed
-    # exactly what mkstemp makes for this name: .NAME.PID.XXXXXXXX.tmp, so a longer
+    # exactly what _new_temp makes for this name: .NAME.PID.XXXXXXXX.tmp, so a longer
     # name's temp (.NAME.2.xlsx.PID...) is never mistaken for one of ours
     ours = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
     for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
