@@ -413,13 +413,14 @@ def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Ro
 # --------------------------------------------------------------------------- add-in end to end
 
 def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
+    import importlib.util
+
     from .verification import libreoffice
     from .write import xlsx
     from .sheet.workbook import Book, Sheet, static_rows
 
-    try:
-        import xlwings_server  # noqa: F401
-    except ImportError:
+    # looked up, not imported: importing it sets XLWINGS_ON_SERVER for this whole process
+    if importlib.util.find_spec("xlwings_server") is None:
         return [Row("add-in", "through xlwings Server", None, None, "LibreOffice", "≥ 100×",
                     note="not measured: xlwings Server is not installed")]
     import socket
