@@ -6,14 +6,14 @@ import zipfile
 import openpyxl
 import pytest
 
-from sheetdl.verification import formula_scan, verifier as verify
+from sheetdl.verification import formula_scan, verifier as verify, workbook
 from conftest import FASTAI, ROOT
 
 FILES = sorted(FASTAI.glob("*/*.xls*")) + sorted((ROOT / "workbooks").glob("*.xlsx"))
 
 
 def ironcalc_formulas(path):
-    model = verify._load(path)
+    model = workbook.load(path)
     return [model.get_cell_formula(*k) for k in model.get_all_cells()
             if model.get_cell_formula(*k)], len(model.get_worksheets_properties())
 
@@ -39,7 +39,7 @@ def test_count_is_ironcalcs(path):
 
 
 def test_most_course_files_are_scanned():
-    scanned = [formula_scan.scan(p, len(verify._load(p).get_worksheets_properties()))
+    scanned = [formula_scan.scan(p, len(workbook.load(p).get_worksheets_properties()))
                for p in FILES]
     assert sum(s is not None for s in scanned) >= len(FILES) - 2
 

@@ -1,0 +1,23 @@
+"""Each lesson's replay: the reference math run again from the workbook's own named inputs
+and data, its traces compared with the recalculated cells. One module a lesson; the
+reading, rebuilding and comparing they share is in ``common``."""
+from __future__ import annotations
+
+from ..report import TraceCheck, VerifyError
+from ..workbook import Workbook
+from . import collab, graddesc, mlp, softmax
+
+#: Each lesson's replay of its traces, by the lesson its metadata names.
+REPLAYS = {"graddesc": graddesc.replay, "softmax": softmax.replay, "collab": collab.replay,
+           "mlp": mlp.replay}
+
+
+def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    """The checks of the lesson ``meta`` names (a key of ``REPLAYS``)."""
+    try:
+        return REPLAYS[meta["lesson"]](wb, meta, path, rtol, atol)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        # docProps/custom.xml is the file's word, not ours: a forged or damaged one
+        raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not "
+                          f"what sheetdl writes ({type(e).__name__}: {e}); not replayed") \
+            from None
