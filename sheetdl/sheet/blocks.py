@@ -18,8 +18,8 @@ import numpy as np
 
 from ..math import lrfind, schedules
 from .workbook import Chart, Series, Sheet, area, col_name, number_format, ref
-from .formulas import (Column, Template, finder_chart, finder_columns, finder_summary, fit_inputs,
-    optimizer_columns, renamer, schedule_columns, schedule_keys)
+from .formulas import (INPUT_ROW, Column, Template, finder_chart, finder_columns, finder_summary,
+    fit_inputs, optimizer_columns, renamer, schedule_columns, schedule_keys, status_cell)
 from ..math.optim import Optimizer
 
 LABEL_ROW, VALUE_ROW = 0, 1
@@ -492,6 +492,15 @@ class TraceTable:
         """The count of step rows, for the derived ``steps`` input: ROWS over the step
         numbers, which no formula depends on, so the schedule reading it makes no cycle."""
         return f"=ROWS({ref(self.top, self.col, True)}:{ref(self.last, self.col, True)})"
+
+    def status(self, hyper: list[str], data_problem: str | None = None) -> tuple[str, str]:
+        """The status cell over this table's loss column (``status_cell``), naming the
+        inputs ``hyper`` as the yellow cells to change."""
+        col, losses = self.col + 1, [s.loss for s in self.trace.steps]
+        return status_cell(f"{ref(self.top, col, True)}:{ref(self.last, col, True)}", losses,
+                           (ref(self.top, col), losses[0]), (ref(self.last, col), losses[-1]),
+                           inputs=[(ref(INPUT_ROW, i), h) for i, h in enumerate(hyper)],
+                           data_problem=data_problem)
 
     def names(self) -> dict[str, str]:
         """loss_trace, the metric's trace, lr_trace and the finder's, as ``sheet!range``."""

@@ -247,8 +247,9 @@ def input_validations(hyper: list[str], row: int,
 STATUS_ROW = 5
 #: The widest an input's column grows for its label; a longer label wraps onto two lines.
 LABEL_WIDTH = 14
-#: Rows of the named inputs' labels and values (A3, A4) on every training sheet.
+#: Rows of the named inputs' labels and (yellow) values, A3 and A4, on every training sheet.
 LABEL_ROW = 2
+INPUT_ROW = LABEL_ROW + 1
 
 
 def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: str,
@@ -262,7 +263,7 @@ def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: 
     rows = [(0, [(0, None, title, "title")]),
             (1, [(0, None, sentence, "subtitle")]),
             (LABEL_ROW, [(i, None, h, "label") for i, h in enumerate(hyper)]),
-            (LABEL_ROW + 1, [(i, derived[h], values[h], "summary") if h in derived else
+            (INPUT_ROW, [(i, derived[h], values[h], "summary") if h in derived else
                  (i, None, values[h], "input") for i, h in enumerate(hyper)]),
             (4, [(0, None, hint, "subtitle")])]
     if status:

@@ -18,8 +18,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name,
     number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
-from ...sheet.formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
-    input_validations, schedule_inputs, status_cell)
+from ...sheet.formulas import (HYPER_HELP, INPUT_ROW, PLAIN, about_page, conventions, input_rows,
+    input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
@@ -216,11 +216,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     panel, panel_notes, panel_validations = ({}, [], []) if finder else \
         _dotprod_panel(lesson, lay, users, movies, pc["pred"])
     notes += panel_notes
-    status = None if finder else status_cell(
-        f"{ref(table.top, TRACE_COL + 1, True)}:{ref(table.last, TRACE_COL + 1, True)}",
-        [s.loss for s in tr.steps], (ref(table.top, TRACE_COL + 1), tr.steps[0].loss),
-        (ref(table.last, TRACE_COL + 1), tr.steps[-1].loss),
-        inputs=[(ref(3, i), h) for i, h in enumerate(hyper)])
+    status = None if finder else table.status(hyper)
 
     def rows():
         sentence = ("Matrix factorisation: a predicted rating is a user's factors · a movie's "
@@ -262,7 +258,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         + panel_validations + lay.start_validations()
     last = lesson.epochs
     sn = sheet_name
-    names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
+    names = {h: f"{sn}!{ref(INPUT_ROW, i, True)}" for i, h in enumerate(hyper)}
     names["user_factors_init"] = f"{sn}!" + lay.area(0, users, "new", cols=(0, F - 1))
     names["user_bias_init"] = f"{sn}!" + lay.area(0, users, "new", cols=(F, F))
     names["movie_factors_init"] = f"{sn}!" + lay.area(0, movies, "new", rows=(0, F - 1))
@@ -357,7 +353,7 @@ def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
             yield top + t, [(0, None, t, "int"), (1, None, st.loss, "general"),
                             (2, None, st.rmse, "general")]
 
-    names = {h: f"train!{ref(3, i, True)}" for i, h in enumerate(hyper)}
+    names = {h: f"train!{ref(INPUT_ROW, i, True)}" for i, h in enumerate(hyper)}
     names["loss_trace"] = area("train", UDF_TOP, 1, last)
     names["rmse_trace"] = area("train", UDF_TOP, 2, last)
     chart = Chart(0, 5, "train: RMSE per epoch", "epoch", "RMSE (stars)",

@@ -26,7 +26,7 @@ from ...sheet.workbook import (ArrayFormula, Book, Chart, Run, RunColumn, Series
 from ...math.cells import cells
 from ..data import EXCEL_MAX_ROWS
 from ...sheet.formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions,
-    finder_chart, finder_columns, finder_summary, LABEL_ROW, fit_inputs, input_rows,
+    finder_chart, finder_columns, finder_summary, INPUT_ROW, LABEL_ROW, fit_inputs, input_rows,
     input_validations, optimizer_columns, renamer, schedule_columns, schedule_inputs,
     schedule_keys, status_cell)
 from ...math.optim import Optimizer
@@ -44,7 +44,6 @@ COURSE_LR = {"sgd": 1e-4, "momentum": 1e-4, "rmsprop": 0.02, "adam": 0.1}
 # The first screen (A1:T40, issue 11): rows 1–6 title, plain sentence, inputs, hint and
 # status; from row 7 the results box (A–D) and the charts (from column E) side by side;
 # then the step table, whose first steps fill the rest of the screen.
-INPUT_ROW = LABEL_ROW + 1
 BOX_ROW, BOX_COL, BOX_VALUE_COL = 6, 0, 3
 CHART_ROW, CHART_COL = 6, 4
 CHART_WIDTH, CHART_HEIGHT = 400, 288

@@ -26,8 +26,8 @@ from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, numbe
     static_rows)
 from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number,
     read_text)
-from ...sheet.formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
-    input_validations, schedule_inputs, status_cell)
+from ...sheet.formulas import (HYPER_HELP, INPUT_ROW, PLAIN, about_page, conventions, input_rows,
+    input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 #: Learning rates that bend the default network onto the sine in 100 steps, measured.
@@ -396,11 +396,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        ("dead", "dead ReLUs"), finder, metric_style="summary|0")
     panel, panel_notes, panel_validations, fit = ({}, [], [], None) if finder else \
         _panel(lesson, lay, layer1, layer2, ec, sheet_name)
-    status = None if finder else status_cell(
-        f"{ref(table.top, TRACE_COL + 1, True)}:{ref(table.last, TRACE_COL + 1, True)}",
-        [s.loss for s in tr.steps], (ref(table.top, TRACE_COL + 1), tr.steps[0].loss),
-        (ref(table.last, TRACE_COL + 1), tr.steps[-1].loss),
-        inputs=[(ref(3, i), name) for i, name in enumerate(hyper)], data_problem=DATA_PROBLEM)
+    status = None if finder else table.status(hyper, DATA_PROBLEM)
     notes: list = [(2, i, f"{name}: {HYPER_HELP.get(name, name)}")
                    for i, name in enumerate(hyper)]
     notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
@@ -444,9 +440,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
 
         yield from stream_blocks(lay, tr, [table.rows(), panel], step_cells, notes=notes)
 
-    validations = input_validations(hyper, 3) + panel_validations + lay.start_validations()
+    validations = input_validations(hyper, INPUT_ROW) + panel_validations + lay.start_validations()
     sn = sheet_name
-    names = {name: f"{sn}!{ref(3, i, True)}" for i, name in enumerate(hyper)}
+    names = {name: f"{sn}!{ref(INPUT_ROW, i, True)}" for i, name in enumerate(hyper)}
     for when, block in (("init", 0), ("final", steps)):
         names[f"W1_{when}"] = f"{sn}!" + lay.area(block, layer1, "new", cols=(0, d - 1))
         names[f"b1_{when}"] = f"{sn}!" + lay.area(block, layer1, "new", cols=(d, d))

@@ -19,8 +19,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format,
     number_style, ref, static_rows)
 from ..data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
-from ...sheet.formulas import (HYPER_HELP, PLAIN, about_page, conventions, input_rows,
-    input_validations, schedule_inputs, status_cell)
+from ...sheet.formulas import (HYPER_HELP, INPUT_ROW, PLAIN, about_page, conventions, input_rows,
+    input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -413,12 +413,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        ("accuracy", "accuracy"), finder, metric_style="summary|0.0%")
     panel, start_ref, panel_notes, panel_validations = ({}, None, [], []) if finder else \
         _model_panel(lesson, lay, group, first_example=3, p_col=ec["p"])
-    first_loss = (ref(table.top, TRACE_COL + 1), tr.steps[0].loss)
-    last_loss = (ref(table.last, TRACE_COL + 1), tr.steps[-1].loss)
-    status = None if finder else status_cell(
-        f"{ref(table.top, TRACE_COL + 1, True)}:{ref(table.last, TRACE_COL + 1, True)}",
-        [s.loss for s in tr.steps], first_loss, last_loss,
-        inputs=[(ref(3, i), h) for i, h in enumerate(hyper)], data_problem=DATA_PROBLEM)
+    status = None if finder else table.status(hyper, DATA_PROBLEM)
 
     def rows():
         title = (f"{sheet_name}: softmax regression, {lesson.kind}, {steps} full-batch "
@@ -460,10 +455,10 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     notes: list = [(2, i, f"{h}: {HYPER_HELP.get(h, h)}") for i, h in enumerate(hyper)]
     notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
     notes += panel_notes
-    validations = input_validations(hyper, 3) + panel_validations + \
+    validations = input_validations(hyper, INPUT_ROW) + panel_validations + \
         (lay.start_validations() if start_ref is None else [])
     sn = sheet_name
-    names = {h: f"{sn}!{ref(3, i, True)}" for i, h in enumerate(hyper)}
+    names = {h: f"{sn}!{ref(INPUT_ROW, i, True)}" for i, h in enumerate(hyper)}
     if start_ref is None:
         names["W_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(0, d - 1))
         names["bias_init"] = f"{sn}!" + lay.area(0, group, "new", cols=(d, d))
