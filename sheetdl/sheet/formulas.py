@@ -243,32 +243,38 @@ def input_validations(hyper: list[str], row: int,
     return out
 
 
-#: Row of the status cell (A6) on every training sheet.
-STATUS_ROW = 5
+#: The first rows of every training sheet (``input_rows``): the title (A1), a plain
+#: sentence of what the sheet shows (A2, which carries the conventions note), the named
+#: inputs' labels and yellow values (row 3 and 4), a hint (A5) and the status (A6).
+TITLE_ROW, SENTENCE_ROW, LABEL_ROW, INPUT_ROW, HINT_ROW, STATUS_ROW = range(6)
 #: The widest an input's column grows for its label; a longer label wraps onto two lines.
 LABEL_WIDTH = 14
-#: Rows of the named inputs' labels and (yellow) values, A3 and A4, on every training sheet.
-LABEL_ROW = 2
-INPUT_ROW = LABEL_ROW + 1
 
 
 def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: str,
                status: tuple | None = None, derived: dict | None = None) -> list[tuple[int, list]]:
-    """Rows 0–5 of a training sheet: title, a plain sentence of what it shows, the named
-    inputs' labels (row 2) and values (row 3), a hint (row 4), and the status cell
-    ``status`` = (formula, value) in A6, where nothing beside it cuts its text off.
+    """The first rows of a training sheet (``TITLE_ROW`` to ``STATUS_ROW``), the status
+    cell ``status`` = (formula, value) in A6, where nothing beside it cuts its text off.
     ``derived`` maps names whose value the layout fixes (``steps``) to a formula: they
     show as results, not yellow inputs."""
     derived = derived or {}
-    rows = [(0, [(0, None, title, "title")]),
-            (1, [(0, None, sentence, "subtitle")]),
+    rows = [(TITLE_ROW, [(0, None, title, "title")]),
+            (SENTENCE_ROW, [(0, None, sentence, "subtitle")]),
             (LABEL_ROW, [(i, None, h, "label") for i, h in enumerate(hyper)]),
             (INPUT_ROW, [(i, derived[h], values[h], "summary") if h in derived else
                  (i, None, values[h], "input") for i, h in enumerate(hyper)]),
-            (4, [(0, None, hint, "subtitle")])]
+            (HINT_ROW, [(0, None, hint, "subtitle")])]
     if status:
         rows.append((STATUS_ROW, [(0, status[0], status[1], "status")]))
     return rows
+
+
+def input_notes(hyper: list[str], convention: str,
+                fallback: str = "") -> list[tuple[int, int, str]]:
+    """The notes of ``input_rows``: each input's meaning on its label, the optimizer's
+    conventions on the sentence."""
+    return [(LABEL_ROW, i, f"{h}: {HYPER_HELP.get(h, fallback or h)}")
+            for i, h in enumerate(hyper)] + [(SENTENCE_ROW, 0, "Conventions. " + convention)]
 
 
 

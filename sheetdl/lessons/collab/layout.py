@@ -18,7 +18,7 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name,
     number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
-from ...sheet.formulas import (HYPER_HELP, INPUT_ROW, PLAIN, about_page, conventions, input_rows,
+from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes, input_rows,
     input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
@@ -210,9 +210,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
     table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "epoch", "MSE",
                        ("rmse", "RMSE"), finder)
-    notes: list = [(2, i, f"{h}: " + HYPER_HELP.get(h, "the prediction range (fastai's y_range)"))
-                   for i, h in enumerate(hyper)]
-    notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
+    notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows),
+                        "the prediction range (fastai's y_range)")
     panel, panel_notes, panel_validations = ({}, [], []) if finder else \
         _dotprod_panel(lesson, lay, users, movies, pc["pred"])
     notes += panel_notes

@@ -26,8 +26,8 @@ from ...sheet.workbook import (ArrayFormula, Book, Chart, Run, RunColumn, Series
 from ...math.cells import cells
 from ..data import EXCEL_MAX_ROWS
 from ...sheet.formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions,
-    finder_chart, finder_columns, finder_summary, INPUT_ROW, LABEL_ROW, fit_inputs, input_rows,
-    input_validations, optimizer_columns, renamer, schedule_columns, schedule_inputs,
+    finder_chart, finder_columns, finder_summary, INPUT_ROW, LABEL_ROW, fit_inputs, input_notes,
+    input_rows, input_validations, optimizer_columns, renamer, schedule_columns, schedule_inputs,
     schedule_keys, status_cell)
 from ...math.optim import Optimizer
 
@@ -466,13 +466,12 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
         yield Run(FIRST_STEP_ROW, steps, columns, beside)
 
     notes = [(HEADER_ROW, colno, c.note + (f" ({p})" if p else "")) for c, p, colno in placed]
-    notes.append((1, 0, "Conventions. " + convention))
     if not finder:
         notes.append((BOX_ROW + 4, BOX_COL, "The best fit is the least-squares line through "
                       "the data, the lowest mean loss any b and a can reach: the truth the "
                       "optimizer is after (for the course's data y = 2x + 30, so b = 30, "
                       "a = 2, loss 0)."))
-    notes += [(LABEL_ROW, i, f"{h}: {HYPER_HELP[h]}") for i, h in enumerate(hyper)]
+    notes += input_notes(hyper, convention)
     if not finder:
         notes.append((HEADER_ROW, s_col + 1, "mean loss over the epoch's steps (each step's "
                       "loss is measured before its update)"))

@@ -26,7 +26,7 @@ from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, numbe
     static_rows)
 from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number,
     read_text)
-from ...sheet.formulas import (HYPER_HELP, INPUT_ROW, PLAIN, about_page, conventions, input_rows,
+from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes, input_rows,
     input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
@@ -397,9 +397,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     panel, panel_notes, panel_validations, fit = ({}, [], [], None) if finder else \
         _panel(lesson, lay, layer1, layer2, ec, sheet_name)
     status = None if finder else table.status(hyper, DATA_PROBLEM)
-    notes: list = [(2, i, f"{name}: {HYPER_HELP.get(name, name)}")
-                   for i, name in enumerate(hyper)]
-    notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
+    notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows))
     notes += panel_notes
 
     def rows():

@@ -19,7 +19,7 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format,
     number_style, ref, static_rows)
 from ..data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
-from ...sheet.formulas import (HYPER_HELP, INPUT_ROW, PLAIN, about_page, conventions, input_rows,
+from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes, input_rows,
     input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
@@ -452,8 +452,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         yield from stream_blocks(lay, tr, [table.rows(), panel], step_cells, notes=notes,
                                  init_ref=start_ref)
 
-    notes: list = [(2, i, f"{h}: {HYPER_HELP.get(h, h)}") for i, h in enumerate(hyper)]
-    notes.append((1, 0, "Conventions. " + conventions(lesson.kind, lesson.opt, lesson.follows)))
+    notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows))
     notes += panel_notes
     validations = input_validations(hyper, INPUT_ROW) + panel_validations + \
         (lay.start_validations() if start_ref is None else [])
