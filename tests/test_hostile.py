@@ -430,6 +430,36 @@ def test_forged_sizes_are_refused_before_any_work(tmp_path, book, old, new):
     assert time.perf_counter() - t0 < 60
 
 
+@pytest.mark.parametrize("old,new,message", [
+    (rb'"epochs":20', rb'"epochs":1000000000', "its sheetdl metadata asks for 1000000000 steps"),
+    (rb'"factors":5', rb'"factors":-3', "its sheetdl metadata asks for -3 factors"),
+    (rb'"factors":5', rb'"factors":1000000000000', "its sheetdl metadata asks for a replay of"),
+    (rb'<vt:lpwstr>{', rb'<vt:lpwstr>[{', None),
+])
+def test_forged_udf_collab_metadata_is_refused_before_any_work(tmp_path, old, new, message):
+    """Before: a collab --udf workbook's replay had no bound (epochs 1e9 ran on and on), and
+    metadata that is JSON but not an object was a traceback."""
+    built = tmp_path / "cu.xlsx"
+    assert run("build", "collab", "--udf", "-o", built).returncode == 0
+    if message is None:  # a list around the object: the last chunk closes it
+        message = "its sheetdl metadata (docProps/custom.xml) is not what sheetdl writes (a " \
+                  "JSON list, not an object)"
+
+        def edit(data):
+            data = data.replace(old, new, 1)
+            last = list(re.finditer(rb'name="sheetdl\.\d{4}"><vt:lpwstr>[^<]*(</vt:lpwstr>)',
+                                    data))[-1]
+            return data[:last.start(1)] + b"]" + data[last.start(1):]
+    else:
+        assert old in zipfile.ZipFile(built).read("docProps/custom.xml")
+        edit = lambda data: data.replace(old, new)
+    forged = rewrite(built, tmp_path / "forged.xlsx",
+                     lambda name, data: edit(data) if name == "docProps/custom.xml" else data)
+    r = run("verify", forged)
+    assert r.returncode == 1 and message in r.stdout, r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
 def test_ratings_csv_is_read_sparse_first_and_a_repeated_pair_is_refused(tmp_path):
     """Before: 30,000 distinct users and items built a 7.8 GB dense matrix (38 s) before
     the size check, 2M rows read in quadratic time, and a repeated (user, item) pair

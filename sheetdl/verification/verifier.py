@@ -143,6 +143,10 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
         keys, cached = _cached_formula_values(model, volatile_roots, formulas)
         report.formula_cells = len(keys) + len(volatile_roots)
     meta = xlsx.read_meta(path)
+    if meta is not None and not isinstance(meta, dict):
+        raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not what "
+                          f"sheetdl writes (a JSON {type(meta).__name__}, not an object); "
+                          "not replayed")
     traces = None
     if meta and meta.get("udf") and meta.get("lesson") in REPLAYS:
         # No engine here computes the add-in's calls: a --udf workbook's traces are

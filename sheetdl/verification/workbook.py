@@ -13,16 +13,13 @@ import numpy as np
 
 from .report import VerifyError
 
-
 REF = re.compile(r"(?:(?:'((?:[^']|'')+)'|([A-Za-z_][\w.]*))!)?\$?([A-Z]{1,3})\$?(\d+)"
-                  r"(?::\$?([A-Z]{1,3})\$?(\d+))?")
+                 r"(?::\$?([A-Z]{1,3})\$?(\d+))?")
 
 
 #: Refused before parsing: a member or a whole workbook unpacking past these (zip
 #: bombs). A 100,000-row sheetdl sheet unpacks to about 300 MB.
 MAX_MEMBER_BYTES = 1 << 30
-
-
 MAX_TOTAL_BYTES = 4 << 30
 
 

@@ -9,6 +9,7 @@ compressing every part once and storing the fingerprint last.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -97,7 +98,8 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
         os.replace(tmp, path)
     finally:
         for t in temps:
-            if os.path.exists(t):
+            # best effort: the error on its way out (an interrupt) is the one to report
+            with contextlib.suppress(OSError):
                 os.unlink(t)
     return path
 

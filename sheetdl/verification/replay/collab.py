@@ -54,12 +54,17 @@ def _collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
 def _collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
     from ...lessons.collab import model as collab
 
-    shape = collab.Shape(R.shape[0], R.shape[1], meta["factors"])
+    factors, epochs = meta["factors"], meta["epochs"]
+    if not (isinstance(factors, int) and factors > 0):
+        raise VerifyError(f"{path}: its sheetdl metadata asks for {factors!r} factors: not "
+                          "replayed")
+    bounded_work(path, epochs * R.size * (factors + 1), epochs)
+    shape = collab.Shape(R.shape[0], R.shape[1], factors)
     hyper = {h: numbers(wb, h, None, path)[0] for h in ("lr", "weight_decay")}
     y_range = ((numbers(wb, "y_min", None, path)[0], numbers(wb, "y_max", None, path)[0])
                if meta.get("y_range") else None)
     opt = optim.make(meta["optimizer"], **meta["options"], **hyper)
     with np.errstate(all="ignore"):
-        tr = collab.train(opt, R, collab.init_params(shape, meta["seed"]), shape,
-                          meta["epochs"], y_range)
+        tr = collab.train(opt, R, collab.init_params(shape, meta["seed"]), shape, epochs,
+                          y_range)
     return [compare(wb, "train", "loss_trace", None, [s.loss for s in tr.steps], rtol, atol)]
