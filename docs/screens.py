@@ -70,7 +70,7 @@ def with_print_areas(src: Path, dst: Path) -> list[str]:
     return names
 
 
-def render(book: Path, outdir: Path, dpi: int = 70) -> list[Path]:
+def render(book: Path, outdir: Path, dpi: int = 80) -> list[Path]:
     """PNGs of every sheet's first screen: ``outdir/<book>-<sheet>.png``."""
     soffice = shutil.which("soffice") or shutil.which("libreoffice")
     if soffice is None or shutil.which("pdftoppm") is None:
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("books", nargs="+", type=Path)
     p.add_argument("-o", "--outdir", type=Path, default=Path(__file__).parent / "screens")
-    p.add_argument("--dpi", type=int, default=70)
+    p.add_argument("--dpi", type=int, default=80)
     args = p.parse_args(argv)
     for book in args.books:
         for png in render(book, args.outdir, args.dpi):

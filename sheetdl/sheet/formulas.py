@@ -327,6 +327,15 @@ def finder_columns() -> list[Column]:
     ]
 
 
+#: Rows of ``finder_summary``'s box, from its top, that ``finder_status`` reads.
+STOP_ROW, STEEP_ROW, MIN10_ROW = 0, 6, 7
+
+#: Row 5 of a finder sheet: what to change, and where the answer shows.
+FINDER_HINT = ("Change a yellow input (lr_min or lr_max, say) and every step recomputes, no "
+               "macros; the status below, the box of results and the chart follow. Hover a "
+               "header for its math.")
+
+
 def finder_summary(r, steps: int, s_col: int, top: int, col_area,
                    value_col: int | None = None) -> tuple[dict[int, list], dict]:
     """The finder's results, labels in column ``s_col`` and values in ``value_col``
@@ -337,6 +346,7 @@ def finder_summary(r, steps: int, s_col: int, top: int, col_area,
                                          col_area("smooth_in"), col_area("slope"))
     v = lambda x: "" if x == "" else float(x)
     at_min = ref(top + 4, v_col)
+    # from the top: STOP_ROW first, STEEP_ROW and MIN10_ROW last
     rows = [
         ("stops after step", f"=IF(SUM({stopped})>0,ROWS({stopped})-SUM({stopped})+1,"
          f"ROWS({stopped}))", r.stop_step),
@@ -356,9 +366,29 @@ def finder_summary(r, steps: int, s_col: int, top: int, col_area,
                        (v_col, formula, value, "int" if i == 0 else "summary|0.000E+00")]
              for i, (label, formula, value) in enumerate(rows)}
     cells[top + 2][1] = cells[top + 2][1][:3] + ("summary",)  # "11 to 95" is text
-    names = {"finder_stop": ref(top, v_col, True),
-             "lr_suggested": f"{ref(top + 6, v_col, True)}:{ref(top + 7, v_col, True)}"}
+    names = {"finder_stop": ref(top + STOP_ROW, v_col, True),
+             "lr_suggested": f"{ref(top + STEEP_ROW, v_col, True)}:"
+                             f"{ref(top + MIN10_ROW, v_col, True)}"}
     return cells, names
+
+
+def finder_status(r, s_col: int, top: int, col_area,
+                  value_col: int | None = None) -> tuple[str, str]:
+    """A finder sheet's status cell (A6): whether the loss blew up inside the lr range,
+    and so whether the suggestions of ``finder_summary`` (placed as given here) can be
+    trusted. A loss that never blows up suggests an lr from a curve that has not turned."""
+    v_col = s_col + 1 if value_col is None else value_col
+    steep, low = ref(top + STEEP_ROW, v_col), ref(top + MIN10_ROW, v_col)
+    never = ("the loss never blew up, up to lr_max: raise lr_max until it does; until then "
+             "the suggested lrs are only a first guess")
+    early = "the loss blew up within the first steps: lower lr_min"
+    found = f": try the suggested lrs ({steep}, {low}) on a training sheet"
+    formula = (f'=IF(SUM({col_area("stopped")})=0,"{never}",IF(COUNT({col_area("slope")})=0,'
+               f'"{early}","the loss blew up after step "&{ref(top + STOP_ROW, v_col)}'
+               f'&"{found}"))')
+    value = (never if not r.stopped.any() else early if r.lr_steep == "" else
+             f"the loss blew up after step {r.stop_step}{found}")
+    return formula, value
 
 
 def finder_chart(sheet: str, row: int, col: int, first: int, last: int, where: dict,

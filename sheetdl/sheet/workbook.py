@@ -127,7 +127,7 @@ class Chart:
     height: int = 288
     #: a scatter chart with a log-scaled x axis (loss against learning rate)
     log_x: bool = False
-    #: a scatter chart: x is a number (a feature), not a category (a step)
+    #: a scatter chart: x is a number (a feature, a step), not a category
     scatter: bool = False
 
 

@@ -18,8 +18,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name,
     number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
-from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes, input_rows,
-    input_validations, schedule_inputs)
+from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
+    input_rows, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
@@ -215,7 +215,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     panel, panel_notes, panel_validations = ({}, [], []) if finder else \
         _dotprod_panel(lesson, lay, users, movies, pc["pred"])
     notes += panel_notes
-    status = None if finder else table.status(hyper)
+    status = table.status(hyper)
 
     def rows():
         sentence = ("Matrix factorisation: a predicted rating is a user's factors · a movie's "
@@ -227,7 +227,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             f"{sheet_name}: matrix factorisation, {U} users × {M} movies, {F} factors, "
             f"{lesson.kind}, {lesson.epochs} full-batch epochs"
             + (": the lr finder, lr growing each epoch from the same start" if finder else ""),
-            sentence, hyper, hvals,
+            sentence, hyper, hvals, FINDER_HINT if finder else
             "Change a yellow cell (lr, or a starting factor in the 'start' block at row "
             f"{lay.top + 1}) and every epoch recomputes; pick an epoch in the panel to see "
             "the model then.", status,
@@ -253,7 +253,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
 
         yield from stream_blocks(lay, tr, [table.rows(), panel], step_cells, notes=notes)
 
-    validations = input_validations(hyper, 3, fallback="the prediction range") \
+    validations = input_validations(hyper, INPUT_ROW, fallback="the prediction range") \
         + panel_validations + lay.start_validations()
     last = lesson.epochs
     sn = sheet_name
@@ -373,30 +373,35 @@ def embedding_sheet(lesson: Lesson, names: dict) -> Sheet:
     first_col = sum((ord(ch) - 64) * 26 ** k for k, ch in enumerate(reversed(c0))) - 1
     pick = min(3, U)
     factors = lesson.theta0[:U * F].reshape(U, F)
+    shown = f"general|{number_format(factors)}"
+    # the lookups in rows 4-6 stand over the factor columns they equal (D onwards), under
+    # the same f1... headers as the table below
+    fc = 3
     rows = [(0, [(0, None, "An embedding lookup equals a one-hot vector times the factor "
                   "matrix", "title")]),
             (1, [(0, None, "Pick a user number (1 to the number of users). Column C is that "
                   "user's one-hot vector; row 4 looks the factors up with INDEX, row 5 "
                   "multiplies one-hot × factors with SUMPRODUCT. They are equal.", "subtitle")]),
-            (2, [(0, None, "user number", "label"), (1, None, pick, "input")]),
+            (2, [(0, None, "user number", "label"), (1, None, pick, "input")]
+             + [(fc + f, None, f"f{f + 1}", "header") for f in range(F)]),
             (3, [(0, None, "lookup: INDEX", "bold")]
-             + [(2 + f, f"=INDEX({lookup},$B$3,{f + 1})",
-                 float(factors[pick - 1, f]), "general") for f in range(F)]),
+             + [(fc + f, f"=INDEX({lookup},$B$3,{f + 1})",
+                 float(factors[pick - 1, f]), shown) for f in range(F)]),
             (4, [(0, None, "one-hot · factors", "bold")]
-             + [(2 + f, f"=SUMPRODUCT($C$9:$C${8 + U},train!${col_name(first_col + f)}${r0}:"
+             + [(fc + f, f"=SUMPRODUCT($C$9:$C${8 + U},train!${col_name(first_col + f)}${r0}:"
                  f"${col_name(first_col + f)}${r0 + U - 1})", float(factors[pick - 1, f]),
-                 "general") for f in range(F)]),
+                 shown) for f in range(F)]),
             (5, [(0, None, "difference", "bold")]
-             + [(2 + f, f"={col_name(2 + f)}5-{col_name(2 + f)}4", 0.0, "general")
+             + [(fc + f, f"={col_name(fc + f)}5-{col_name(fc + f)}4", 0.0, "general")
                 for f in range(F)]),
             (7, [(0, None, "user", "header"), (1, None, "number", "header"),
                  (2, None, "one-hot", "header")]
-             + [(3 + f, None, f"f{f + 1}", "header") for f in range(F)])]
+             + [(fc + f, None, f"f{f + 1}", "header") for f in range(F)])]
     for i in range(U):
         rows.append((8 + i, [(0, None, lesson.user_ids[i], None), (1, None, i + 1, "int"),
                              (2, f"=IF(B{9 + i}=$B$3,1,0)", 1.0 if i + 1 == pick else 0.0, "int")]
-                     + [(3 + f, f"=INDEX({lookup},{i + 1},{f + 1})",
-                         float(factors[i, f]), "general") for f in range(F)]))
+                     + [(fc + f, f"=INDEX({lookup},{i + 1},{f + 1})",
+                         float(factors[i, f]), shown) for f in range(F)]))
     return Sheet("embedding", static_rows(rows), widths={0: 18, 1: 10},
                  validations=[(2, 1, {"validate": "integer", "criteria": "between",
                                       "minimum": 1, "maximum": U,

@@ -25,10 +25,10 @@ from ...sheet.workbook import (ArrayFormula, Book, Chart, Run, RunColumn, Series
     number_style, ref, static_rows)
 from ...math.cells import cells
 from ..data import EXCEL_MAX_ROWS
-from ...sheet.formulas import (HYPER_HELP, PLAIN, Column, Template, about_page, conventions,
-    finder_chart, finder_columns, finder_summary, INPUT_ROW, LABEL_ROW, fit_inputs, input_notes,
-    input_rows, input_validations, optimizer_columns, renamer, schedule_columns, schedule_inputs,
-    schedule_keys, status_cell)
+from ...sheet.formulas import (FINDER_HINT, HYPER_HELP, INPUT_ROW, LABEL_ROW, PLAIN, Column,
+    Template, about_page, conventions, finder_chart, finder_columns, finder_status,
+    finder_summary, fit_inputs, input_notes, input_rows, input_validations, optimizer_columns,
+    renamer, schedule_columns, schedule_inputs, schedule_keys, status_cell)
 from ...math.optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
@@ -421,8 +421,9 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     if finder:
         sentence = ("The lr finder: the same start trained with an lr that grows every step; "
                     "the best lr is where the loss falls fastest, before it blows up.")
-    status = None
-    if not finder:
+    if finder:
+        status = finder_status(finder.result, BOX_COL, BOX_ROW, col_area, BOX_VALUE_COL)
+    else:
         start_loss, end_loss = box[BOX_ROW + 2][3], box[BOX_ROW + 3][3]
         status = status_cell(
             col_area("loss"), trace.loss,
@@ -432,11 +433,11 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
             data_problem=DATA_PROBLEM)
 
     def rows():
-        hint = ("Change a yellow input (try lr) and every row recomputes, no macros; the status "
-                "below and the charts follow. Hover a header for its math." + (
-                    " Preset course: each epoch restarts from the last row's inputs, "
-                    "dropping its update, as the course's VBA did."
-                    if lesson.drop_last_update and not finder else ""))
+        hint = FINDER_HINT if finder else (
+            "Change a yellow input (try lr) and every row recomputes, no macros; the status "
+            "below and the charts follow. Hover a header for its math." + (
+                " Preset course: each epoch restarts from the last row's inputs, dropping its "
+                "update, as the course's VBA did." if lesson.drop_last_update else ""))
         named = lambda cells: [(c, rename(f) if isinstance(f, str) else f, v, st)
                                for c, f, v, st in cells]
         yield from input_rows(title, sentence, hyper, hyper_values, hint, status,
@@ -498,7 +499,13 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
 
     positive = bool(np.all(np.isfinite(trace.loss)) and np.all(trace.loss > 0))
     step_area = area(sheet_name, FIRST_STEP_ROW, where["step"], last_row)
-    chart_at = lambda i: (CHART_ROW, CHART_COL + i * CHART_COLS)
+    # with an lr chart, three charts share about the room of two (a column less each, the
+    # same gap), so the third is on a laptop's first screen too
+    chart_cols = CHART_COLS - 1 if "lr" in where and not finder else CHART_COLS
+    width = chart_cols * COL_PX - (CHART_COLS * COL_PX - CHART_WIDTH)
+    chart_at = lambda i: (CHART_ROW, CHART_COL + i * chart_cols)
+    # the step charts are scatter charts: a numeric x axis (0, 20, 40...), where a line
+    # chart's category labels run together in LibreOffice
     if finder:
         charts = [finder_chart(sheet_name, *chart_at(0), FIRST_STEP_ROW, last_row, where,
                                width=2 * CHART_WIDTH, height=CHART_HEIGHT)]
@@ -508,17 +515,17 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
             Chart(*chart_at(0), f"{kind}: loss per step", "step", "loss",
                   [Series("loss", step_area,
                           area(sheet_name, FIRST_STEP_ROW, loss_col, last_row))], log_y=positive,
-                  width=CHART_WIDTH, height=CHART_HEIGHT),
+                  width=width, height=CHART_HEIGHT, scatter=True),
             Chart(*chart_at(1), f"{kind}: mean loss per epoch", "epoch", "mean loss",
                   [Series("mean loss", area(sheet_name, ep_first, s_col, ep_last),
                           area(sheet_name, ep_first, s_col + 1, ep_last))], log_y=positive,
-                  width=CHART_WIDTH, height=CHART_HEIGHT),
+                  width=width, height=CHART_HEIGHT),
         ]
         if "lr" in where:
             charts.append(Chart(*chart_at(2), f"{kind}: learning rate per step", "step", "lr",
                                 [Series("lr", step_area,
                                         area(sheet_name, FIRST_STEP_ROW, where["lr"], last_row))],
-                                width=CHART_WIDTH, height=CHART_HEIGHT))
+                                width=width, height=CHART_HEIGHT, scatter=True))
     widths = {i: 11 for i in range(n_cols)}
     widths[BOX_COL] = 14  # the box's labels ("after 5 epochs")
     heights = fit_inputs(hyper, widths)
@@ -758,6 +765,11 @@ def summary_column(lesson: Lesson, kind: str) -> int:
     return sum(2 if c.per_param else 1 for c in columns) + 1
 
 
+def _compares(lesson: Lesson) -> bool:
+    """A compare sheet puts optimizers side by side: only with two or more."""
+    return len(lesson.optimizers) > 1
+
+
 def about_sheet(lesson: Lesson) -> Sheet:
     first = next(iter(lesson.optimizers), None)
     if first is None:  # the lr finder alone
@@ -765,8 +777,9 @@ def about_sheet(lesson: Lesson) -> Sheet:
         start = ["Open the lrfind sheet: the chart shows the loss against a learning rate "
                  "that grows every step; the box beside it says where it stops and which lr "
                  "it suggests.",
-                 "Change a yellow cell on row 4 (lr_max, or the optimizer's beta1) and every "
-                 "row recomputes.",
+                 "Change a yellow cell on row 4 (lr_min or lr_max, say) and every row "
+                 "recomputes; the status on row 6 says whether the loss blew up inside the "
+                 "range, as it must for the suggestion to mean anything.",
                  "Watch the chart: the suggested lr sits where the loss falls fastest, before "
                  "it blows up."]
     else:
@@ -777,7 +790,9 @@ def about_sheet(lesson: Lesson) -> Sheet:
                  "Change the yellow lr on row 4 (try 10× smaller or larger): every row "
                  "recomputes and the status on row 6 says whether training still works.",
                  "Watch the loss chart and the compare sheet: each optimizer sheet trains the "
-                 "same data from the same start."]
+                 "same data from the same start." if _compares(lesson) else
+                 "Watch the loss chart; build with several optimizers (--optimizer sgd,adam) "
+                 "to see them side by side on a compare sheet."]
     details = [
         (f"Model: pred = b + a·x, loss = (pred − y)², one sample per step (batch size 1), "
          f"{lesson.epochs} epochs over {lesson.data_label}, in data order." if lesson.optimizers
@@ -788,13 +803,14 @@ def about_sheet(lesson: Lesson) -> Sheet:
         "Yellow cells are inputs: change one and the sheet retrains in Excel, LibreOffice or "
         "Google Sheets. No macros, no Solver, no volatile functions. steps is derived from the "
         "rows, not an input.",
-        "Each row's b and a are the previous row's new b and new a, across epoch boundaries too.",
+        ("Each row's b and a are the previous row's new b and new a, across epoch boundaries "
+         "too." if lesson.optimizers else "Each row's b and a are the previous row's new b "
+         "and new a."),
         "Every formula cell also stores its value, computed by sheetdl's NumPy reference math; "
         "`sheetdl verify FILE` recalculates all formulas and checks them against it.",
         "Sheets: " + "; ".join(
-            ["data (x, y)"] + ([", ".join(lesson.optimizers),
-                                "compare (all optimizers' mean loss per epoch)"]
-                               if lesson.optimizers else [])
+            ["data (x, y)"] + ([", ".join(lesson.optimizers)] if lesson.optimizers else [])
+            + (["compare (all optimizers' mean loss per epoch)"] if _compares(lesson) else [])
             + (["lrfind (the learning-rate finder: lr grows each full-batch step from the same "
                 "start; where it stops and the suggested lr are formulas beside the chart)"]
                if lesson.finder else [])) + ".",
@@ -815,7 +831,7 @@ def build(lesson: Lesson) -> Book:
     sheets += [sheet_of(lesson, k) for k in lesson.optimizers]
     if lesson.finder is not None:
         sheets.append(optimizer_sheet(lesson, lesson.finder.kind, lesson.finder))
-    if lesson.optimizers:
+    if _compares(lesson):
         sheets.append(compare_sheet(lesson))
     n = len(lesson.x)
     meta = {

@@ -26,8 +26,8 @@ from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, numbe
     static_rows)
 from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number,
     read_text)
-from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes, input_rows,
-    input_validations, schedule_inputs)
+from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
+    input_rows, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 #: Learning rates that bend the default network onto the sine in 100 steps, measured.
@@ -396,7 +396,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        ("dead", "dead ReLUs"), finder, metric_style="summary|0")
     panel, panel_notes, panel_validations, fit = ({}, [], [], None) if finder else \
         _panel(lesson, lay, layer1, layer2, ec, sheet_name)
-    status = None if finder else table.status(hyper, DATA_PROBLEM)
+    status = table.status(hyper, DATA_PROBLEM)
     notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows))
     notes += panel_notes
 
@@ -410,7 +410,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         if scheduled:
             sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
-            title, sentence, hyper, hvals,
+            title, sentence, hyper, hvals, FINDER_HINT if finder else
             "Change a yellow cell (lr, or a starting weight in the 'start' block at row "
             f"{lay.top + 1}) and every step recomputes; type a step in the panel to see the "
             "network's fit then.", status, derived={"steps": table.steps_formula()})

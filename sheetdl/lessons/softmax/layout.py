@@ -19,8 +19,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format,
     number_style, ref, static_rows)
 from ..data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
-from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes, input_rows,
-    input_validations, schedule_inputs)
+from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
+    input_rows, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -413,7 +413,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        ("accuracy", "accuracy"), finder, metric_style="summary|0.0%")
     panel, start_ref, panel_notes, panel_validations = ({}, None, [], []) if finder else \
         _model_panel(lesson, lay, group, first_example=3, p_col=ec["p"])
-    status = None if finder else table.status(hyper, DATA_PROBLEM)
+    status = table.status(hyper, DATA_PROBLEM)
 
     def rows():
         title = (f"{sheet_name}: softmax regression, {lesson.kind}, {steps} full-batch "
@@ -425,7 +425,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         if scheduled:
             sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
-            title, sentence, hyper, hvals,
+            title, sentence, hyper, hvals, FINDER_HINT if finder else
             "Change a yellow cell (lr, or a starting weight) and every step recomputes; pick "
             "a step in the panel to see the model then. One block per step, from row "
             f"{top + 1}.", status,
@@ -474,7 +474,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                             "accuracy", [Series("accuracy", area(sn, table.top, TRACE_COL,
                                                                  table.last),
                                                 names["accuracy_trace"])],
-                            width=charts[0].width, height=charts[0].height))
+                            width=charts[0].width, height=charts[0].height, scatter=True))
     sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
                            validations=validations, charts=charts,
                            unique_names=finder is not None or lesson.finder is not None)
