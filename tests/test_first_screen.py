@@ -85,7 +85,7 @@ def test_numbers_on_the_first_screen_are_formatted(loaded, cached, book, sheet):
 
 @pytest.mark.parametrize("book,sheet", [*sheets(), ("graddesc.xlsx", "data"),
                                         ("softmax.xlsx", "data"), ("softmax.xlsx", "softmax"),
-                                        ("mlp.xlsx", "data")])
+                                        ("mlp.xlsx", "data"), ("collab.xlsx", "ratings")])
 def test_every_yellow_input_is_validated(loaded, book, sheet):
     ws = loaded[book][sheet]
     covered = set()
@@ -233,6 +233,28 @@ def test_diverging_sgd_is_finite_but_growing():
 def test_block_lesson_status_names_what_happened(book, edits, starts):
     wb = edited(BOOKS / book, edits)
     assert str(status(wb, "train")).startswith(starts), status(wb, "train")
+
+
+def test_a_rating_typed_in_or_cleared_retrains_the_collab_sheet():
+    """Before: the ratings sheet had no title and its ratings were not yellow, though
+    editing one retrains. Now every cell of the grid is a yellow input, blanks too: a
+    rating typed into a blank and one cleared change the training, and the recalculated
+    traces still equal the reference math replayed from the edited ratings."""
+    from sheetdl.verification.replay import replay
+    from sheetdl.write import xlsx
+
+    path = BOOKS / "collab.xlsx"
+    ws = openpyxl.load_workbook(path)["ratings"]
+    cells = [c for row in ws.iter_rows() for c in row if c.fill.fgColor.rgb == INPUT_FILL]
+    blank = next(c for c in cells if c.value is None)
+    rated = next(c for c in cells if isinstance(c.value, float))
+    assert ws["A1"].value.startswith("Ratings: ")
+    before = verify.recalculated(path)
+    wb = edited(path, {("ratings", blank.coordinate): "5", ("ratings", rated.coordinate): ""})
+    assert np.isfinite(wb.values("ratings")).sum() == np.isfinite(before.values("ratings")).sum()
+    assert not np.allclose(wb.values("loss_trace"), before.values("loss_trace"), rtol=1e-6)
+    checks = replay(wb, xlsx.read_meta(path), path, 1e-9, 1e-12)
+    assert checks and all(c.ok for c in checks), [c for c in checks if not c.ok]
 
 
 def test_panel_shows_the_step_a_learner_picks():

@@ -25,6 +25,9 @@ from ...math.optim import Optimizer
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
 LESSON_LR = {name: optim.lesson_lr("collab", name) for name in optim.NAMES}
 UDF_TOP = 6  # the --udf train sheet: inputs, then one array call
+#: The ratings sheet: a title, a sentence, the movies' header, then a row of ratings per
+#: user from this row (0-based).
+RATINGS_TOP = 3
 
 
 def blocks_start(epochs: int, shape: collab.Shape, finder: bool = False) -> int:
@@ -115,19 +118,25 @@ def _groups(lesson: Lesson) -> list[Group]:
 
 
 def ratings_sheet(lesson: Lesson) -> Sheet:
+    """The ratings as yellow inputs, the blanks too: a rating typed in, changed or
+    cleared retrains the train sheet."""
     R = lesson.R
-    rows = [(0, [(0, None, "user \\ movie", "header")]
+    U, M = R.shape
+    rows = [(0, [(0, None, "Ratings: each user's stars for each movie (yellow: change, add or "
+                  "clear one and the model retrains)", "title")]),
+            (1, [(0, None, f"{lesson.data_label}. Blank = not rated: left out of the loss "
+                  "(ISNUMBER), never read as 0. Named ratings.", "subtitle")]),
+            (RATINGS_TOP - 1, [(0, None, "user \\ movie", "header")]
              + [(j + 1, None, mid, "header") for j, mid in enumerate(lesson.movie_ids)])]
     for i, uid in enumerate(lesson.user_ids):
-        cells = [(0, None, uid, "bold")]
-        cells += [(j + 1, None, float(R[i, j]), None) for j in range(R.shape[1])
-                  if np.isfinite(R[i, j])]
-        rows.append((i + 1, cells))
-    note_row = len(lesson.user_ids) + 2
-    rows.append((note_row, [(0, None, f"Ratings: {lesson.data_label}. Blank = not rated: left "
-                             "out of the loss (ISNUMBER), never read as 0. Named ratings.",
-                             "subtitle")]))
-    return Sheet("ratings", static_rows(rows), widths={0: 14}, freeze=(1, 1))
+        rows.append((RATINGS_TOP + i, [(0, None, uid, "bold")] + [
+            (j + 1, None, float(R[i, j]) if np.isfinite(R[i, j]) else None, "input")
+            for j in range(M)]))
+    rating = {"validate": "decimal", "criteria": "between", "minimum": -1e300,
+              "maximum": 1e300, "input_title": "rating",
+              "input_message": "a rating, or blank for not rated; the train sheet retrains"}
+    return Sheet("ratings", static_rows(rows), widths={0: 14}, freeze=(RATINGS_TOP, 1),
+                 validations=[(RATINGS_TOP, 1, RATINGS_TOP + U - 1, M, rating)])
 
 
 def train_sheet(lesson: Lesson, sheet_name: str = "train",
@@ -150,7 +159,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         band_fmt = {key: "general|" + number_format([getattr(st, key) for st in tr.steps])
                     for key in ("pred", "err", "dpred")}
     pc = {"pred": 1, "err": M + 2, "dpred": 2 * M + 3}  # columns of the prediction band
-    ratings = lambda i, j: f"ratings!${col_name(j + 1)}${i + 2}"
+    ratings = lambda i, j: f"ratings!${col_name(j + 1)}${RATINGS_TOP + i + 1}"
     lo_hi = lesson.y_range
 
     def pred_terms(block, i, j):
@@ -455,7 +464,7 @@ def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_bet
 def build(lesson: Lesson) -> Book:
     train, names = udf_train_sheet(lesson) if lesson.udf else train_sheet(lesson)
     U, M = lesson.R.shape
-    names["ratings"] = f"ratings!$B$2:${col_name(M)}${U + 1}"
+    names["ratings"] = f"ratings!$B${RATINGS_TOP + 1}:${col_name(M)}${RATINGS_TOP + U}"
     meta = {"lesson": "collab", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
             "udf": lesson.udf, "seed": lesson.seed,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
