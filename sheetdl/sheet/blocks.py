@@ -19,8 +19,8 @@ import numpy as np
 from ..math import lrfind, schedules
 from .workbook import Chart, Series, Sheet, area, col_name, number_format, ref
 from .formulas import (INPUT_ROW, Column, Template, finder_chart, finder_columns, finder_status,
-    finder_summary, fit_inputs, optimizer_columns, renamer, schedule_columns, schedule_keys,
-    status_cell)
+    finder_summary, fit_headers, fit_inputs, optimizer_columns, renamer, schedule_columns,
+    schedule_keys, status_cell)
 from ..math.optim import Optimizer
 
 #: Rows of a block's scalar labels and values, from the block's top.
@@ -347,7 +347,7 @@ def finder_table(result, steps: int, *, top: int, step_col: int, loss_col: int, 
     chart = finder_chart(sheet, *chart_at, top, last, where, width=CHART_WIDTH + 80,
                          height=CHART_HEIGHT)
     notes = [(top - 1, where[c.key], c.note) for c in cols]
-    widths = {s_col: 30, s_col + 1: 12}
+    widths = fit_headers({s_col: 30, s_col + 1: 12}, [(where[c.key], c.header) for c in cols])
     return rows, names, chart, notes, widths, status
 
 
@@ -544,4 +544,5 @@ class TraceTable:
         widths[0] = 12
         if self.finder_parts is not None:
             widths.update(self.finder_parts[4])
-        return widths
+        headers = [self.counter, self.loss_header, self.metric[1]] + ["lr"] * self.scheduled
+        return fit_headers(widths, [(self.col + i, h) for i, h in enumerate(headers)])

@@ -288,6 +288,14 @@ def fit_inputs(hyper: list[str], widths: dict[int, float]) -> dict[int, float]:
     return {LABEL_ROW: 30} if any(len(h) + 2 > LABEL_WIDTH for h in hyper) else {}
 
 
+def fit_headers(widths: dict[int, float], headers) -> dict[int, float]:
+    """Widen each column of ``headers`` ((column, text) pairs) to show its header on one
+    line: a header row is one line high, and a header that wraps is cut off there."""
+    for col, text in headers:
+        widths[col] = max(widths.get(col, 0), len(text) + 2)
+    return widths
+
+
 def finder_columns() -> list[Column]:
     """The lr finder's bookkeeping, one column per quantity of ``lrfind.analyse``: each
     reads this step's ``{loss}``, ``{lr}`` and ``{step}`` and the row above (none on the

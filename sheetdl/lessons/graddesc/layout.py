@@ -27,8 +27,8 @@ from ...math.cells import cells
 from ..data import EXCEL_MAX_ROWS
 from ...sheet.formulas import (FINDER_HINT, HYPER_HELP, INPUT_ROW, LABEL_ROW, PLAIN, Column,
     Template, about_page, conventions, finder_chart, finder_columns, finder_status,
-    finder_summary, fit_inputs, input_notes, input_rows, input_validations, optimizer_columns,
-    renamer, schedule_columns, schedule_inputs, schedule_keys, status_cell)
+    finder_summary, fit_headers, fit_inputs, input_notes, input_rows, input_validations,
+    optimizer_columns, renamer, schedule_columns, schedule_inputs, schedule_keys, status_cell)
 from ...math.optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
@@ -396,6 +396,8 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
                       ("epoch", "mean loss", "b at end", "a at end")
                       + (("proxy √v_b+√v_a", "best proxy", "epoch lr") if anneal else ()))
 
+    headers = [(colno, f"{c.header} {p}" if p else c.header) for c, p, colno in placed]
+    headers += [(s_col + i, h) for i, h in enumerate(summary_header) if h]
     placed_style = {colno: c.style if c.style == "int" else number_style(c.style, values[colno])
                     for c, p, colno in placed}
     hyper_values = {**schedule_inputs(opt, sched)[1], "fd_h": FD_H, "b_init": lesson.b_init,
@@ -444,10 +446,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
                               derived={"steps": f"=ROWS({col_area('step')})"})
         for row in sorted(box):
             yield row, named(box[row])
-        header = [(colno, None, (f"{c.header} {p}" if p else c.header), "header")
-                  for c, p, colno in placed]
-        header += [(s_col + i, None, h, "header") for i, h in enumerate(summary_header) if h]
-        yield HEADER_ROW, header
+        yield HEADER_ROW, [(colno, None, text, "header") for colno, text in headers]
         yield INIT_ROW, list(init_cells) + named(summary.get(INIT_ROW, []))
         # Each column's formulas in stretches of one template: the first step's own, then
         # the later steps'; under the course preset b and a restart at each epoch's start.
@@ -532,6 +531,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
     widths.update({s_col + i: 11 for i in range(len(summary_header))})
     if finder:
         widths[BOX_VALUE_COL] = max(widths.get(BOX_VALUE_COL, 11), 12)
+    fit_headers(widths, headers)
     # No rows frozen: the first screen is a whole, and frozen rows 1–23 would leave a
     # laptop screen a few rows to scroll; step and epoch stay in view to the right.
     return Sheet(name=sheet_name, rows=rows, widths=widths, heights=heights, freeze=(0, 2),
