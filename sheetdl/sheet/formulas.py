@@ -269,6 +269,12 @@ def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: 
     return rows
 
 
+def lr_input(hyper: list[str]) -> str:
+    """The input a hint tells a learner to try first: lr, or under a schedule that sets
+    the lr each step (onecycle), the schedule's own lr_max."""
+    return next((h for h in ("lr", "lr_max") if h in hyper), hyper[0])
+
+
 def input_notes(hyper: list[str], convention: str,
                 fallback: str = "") -> list[tuple[int, int, str]]:
     """The notes of ``input_rows``: each input's meaning on its label, the optimizer's

@@ -129,6 +129,8 @@ class Chart:
     log_x: bool = False
     #: a scatter chart: x is a number (a feature, a step), not a category
     scatter: bool = False
+    #: the y axis's range where the quantity has one (an accuracy: 0 to 1); else the engine's
+    y_range: tuple[float, float] | None = None
 
 
 @dataclass

@@ -257,6 +257,8 @@ def _decorate(wb, ws, sheet: Sheet) -> None:
         chart.set_x_axis(x_axis)
         if spec.log_y:
             y_axis["log_base"] = 10
+        if spec.y_range is not None:
+            y_axis.update(min=spec.y_range[0], max=spec.y_range[1])
         chart.set_y_axis(y_axis)
         chart.set_legend({"position": "bottom" if len(spec.series) > 1 else "none"})
         chart.set_size({"width": spec.width, "height": spec.height})

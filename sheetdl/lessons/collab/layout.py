@@ -19,7 +19,7 @@ from ...sheet.workbook import (ArrayFormula, Book, Chart, Series, Sheet, area, c
     number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
-    input_rows, input_validations, schedule_inputs)
+    input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
@@ -237,7 +237,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             f"{lesson.kind}, {lesson.epochs} full-batch epochs"
             + (": the lr finder, lr growing each epoch from the same start" if finder else ""),
             sentence, hyper, hvals, FINDER_HINT if finder else
-            "Change a yellow cell (lr, or a starting factor in the 'start' block at row "
+            f"Change a yellow cell ({lr_input(hyper)}, or a starting factor in the 'start' "
+            "block at row "
             f"{lay.top + 1}) and every epoch recomputes; pick an epoch in the panel to see "
             "the model then.", status,
             derived={"steps": table.steps_formula()})

@@ -27,7 +27,7 @@ from ...math.cells import cells
 from ..data import EXCEL_MAX_ROWS
 from ...sheet.formulas import (FINDER_HINT, HYPER_HELP, INPUT_ROW, LABEL_ROW, PLAIN, Column,
     Template, about_page, conventions, finder_chart, finder_columns, finder_status,
-    finder_summary, fit_headers, fit_inputs, input_notes, input_rows, input_validations,
+    finder_summary, fit_headers, fit_inputs, input_notes, input_rows, input_validations, lr_input,
     optimizer_columns, renamer, schedule_columns, schedule_inputs, schedule_keys, status_cell)
 from ...math.optim import Optimizer
 
@@ -436,7 +436,8 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
 
     def rows():
         hint = FINDER_HINT if finder else (
-            "Change a yellow input (try lr) and every row recomputes, no macros; the status "
+            f"Change a yellow input (try {lr_input(hyper)}) and every row recomputes, no "
+            "macros; the status "
             "below and the charts follow. Hover a header for its math." + (
                 " Preset course: each epoch restarts from the last row's inputs, dropping its "
                 "update, as the course's VBA did." if lesson.drop_last_update else ""))

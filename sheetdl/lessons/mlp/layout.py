@@ -27,7 +27,7 @@ from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, numbe
 from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number,
     read_text)
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
-    input_rows, input_validations, schedule_inputs)
+    input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 #: Learning rates that bend the default network onto the sine in 100 steps, measured.
@@ -411,7 +411,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
             title, sentence, hyper, hvals, FINDER_HINT if finder else
-            "Change a yellow cell (lr, or a starting weight in the 'start' block at row "
+            f"Change a yellow cell ({lr_input(hyper)}, or a starting weight in the 'start' "
+            "block at row "
             f"{lay.top + 1}) and every step recomputes; type a step in the panel to see the "
             "network's fit then.", status, derived={"steps": table.steps_formula()})
         def step_cells(block):

@@ -20,7 +20,7 @@ from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, numbe
     number_style, ref, static_rows)
 from ..data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
-    input_rows, input_validations, schedule_inputs)
+    input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -189,9 +189,10 @@ def softmax_sheet() -> Sheet:
         col[key] = c
         c += (k if np.ndim(arr) == 2 else 1)
     rows_out = [(0, [(0, None, "Softmax and cross-entropy, one cell at a time", "title")]),
-                (1, [(0, None, "Each block of columns is one stage. Subtracting the row max "
-                      "first keeps logits of ±1000 finite; LN, not LOG, makes the loss torch's.",
-                      "subtitle")]),
+                (1, [(0, None, "Each block of columns is one stage, left to right, to the loss "
+                      f"in column {col_name(col['loss'])}. Subtracting the row's max first keeps "
+                      "EXP finite for logits of ±1000; the log is LN (natural), not Excel's LOG "
+                      "(base 10), so the loss is torch's cross-entropy.", "subtitle")]),
                 (2, [(0, None, "Try it: pick another target from the list in column B, or type "
                       "new logits in the yellow cells, and follow each stage to the loss.",
                       "subtitle")])]
@@ -426,7 +427,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
             title, sentence, hyper, hvals, FINDER_HINT if finder else
-            "Change a yellow cell (lr, or a starting weight) and every step recomputes; pick "
+            f"Change a yellow cell ({lr_input(hyper)}, or a starting weight) and every step "
+            "recomputes; pick "
             "a step in the panel to see the model then. One block per step, from row "
             f"{top + 1}.", status,
             derived={"steps": table.steps_formula()})
@@ -474,7 +476,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                             "accuracy", [Series("accuracy", area(sn, table.top, TRACE_COL,
                                                                  table.last),
                                                 names["accuracy_trace"])],
-                            width=charts[0].width, height=charts[0].height, scatter=True))
+                            width=charts[0].width, height=charts[0].height, scatter=True,
+                            y_range=(0, 1)))
     sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
                            validations=validations, charts=charts,
                            unique_names=finder is not None or lesson.finder is not None)
