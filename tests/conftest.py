@@ -64,3 +64,21 @@ def course_dir():
     if not COURSE.exists():
         pytest.fail(f"{COURSE} is missing: it ships with the tests")
     return COURSE
+
+
+def softmax_example(wb, si: int, i: int) -> dict:
+    """Where example ``i`` of a recalculated softmax sheet (``wb``: verifier.recalculated)
+    sits, 1-based (row, column), found from the sheet's own headers and labels: the
+    target, each class row's logit and p, and the loss."""
+    from sheetdl.lessons.softmax.layout import CLASSES, SOFTMAX_BLOCK, SOFTMAX_TOP
+
+    get = wb.model.get_cell_value
+    header = [get(si, SOFTMAX_TOP, c) for c in range(1, 30)]
+    top = SOFTMAX_TOP + 1 + i * SOFTMAX_BLOCK  # the example's name and target
+    rows = range(top + 1, top + 1 + len(CLASSES))
+    label_col = next(c for c in range(1, 30) if get(si, top + 1, c) == "max m")
+    loss_row = next(r for r in rows if get(si, r, label_col) == "loss")
+    return {"target": (top, 2),
+            "z": [(r, header.index("logit z") + 1) for r in rows],
+            "p": [(r, header.index("p = softmax") + 1) for r in rows],
+            "loss": (loss_row, label_col + 1)}

@@ -12,7 +12,7 @@ import pytest
 from openpyxl.utils import range_boundaries
 
 from sheetdl.verification import verifier as verify
-from conftest import ROOT
+from conftest import ROOT, softmax_example
 
 BOOKS = ROOT / "workbooks"
 #: the training sheets of each committed default workbook
@@ -276,18 +276,30 @@ def test_panel_shows_the_step_a_learner_picks():
 def test_softmax_target_is_a_class_name_and_a_wrong_one_is_not_a_silent_zero():
     book = openpyxl.load_workbook(BOOKS / "softmax.xlsx")
     ws = book["softmax"]
-    assert ws["B6"].value == "dog"
-    lists = [dv for dv in ws.data_validations.dataValidation if dv.type == "list"]
-    assert lists and "B6" in str(lists[0].sqref)
-    wb = edited(BOOKS / "softmax.xlsx", {("softmax", "B6"): "horse"})
+    wb = verify.recalculated(BOOKS / "softmax.xlsx")
     si = wb.index["softmax"]
-    header = [wb.model.get_cell_value(si, 4, c) for c in range(1, 60)]
-    loss_col = header.index("loss") + 1
-    assert wb.model.get_cell_value(si, 6, loss_col) == "#N/A"
-    wb = edited(BOOKS / "softmax.xlsx", {("softmax", "B6"): "cat"})
-    z = np.array([wb.model.get_cell_value(si, 6, c) for c in range(3, 8)])  # the logits
+    where = softmax_example(wb, si, 0)
+    target = ws.cell(*where["target"]).coordinate
+    assert ws[target].value == "dog"
+    lists = [dv for dv in ws.data_validations.dataValidation if dv.type == "list"]
+    assert lists and target in str(lists[0].sqref)
+    wb = edited(BOOKS / "softmax.xlsx", {("softmax", target): "horse"})
+    assert wb.model.get_cell_value(si, *where["loss"]) == "#N/A"
+    wb = edited(BOOKS / "softmax.xlsx", {("softmax", target): "cat"})
+    z = np.array([wb.model.get_cell_value(si, *c) for c in where["z"]])  # the logits
     want = np.log(np.exp(z - z.max()).sum()) + z.max() - z[0]  # −log softmax(z)[cat]
-    assert wb.model.get_cell_value(si, 6, loss_col) == pytest.approx(want, rel=1e-12)
+    assert wb.model.get_cell_value(si, *where["loss"]) == pytest.approx(want, rel=1e-12)
+
+
+def test_softmax_sheet_fits_one_screen():
+    """Before: the stages ran across 35 columns and the loss sat in column AI, off the
+    first screen. Every example's logits and loss are now inside A1:T40."""
+    wb = verify.recalculated(BOOKS / "softmax.xlsx")
+    si = wb.index["softmax"]
+    for i in range(4):
+        where = softmax_example(wb, si, i)
+        for r, c in [where["loss"], *where["z"], *where["p"]]:
+            assert r <= ROWS and c <= COLS, (i, r, c)
 
 
 def test_readme_shows_every_first_screen():

@@ -20,7 +20,7 @@ import pytest
 from sheetdl.lessons import data
 from sheetdl.lessons.softmax import layout as softmax_book
 from sheetdl.verification import verifier as verify
-from conftest import ROOT
+from conftest import ROOT, softmax_example
 
 # Only looked up, not imported: importing xlwings_server sets XLWINGS_ON_SERVER in this
 # process, after which `import xlwings` (the add-in's tests) needs a license key.
@@ -107,9 +107,8 @@ def test_softmax_through_the_server_equals_the_workbook(server):
     status, out = call(server, "softmax", z, None)
     assert status == 200, out
     si = wb.index["softmax"]
-    header = [wb.model.get_cell_value(si, 4, c) for c in range(1, 80)]
-    p0 = header.index("p = softmax") + 1
-    want = [[wb.model.get_cell_value(si, 6 + i, p0 + j) for j in range(5)] for i in range(len(z))]
+    want = [[wb.model.get_cell_value(si, *c) for c in softmax_example(wb, si, i)["p"]]
+            for i in range(len(z))]
     np.testing.assert_allclose(np.array(out["result"], float), want, rtol=1e-13, atol=1e-300)
 
 

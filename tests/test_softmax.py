@@ -10,7 +10,7 @@ from sheetdl.lessons.graddesc import layout as graddesc
 from sheetdl.verification import libreoffice, verifier as verify
 from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
 from sheetdl.write import xlsx
-from conftest import named_values
+from conftest import named_values, softmax_example
 from torch_reference import torch_optimizer, torch_scheduler
 
 KINDS = graddesc.ALL_OPTIMIZERS
@@ -98,9 +98,7 @@ def test_softmax_sheet_stays_finite_for_huge_logits(tmp_path):
     path = xlsx.write(softmax_book.build(lesson), tmp_path / "s.xlsx")
     wb = verify.recalculated(path)
     si = wb.index["softmax"]
-    header = [wb.model.get_cell_value(si, 4, c) for c in range(1, 60)]
-    loss_col = header.index("loss") + 1
-    losses = [wb.model.get_cell_value(si, 6 + i, loss_col) for i in range(4)]
+    losses = [wb.model.get_cell_value(si, *softmax_example(wb, si, i)["loss"]) for i in range(4)]
     z = torch.tensor([e[1] for e in softmax_book.EXAMPLES], dtype=torch.float64)
     t = torch.tensor([e[2] for e in softmax_book.EXAMPLES])
     want = torch.nn.functional.cross_entropy(z, t, reduction="none").numpy()

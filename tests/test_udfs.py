@@ -12,7 +12,7 @@ from sheetdl.addin import kernels, udfs
 from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
 from sheetdl.verification import verifier as verify
 from sheetdl.write import xlsx
-from conftest import ROOT
+from conftest import ROOT, softmax_example
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,7 @@ def test_softmax_and_cross_entropy_equal_the_workbook(tmp_path):
     wb = verify.recalculated(xlsx.write(softmax_book.build(lesson), tmp_path / "s.xlsx"))
     z = np.array([e[1] for e in softmax_book.EXAMPLES])
     si = wb.index["softmax"]
-    header = [wb.model.get_cell_value(si, 4, c) for c in range(1, 80)]
-    p0 = header.index("p = softmax") + 1
-    want = np.array([[wb.model.get_cell_value(si, 6 + i, p0 + j) for j in range(5)]
+    want = np.array([[wb.model.get_cell_value(si, *c) for c in softmax_example(wb, si, i)["p"]]
                      for i in range(len(z))])
     np.testing.assert_allclose(udfs.softmax(z), want, rtol=1e-13, atol=1e-300)
     loss0 = wb.values("loss_trace")[0]

@@ -19,8 +19,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format,
     number_style, ref, static_rows)
 from ..data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
-from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
-    input_rows, lr_input, input_validations, schedule_inputs)
+from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, fit_headers,
+    input_notes, input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 CLASSES = ["cat", "dog", "plane", "fish", "building"]
@@ -162,109 +162,109 @@ def _layout_height(n: int, k: int) -> int:
 
 # --------------------------------------------------------------------------- sheets
 
+#: The softmax sheet: its column headers, then a block per example from this row (0-based),
+#: a first row with the example's name and target, a row per class, a blank row.
+SOFTMAX_TOP = 4
+SOFTMAX_BLOCK = 1 + len(CLASSES) + 1
+
+
 def softmax_sheet() -> Sheet:
+    """Softmax and cross-entropy for each of ``EXAMPLES``: a block per example whose
+    columns are the stages from logit to gradient, one row per class (as the course's
+    entropy_example.xlsx lays out its one example), and beside it the example's max,
+    Σ exp and loss. Four examples fit one screen."""
     k = len(CLASSES)
     z = np.array([e[1] for e in EXAMPLES])
     t = np.array([e[2] for e in EXAMPLES])
     r = softmax.softmax_rows(z, t)
-    groups = [("logits z", "the scores a model outputs (any real numbers)", r.logits, None),
-              ("max", "m = max(z): subtracting it keeps EXP finite (EXP overflows past "
-               "709.78); softmax does not change", r.max, None),
-              ("z − m", "shifted logits, all ≤ 0", r.shifted, "={z}-{max}"),
-              ("exp(z − m)", "each between 0 and 1", r.exp, "=EXP({shifted})"),
-              ("Σ exp", "the normaliser", r.sum, None),
-              ("p = softmax", "p = exp(z − m)/Σ exp(z − m): sums to 1", r.probs, "={exp}/{sum}"),
-              ("one-hot y", "1 for the target class", r.onehot, "=IF({target}={c},1,0)"),
-              ("log p", "log-softmax with LN: (z − m) − LN(Σ exp). Excel's LOG is base 10: "
-               "using it divides the loss by ln 10 ≈ 2.3026 and no longer matches torch",
-               r.logp, "={shifted}-LN({sum})"),
-              ("loss", "cross-entropy −Σ y·log p = −log p[target]: torch's F.cross_entropy "
-               "for one example", r.loss, None),
-              ("∂loss/∂z = p − y", "the gradient of the loss for each logit", r.grad,
-               "={p}-{onehot}")]
-    col = {"name": 0, "target": 1}
-    c = 2
-    keys = ["z", "max", "shifted", "exp", "sum", "p", "onehot", "logp", "loss", "grad"]
-    for key, (title, _, arr, _) in zip(keys, groups):
-        col[key] = c
-        c += (k if np.ndim(arr) == 2 else 1)
+    # (key, header, its note, values for the number format); one column per stage
+    stages = [("z", "logit z", "the scores a model outputs (any real numbers)", r.logits),
+              ("shifted", "z − m", "shifted logits, all ≤ 0: m = max(z), beside the block; "
+               "subtracting it keeps EXP finite (EXP overflows past 709.78) and does not "
+               "change softmax", r.shifted),
+              ("exp", "exp(z − m)", "each between 0 and 1", r.exp),
+              ("p", "p = softmax", "p = exp(z − m)/Σ exp(z − m): sums to 1", r.probs),
+              ("onehot", "one-hot y", "1 for the target class", r.onehot),
+              ("logp", "log p", "log-softmax with LN: (z − m) − LN(Σ exp). Excel's LOG is base "
+               "10: using it divides the loss by ln 10 ≈ 2.3026 and no longer matches torch",
+               r.logp),
+              ("grad", "∂loss/∂z = p − y", "the gradient of the loss for each logit", r.grad)]
+    col = {key: 1 + i for i, (key, *_) in enumerate(stages)}
+    label_col = col["grad"] + 2
+    value_col = label_col + 1
+    fmt = {key: number_style("general", arr) for key, _, _, arr in stages}
+    scalar_fmt = {"max": number_style("general", r.max), "sum": number_style("general", r.sum),
+                  "loss": "summary|" + number_style("general", r.loss).split("|")[1]}
     rows_out = [(0, [(0, None, "Softmax and cross-entropy, one cell at a time", "title")]),
-                (1, [(0, None, "Each block of columns is one stage, left to right, to the loss "
-                      f"in column {col_name(col['loss'])}. Subtracting the row's max first keeps "
-                      "EXP finite for logits of ±1000; the log is LN (natural), not Excel's LOG "
-                      "(base 10), so the loss is torch's cross-entropy.", "subtitle")]),
-                (2, [(0, None, "Try it: pick another target from the list in column B, or type "
-                      "new logits in the yellow cells, and follow each stage to the loss.",
-                      "subtitle")])]
-    fmt = {key: number_style("general", arr) for key, (_, _, arr, _) in zip(keys, groups)}
-    header, sub, notes = [(0, None, "example", "header"), (1, None, "target", "header")], [], []
-    for key, (title, note, arr, _) in zip(keys, groups):
-        wide = np.ndim(arr) == 2
-        header.append((col[key], None, title, "header_span" if wide else "header"))
-        if wide:  # centred across its k columns
-            header += [(col[key] + j, None, None, "header_span") for j in range(1, k)]
-        notes.append((3, col[key], note))
-        if wide:
-            sub += [(col[key] + j, None, CLASSES[j], "label") for j in range(k)]
-    notes.append((3, 1, "The target class, picked from the list: its one-hot column is 1, "
-                  "the others 0. A name not in the list is refused; if one gets in anyway, "
-                  "the loss shows #N/A instead of a silent 0."))
-    rows_out.append((3, header))
-    rows_out.append((4, sub))
-    first = 5
+                (1, [(0, None, "Each block is one example: a row per class, a column per stage "
+                      "from the logit to the gradient; beside it the example's max, Σ exp and "
+                      "loss. The log is LN (natural), not Excel's LOG (base 10), so the loss "
+                      "is torch's cross-entropy.", "subtitle")]),
+                (2, [(0, None, "Try it: pick another target in column B, or type new logits in "
+                      "the yellow cells, and follow each stage to the loss.", "subtitle")]),
+                (SOFTMAX_TOP - 1, [(0, None, "class", "header")]
+                 + [(col[key], None, header, "header") for key, header, _, _ in stages])]
+    notes = [(SOFTMAX_TOP - 1, col[key], note) for key, _, note, _ in stages]
+    validations = []
     for i, (name, _, target) in enumerate(EXAMPLES):
-        row = first + i
-        R = row + 1
-        cells = [(0, None, name, "bold"), (1, None, CLASSES[target], "input")]
-
-        def at(key, j=None):
-            return f"{col_name(col[key] + (j or 0))}{R}"
+        top = SOFTMAX_TOP + i * SOFTMAX_BLOCK
+        first, last = top + 2, top + 1 + k  # the class rows, 1-based
+        target_ref = f"$B${top + 1}"
 
         def span(key):
-            return f"{at(key, 0)}:{at(key, k - 1)}"
+            return f"{col_name(col[key])}{first}:{col_name(col[key])}{last}"
 
+        def scalar(j):  # the value beside the block: max, Σ exp, loss
+            return f"${col_name(value_col)}${first + j}"
+
+        rows_out.append((top, [(0, None, name, "bold"), (1, None, CLASSES[target], "input"),
+                               (2, None, "← the target class", "subtitle")]))
+        notes.append((top, 1, "The target class, picked from the list: its one-hot column is "
+                      "1, the others 0. A name not in the list is refused; if one gets in "
+                      "anyway, the loss shows #N/A instead of a silent 0."))
+        validations.append((top, 1, {"validate": "list", "source": list(CLASSES),
+                                     "input_title": "target class",
+                                     "input_message": "the true class of this example",
+                                     "error_message": "pick a class from the list: "
+                                                      + ", ".join(CLASSES)}))
         for j in range(k):
-            cells.append((col["z"] + j, None, float(r.logits[i, j]), "input"))
-        cells.append((col["max"], f"=MAX({span('z')})", float(r.max[i]), fmt["max"]))
-        for j in range(k):
-            cells.append((col["shifted"] + j, f"={at('z', j)}-{at('max')}",
-                          float(r.shifted[i, j]), fmt["shifted"]))
-            cells.append((col["exp"] + j, f"=EXP({at('shifted', j)})", float(r.exp[i, j]),
-                          fmt["exp"]))
-        cells.append((col["sum"], f"=SUM({span('exp')})", float(r.sum[i]), fmt["sum"]))
-        for j in range(k):
-            label = f"{col_name(col['onehot'] + j)}$5"  # the class name over this column
-            cells.append((col["p"] + j, f"={at('exp', j)}/{at('sum')}", float(r.probs[i, j]),
-                          fmt["p"]))
-            cells.append((col["onehot"] + j, f"=IF($B{R}={label},1,0)", float(r.onehot[i, j]),
-                          "int"))
-            cells.append((col["logp"] + j, f"={at('shifted', j)}-LN({at('sum')})",
-                          float(r.logp[i, j]), fmt["logp"]))
-            cells.append((col["grad"] + j, f"={at('p', j)}-{at('onehot', j)}",
-                          float(r.grad[i, j]), fmt["grad"]))
-        cells.append((col["loss"], f"=IF(SUM({span('onehot')})=1,"
-                      f"-SUMPRODUCT({span('onehot')},{span('logp')}),NA())", float(r.loss[i]),
-                      "summary|" + fmt["loss"].split("|")[1]))
-        notes.append((row, col["loss"], f"With base-10 LOG (the course sheet's habit) this cell "
-                      f"would show {r.loss_log10[i]:.6g}, the loss divided by ln 10: a different "
-                      "number from torch's cross-entropy, and its gradient is off by the same "
-                      "factor."))
-        rows_out.append((row, cells))
-    validations = [(first + i, 1, {"validate": "list", "source": list(CLASSES),
-                                   "input_title": "target class",
-                                   "input_message": "the true class of this example",
-                                   "error_message": "pick a class from the list: "
-                                                    + ", ".join(CLASSES)})
-                   for i in range(len(EXAMPLES))]
-    validations += [(first + i, col["z"] + j, {"validate": "decimal", "criteria": "between",
-                                               "minimum": -1e300, "maximum": 1e300,
-                                               "input_title": "logit",
-                                               "input_message": "any real number"})
-                    for i in range(len(EXAMPLES)) for j in range(k)]
-    widths = {0: 14, 1: 10}
-    widths.update({c: 10 for c in range(2, col["grad"] + k)})
-    return Sheet("softmax", static_rows(rows_out), widths=widths, freeze=(5, 2),
-                 notes=notes, validations=validations)
+            R = first + j
+            at = lambda key: f"{col_name(col[key])}{R}"  # noqa: E731
+            cells = [(0, None, CLASSES[j], "label"),
+                     (col["z"], None, float(r.logits[i, j]), "input"),
+                     (col["shifted"], f"={at('z')}-{scalar(0)}", float(r.shifted[i, j]),
+                      fmt["shifted"]),
+                     (col["exp"], f"=EXP({at('shifted')})", float(r.exp[i, j]), fmt["exp"]),
+                     (col["p"], f"={at('exp')}/{scalar(1)}", float(r.probs[i, j]), fmt["p"]),
+                     (col["onehot"], f"=IF({target_ref}=$A{R},1,0)", float(r.onehot[i, j]),
+                      "int"),
+                     (col["logp"], f"={at('shifted')}-LN({scalar(1)})", float(r.logp[i, j]),
+                      fmt["logp"]),
+                     (col["grad"], f"={at('p')}-{at('onehot')}", float(r.grad[i, j]),
+                      fmt["grad"])]
+            if j < 3:
+                label, formula, value, style = [
+                    ("max m", f"=MAX({span('z')})", r.max[i], scalar_fmt["max"]),
+                    ("Σ exp(z − m)", f"=SUM({span('exp')})", r.sum[i], scalar_fmt["sum"]),
+                    ("loss", f"=IF(SUM({span('onehot')})=1,-SUMPRODUCT({span('onehot')},"
+                     f"{span('logp')}),NA())", r.loss[i], scalar_fmt["loss"])][j]
+                cells += [(label_col, None, label, "bold"),
+                          (value_col, formula, float(value), style)]
+            rows_out.append((R - 1, cells))
+        notes.append((first + 1, value_col, f"With base-10 LOG (the course sheet's habit) "
+                      f"this cell would show {r.loss_log10[i]:.6g}, the loss divided by ln 10: "
+                      "a different number from torch's cross-entropy, and its gradient is off "
+                      "by the same factor."))
+        validations += [(first - 1 + j, col["z"], {"validate": "decimal", "criteria": "between",
+                                                   "minimum": -1e300, "maximum": 1e300,
+                                                   "input_title": "logit",
+                                                   "input_message": "any real number"})
+                        for j in range(k)]
+    widths = {0: 14, 1: 11, label_col: 14, value_col: 11}
+    widths.update({c: 12 for c in range(2, label_col)})
+    fit_headers(widths, [(col[key], header) for key, header, _, _ in stages])
+    return Sheet("softmax", static_rows(rows_out), widths=widths, notes=notes,
+                 validations=validations)
 
 
 def data_sheet(lesson: Lesson) -> Sheet:
