@@ -209,6 +209,10 @@ def softmax_sheet() -> Sheet:
     for i, (name, _, target) in enumerate(EXAMPLES):
         top = SOFTMAX_TOP + i * SOFTMAX_BLOCK
         first, last = top + 2, top + 1 + k  # the class rows, 1-based
+        # z − m and log p span −2000 to 0 over the examples: each block gets the digits
+        # its own values need (−0.136, not −0.1)
+        fmt.update({key: number_style("general", arr[i])
+                    for key, arr in (("shifted", r.shifted), ("logp", r.logp))})
         target_ref = f"$B${top + 1}"
 
         def span(key):
