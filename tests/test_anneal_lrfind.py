@@ -1,5 +1,6 @@
 """The course's adam_ann annealing as formulas, and the learning-rate finder."""
 import math
+import os
 import subprocess
 import sys
 
@@ -273,6 +274,20 @@ def test_softmax_and_collab_finder_sheets(soffice, tmp_path):
         assert lo["lrfind"]["A6"].value == ic.model.get_cell_value(ic.index["lrfind"], 6, 1)
 
 
+def test_a_finder_whose_loss_overflows_builds_and_verifies(tmp_path):
+    """Before: `sheetdl build lrfind --lr-max 100` was an OverflowError traceback: Python's
+    float power raises where the sheet shows #NUM!."""
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "build", "lrfind", "--lr-max",
+                        "100", "-o", str(tmp_path / "f.xlsx")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    report = verify.verify(tmp_path / "f.xlsx")
+    assert report.ok, report.summary()
+    wb = verify.recalculated(tmp_path / "f.xlsx")
+    assert wb.model.get_cell_value(wb.index["lrfind"], 6, 1).startswith(
+        f"the loss blew up after step {wb.values('finder_stop', 'lrfind')[0]:g}")
+
+
 def test_finder_status_says_whether_the_loss_blew_up(tmp_path):
     """Before: a finder sheet had no status, and its hint spoke of an lr input it does not
     have. A softmax finder whose loss never blows up suggested an lr from a curve that had
@@ -287,7 +302,7 @@ def test_finder_status_says_whether_the_loss_blew_up(tmp_path):
     stop = lambda: wb.values("finder_stop", "lrfind")[0]
     assert stop() == 40  # the smoothed loss only fell
     assert wb.model.get_cell_value(si, 6, 1).startswith(
-        "the loss never blew up, up to lr_max: raise lr_max until it does")
+        "the loss never blew up, up to lr_max: the suggested lrs come from a curve")
     assert wb.model.get_cell_value(si, 5, 1).startswith("Change a yellow input (lr_min or lr_max")
     lr_max = next(c for c in range(1, 20) if wb.model.get_cell_value(si, 3, c) == "lr_max")
     wb.model.set_user_input(si, 4, lr_max, "1e6")
@@ -298,4 +313,4 @@ def test_finder_status_says_whether_the_loss_blew_up(tmp_path):
     wb.model.set_user_input(si, 4, lr_min, "1e5")
     wb.model.evaluate()
     assert wb.model.get_cell_value(si, 6, 1) == \
-        "the loss blew up within the first steps: lower lr_min"
+        "the loss blew up within the first steps: lower the yellow lr_min"

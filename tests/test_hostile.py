@@ -434,6 +434,10 @@ def test_forged_sizes_are_refused_before_any_work(tmp_path, book, old, new):
     (rb'"epochs":20', rb'"epochs":1000000000', "its sheetdl metadata asks for 1000000000 steps"),
     (rb'"factors":5', rb'"factors":-3', "its sheetdl metadata asks for -3 factors"),
     (rb'"factors":5', rb'"factors":1000000000000', "its sheetdl metadata asks for a replay of"),
+    (rb'"epochs":20', rb'"epochs":"20000000"', "its sheetdl metadata asks for '20000000' steps"),
+    (rb'"factors":5', rb'"factors":true', "its sheetdl metadata asks for True factors"),
+    (rb'"lesson":"collab"', rb'"lesson":["collab"]',
+     "is not what sheetdl writes (lesson ['collab'])"),
     (rb'<vt:lpwstr>{', rb'<vt:lpwstr>[{', None),
 ])
 def test_forged_udf_collab_metadata_is_refused_before_any_work(tmp_path, old, new, message):

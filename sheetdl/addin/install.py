@@ -119,7 +119,7 @@ def demo_book() -> Book:
     x, y = data.course_points()
     lesson = graddesc.make_lesson(x, y, optimizers=("sgd", "adam"), epochs=2)
     book = graddesc.build(lesson)
-    sheets = [s for s in book.sheets if s.name != "compare"]
+    sheets = list(book.sheets)
     sheets.insert(1, calls_sheet(lesson, sheets))
     sheets.append(conf_sheet())
     meta = dict(book.meta, demo="addin")

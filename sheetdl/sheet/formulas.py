@@ -269,10 +269,10 @@ def input_rows(title: str, sentence: str, hyper: list[str], values: dict, hint: 
     return rows
 
 
-def lr_input(hyper: list[str]) -> str:
-    """The input a hint tells a learner to try first: lr, or under a schedule that sets
-    the lr each step (onecycle), the schedule's own lr_max."""
-    return next((h for h in ("lr", "lr_max") if h in hyper), hyper[0])
+def lr_input(schedule) -> str:
+    """The yellow input a hint tells a learner to try first: lr, or lr_max where the
+    schedule sets the lr each step (onecycle)."""
+    return "lr_max" if schedule is not None and schedule.sets("lr") else "lr"
 
 
 def input_notes(hyper: list[str], convention: str,
@@ -393,9 +393,11 @@ def finder_status(r, s_col: int, top: int, col_area,
     trusted. A loss that never blows up suggests an lr from a curve that has not turned."""
     v_col = s_col + 1 if value_col is None else value_col
     steep, low = ref(top + STEEP_ROW, v_col), ref(top + MIN10_ROW, v_col)
-    never = ("the loss never blew up, up to lr_max: raise lr_max until it does; until then "
-             "the suggested lrs are only a first guess")
-    early = "the loss blew up within the first steps: lower lr_min"
+    # no advice to raise lr_max: Adam's bounded steps and collab's sigmoid-bounded loss
+    # may never blow up at any lr
+    never = ("the loss never blew up, up to lr_max: the suggested lrs come from a curve that "
+             "has not turned up; read the chart before trusting them")
+    early = "the loss blew up within the first steps: lower the yellow lr_min"
     found = f": try the suggested lrs ({steep}, {low}) on a training sheet"
     formula = (f'=IF(SUM({col_area("stopped")})=0,"{never}",IF(COUNT({col_area("slope")})=0,'
                f'"{early}","the loss blew up after step "&{ref(top + STOP_ROW, v_col)}'

@@ -147,6 +147,9 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
         raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not what "
                           f"sheetdl writes (a JSON {type(meta).__name__}, not an object); "
                           "not replayed")
+    if meta is not None and not isinstance(meta.get("lesson", ""), str):
+        raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not what "
+                          f"sheetdl writes (lesson {meta['lesson']!r}); not replayed")
     traces = None
     if meta and meta.get("udf") and meta.get("lesson") in REPLAYS:
         # No engine here computes the add-in's calls: a --udf workbook's traces are

@@ -237,10 +237,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             f"{lesson.kind}, {lesson.epochs} full-batch epochs"
             + (": the lr finder, lr growing each epoch from the same start" if finder else ""),
             sentence, hyper, hvals, FINDER_HINT if finder else
-            f"Change a yellow cell ({lr_input(hyper)}, or a starting factor in the 'start' "
-            "block at row "
-            f"{lay.top + 1}) and every epoch recomputes; pick an epoch in the panel to see "
-            "the model then.", status,
+            f"Change a yellow cell ({lr_input(lesson.schedule)}, or a starting factor in the "
+            f"'start' block at row {lay.top + 1}) and every epoch recomputes; pick an epoch in "
+            "the panel to see the model then.", status,
             derived={"steps": table.steps_formula()})
         def step_cells(block):
             st = tr.steps[block - 1]
@@ -426,7 +425,8 @@ def about_sheet(lesson: Lesson) -> Sheet:
         ["Open the train sheet: the RMSE chart shows the error in stars falling epoch by "
          "epoch, and below it the course's dotprod layout: movie factors above, user factors "
          "left, predictions in the grid.",
-         "Change the yellow lr on row 4 (or type an epoch into 'show epoch'): every epoch "
+         f"Change the yellow {lr_input(lesson.schedule)} on row 4 (or type an epoch into "
+         "'show epoch'): every epoch "
          "recomputes, and the grid shows the model at that epoch.",
          "Compare the grid with the ratings sheet: the predictions move toward the ratings "
          "that exist, and fill in the blanks."],

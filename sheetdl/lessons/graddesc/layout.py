@@ -436,7 +436,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
 
     def rows():
         hint = FINDER_HINT if finder else (
-            f"Change a yellow input (try {lr_input(hyper)}) and every row recomputes, no "
+            f"Change a yellow input (try {lr_input(sched)}) and every row recomputes, no "
             "macros; the status "
             "below and the charts follow. Hover a header for its math." + (
                 " Preset course: each epoch restarts from the last row's inputs, dropping its "
@@ -788,7 +788,8 @@ def about_sheet(lesson: Lesson) -> Sheet:
         start = [f"Open the {first} sheet: row 2 says what {first} does, the box says where "
                  "training got next to the best possible fit, and the charts show the loss "
                  "falling step by step.",
-                 "Change the yellow lr on row 4 (try 10× smaller or larger): every row "
+                 f"Change the yellow {lr_input(lesson.schedules.get(first))} on row 4 (try "
+                 "10× smaller or larger): every row "
                  "recomputes and the status on row 6 says whether training still works.",
                  "Watch the loss chart and the compare sheet: each optimizer sheet trains the "
                  "same data from the same start." if _compares(lesson) else

@@ -6,6 +6,7 @@ shows. Parameters are the vector θ = (b, a).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,7 +150,10 @@ def train_full_batch(opt: Optimizer, x, y, *, steps: int, b_init: float, a_init:
         err = [b + a * xi - yi for xi, yi in zip(xs, ys)]
         sq = ex = se = 0.0
         for e, xi in zip(err, xs):
-            sq += e ** 2
+            try:
+                sq += e ** 2
+            except OverflowError:  # Python's float power raises; the sheet shows #NUM!
+                sq = math.inf
             se += e
             ex += e * xi
         for k, v in zip(cols, (b, a, sq / n, 2 * se / n, 2 * ex / n)):

@@ -411,10 +411,10 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
             title, sentence, hyper, hvals, FINDER_HINT if finder else
-            f"Change a yellow cell ({lr_input(hyper)}, or a starting weight in the 'start' "
-            "block at row "
-            f"{lay.top + 1}) and every step recomputes; type a step in the panel to see the "
-            "network's fit then.", status, derived={"steps": table.steps_formula()})
+            f"Change a yellow cell ({lr_input(lesson.schedule)}, or a starting weight in the "
+            f"'start' block at row {lay.top + 1}) and every step recomputes; type a step in "
+            "the panel to see the network's fit then.", status,
+            derived={"steps": table.steps_formula()})
         def step_cells(block):
             st = tr.steps[block - 1]
             active = lay.block_row(block) + 3 + n
@@ -547,7 +547,8 @@ def about_sheet(lesson: Lesson) -> Sheet:
         ["Open the train sheet: the chart shows the data and the network's prediction; type "
          "a step in the yellow 'show step' cell and watch its piecewise-linear fit bend "
          "toward the curve as training proceeds.",
-         "Change the yellow lr on row 4 (or a starting weight in the 'start' block): every "
+         f"Change the yellow {lr_input(lesson.schedule)} on row 4 (or a starting weight in "
+         "the 'start' block): every "
          "step recomputes, forward and backward.",
          "Read one block left to right: the forward pass z1, a1, ŷ, the loss, then the chain "
          "rule backwards, ∂L/∂ŷ, ∂L/∂a1, the ReLU mask, ∂L/∂z1, and beside the step number a "

@@ -431,10 +431,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             sentence += " " + lesson.schedule.describe() + "."
         yield from input_rows(
             title, sentence, hyper, hvals, FINDER_HINT if finder else
-            f"Change a yellow cell ({lr_input(hyper)}, or a starting weight) and every step "
-            "recomputes; pick "
-            "a step in the panel to see the model then. One block per step, from row "
-            f"{top + 1}.", status,
+            f"Change a yellow cell ({lr_input(lesson.schedule)}, or a starting weight) and "
+            "every step recomputes; pick a step in the panel to see the model then. One block "
+            f"per step, from row {top + 1}.", status,
             derived={"steps": table.steps_formula()})
         def step_cells(block):
             st = tr.steps[block - 1]
@@ -573,10 +572,10 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, 
 def about_sheet(lesson: Lesson) -> Sheet:
     return about_page(
         "sheetdl · softmax, cross-entropy and softmax regression",
-        ["Open the softmax sheet: one example per row, each stage of softmax and "
-         "cross-entropy a block of columns, from the logits to the loss and its gradient.",
+        ["Open the softmax sheet: a block per example, a row per class, each stage of "
+         "softmax and cross-entropy a column, from the logits to the loss and its gradient.",
          "Pick another target in its yellow list, or type new logits: every stage recomputes. "
-         "Then open train and change the yellow lr on row 4.",
+         f"Then open train and change the yellow {lr_input(lesson.schedule)} on row 4.",
          "Watch train's loss and accuracy charts, and type a step in its 'show step' cell to "
          "see the weights and every example's probabilities at that step."],
         ["softmax: the course's five-class example and examples with logits of ±1000, every "

@@ -55,7 +55,8 @@ def _collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
     from ...lessons.collab import model as collab
 
     factors, epochs = meta["factors"], meta["epochs"]
-    if not (isinstance(factors, int) and factors > 0):
+    bounded_work(path, 0, epochs)  # a whole number of steps before it enters a product
+    if not (isinstance(factors, int) and not isinstance(factors, bool) and factors > 0):
         raise VerifyError(f"{path}: its sheetdl metadata asks for {factors!r} factors: not "
                           "replayed")
     bounded_work(path, epochs * R.size * (factors + 1), epochs)
