@@ -18,13 +18,15 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name,
     number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
-from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
-    input_rows, lr_input, input_validations, schedule_inputs)
+from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, fit_headers,
+    input_notes, input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
 LESSON_LR = {name: optim.lesson_lr("collab", name) for name in optim.NAMES}
 UDF_TOP = 6  # the --udf train sheet: inputs, then one array call
+#: The label of the train sheet's panel, beside the epoch it shows.
+SHOW_LABEL = "show epoch"
 #: The ratings sheet: a title, a sentence, the movies' header, then a row of ratings per
 #: user from this row (0-based).
 RATINGS_TOP = 3
@@ -282,6 +284,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
                            validations=validations, charts=charts,
                            unique_names=finder is not None or lesson.finder is not None)
+    if finder is None:  # the panel's label on one line
+        fit_headers(sheet.widths, [(CHART_COL, SHOW_LABEL)])
     return sheet, names
 
 
@@ -296,7 +300,7 @@ def _dotprod_panel(lesson: Lesson, lay: Layout, users: Group, movies: Group, pre
     show = ref(top, c0 + 1, True)
     rows: dict[int, list] = {}
     put = lambda r, c, f, v, st: rows.setdefault(r, []).append((c, f, v, st))
-    put(top, c0, None, "show epoch", "label")
+    put(top, c0, None, SHOW_LABEL, "label")
     put(top, c0 + 1, None, epochs, "input")
     put(top, c0 + 2, None, f"of {epochs}: the factors used in that epoch and their "
         "predictions, laid out as the course's dotprod sheet", "subtitle")
