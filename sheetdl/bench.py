@@ -419,10 +419,13 @@ def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
     from .write import xlsx
     from .sheet.workbook import Book, Sheet, static_rows
 
+    def unmeasured(why: str) -> list[Row]:
+        return [Row("add-in", "through xlwings Server", None, None, "LibreOffice", "≥ 100×",
+                    note=f"not measured: {why}")]
+
     # looked up, not imported: importing it sets XLWINGS_ON_SERVER for this whole process
     if importlib.util.find_spec("xlwings_server") is None:
-        return [Row("add-in", "through xlwings Server", None, None, "LibreOffice", "≥ 100×",
-                    note="not measured: xlwings Server is not installed")]
+        return unmeasured("xlwings Server is not installed")
     import socket
     import urllib.request
 
@@ -463,8 +466,7 @@ def bench_addin(cells: int, train_rows: int, folder: Path) -> list[Row]:
                 break
             except OSError:
                 if proc.poll() is not None:  # installed but broken: no point in waiting
-                    return [Row("add-in", "through xlwings Server", None, None, "LibreOffice",
-                                "≥ 100×", note="not measured: sheetdl serve exited at once")]
+                    return unmeasured("sheetdl serve exited at once")
                 time.sleep(0.5)
 
         def call(name, args):

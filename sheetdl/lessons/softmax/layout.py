@@ -192,7 +192,6 @@ def softmax_sheet() -> Sheet:
     col = {key: 1 + i for i, (key, *_) in enumerate(stages)}
     label_col = col["grad"] + 2
     value_col = label_col + 1
-    fmt = {key: number_style("general", arr) for key, _, _, arr in stages}
     scalar_fmt = {"max": number_style("general", r.max), "sum": number_style("general", r.sum),
                   "loss": "summary|" + number_style("general", r.loss).split("|")[1]}
     rows_out = [(0, [(0, None, "Softmax and cross-entropy, one cell at a time", "title")]),
@@ -210,9 +209,9 @@ def softmax_sheet() -> Sheet:
         top = SOFTMAX_TOP + i * SOFTMAX_BLOCK
         first, last = top + 2, top + 1 + k  # the class rows, 1-based
         # z − m and log p span −2000 to 0 over the examples: each block gets the digits
-        # its own values need (−0.136, not −0.1)
-        fmt.update({key: number_style("general", arr[i])
-                    for key, arr in (("shifted", r.shifted), ("logp", r.logp))})
+        # its own values need (−0.136, not −0.1); the other stages share one format
+        fmt = {key: number_style("general", arr[i] if key in ("shifted", "logp") else arr)
+               for key, _, _, arr in stages}
         target_ref = f"$B${top + 1}"
 
         def span(key):
