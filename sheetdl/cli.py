@@ -40,6 +40,18 @@ def _port(text: str) -> int:
     return port
 
 
+def _count(minimum: int):
+    def count(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not minimum <= n <= 10_000:
+            raise argparse.ArgumentTypeError(f"{n} is not from {minimum} to 10,000")
+        return n
+    return count
+
+
 def _comma_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -312,7 +324,8 @@ def cmd_serve(args) -> int:
     from .addin.server_guard import Guard, answer_calls
 
     answer_calls(fastapi_app)
-    app = Guard(main_app, allowed_hosts=[args.host, *args.allow_host])
+    app = Guard(main_app, allowed_hosts=[args.host, *args.allow_host], running=args.running,
+                waiting=args.waiting)
     print(f"sheetdl functions on http://{args.host}:{args.port} (xlwings Server; "
           f"{LICENSE_TERMS.split('. ')[0]}.)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -399,6 +412,14 @@ def parser() -> argparse.ArgumentParser:
                                    "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port, 1–65535 (default 8000)")
+    from .addin import server_guard
+
+    p.add_argument("--running", type=_count(1), default=server_guard.RUNNING, metavar="N",
+                   help="calls computed at once (default %(default)s; each may use up to "
+                        "640 MB)")
+    p.add_argument("--waiting", type=_count(0), default=server_guard.WAITING, metavar="N",
+                   help="calls queued behind them before the server answers 503 with "
+                        "Retry-After (default %(default)s)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host name requests may carry besides 127.0.0.1, localhost, ::1 and "
                         "--host (repeatable); any other is refused, against DNS rebinding")

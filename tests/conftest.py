@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,18 @@ def named_values(wb, name: str, sheet: str | None = None, errors_as_nan: bool = 
     if errors_as_nan:
         values = [v if isinstance(v, (int, float)) else np.nan for v in values]
     return np.array(values, float)
+
+
+@pytest.fixture(autouse=True)
+def _no_xlwings_server_in_process(request):
+    """Importing xlwings_server sets XLWINGS_ON_SERVER in the process, after which a later
+    `import xlwings` (the add-in's tests) demands a license key: a test that imported it
+    here would make the tests after it fail far from the cause. Tests run the server as
+    `sheetdl serve` in a child process; this fails the test that broke the rule."""
+    yield
+    if "xlwings_server" in sys.modules:
+        pytest.fail(f"{request.node.nodeid} imported xlwings_server in the test process; run "
+                    "it as a child process (`sheetdl serve`) instead")
 
 
 def pytest_addoption(parser):

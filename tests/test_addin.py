@@ -29,7 +29,7 @@ def test_demo_carries_the_xlwings_vba_and_conf():
         assert z.read("xl/vbaProject.bin") == addin.vba_project()
     wb = openpyxl.load_workbook(DEMO, keep_vba=True)
     conf = {r[0].value: r[1].value for r in wb["xlwings.conf"].iter_rows(max_col=2)}
-    assert conf["UDF Modules"] == "sheetdl.addin.udfs" and conf["Interpreter_Win"] == "python"
+    assert conf["UDF Modules"] == "sheetdl.addin.classic" and conf["Interpreter_Win"] == "python"
 
 
 def test_demo_calls_sit_beside_their_formula_sheets():
@@ -60,7 +60,8 @@ def test_install_elsewhere_prints_the_steps():
     r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "addin", "install"],
                        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT)})
     assert r.returncode == 0
-    assert "xlwings addin install" in r.stdout and '"UDF Modules","sheetdl.addin.udfs"' in r.stdout
+    assert "xlwings addin install" in r.stdout
+    assert '"UDF Modules",\n     "sheetdl.addin.classic"' in r.stdout
 
 
 def test_lite_main_is_generated_from_the_kernels():

@@ -18,7 +18,7 @@ from sheetdl.addin import udfs
 from sheetdl.verification import verifier as verify
 from conftest import ROOT
 
-GOLDEN = Path(__file__).parent / "golden" / "sheetdl_udfs.bas"
+GOLDEN = Path(__file__).parent / "golden" / "sheetdl_classic.bas"
 COM_ERRORS = {-2146826281: "#DIV/0!", -2146826246: "#N/A", -2146826259: "#NAME?",
               -2146826288: "#NULL!", -2146826252: "#NUM!", -2146826265: "#REF!",
               -2146826273: "#VALUE!"}
@@ -65,10 +65,14 @@ def classic():
     import xlwings.conversion as conversion
     import xlwings.udfs as xludfs
 
-    if "excel" not in xlwings.engines.engines_by_name:
+    added = "excel" not in xlwings.engines.engines_by_name
+    if added:
         xlwings.engines.add(xlwings.main.Engine(impl=ComValues()))
     functions = udfs.decorate(xludfs.xlfunc, xludfs.xlarg, xludfs.xlret, classic=True)
     yield xludfs, conversion, functions
+    if added:  # leave no fake engine for the tests that run after
+        engine = xlwings.engines.engines_by_name.pop("excel")
+        xlwings.engines.engines.remove(engine)
     for k, v in saved.items():
         if v is None:
             sys.modules.pop(k, None)
@@ -90,14 +94,14 @@ def excel_call(conversion, f, *com_args):
 
 def test_vba_that_import_functions_writes_is_golden(classic):
     xludfs, _, functions = classic
-    module = types.ModuleType("sheetdl.addin.udfs")
+    module = types.ModuleType("sheetdl.addin.classic")
     for name, f in functions.items():
         setattr(module, name, f)
     out = io.StringIO()
-    xludfs.generate_vba_wrapper("sheetdl.addin.udfs", module, out,
+    xludfs.generate_vba_wrapper("sheetdl.addin.classic", module, out,
                                 types.SimpleNamespace(Name="sheetdl.xlsm"))
     vba = out.getvalue()
-    assert vba == GOLDEN.read_text(), "regenerate tests/golden/sheetdl_udfs.bas if intended"
+    assert vba == GOLDEN.read_text(), "regenerate tests/golden/sheetdl_classic.bas if intended"
     for name in udfs.PUBLIC:
         assert f"Function SHEETDL_{name.upper()}(" in vba
 

@@ -2,7 +2,7 @@
 
 - ``demo_book()``: ``addin/sheetdl.xlsm``: the xlwings VBA project from the
   xlwings wheel's standalone template, an ``xlwings.conf`` sheet with
-  ``UDF Modules`` = ``sheetdl.addin.udfs``, formula sheets for SGD and Adam on the
+  ``UDF Modules`` = ``sheetdl.addin.classic``, formula sheets for SGD and Adam on the
   course data, and a ``calls`` sheet with the same lessons as add-in calls
   (cached values included) and their difference from the formula sheets.
 - ``install_steps()`` / ``install()``: classic xlwings on Windows.
@@ -44,7 +44,7 @@ def vba_project() -> bytes:
 
 
 def conf_sheet() -> Sheet:
-    values = {"Interpreter_Win": "python", "UDF Modules": "sheetdl.addin.udfs"}
+    values = {"Interpreter_Win": "python", "UDF Modules": "sheetdl.addin.classic"}
     rows = [(i, [(0, None, k, "bold"), (1, None, values.get(k, ""), None)])
             for i, k in enumerate(CONF_KEYS)]
     return Sheet("xlwings.conf", static_rows(rows), widths={0: 18, 1: 30})
@@ -130,9 +130,10 @@ def install_steps() -> str:
     return (
         "Classic xlwings add-in (Windows desktop Excel):\n"
         '  1. pip install "sheetdl[addin]" && xlwings addin install\n'
-        "  2. In %USERPROFILE%\\.xlwings\\xlwings.conf set \"UDF Modules\",\"sheetdl.addin.udfs\"\n"
-        "     and \"Interpreter_Win\",\"<path to python.exe>\"; then in Excel: xlwings ribbon →\n"
-        "     Import Functions. Formulas: =SHEETDL_ADAM_STEP(...), =SHEETDL_TRAIN_LINEAR(...).\n"
+        "  2. In %USERPROFILE%\\.xlwings\\xlwings.conf set \"UDF Modules\",\n"
+        "     \"sheetdl.addin.classic\" and \"Interpreter_Win\",\"<path to python.exe>\";\n"
+        "     then in Excel: xlwings ribbon → Import Functions.\n"
+        "     Formulas: =SHEETDL_ADAM_STEP(...), =SHEETDL_TRAIN_LINEAR(...).\n"
         "Or open addin/sheetdl.xlsm and click Import Functions once.\n"
         "Excel on Mac or the web: xlwings Lite (addin/lite/main.py) or `sheetdl serve` "
         "(xlwings Server).")
@@ -150,7 +151,7 @@ def install() -> str:
     conf.parent.mkdir(exist_ok=True)
     lines = [line for line in (conf.read_text().splitlines() if conf.exists() else [])
              if not line.startswith(('"UDF MODULES"', '"INTERPRETER_WIN"'))]
-    lines += ['"UDF MODULES","sheetdl.addin.udfs"', f'"INTERPRETER_WIN","{sys.executable}"']
+    lines += ['"UDF MODULES","sheetdl.addin.classic"', f'"INTERPRETER_WIN","{sys.executable}"']
     conf.write_text("\n".join(lines) + "\n")
     return f"installed the xlwings add-in and set {conf}: restart Excel, then Import Functions"
 

@@ -2,7 +2,10 @@
 
 Excel names: ``=SHEETDL.ADAM_STEP(...)`` under xlwings Server and Lite (the
 SHEETDL namespace), ``=SHEETDL_ADAM_STEP(...)`` in classic xlwings on Windows
-(VBA has no namespaces). Python names are the plain ones below.
+(VBA has no namespaces). Python names are the plain ones below; importing this module
+changes nothing. Each runtime's entry point applies its own decorators with
+``decorate``: ``addin/classic.py`` (the classic add-in's UDF module) and the xlwings
+Server project's ``custom_functions``.
 
 Policy, the same on every runtime:
 - numeric arguments arrive as 2-D float arrays; an empty or error cell is NaN
@@ -18,8 +21,6 @@ Policy, the same on every runtime:
 """
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 
@@ -146,6 +147,20 @@ def _optimizer(value) -> str:
     return kind
 
 
+def _preset(value) -> str:
+    name = str(value).strip().lower()
+    if name not in presets.PRESETS:
+        raise UdfError(f"preset must be one of {', '.join(presets.PRESETS)}, got {value!r}")
+    return name
+
+
+def _budget(nbytes: float, what: str) -> None:
+    """Refuse, before allocating, a call whose memory would pass ``MAX_CALL_BYTES``."""
+    if nbytes > MAX_CALL_BYTES:
+        raise UdfError(f"{what} would take about {nbytes / 2**20:,.0f} MB, past the "
+                       f"{MAX_CALL_BYTES // 2**20:,} MB a call may use")
+
+
 def _same_shape(ref: np.ndarray, **others) -> None:
     for name, a in others.items():
         if a.shape != ref.shape:
@@ -161,8 +176,13 @@ def _finite(result: np.ndarray, what: str = "the result") -> np.ndarray:
     return result
 
 
-def _on(backend: str | None, *arrays):
-    xp = kernels.backend(backend)
+def _on(backend, *arrays):
+    if isinstance(backend, np.ndarray):
+        backend = backend.reshape(-1)[0]
+    name = None if _missing(backend) else str(backend).strip().lower()
+    if name not in (None, "numpy", "cupy"):
+        raise UdfError(f'backend must be "numpy" or "cupy" (or empty), got {backend!r}')
+    xp = kernels.backend(name)
     return xp, [xp.asarray(a) for a in arrays]
 
 
@@ -261,11 +281,14 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
     # one row per step and a header: bound the work before it is done
     e = _whole(epochs, "epochs", maximum=max(1, (EXCEL_MAX_ROWS - 1) // xs.size))
     kind = _optimizer(optimizer)
+    # the trace's 12 columns as arrays, then as the lists and JSON the answer is made of
+    _budget(xs.size * e * TABLE_BYTES_PER_VALUE * len(TRAIN_HEADER),
+            f"{xs.size:,} rows × {e:,} epochs")
     given = {"lr": lr, "momentum": momentum, "beta1": beta1, "beta2": beta2, "eps": eps,
              "weight_decay": weight_decay}
     given = {k: _number(v, k) for k, v in given.items() if not _missing(v)}
     given.setdefault("lr", optim.lesson_lr("graddesc", kind))
-    opt, _ = presets.resolve(str(preset).strip().lower(), kind, **given)
+    opt, _ = presets.resolve(_preset(preset), kind, **given)
     with np.errstate(all="ignore"):
         tr = compiled.train(opt, xs, ys, epochs=e, b_init=_number(b_init, "b_init", default=1),
                             a_init=_number(a_init, "a_init", default=1))
@@ -326,8 +349,8 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
             _, losses = collab.train_sparse(opt, users, movies, R[users, movies], theta0, shape,
                                             n_epochs, y_range)
         else:
-            losses = [s.loss for s in collab.train(opt, R, theta0, shape, n_epochs,
-                                                   y_range).steps]
+            losses = collab.train(opt, R, theta0, shape, n_epochs, y_range,
+                                  keep=lambda st: st.loss).steps
     table = np.array([[t + 1, loss, np.sqrt(loss)] for t, loss in enumerate(losses)])
     _finite(table, "training")
     return [["epoch", "MSE", "RMSE"]] + table.tolist()
@@ -353,6 +376,10 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     if n_steps * X.size * h > MAX_WORK:
         raise UdfError(f"{n_steps:,} steps × {X.shape[0]:,} examples × {h:,} units is past "
                        f"the {MAX_WORK:,} a call may take; use fewer steps or units")
+    # one step's intermediates (z1, a1, the mask, their gradients: ~16 examples × units
+    # arrays) and the answer's three columns a step; no step is kept
+    _budget(X.shape[0] * h * 16 * 8 + n_steps * 3 * TABLE_BYTES_PER_VALUE,
+            f"{X.shape[0]:,} examples × {h:,} units × {n_steps:,} steps")
     what = str(output).strip().lower()
     if what not in ("loss", "params"):
         raise UdfError(f'output must be "loss" or "params", got {output!r}')
@@ -363,7 +390,7 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     shape = mlp.Shape(X.shape[1], h)
     theta0 = mlp.init_params(shape, _whole(seed, "seed", default=0, minimum=0))
     with np.errstate(all="ignore"):
-        tr = mlp.train(opt, shape, X, ys, theta0, n_steps)
+        tr = mlp.train(opt, shape, X, ys, theta0, n_steps, keep=lambda st: (st.loss, st.dead))
     if what == "params":
         W1, b1, W2, b2 = shape.unpack(tr.theta[-1])
         table = np.column_stack([W1, b1, W2[0]])
@@ -371,7 +398,7 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
         last[0, -1] = b2[0]
         _finite(table, "training")
         return table.tolist() + [["" if np.isnan(v) else float(v) for v in last[0]]]
-    table = np.array([[t + 1, s.loss, s.dead] for t, s in enumerate(tr.steps)])
+    table = np.array([[t + 1, loss, dead] for t, (loss, dead) in enumerate(tr.steps)])
     _finite(table, "training")
     return [["step", "MSE", "dead ReLUs"]] + table.tolist()
 
@@ -405,6 +432,12 @@ def mlp_predict(x, W1, b1, W2, b2):
 MAX_PARAMETERS = 10_000_000
 MAX_EPOCHS = EXCEL_MAX_ROWS - 1
 MAX_WORK = 2_000_000_000
+
+#: the memory one call may use, estimated from its arguments before any allocation: two
+#: calls run at once (server_guard.RUNNING), so the server stays under 2 GB
+MAX_CALL_BYTES = 640 * 2**20
+#: a returned number: 8 bytes in an array, 32 as a Python float in a list, ~20 as JSON
+TABLE_BYTES_PER_VALUE = 60
 
 #: users × movies × factors above which collab_train uses the sparse path
 DENSE_LIMIT = 2_000_000
@@ -497,29 +530,3 @@ def decorate(func, arg, ret, classic: bool = False, threaded: bool = False) -> d
         wrapped = func(namespace=NAMESPACE)(wrapped) if not classic else func(wrapped)
         out[wrapped.__name__ if classic else name] = wrapped
     return out
-
-
-def _runtime_decorators():
-    """xlwings' decorators for the runtime this module is imported in, if any."""
-    if sys.platform == "emscripten":  # xlwings Lite (Pyodide)
-        from xlwings import arg, func, ret
-        return func, arg, ret, False, False
-    if sys.platform == "win32":
-        try:
-            from xlwings import arg, func, ret
-            return func, arg, ret, True, False
-        except ImportError:
-            return None
-    if os.environ.get("XLWINGS_LICENSE_KEY"):  # xlwings Server
-        try:
-            from xlwings.server import arg, func, ret
-            return func, arg, ret, False, True
-        except Exception:
-            return None
-    return None
-
-
-_decorators = _runtime_decorators()
-if _decorators:
-    _func, _arg, _ret, _classic, _threaded = _decorators
-    globals().update(decorate(_func, _arg, _ret, classic=_classic, threaded=_threaded))

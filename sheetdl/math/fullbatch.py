@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import cancel
 from .cells import like_a_sheet
 from .optim import Optimizer
 from .schedules import scheduled_values, stepping
@@ -25,24 +26,36 @@ class Trace:
     initial_state: dict
 
 
-def train(opt: Optimizer, theta0, steps: int, step: Callable, schedule=None) -> Trace:
+def train(opt: Optimizer, theta0, steps: int, step: Callable, schedule=None,
+          keep: Callable | None = None) -> Trace:
     """``steps`` full-batch updates from ``theta0``; ``schedule`` (``schedules.Schedule``)
-    sets each step's lr and cycled momentum, which ``shown`` then carries by name."""
-    return like_a_sheet(lambda wrap: _train(opt, wrap(theta0), steps, step, schedule))
+    sets each step's lr and cycled momentum, which ``shown`` then carries by name.
+
+    ``keep`` (a summary of a step's intermediates, e.g. its loss) makes the trace lean:
+    ``steps`` holds ``keep(st)`` for each step, ``theta`` only the first and last θ and
+    ``shown`` nothing, so memory is one step's, not ``steps`` times it (the add-in returns
+    a loss per step, never the whole trace)."""
+    return like_a_sheet(lambda wrap: _train(opt, wrap(theta0), steps, step, schedule, keep))
 
 
-def _train(opt, theta, steps, step, schedule) -> Trace:
+def _train(opt, theta, steps, step, schedule, keep) -> Trace:
     state = opt.init(theta)
     initial = {key: v for key, v in state.items() if key != "t"}
     thetas, out, shown = [theta], [], []
     opt_at = stepping(opt, schedule)
     for t in range(1, steps + 1):
+        cancel.check()
         st, grad = step(theta)
         step_opt = opt_at(t)
         theta, state, sh = step_opt.update(theta, grad, state)
+        if keep is not None:
+            out.append(keep(st))
+            continue
         sh.update(scheduled_values(step_opt, schedule))
         out.append(st)
         shown.append(sh)
+        thetas.append(theta)
+    if keep is not None:
         thetas.append(theta)
     return Trace(out, np.array(thetas), shown, initial)
 

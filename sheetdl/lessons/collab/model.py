@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, read_text
-from ...math import cells, fullbatch, lower
+from ...math import cancel, cells, fullbatch, lower
 from ...math.optim import Optimizer
 from ..softmax.model import seqsum
 
@@ -98,13 +98,14 @@ Trace = fullbatch.Trace
 
 
 def train(opt: Optimizer, R, theta0, shape: Shape, epochs: int, y_range=None,
-          schedule=None) -> Trace:
-    """Full-batch epochs; ``schedule`` sets each epoch's lr and cycled momentum."""
+          schedule=None, keep=None) -> Trace:
+    """Full-batch epochs; ``schedule`` sets each epoch's lr and cycled momentum
+    (``keep``: see ``fullbatch.train``)."""
     def step(theta):
         st = forward_backward(R, theta, shape, y_range)
         return st, st.grad
 
-    return fullbatch.train(opt, theta0, epochs, step, schedule)
+    return fullbatch.train(opt, theta0, epochs, step, schedule, keep)
 
 
 def train_sparse(opt: Optimizer, users, movies, ratings, theta0, shape: Shape, epochs: int,
@@ -139,6 +140,7 @@ def train_sparse(opt: Optimizer, users, movies, ratings, theta0, shape: Shape, e
     gVt = np.empty(gV.T.shape)  # movie-major, as the pass reads V: each rating's row in one line
     losses = []
     for _ in range(epochs):
+        cancel.check()
         U, bu, V, bm = shape.unpack(theta)
         losses.append(gradient(U, bu, np.ascontiguousarray(V.T), bm, u, m, r,
                                bool(y_range), lo, hi, gU, gbu, gVt, gbm))

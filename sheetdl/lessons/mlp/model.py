@@ -120,13 +120,14 @@ Trace = fullbatch.Trace
 
 
 def train(opt: Optimizer, shape: Shape, X, y, theta0, steps: int, schedule=None,
-          fd_h: float = 1e-4) -> Trace:
-    """Full-batch steps: each runs forward and backward on every example, then updates θ."""
+          fd_h: float = 1e-4, keep=None) -> Trace:
+    """Full-batch steps: each runs forward and backward on every example, then updates θ
+    (``keep``: see ``fullbatch.train``)."""
     def step(theta):
         st = forward_backward(shape, X, y, theta, fd_h)
         return st, st.grad
 
-    return fullbatch.train(opt, theta0, steps, step, schedule)
+    return fullbatch.train(opt, theta0, steps, step, schedule, keep)
 
 
 def init_params(shape: Shape, seed: int) -> np.ndarray:
