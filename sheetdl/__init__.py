@@ -33,9 +33,11 @@ def build(lesson: str, path: str | Path | None = None, **options) -> Path:
     """Write lesson ``lesson``'s workbook to ``path`` (default ``workbooks/LESSON.xlsx``)
     and return its path. Raises ``OptionError`` for an option the lesson does not take or
     a value out of range, ``ValueError`` for unreadable data or a workbook someone edited
-    (pass ``force=True`` to replace it; a .bak copy is kept)."""
+    (pass ``force=True`` to replace it; a numbered .bak copy is kept)."""
     from . import cli, options as opts
 
+    if not isinstance(options.get("force") or False, bool):  # "no" would count as true
+        raise OptionError(f"force must be True or False, got {options['force']!r}")
     if lesson not in LESSONS:
         raise OptionError(f"unknown lesson {lesson!r}; choose from {', '.join(LESSONS)}")
     argv = opts.to_argv({**options, **({"path": str(path)} if path is not None else {})})

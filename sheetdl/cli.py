@@ -215,10 +215,41 @@ def _guard(out: Path, force: bool) -> None:
                 raise UserError(f"{out}: exists and was changed since sheetdl wrote it (or is "
                                 "not a sheetdl workbook); not overwriting. Use --force to "
                                 "replace it (a .bak copy is kept) or -o for another file")
-            backup = out.with_name(out.name + ".bak")
-            if not (backup.exists() and filecmp.cmp(out, backup, shallow=False)):
-                shutil.copy2(out, backup)
+            backup = _keep_backup(out)
+            if backup is not None:
                 print(f"kept a backup of {out} as {backup}", file=sys.stderr)
+
+
+#: how many numbered backups of one workbook are kept before sheetdl refuses to add one
+MAX_BACKUPS = 1000
+
+
+def _backup_names(out: Path):
+    yield out.with_name(out.name + ".bak")
+    for n in range(2, MAX_BACKUPS + 1):
+        yield out.with_name(f"{out.name}.{n}.bak")
+
+
+def _keep_backup(out: Path) -> Path | None:
+    """Copy ``out`` to the first free NAME.bak, NAME.2.bak, ...; None when a backup already
+    holds these bytes. Never replaces an earlier backup and never writes through a link:
+    the copy is created with O_EXCL, which refuses any name that exists, a link included."""
+    for backup in _backup_names(out):
+        if backup.is_symlink() or backup.exists():
+            if backup.is_file() and not backup.is_symlink() and \
+                    filecmp.cmp(out, backup, shallow=False):
+                return None
+            continue
+        try:
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except FileExistsError:  # made meanwhile: the next name
+            continue
+        with os.fdopen(fd, "wb") as dst, open(out, "rb") as src:
+            shutil.copyfileobj(src, dst)
+        shutil.copystat(out, backup)
+        return backup
+    raise UserError(f"{out}: {MAX_BACKUPS} backups of it exist already; remove some first")
 
 
 def cmd_build(args) -> int:

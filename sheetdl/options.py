@@ -78,7 +78,7 @@ def _hyper(name: str, dest: str) -> Flag:
 FLAGS: list[Flag] = [
     Flag("--out", "output file (default workbooks/LESSON.xlsx)", type=str, group="output",
          metavar="FILE.xlsx"),
-    Flag("--force", "replace a workbook changed since sheetdl wrote it (a .bak copy is kept)",
+    Flag("--force", "replace a workbook changed since sheetdl wrote it (keeps a numbered .bak)",
          type=None, action="store_true", group="output"),
     Flag("--data", {"graddesc": "FILE.csv with two columns x,y (a header line is fine)",
                     "lrfind": "FILE.csv with two columns x,y (a header line is fine)",

@@ -83,6 +83,44 @@ def test_edited_workbook_is_not_overwritten_without_force(tmp_path):
     assert xlsx.untouched(out)
 
 
+def edit(path, lr):
+    wb = openpyxl.load_workbook(path)
+    wb["sgd"]["A4"] = lr
+    wb.save(path)
+    return path.read_bytes()
+
+
+def test_a_second_forced_build_keeps_both_backups(tmp_path):
+    """Before: the second --force replaced the first backup, so the first edit was lost."""
+    out = tmp_path / "g.xlsx"
+    assert sheetdl("build", "graddesc", "-o", out).returncode == 0
+    first = edit(out, 0.00002)
+    r = sheetdl("build", "graddesc", "-o", out, "--force")
+    assert r.returncode == 0 and r.stderr.count("kept a backup") == 1, r.stderr
+    second = edit(out, 0.00003)
+    r = sheetdl("build", "graddesc", "-o", out, "--force")
+    assert r.returncode == 0 and f"as {tmp_path / 'g.xlsx.2.bak'}" in r.stderr, r.stderr
+    assert (tmp_path / "g.xlsx.bak").read_bytes() == first
+    assert (tmp_path / "g.xlsx.2.bak").read_bytes() == second
+
+
+def test_a_backup_is_never_written_through_a_link_or_into_a_folder(tmp_path):
+    """Before: NAME.bak a symlink to precious.txt made --force replace precious.txt with
+    a workbook; NAME.bak a folder took the backup inside and said so twice."""
+    out = tmp_path / "g.xlsx"
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    assert sheetdl("build", "graddesc", "-o", out).returncode == 0
+    edited = edit(out, 0.00002)
+    (tmp_path / "g.xlsx.bak").symlink_to(precious)
+    (tmp_path / "g.xlsx.2.bak").mkdir()
+    r = sheetdl("build", "graddesc", "-o", out, "--force")
+    assert r.returncode == 0 and r.stderr.count("kept a backup") == 1, r.stderr
+    assert precious.read_text() == "keep me"
+    assert list((tmp_path / "g.xlsx.2.bak").iterdir()) == []
+    assert (tmp_path / "g.xlsx.3.bak").read_bytes() == edited
+
+
 def test_build_is_deterministic(tmp_path):
     a, b = tmp_path / "a.xlsx", tmp_path / "b.xlsx"
     for out in (a, b):

@@ -110,6 +110,18 @@ def test_force_before_the_lesson_counts(tmp_path):
     assert (tmp_path / "g.xlsx.bak").exists()
 
 
+@pytest.mark.parametrize("force", ["no", 1, "False"])
+def test_the_api_takes_force_as_a_bool_only(tmp_path, force):
+    """Before: force='no' replaced an edited workbook (any truthy value counted)."""
+    out = tmp_path / "g.xlsx"
+    sheetdl.build("lrfind", out)
+    openpyxl.load_workbook(out).save(out)
+    edited = out.read_bytes()
+    with pytest.raises(sheetdl.OptionError, match="force must be True or False"):
+        sheetdl.build("lrfind", out, force=force)
+    assert out.read_bytes() == edited
+
+
 def test_a_third_csv_column_is_refused_not_dropped(tmp_path):
     csv = tmp_path / "three.csv"
     csv.write_text("x,y,z\n1,2,3\n2,4,5\n")
