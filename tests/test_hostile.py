@@ -14,7 +14,7 @@ import pytest
 
 from sheetdl.lessons.collab import layout as collab_book
 from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
-from sheetdl.verification import verifier as verify
+from sheetdl.verification import verifier as verify, workbook
 from sheetdl.write import xlsx
 from conftest import ROOT
 
@@ -277,7 +277,7 @@ def test_output_path_faults_are_one_line(tmp_path):
     afile.write_text("x")
     r = run("build", "lrfind", "-o", afile / "x.xlsx")
     assert r.returncode == 2 and f"{afile} is a file, not a folder" in r.stderr
-    r = run("build", "lrfind", "-o", tmp_path / ("n" * 250 + ".xlsx"))
+    r = run("build", "lrfind", "-o", tmp_path / ("n" * 252 + ".xlsx"))
     assert r.returncode == 2 and "cannot write: File name too long" in r.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
@@ -559,6 +559,26 @@ def test_stale_temp_cleanup_touches_only_its_own_dead_writers(tmp_path):
     assert other.exists() and mine.exists() and not dead.exists()
 
 
+def test_a_name_as_long_as_the_system_allows_is_written(tmp_path):
+    """Before: a legal 245-byte output name gave "File name too long": the temporary
+    file's name added 22 bytes. Two long names that begin alike get temporary files of
+    their own, and a dead writer's is still found and removed."""
+    name = "é" * 100 + "a" * 41 + ".xlsx"  # 246 bytes
+    assert len(name.encode()) == 246
+    r = run("build", "lrfind", "-o", tmp_path / name)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert openpyxl.load_workbook(tmp_path / name, read_only=True).sheetnames
+    twin = name[:-6] + "b.xlsx"
+    dead = tmp_path / f".{xlsx._temp_stem(name)}.999999.abcdefgh.tmp"
+    dead.write_text("left by a killed build")
+    other = tmp_path / f".{xlsx._temp_stem(twin)}.999999.abcdefgh.tmp"
+    other.write_text("left by a killed build of the other name")
+    assert len(dead.name.encode()) <= 255 and dead != other
+    assert xlsx.remove_stale_temps(tmp_path / name) == [dead]
+    assert other.exists()
+
+
 def test_the_cli_keeps_an_ignored_hangup_ignored_and_restores_its_handlers():
     from sheetdl import cli
 
@@ -588,3 +608,134 @@ def test_mlp_predict_overflow_is_a_message_not_a_number():
 
     with pytest.raises(udfs.UdfError, match="overflowed"):
         udfs.mlp_predict([[-10.0]], [[1e308]], [0.0], [1.0], [0.5])
+
+
+@pytest.mark.parametrize("header", ["=cmd|' /C calc'!A0", "'[evil.xlsx]s'!A1", "=train!A1",
+                                    "x!A1"])
+def test_a_header_shaped_like_a_reference_stays_text_in_charts(tmp_path, header):
+    """Before: XlsxWriter took a series name shaped like Sheet!A1 as a reference, so an
+    mlp CSV's target header became a link (to another workbook, or to a command), with
+    XlsxWriter's raw UserWarning printed; verify did not read charts and said OK."""
+    f = tmp_path / "d.csv"
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (12, 2))
+    f.write_text(f'a,b,"{header}"\n' + "".join(f"{p},{q},{p - 2 * q}\n" for p, q in x))
+    out = tmp_path / "o.xlsx"
+    r = run("build", "mlp", "--data", f, "-o", out)
+    assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr
+    with zipfile.ZipFile(out) as z:
+        charts = [z.read(n).decode() for n in z.namelist() if n.startswith("xl/charts/chart")]
+    names = [re.findall(r"<c:tx>(.*?)</c:tx>", c) for c in charts]
+    assert any(f"<c:v>{header}</c:v>".replace("'", "&apos;") in n or f"<c:v>{header}</c:v>" in n
+               for c in names for n in c), names
+    assert not any("<c:strRef>" in n for c in names for n in c)
+    refs = {f for c in charts for f in re.findall(r"<c:f>(.*?)</c:f>", c)}
+    assert refs and all(re.fullmatch(r"train!\$[A-Z]+\$\d+:\$[A-Z]+\$\d+", f) for f in refs)
+    assert verify.verify(out).charts == []
+
+
+@pytest.mark.parametrize("old,new,message", [
+    (rb"<c:tx><c:v>[^<]*</c:v></c:tx>", rb"<c:tx><c:strRef><c:f>'[evil.xlsx]s'!A1</c:f>"
+     rb"</c:strRef></c:tx>", "series name \"'[evil.xlsx]s'!A1\" refers to another workbook"),
+    (rb"<c:tx><c:v>[^<]*</c:v></c:tx>", rb"<c:tx><c:strRef><c:f>train!A1</c:f></c:strRef>"
+     rb"</c:tx>", "takes a series name from a cell; sheetdl writes names as text"),
+    (rb"train!\$A\$(\d+):", rb"nosuch!$A$\1:", "a sheet 'nosuch' this workbook does not have"),
+    (rb"(train!\$A\$\d+:\$A\$)\d+", rb"\g<1>99999", "reaches past the cells sheet 'train' fills"),
+])
+def test_verify_reads_the_charts_references(tmp_path, old, new, message):
+    """A chart edited to reach out of the workbook (or past what a sheetdl sheet fills)
+    fails verification, naming the chart and the reference; the cells are untouched."""
+    src = tmp_path / "m.xlsx"
+    assert run("build", "mlp", "-o", src).returncode == 0
+    assert verify.verify(src).ok
+    out = rewrite(src, tmp_path / "edited.xlsx", lambda name, data: re.sub(old, new, data)
+                  if name.startswith("xl/charts/chart") else data)
+    report = verify.verify(out)
+    assert not report.ok and not report.mismatches
+    assert any(message in c and c.startswith("chart") for c in report.charts), report.charts
+    r = run("verify", out)
+    assert r.returncode == 1 and "FAILED" in r.stdout and message in r.stdout
+
+
+def test_a_chart_linking_outside_through_its_relationships_fails(tmp_path):
+    src = tmp_path / "m.xlsx"
+    assert run("build", "mlp", "-o", src).returncode == 0
+    link = (b'<Relationship Id="rId9" Type="http://schemas.openxmlformats.org/officeDocument/'
+            b'2006/relationships/package" Target="file:///etc/evil.xlsx" TargetMode="External"/>')
+
+    def edit(name, data):
+        if name == "xl/charts/_rels/chart1.xml.rels":
+            return data.replace(b"</Relationships>", link + b"</Relationships>")
+        return data
+    names = zipfile.ZipFile(src).namelist()
+    if "xl/charts/_rels/chart1.xml.rels" not in names:  # a chart with no relationships yet
+        link_part = (b'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://'
+                     b'schemas.openxmlformats.org/package/2006/relationships">' + link
+                     + b"</Relationships>")
+        out = rewrite(src, tmp_path / "linked.xlsx", lambda name, data: data)
+        with zipfile.ZipFile(out, "a") as z:
+            z.writestr("xl/charts/_rels/chart1.xml.rels", link_part)
+    else:
+        out = rewrite(src, tmp_path / "linked.xlsx", edit)
+    report = verify.verify(out)
+    assert report.charts == ["chart1.xml.rels: links to 'file:///etc/evil.xlsx' outside the "
+                             "workbook"]
+
+
+def test_a_chart_of_another_program_may_draw_empty_cells(tmp_path):
+    """Only sheetdl workbooks are held to their sheets' filled cells: a chart Excel made
+    over a whole column is fine, a chart reaching into another workbook is not."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for i in range(5):
+        ws.append([i, i * i])
+    chart = openpyxl.chart.LineChart()
+    chart.add_data(openpyxl.chart.Reference(ws, min_col=2, min_row=1, max_row=400))
+    ws.add_chart(chart, "D2")
+    path = tmp_path / "third.xlsx"
+    wb.save(path)
+    assert verify.verify(path).ok
+    out = rewrite(path, tmp_path / "linked.xlsx", lambda name, data: data.replace(
+        b"'Sheet'!$B$1", b"'[other.xlsx]Sheet'!$B$1") if name.startswith("xl/charts/") else data)
+    assert verify.verify(out).charts[0].endswith("refers to another workbook")
+
+
+def test_too_many_shared_strings_are_refused_before_loading(tmp_path, monkeypatch):
+    """Before: 3,000,000 shared strings (a 7.9 MB file) took IronCalc to 2.05 GB."""
+    monkeypatch.setattr("sheetdl.verification.workbook.MAX_SHARED_STRINGS", 1000)
+    wb = openpyxl.Workbook()
+    wb.active["A1"], wb.active["B1"] = "s0", '=A1&"!"'
+    src = tmp_path / "one.xlsx"
+    wb.save(src)
+
+    def shared(n):
+        """``src`` with its text in a table of ``n`` shared strings, as Excel writes it."""
+        table = (b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                 + b"".join(b"<si><t>s%d</t></si>" % i for i in range(n)) + b"</sst>")
+
+        def edit(name, data):
+            if name == "xl/worksheets/sheet1.xml":
+                data = data.replace(b'<c r="A1" t="inlineStr"><is><t>s0</t></is></c>',
+                                    b'<c r="A1" t="s"><v>0</v></c>')
+                return re.sub(rb'<c r="B1"><f>(.*?)</f><v ?/>',
+                              rb'<c r="B1" t="str"><f>\1</f><v>s0!</v>', data)
+            if name == "xl/_rels/workbook.xml.rels":
+                return data.replace(b"</Relationships>", b'<Relationship Id="rId99" Type="'
+                                    b"http://schemas.openxmlformats.org/officeDocument/2006/"
+                                    b'relationships/sharedStrings" Target="sharedStrings.xml"/>'
+                                    b"</Relationships>")
+            if name == "[Content_Types].xml":
+                return data.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" '
+                                    b'ContentType="application/vnd.openxmlformats-officedocument'
+                                    b'.spreadsheetml.sharedStrings+xml"/></Types>')
+            return data
+        out = rewrite(src, tmp_path / f"strings{n}.xlsx", edit)
+        with zipfile.ZipFile(out, "a") as z:
+            z.writestr("xl/sharedStrings.xml", table)
+        return out
+    with pytest.raises(verify.VerifyError, match=r"strings1001.xlsx: member xl/sharedStrings.xml "
+                       r"holds more than 1,000 shared strings; refusing"):
+        verify.verify(shared(1001))
+    report = verify.verify(shared(1000))
+    assert report.ok and report.formula_cells == 1, report.summary()
+    assert workbook.load(shared(1000)).get_cell_value(0, 1, 2) == "s0!"

@@ -23,6 +23,12 @@ from pathlib import Path
 #: small enough that a sheet never sits in memory whole.
 CHUNK = 1 << 22
 
+#: Bytes a cell may span: a formula holds at most 8,192 characters (Excel's limit), six
+#: bytes each at worst when escaped. Past it, unscanned bytes are not a cell the scan
+#: would read whole (a sheet padded with whitespace): it answers None rather than keep
+#: re-reading them, which made it quadratic in the padding.
+MAX_CELL_BYTES = 1 << 16
+
 _WORKSHEET = re.compile(r"xl/worksheets/[^/]+\.xml")
 
 
@@ -65,6 +71,12 @@ def _scan_part(member) -> tuple[int, list[str]] | None:
         # holds its <f>…</f> whole, so none is split between two reads; a '<' in a
         # formula's text is written &lt;, so no text looks like a cell beginning.
         cut = max(data.rfind(b"<c"), data.rfind(b"<row"), 0) if following else len(data)
+        if len(data) - cut > CHUNK + MAX_CELL_BYTES:
+            return None
+        # CDATA sections and comments (<![CDATA[NO]]><![CDATA[W()]]>, RAND<!-- -->()) hide a
+        # formula's text from a byte search: only an XML parser reads them, IronCalc's
+        if data.find(b"<!", 0, cut) >= 0:
+            return None
         tagged += data.count(b"<f ", 0, cut)
         shared += data.count(b'<f t="shared"', 0, cut)
         end = data.find(b"</f>", 0, cut)

@@ -55,12 +55,15 @@ class Report:
     #: cells computed from one IronCalc does not know (not compared)
     from_unsupported: list[str] = field(default_factory=list)
     traces: list[TraceCheck] = field(default_factory=list)
+    #: chart references that reach outside the workbook (or, in a sheetdl workbook,
+    #: outside the cells its sheets fill): each a failure
+    charts: list[str] = field(default_factory=list)
     lesson: str | None = None
     max_rel_error: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches and all(t.ok for t in self.traces)
+        return not self.mismatches and not self.charts and all(t.ok for t in self.traces)
 
     def to_json(self) -> dict:
         return {
@@ -70,7 +73,7 @@ class Report:
             "volatile": self.volatile, "unsupported": self.unsupported,
             "engine_differs": [d.__dict__ for d in self.engine_differs],
             "from_unsupported": self.from_unsupported,
-            "traces": [t.__dict__ for t in self.traces],
+            "traces": [t.__dict__ for t in self.traces], "charts": self.charts,
         }
 
     def summary(self) -> str:
@@ -102,6 +105,10 @@ class Report:
         for d in self.engine_differs[:MAX_LISTED]:
             lines.append(f"  {d.sheet}!{d.cell} ={d.formula.lstrip('=')}: cached {d.cached!r}, "
                          f"IronCalc {d.recalculated!r}; not a failure: {d.reason}")
+        if self.charts:
+            lines.append(f"  {len(self.charts)} chart reference"
+                         f"{'s' if len(self.charts) > 1 else ''} FAILED:")
+            lines += [f"    {c}" for c in self.charts[:MAX_LISTED]]
         for t in self.traces:
             at = f" at {t.worst_cell}" if t.worst_cell else ""
             lines.append(f"  {t.sheet}!{t.name}: {t.steps} values vs reference math, largest "

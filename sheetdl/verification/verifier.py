@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..write import xlsx
-from . import formula_scan
+from . import charts, formula_scan
 from .replay import REPLAYS, replay
 from .report import (ATOL, RTOL, EngineDifference, Mismatch, Report, Reports, TraceCheck,
                      VerifyError, close_enough)
@@ -150,6 +150,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
     if meta is not None and not isinstance(meta.get("lesson", ""), str):
         raise VerifyError(f"{path}: its sheetdl metadata (docProps/custom.xml) is not what "
                           f"sheetdl writes (lesson {meta['lesson']!r}); not replayed")
+    report.charts = charts.check(path, wb, sheetdl=meta is not None)
     traces = None
     if meta and meta.get("udf") and meta.get("lesson") in REPLAYS:
         # No engine here computes the add-in's calls: a --udf workbook's traces are

@@ -104,14 +104,33 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
     return path
 
 
+#: Bytes of the output's name a temporary file's name carries: with the dots, a pid and
+#: eight random letters it stays within the 255 bytes a file name may have.
+TEMP_STEM_BYTES = 200
+
+
+def _temp_stem(name: str) -> str:
+    """``name``, or for a name too long to carry whole, its first bytes and a hash of it
+    (two long names that begin alike still get temporary files of their own)."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= TEMP_STEM_BYTES:
+        return name
+    import hashlib
+
+    head = raw[:TEMP_STEM_BYTES - 9].decode("utf-8", "ignore")  # never half a character
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:8]}"
+
+
 def _new_temp(path: Path, temps: list[str]) -> str:
-    """Create an empty private file ``.NAME.PID.XXXXXXXX.tmp`` beside ``path``.
+    """Create an empty private file ``.NAME.PID.XXXXXXXX.tmp`` beside ``path`` (NAME
+    shortened by ``_temp_stem`` when it is long).
 
     Its name joins ``temps`` before the file exists: SIGTERM turns into an exception at any
     point of a build, and one arriving just after the file was made (the moment a watcher
     sees it) must still find it listed for removal."""
     while True:
-        name = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        name = os.path.join(path.parent,
+                            f".{_temp_stem(path.name)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
         temps.append(name)
         try:
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
@@ -128,8 +147,9 @@ def remove_stale_temps(path: Path) -> list[Path]:
         return removed
     # exactly what _new_temp makes for this name: .NAME.PID.XXXXXXXX.tmp, so a longer
     # name's temp (.NAME.2.xlsx.PID...) is never mistaken for one of ours
-    ours = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
-    for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+    stem = _temp_stem(path.name)
+    ours = re.compile(re.escape(f".{stem}.") + r"(\d+)\.[A-Za-z0-9_]{8}\.tmp")
+    for tmp in path.parent.glob(f".{glob_escape(stem)}.*.tmp"):
         m = ours.fullmatch(tmp.name)
         if m is None or _alive(int(m.group(1))):
             continue
@@ -225,6 +245,20 @@ def _write_cells(sheet: Sheet, fh, style_index, on_row) -> str:
     return data.dimension()
 
 
+def _literal_names(chart):
+    """``chart`` with every series name, title and axis title taken as text.
+
+    XlsxWriter reads a name shaped like ``Sheet!A1`` as a reference, and a CSV's header is
+    a series name: ``=cmd|' /C calc'!A0`` or ``'[evil.xlsx]s'!A1`` would become a link out
+    of the workbook. Every name sheetdl gives a chart is text, so the one place XlsxWriter
+    decides is replaced on this chart; a test builds such headers and reads the chart back."""
+    if not callable(getattr(chart, "_process_names", None)):
+        raise RuntimeError("this XlsxWriter has no Chart._process_names: chart names could be "
+                           "read as references; install the XlsxWriter version setup lists")
+    chart._process_names = lambda name, formula: (name, formula)
+    return chart
+
+
 def _decorate(wb, ws, sheet: Sheet) -> None:
     """Everything of ``sheet`` but its cells: widths, panes, notes, validation, names, charts."""
     for col, width in sheet.widths.items():
@@ -239,8 +273,8 @@ def _decorate(wb, ws, sheet: Sheet) -> None:
     for name, target in sheet.names.items():
         wb.define_name(f"{sheet.name}!{name}", f"={sheet.name}!{target}")
     for spec in sheet.charts:
-        chart = wb.add_chart({"type": "scatter", "subtype": "straight"}
-                             if spec.log_x or spec.scatter else {"type": "line"})
+        chart = _literal_names(wb.add_chart({"type": "scatter", "subtype": "straight"}
+                                            if spec.log_x or spec.scatter else {"type": "line"}))
         for s in spec.series:
             look = ({"marker": {"type": "circle", "size": 5}, "line": {"none": True}}
                     if s.markers else {"marker": {"type": "none"}})
