@@ -20,10 +20,12 @@ file in ``optimizers/``, with its ``register(...)`` call: its name, presets, les
 learning rates, plain sentence, and the help and validation of any hyperparameter of
 its own.
 
-Products are grouped as the formulas group them: ``(1-beta2)*{grad}^2`` is
-(1 − β₂)·(g·g), and (1 − β₂)·g·g would round differently. Powers such as β₁ᵗ are
-running products (β₁ᵗ = β₁ᵗ⁻¹·β₁), not ``^``: LibreOffice gives #NUM! for
-``0.9^7000`` while a product underflows quietly to 0 in every engine.
+Products are grouped as the formulas group them: ``(1-beta2)*({grad}*{grad})`` is
+(1 − β₂)·(g·g), and (1 − β₂)·g·g would round differently. No formula uses ``^`` where
+its result may underflow: LibreOffice gives #NUM! for a power below 2.2e-308 (``0.9^7000``,
+or a gradient of 1e-155 squared as a run converges) while a product underflows quietly
+to a subnormal or 0 in every engine, as the reference does. So g² is ``g*g`` and powers
+such as β₁ᵗ are running products (β₁ᵗ = β₁ᵗ⁻¹·β₁).
 """
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def _base_columns(kind: str) -> list[Column]:
         Column("pred", "pred", "prediction ŷ = b + a·x", "={b}+{a}*{x}", per_param=False),
         Column("err", "err", "error e = ŷ − y", "={pred}-{y}", per_param=False),
         Column("loss", "loss", "loss L = e² (the per-sample squared error torch's "
-               "MSELoss computes for one sample)", "={err}^2", per_param=False),
+               "MSELoss computes for one sample)", "={err}*{err}", per_param=False),
         Column("dl_b", "dL/db", "∂L/∂b = 2e", "=2*{err}", per_param=False),
         Column("dl_a", "dL/da", "∂L/∂a = 2e·x = (∂L/∂b)·x", "={dl_b}*{x}", per_param=False),
     ]
@@ -230,7 +230,7 @@ def _finder_base_columns() -> list[Column]:
         Column("a", "a", "a before this step: the previous row's new a.", None, per_param=False,
                style="num"),
         Column("loss", "loss", "full-batch loss L = Σ(b + a·x − y)²/n over all the data",
-               f"=SUMPRODUCT({e}^2)/ROWS(x)", per_param=False),
+               f"=SUMPRODUCT({e},{e})/ROWS(x)", per_param=False),
         Column("dl_b", "dL/db", "∂L/∂b = 2·Σ(b + a·x − y)/n", f"=2*SUMPRODUCT({e})/ROWS(x)",
                per_param=False),
         Column("dl_a", "dL/da", "∂L/∂a = 2·Σ(b + a·x − y)·x/n", f"=2*SUMPRODUCT({e},x)/ROWS(x)",

@@ -24,8 +24,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCRE
     stream_blocks, training_sheet)
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format, ref,
     static_rows)
-from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number,
-    read_text)
+from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header,
+                    is_number, not_a_number, number, read_text)
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
     input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
@@ -72,7 +72,7 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     rows = [(n, r) for n, r in csv_rows(read_text(path))
             if any(c.strip() for c in r)]
     header = header_line = None
-    if rows and not all(is_number(c) for c in rows[0][1]):
+    if rows and is_header(rows[0][1]):
         (header_line, header), rows = rows[0], rows[1:]
     if not rows:
         raise DataError(f"{path}: no data rows")
@@ -85,9 +85,8 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
             raise DataError(f"{path}, line {n}: {len(r)} columns, expected {width}")
         bad = next((i for i, c in enumerate(r) if not is_number(c)), None)
         if bad is not None:
-            raise DataError(f"{path}, line {n}, column {bad + 1}: {r[bad].strip()!r} is not "
-                            "a number")
-        v = [float(c) for c in r]
+            raise DataError(f"{path}, line {n}, column {bad + 1}: {not_a_number(r[bad])}")
+        v = [number(c) for c in r]
         if not all(np.isfinite(v)):
             raise DataError(f"{path}, line {n}: values must be finite numbers")
         values.append(v)
@@ -95,7 +94,8 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
         raise DataError(f"{path}, line {header_line}: the header names {len(header)} "
                         f"columns, the data has {width}")
     a = np.array(values)
-    label = lambda h, default: check_label(h.strip(), f"{path}, line {header_line}") or default
+    label = lambda h, default: check_label(h.strip(), f"{path}, line {header_line}",
+                                               empty=True) or default
     names = [label(h, f"x{j + 1}") for j, h in enumerate(header[:-1])] if header else \
         [f"x{j + 1}" for j in range(width - 1)]
     return a[:, :-1], a[:, -1], names, label(header[-1], "y") if header else "y"
@@ -344,7 +344,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             terms = "+".join(f"{a('a', u)}*{p2(u)}" for u in range(h))
             cells.append((ec["yhat"], f"={terms}+{p2(h)}", float(st.yhat[i]), band_fmt["yhat"]))
             cells.append((ec["err"], f"={a('yhat')}-{a('y')}", float(st.err[i]), band_fmt["err"]))
-            cells.append((ec["loss"], f"={a('err')}^2", float(st.loss_i[i]), band_fmt["loss"]))
+            cells.append((ec["loss"], f"={a('err')}*{a('err')}", float(st.loss_i[i]),
+                          band_fmt["loss"]))
             cells.append((ec["dy"], f"=2*{a('err')}/ROWS(y)", float(st.dyhat[i]), band_fmt["dy"]))
             for u in range(h):
                 cells.append((ec["da"] + u, f"={a('dy')}*{p2(u)}", float(st.da1[i, u]),

@@ -32,7 +32,7 @@ class Adagrad(Optimizer):
             Column("clr", "lr_t", "lr_t = lr/(1 + (t − 1)·lr_decay)",
                    "=lr/(1+({step}-1)*lr_decay)", per_param=False),
             Column("sum", "Σg²", "accumulated squares s_t = s_{t−1} + g²",
-                   "={sum@prev}+{grad}^2", init="=initial_accumulator_value"),
+                   "={sum@prev}+{grad}*{grad}", init="=initial_accumulator_value"),
             new_column(self, f"={decayed(self)}-{{clr}}*{{grad}}/{denom}",
                        "θ − lr_t·g/(√s + ε)")]
 

@@ -41,7 +41,7 @@ class Adam(Optimizer):
             Column("exp_avg", "m", "first moment m_t = β₁·m_{t−1} + (1 − β₁)·g",
                    "=beta1*{exp_avg@prev}+(1-beta1)*{grad}", init="0"),
             Column("exp_avg_sq", "v", "second moment v_t = β₂·v_{t−1} + (1 − β₂)·g²",
-                   "=beta2*{exp_avg_sq@prev}+(1-beta2)*{grad}^2", init="0"),
+                   "=beta2*{exp_avg_sq@prev}+(1-beta2)*({grad}*{grad})", init="0"),
         ]
         v = "{exp_avg_sq}"
         if self.amsgrad:

@@ -42,7 +42,7 @@ class NAdam(Optimizer):
             Column("exp_avg", "m", "m_t = β₁·m_{t−1} + (1 − β₁)·g",
                    "=beta1*{exp_avg@prev}+(1-beta1)*{grad}", init="0"),
             Column("exp_avg_sq", "v", "v_t = β₂·v_{t−1} + (1 − β₂)·g²",
-                   "=beta2*{exp_avg_sq@prev}+(1-beta2)*{grad}^2", init="0"),
+                   "=beta2*{exp_avg_sq@prev}+(1-beta2)*({grad}*{grad})", init="0"),
             Column("beta2_pow", "β₂ᵗ", "β₂ᵗ as a running product", "={beta2_pow@prev}*beta2",
                    per_param=False, init="1"),
             Column("denom", "denom", "d = √(v/(1 − β₂ᵗ)) + ε",

@@ -36,7 +36,7 @@ class RMSProp(Optimizer):
     def columns(self) -> list[Column]:
         cols = grad_columns(self)
         cols.append(Column("square_avg", "v", "mean square v_t = α·v_{t−1} + (1 − α)·g²",
-                           "=alpha*{square_avg@prev}+(1-alpha)*{grad}^2",
+                           "=alpha*{square_avg@prev}+(1-alpha)*({grad}*{grad})",
                            init="=initial_accumulator_value"))
         v = "{square_avg@prev}" if self.lagged else "{square_avg}"
         v_note = "v_{t−1} (the previous row's: the course's lagged rule)" if self.lagged \
@@ -45,7 +45,7 @@ class RMSProp(Optimizer):
             cols.append(Column("grad_avg", "ḡ",
                                "centered: running mean ḡ_t = α·ḡ_{t−1} + (1 − α)·g",
                                "=alpha*{grad_avg@prev}+(1-alpha)*{grad}", init="0"))
-            v, v_note = f"({v}-{{grad_avg}}^2)", f"({v_note} − ḡ²)"
+            v, v_note = f"({v}-{{grad_avg}}*{{grad_avg}})", f"({v_note} − ḡ²)"
         if self.eps_in_sqrt:
             cols.append(Column("denom", "denom", f"√({v_note} + ε): ε inside the root (Keras)",
                                f"=SQRT({v}+eps)"))
