@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +54,13 @@ def read_xy_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         if width != 2:  # a third column is an error, not silently dropped
             raise DataError(f"{path}, line {lineno}: expected two columns x,y, found {width}")
         try:
-            values = [float(row[0]), float(row[1])]
+            values = [number(row[0]), number(row[1])]
         except ValueError:
-            if lineno == 1 and not xs:
-                continue  # a header
+            if lineno == 1 and not xs and is_header(row):
+                continue
             bad = 1 if is_number(row[0]) else 0
             raise DataError(f"{path}, line {lineno}, column {'xy'[bad]}: "
-                            f"{row[bad].strip()!r} is not a number") from None
+                            f"{not_a_number(row[bad])}") from None
         for col, v in zip("xy", values):
             if not math.isfinite(v):
                 raise DataError(f"{path}, line {lineno}, column {col}: {v} is not a finite number")
@@ -100,9 +101,13 @@ def read_text(path: Path) -> str:
 MAX_LABEL = 255
 
 
-def check_label(text: str, where: str) -> str:
+def check_label(text: str, where: str, empty: bool = False) -> str:
     """``text`` as a label, or a DataError naming ``where``: a line break would split a
-    validation list and a header, and an overlong name cannot be shown whole."""
+    validation list and a header, an overlong name cannot be shown whole, and an empty
+    one (unless ``empty``: a header cell with a default) leaves a cell the formulas
+    that look labels up find empty (#N/A in every engine)."""
+    if not text and not empty:
+        raise DataError(f"{where}: an empty label; every row needs one")
     if any(ch in text for ch in "\r\n") or any(ord(ch) < 32 for ch in text):
         raise DataError(f"{where}: {text[:40]!r} holds a line break or control character; "
                         "labels must be one line")
@@ -111,9 +116,49 @@ def check_label(text: str, where: str) -> str:
     return text
 
 
+#: A number as a spreadsheet reads one typed in a cell: ASCII digits, an optional sign,
+#: point and exponent. Python's float() takes more (1_000, ١٢, ４), which Excel shows as
+#: text: the sheet would hold a label where the reference math held a number.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+#: Read as numbers so that the readers' finiteness checks name them as such.
+_NOT_FINITE = {"inf", "infinity", "nan"}
+
+
+def number(text: str) -> float:
+    """``text`` as the number a spreadsheet reads, or a ValueError."""
+    s = text.strip()
+    if _NUMBER.fullmatch(s) or s.lower().lstrip("+-") in _NOT_FINITE:
+        return float(s)
+    raise ValueError(f"{s!r} is not a number")
+
+
 def is_number(s: str) -> bool:
     try:
-        float(s)
+        number(s)
         return True
     except ValueError:
         return False
+
+
+def is_header(cells: list[str]) -> bool:
+    """Whether a first line is a header: some cell no number even to Python's float().
+    A line of 1_000 or ١٢ is data with numbers a sheet cannot read, refused as such, not
+    a header dropped without a word."""
+    def python_number(c):
+        try:
+            float(c)
+            return True
+        except ValueError:
+            return False
+    return not all(map(python_number, cells))
+
+
+def not_a_number(text: str) -> str:
+    """Why ``text`` is refused: a reader's message, with a hint where Python would have
+    taken it."""
+    s = text.strip()
+    try:
+        float(s)
+    except ValueError:
+        return f"{s!r} is not a number"
+    return f"{s!r} is not a number a spreadsheet reads (it would show as text): use digits 0-9"

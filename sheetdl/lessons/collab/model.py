@@ -13,7 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, read_text
+from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header,
+                    not_a_number, number, read_text)
 from ...math import cancel, cells, fullbatch, lower
 from ...math.optim import Optimizer
 from ..softmax.model import seqsum
@@ -281,11 +282,11 @@ def read_csv(path):
                             "columns")
         u, i, r = (c.strip() for c in row[:3])
         try:
-            rating = float(r)
+            rating = number(r)
         except ValueError:
-            if n == 1:
+            if n == 1 and is_header([r]):
                 continue
-            raise DataError(f"{path}, line {n}, column rating: {r!r} is not a number") from None
+            raise DataError(f"{path}, line {n}, column rating: {not_a_number(r)}") from None
         if not np.isfinite(rating):
             raise DataError(f"{path}, line {n}, column rating: {r} is not a finite number")
         ui = users.setdefault(u, len(users))

@@ -18,7 +18,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
     training_sheet)
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format,
     number_style, ref, static_rows)
-from ..data import EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_number, read_text
+from ..data import (EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header, is_number,
+                    not_a_number, number, read_text)
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, fit_headers,
     input_notes, input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
@@ -94,9 +95,7 @@ def read_csv(path) -> tuple:
     if not rows:
         raise DataError(f"{path}: no data rows")
     header = header_line = None
-    try:
-        [float(c) for c in rows[0][1][:-1]]
-    except ValueError:
+    if is_header(rows[0][1][:-1]):
         (header_line, header), rows = rows[0], rows[1:]
     if not rows:
         raise DataError(f"{path}: no data rows")
@@ -108,18 +107,19 @@ def read_csv(path) -> tuple:
         if len(r) != width:
             raise DataError(f"{path}, line {n}: {len(r)} columns, expected {width}")
         try:
-            vals = [float(c) for c in r[:-1]]
+            vals = [number(c) for c in r[:-1]]
         except ValueError:
             bad = next(i for i, c in enumerate(r[:-1]) if not is_number(c))
-            raise DataError(f"{path}, line {n}, column {bad + 1}: {r[bad].strip()!r} is not "
-                            "a number") from None
+            raise DataError(f"{path}, line {n}, column {bad + 1}: {not_a_number(r[bad])}") \
+                from None
         if not all(np.isfinite(vals)):
             raise DataError(f"{path}, line {n}: features must be finite numbers")
         X.append(vals)
         raw.append(check_label(r[-1].strip(), f"{path}, line {n}, column {width}"))
-    names = sorted(set(raw), key=lambda s: (not is_number(s), float(s) if is_number(s) else 0, s))
+    names = sorted(set(raw), key=lambda s: (not is_number(s), number(s) if is_number(s) else 0, s))
     labels = np.array([names.index(s) for s in raw])
-    features = ([check_label(h.strip(), f"{path}, line {header_line}") for h in header[:-1]]
+    features = ([check_label(h.strip(), f"{path}, line {header_line}", empty=True) or f"x{j + 1}"
+                 for j, h in enumerate(header[:-1])]
                 if header
                 else [f"x{j + 1}" for j in range(width - 1)])
     return np.array(X), labels, names, features
