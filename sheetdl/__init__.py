@@ -40,6 +40,9 @@ def build(lesson: str, path: str | Path | None = None, **options) -> Path:
         raise OptionError(f"force must be True or False, got {options['force']!r}")
     if lesson not in LESSONS:
         raise OptionError(f"unknown lesson {lesson!r}; choose from {', '.join(LESSONS)}")
+    if path is not None and options.get("out") is not None:  # one would be dropped
+        raise OptionError(f"the output is given twice ({str(path)!r} and out="
+                          f"{options['out']!r}); give one")
     argv = opts.to_argv({**options, **({"path": str(path)} if path is not None else {})})
     args = opts.lesson_parser(lesson, prog=f"sheetdl build {lesson}").parse_args(argv)
     return cli.build_one(opts.resolve(lesson, args), say=lambda _: None)
@@ -48,10 +51,12 @@ def build(lesson: str, path: str | Path | None = None, **options) -> Path:
 def verify(*paths: str | Path, rtol: float = 1e-9) -> Report | Reports:
     """Recalculate each workbook with IronCalc and check it: one ``Report`` for one path,
     ``Reports`` (a list with ``.ok`` and ``.mismatches``) for several. Raises
-    ``VerifyError`` for a file that cannot be read as a workbook."""
+    ``VerifyError`` for a file that cannot be read as a workbook, ``ValueError`` for an
+    ``rtol`` that is no number from 0 to 1 (before any file is read)."""
     from .verification import verifier
 
     if not paths:
         raise TypeError("sheetdl.verify needs at least one path")
+    verifier.tolerance("rtol", rtol)
     reports = Reports(verifier.verify(p, rtol=rtol) for p in paths)
     return reports[0] if len(reports) == 1 else reports

@@ -300,8 +300,10 @@ def _divergence(book, sheet: str) -> list[str]:
 def cmd_verify(args) -> int:
     from .verification import verifier as verify
 
-    if not (args.rtol >= 0 and math.isfinite(args.rtol)):
-        raise UserError(f"--rtol must be a finite number ≥ 0, got {args.rtol}")
+    try:
+        verify.tolerance("--rtol", args.rtol)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     reports, failed, missing = [], False, False
     for f in args.files:
         if not os.path.lexists(f):  # a command-line mistake, as for build's files: exit 2

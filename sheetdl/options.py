@@ -251,6 +251,16 @@ def _suggest(parser: argparse.ArgumentParser, given: str, message: str) -> str:
     return message + (f"; did you mean {close[0]}?" if close else "")
 
 
+class _Once(argparse.Action):
+    """A flag's value, refused when the flag comes twice: argparse would keep the last and
+    drop the first without a word (``-o a.xlsx -o b.xlsx`` wrote b.xlsx alone)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            raise argparse.ArgumentError(self, "given twice; give it once")
+        setattr(namespace, self.dest, values)
+
+
 def add_flags(p: argparse.ArgumentParser, lesson: str) -> None:
     """The lesson's flags on its ``sheetdl build LESSON`` parser, by group. Every default is
     None here, so ``check`` can tell what was given; ``resolve`` fills the defaults in."""
@@ -266,12 +276,13 @@ def add_flags(p: argparse.ArgumentParser, lesson: str) -> None:
         elif f.action == "bool":
             kw.update(action=argparse.BooleanOptionalAction)
         else:
-            kw.update(type=f.type, metavar=f.metavar)
+            kw.update(type=f.type, metavar=f.metavar, action=_Once)
             if f.choices:
                 kw["choices"] = f.choices
         groups[f.group].add_argument(*names, **kw)
     if lesson == "graddesc":  # the older spelling, kept working
-        p.add_argument("--optimizers", dest="optimizer", type=str, help=argparse.SUPPRESS)
+        p.add_argument("--optimizers", dest="optimizer", type=str, help=argparse.SUPPRESS,
+                       action=_Once)
 
 
 def lesson_parser(lesson: str, prog: str | None = None, parent=None) -> Parser:
@@ -395,6 +406,8 @@ def to_argv(options: dict) -> list[str]:
             argv.append(f.name if value else "--no-" + f.name[2:])
         else:
             if isinstance(value, (list, tuple)):
+                if not value:  # "" would read as the flag not given: the default list
+                    raise OptionError(f"{key}: an empty list; name at least one")
                 value = ",".join(map(str, value))
             argv += [f.name, str(value)]
     return argv

@@ -200,6 +200,9 @@ def test_build_and_verify_from_python(tmp_path):
     ("graddesc", {"gamma": 0.5}, "--gamma has no effect"),
     ("collab", {"lr": float("nan")}, "--lr must be a finite number"),
     ("mlpp", {}, "unknown lesson 'mlpp'"),
+    # before: each was accepted, the default list built or the out= path dropped
+    ("graddesc", {"optimizer": []}, "optimizer: an empty list; name at least one"),
+    ("lrfind", {"out": "other.xlsx"}, "the output is given twice"),
 ])
 def test_the_api_raises_the_cli_message_instead_of_exiting(tmp_path, lesson, kwargs, message):
     with pytest.raises(sheetdl.OptionError, match=re.escape(message)):

@@ -265,11 +265,52 @@ def test_forged_metadata_is_one_line_and_the_next_file_is_still_verified(tmp_pat
     (["serve", "--port", "70000"], "70000 is not a port (1–65535)"),
     (["build", "collab", "--y-range", "0,inf"], "--y-range needs finite LOW,HIGH"),
     (["build", "softmax", "--seed", "-1"], "--seed must be 0 or more"),
-    (["verify", "--rtol", "nan", str(WORKBOOK)], "--rtol must be a finite number"),
+    (["verify", "--rtol", "nan", str(WORKBOOK)], "--rtol must be a number from 0 to 1, got nan"),
+    (["verify", "--rtol", "1e300", str(WORKBOOK)], "--rtol must be a number from 0 to 1"),
 ])
 def test_bad_numbers_name_their_flag(args, message):
     r = run(*args)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args", [["-o", "a.xlsx", "-o", "b.xlsx"],
+                                  ["--out=a.xlsx", "-o", "b.xlsx"],
+                                  ["--lr-min", "1e-5", "--lr-min=1e-4", "-o", "a.xlsx"]])
+def test_a_flag_given_twice_is_refused(tmp_path, args):
+    """Before: -o a.xlsx -o b.xlsx wrote b.xlsx alone, without a word about a.xlsx."""
+    r = run("build", "lrfind", *args, cwd=tmp_path)
+    assert r.returncode == 2 and "given twice; give it once" in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda u: u.train_linear([[1], [2]], [[3], [4]], "sgd", [[0.1, 0.2]]),
+     "lr must be one cell, got 2 cells"),
+    (lambda u: u.train_linear([[1], [2]], [[3], [4]], "sgd", True),
+     "lr must be a number, got TRUE"),
+    (lambda u: u.collab_train([[1, 2], [3, None]], [[2, 50]]), "factors must be one cell, got 2"),
+    (lambda u: u.train_linear([[1], [2]], [[3], [4]], "sgd", 10**4299),
+     "lr must be a number, got 1000000000000000000000000000000000000..."),
+])
+def test_a_scalar_argument_is_one_number_cell(call, message):
+    """Before: a two-cell lr or factors took its first cell, and TRUE read as 1."""
+    from sheetdl.addin import udfs
+
+    with pytest.raises(udfs.UdfError, match=re.escape(message)):
+        call(udfs)
+
+
+@pytest.mark.parametrize("rtol", [-1, float("nan"), "x", None, True, 1e300, float("inf")])
+def test_the_apis_tolerance_is_checked_as_the_clis(rtol):
+    """Before: rtol=-1 or nan gave a Report with no mismatches, 'x' was blamed on the
+    file's metadata and 1e300 printed NumPy's overflow warning."""
+    import sheetdl
+
+    with pytest.raises(ValueError, match=r"^rtol must be a number from 0 to 1, got "):
+        sheetdl.verify(WORKBOOK, rtol=rtol)
+    with pytest.raises(ValueError, match=r"^atol must be a number from 0 to 1, got "):
+        verify.verify(WORKBOOK, atol=rtol)
+    assert sheetdl.verify(WORKBOOK, rtol=1).ok
 
 
 def test_output_path_faults_are_one_line(tmp_path):
@@ -412,6 +453,36 @@ def test_overflowing_builds_cache_what_the_engines_compute(tmp_path, soffice):
         assert errors > 0 and compared > errors, (path.name, errors, compared)
 
 
+def test_tiny_values_train_in_libreoffice_as_in_the_reference(tmp_path, soffice):
+    """Before: an mlp CSV of 1e-320 (or 1e-200) values built and verified, and LibreOffice
+    showed 2,467 #NUM! cells, as graddesc did with 1e-100: LibreOffice gives #NUM! for a
+    power whose result underflows (Adam's and RMSProp's g^2 once g < 1.5e-154), where
+    the reference's g*g goes quietly to a subnormal or 0. Squares are products now."""
+    from sheetdl.verification import libreoffice
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (20, 2)).tolist()
+    sub, tiny = tmp_path / "sub.csv", tmp_path / "tiny.csv"
+    sub.write_text("a,b,y\n" + "".join(f"{p * 1e-320!r},{q * 1e-320!r},{(p - 2 * q) * 1e-320!r}\n"
+                                       for p, q in x))
+    tiny.write_text("".join(f"{p * 1e-100!r},{(3 * p + q) * 1e-100!r}\n" for p, q in x))
+    paths = []
+    for lesson, data in [("mlp", sub), ("graddesc", tiny)]:
+        out = tmp_path / f"{lesson}.xlsx"
+        assert run("build", lesson, "--data", data, "-o", out).returncode == 0
+        assert verify.verify(out).ok
+        paths.append(out)
+    for path, lo_path in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo")):
+        cached, lo = workbook.load(path), workbook.load(lo_path)
+        compared = 0
+        for key in cached.get_all_cells():
+            if cached.get_cell_formula(*key):
+                want, got = cached.get_cell_value(*key), lo.get_cell_value(*key)
+                assert _same(want, got), (path.name, key, cached.get_cell_formula(*key), want, got)
+                compared += 1
+        assert compared > 10_000
+
+
 @pytest.mark.parametrize("book,old,new", [
     ("softmax.xlsx", rb'"steps":50', rb'"steps":1000000000'),
     ("collab.xlsx", rb'"epochs":20', rb'"epochs":1e9'),
@@ -500,6 +571,38 @@ def test_labels_that_would_change_silently_are_refused(tmp_path, lesson, text, m
     f.write_text(text)
     r = run("build", lesson, "--data", f, "-o", tmp_path / "o.xlsx")
     assert r.returncode == 2 and message in r.stderr and "d.csv, line" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("lesson,text,where", [
+    ("graddesc", "x,y\n1_000,2\n3,4\n", "line 2, column x: '1_000'"),
+    ("graddesc", "1_000,2\n3,4\n", "line 1, column x: '1_000'"),  # no header: data
+    ("lrfind", "x,y\n1,\u0661\u0662\n3,4\n", "line 2, column y: '\u0661\u0662'"),
+    ("softmax", "a,b,label\n\uff14,2,x\n3,4,y\n", "line 2, column 1: '\uff14'"),
+    ("mlp", "a,b,y\n1,2,3\n1,2,\u0663\n", "line 3, column 3: '\u0663'"),
+    ("collab", "user,item,rating\nann,m1,4_5\n", "line 2, column rating: '4_5'"),
+])
+def test_numbers_are_what_a_spreadsheet_reads_as_numbers(tmp_path, lesson, text, where):
+    """Before: Python's float() read 1_000, ١٢ and ４ as 1000, 12 and 4, which Excel
+    shows as text: the sheet would hold a label where the reference held a number."""
+    f = tmp_path / "d.csv"
+    f.write_text(text, encoding="utf-8")
+    r = run("build", lesson, "--data", f, "-o", tmp_path / "o.xlsx")
+    assert r.returncode == 2, r.stderr
+    assert f"d.csv, {where} is not a number a spreadsheet reads" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("lesson,text,where", [
+    ("softmax", "a,b,label\n1,2,\n2,1,b\n", "line 2, column 3"),
+    ("collab", "user,item,rating\n,m1,4\nbob,m1,3\n", "line 2, column user"),
+    ("collab", "user,item,rating\nann, ,4\nbob,m1,3\n", "line 2, column item"),
+])
+def test_an_empty_label_is_refused(tmp_path, lesson, text, where):
+    """Before: a softmax row with no label built and verified, and LibreOffice showed
+    2,638 #N/A cells ("input data!D2 is empty")."""
+    f = tmp_path / "d.csv"
+    f.write_text(text)
+    r = run("build", lesson, "--data", f, "-o", tmp_path / "o.xlsx")
+    assert r.returncode == 2 and f"d.csv, {where}: an empty label" in r.stderr, r.stderr
 
 
 def test_formulas_past_excels_limit_are_refused(tmp_path):

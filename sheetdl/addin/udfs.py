@@ -101,10 +101,17 @@ def _number(value, name: str, positive: bool = False, default=None) -> float:
         if default is None:
             raise UdfError(f"{name} is required")
         return float(default)
+    cells = np.asarray(value, dtype=object).reshape(-1)
+    if cells.size != 1:  # the first of several would be taken without a word
+        raise UdfError(f"{name} must be one cell, got {cells.size} cells")
+    if isinstance(cells[0], (bool, np.bool_)):  # Excel's TRUE is no 1 in arithmetic here
+        raise UdfError(f"{name} must be a number, got {str(bool(cells[0])).upper()}")
     try:
-        v = float(np.asarray(value, dtype=float).reshape(-1)[0])
-    except (TypeError, ValueError):
-        raise UdfError(f"{name} must be a number, got {value!r}") from None
+        v = float(cells[0])
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(cells[0])
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise UdfError(f"{name} must be a number, got {shown}") from None
     if not np.isfinite(v) or (positive and v <= 0):
         raise UdfError(f"{name} must be a {'positive ' if positive else ''}finite number, "
                          f"got {v}")

@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 RTOL, ATOL = 1e-9, 1e-12
 
 
+def tolerance(name: str, value) -> float:
+    """``value`` as a tolerance, or a ValueError naming ``name``. Past 1, a relative
+    tolerance would pass any two values of one sign (and overflow on the largest)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not (0 <= value <= 1):
+        raise ValueError(f"{name} must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
 MAX_LISTED = 50
 
 

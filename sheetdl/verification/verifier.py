@@ -35,12 +35,12 @@ from ..write import xlsx
 from . import charts, formula_scan
 from .replay import REPLAYS, replay
 from .report import (ATOL, RTOL, EngineDifference, Mismatch, Report, Reports, TraceCheck,
-                     VerifyError, close_enough)
+                     VerifyError, close_enough, tolerance)
 from .workbook import REF, Workbook, cell_name, check_container, col_number, load, recalculated
 
 #: What ``sheetdl.verification.verifier`` offers: verify a file, or recalculate it and read
 #: its names; the report's classes.
-__all__ = ["verify", "recalculated", "Report", "Reports", "TraceCheck", "Mismatch",
+__all__ = ["verify", "recalculated", "tolerance", "Report", "Reports", "TraceCheck", "Mismatch",
            "EngineDifference", "VerifyError", "RTOL", "ATOL"]
 
 
@@ -123,7 +123,8 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
            on_cells=None) -> Report:
     """Recalculate ``path`` and check it; ``on_cells(n)`` hears of every ``n`` cells
     compared (for a progress bar: every listed cell where the XML was scanned, else
-    every formula cell)."""
+    every formula cell). A tolerance that is no number from 0 to 1 is a ValueError."""
+    rtol, atol = tolerance("rtol", rtol), tolerance("atol", atol)
     path = Path(path)
     check_container(path)
     model = load(path)
