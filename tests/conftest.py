@@ -53,15 +53,6 @@ def pytest_configure(config):
     os.environ["SHEETDL_SLOW"] = "1" if config.getoption("--slow") else ""
 
 
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session")
 def soffice():
     """LibreOffice is required in CI (.ci/run installs it); elsewhere its tests skip."""

@@ -142,7 +142,7 @@ def test_every_schedule_agrees_in_libreoffice(built, soffice, tmp_path):
 
 
 def test_softmax_and_collab_schedules_match_torch(tmp_path):
-    from test_softmax import torch_replay
+    from torch_reference import softmax_torch_replay as torch_replay
 
     X, labels = softmax.synthetic_blobs(15, 3, 2, 4)
     for opt_kind in ("adam", "momentum", "nadam"):

@@ -11,7 +11,7 @@ from sheetdl.verification import libreoffice, verifier as verify
 from sheetdl.lessons.softmax import model as softmax, layout as softmax_book
 from sheetdl.write import xlsx
 from conftest import named_values, softmax_example
-from torch_reference import torch_optimizer, torch_scheduler
+from torch_reference import softmax_torch_replay as torch_replay
 
 KINDS = graddesc.ALL_OPTIMIZERS
 
@@ -27,34 +27,6 @@ def random_lesson(kind, seed):
         h["momentum"] = 0.0
     return softmax_book.make_lesson(X, labels, optimizer=kind, preset="torch",
                                     steps=int(rng.integers(3, 12)), seed=seed, **h)
-
-
-def torch_replay(lesson):
-    """F.cross_entropy, full batch, the same init and optimizer (and lr scheduler), in float64."""
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        W = torch.tensor(lesson.W0, requires_grad=True)
-        b = torch.tensor(lesson.b0, requires_grad=True)
-        # one flat parameter, like the sheet's θ: the update rules are element-wise
-        theta = torch.nn.Parameter(torch.cat([W.detach().ravel(), b.detach()]))
-        opt = torch_optimizer(lesson.kind, lesson.opt, [theta])
-        scheduler = torch_scheduler(opt, lesson.schedule)
-        X, y = torch.tensor(lesson.X), torch.tensor(lesson.labels)
-        k, d = lesson.W0.shape
-        losses = []
-        for _ in range(lesson.steps):
-            opt.zero_grad()
-            Wt, bt = theta[:k * d].reshape(k, d), theta[k * d:]
-            loss = torch.nn.functional.cross_entropy(X @ Wt.T + bt, y)
-            loss.backward()
-            opt.step()
-            if scheduler is not None:
-                scheduler.step()
-            losses.append(loss.item())
-        return np.array(losses), theta.detach()[:k * d].numpy(), theta.detach()[k * d:].numpy()
-    finally:
-        torch.set_default_dtype(prev)
 
 
 @pytest.fixture(scope="module")

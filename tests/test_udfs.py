@@ -235,7 +235,6 @@ def test_in_place_step_refuses_arrays_it_cannot_write(n):
 
 
 def test_cupy_backend_falls_back_with_one_warning(monkeypatch):
-    pytest.importorskip("numpy")
     try:
         import cupy  # noqa: F401
         if cupy.cuda.runtime.getDeviceCount() > 0:

@@ -88,3 +88,32 @@ def _torch_trace(kind, opt, x, y, epochs, b_init, a_init, sched=None):
     if sched is not None:
         return np.array(bs), np.array(as_), np.array(losses), np.array(lrs)
     return np.array(bs), np.array(as_), np.array(losses)
+
+
+def softmax_torch_replay(lesson):
+    """The softmax lesson in torch: F.cross_entropy, full batch, the same init and
+    optimizer (and lr scheduler), in float64."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        W = torch.tensor(lesson.W0, requires_grad=True)
+        b = torch.tensor(lesson.b0, requires_grad=True)
+        # one flat parameter, like the sheet's θ: the update rules are element-wise
+        theta = torch.nn.Parameter(torch.cat([W.detach().ravel(), b.detach()]))
+        opt = torch_optimizer(lesson.kind, lesson.opt, [theta])
+        scheduler = torch_scheduler(opt, lesson.schedule)
+        X, y = torch.tensor(lesson.X), torch.tensor(lesson.labels)
+        k, d = lesson.W0.shape
+        losses = []
+        for _ in range(lesson.steps):
+            opt.zero_grad()
+            Wt, bt = theta[:k * d].reshape(k, d), theta[k * d:]
+            loss = torch.nn.functional.cross_entropy(X @ Wt.T + bt, y)
+            loss.backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.item())
+        return np.array(losses), theta.detach()[:k * d].numpy(), theta.detach()[k * d:].numpy()
+    finally:
+        torch.set_default_dtype(prev)
