@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib
+import importlib.util
 import re
 from dataclasses import dataclass
 
@@ -428,12 +430,14 @@ def flag_table() -> str:
 def defaults_table() -> str:
     """The README's table of each optimizer's default hyperparameters: the lesson learning
     rates, then the torch preset's values of the rest."""
-    lessons = optim.LESSONS
+    rated = {name: importlib.import_module(f"{__package__}.lessons.{name}").LEARNING_RATES
+             for name in LESSONS if importlib.util.find_spec(f"{__package__}.lessons.{name}")}
+    lessons = tuple(rated)
     rows = ["| optimizer | " + " | ".join(f"lr: {lesson}" for lesson in lessons)
             + " | other defaults (torch preset) |", "|---|" + "---|" * (len(lessons) + 1)]
     for kind in optim.NAMES:
         opt, _ = presets.resolve("torch", kind)
         rest = ", ".join(f"{h} {getattr(opt, h):g}" for h in opt.hyperparameters if h != "lr")
-        rows.append(f"| `{kind}` | " + " | ".join(f"{optim.lesson_lr(lesson, kind):g}"
+        rows.append(f"| `{kind}` | " + " | ".join(f"{rated[lesson][kind]:g}"
                                                for lesson in lessons) + f" | {rest} |")
     return "\n".join(rows)

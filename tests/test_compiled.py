@@ -12,6 +12,7 @@ import pytest
 
 from sheetdl.lessons.graddesc import compiled, model as linear
 from sheetdl.lessons import data
+from sheetdl.lessons import graddesc as graddesc_lesson
 from sheetdl.math import expr, optim, presets, schedules
 from sheetdl.sheet import formulas
 from torch_reference import torch_trace
@@ -25,7 +26,7 @@ def _every_preset():
     for kind in optim.NAMES:
         for preset in presets.PRESETS:
             try:
-                opt, _ = presets.resolve(preset, kind, lr=optim.lesson_lr("graddesc", kind))
+                opt, _ = presets.resolve(preset, kind, lr=graddesc_lesson.LEARNING_RATES[kind])
             except ValueError:  # a framework without this optimizer
                 continue
             yield kind, preset, opt
@@ -55,7 +56,7 @@ def test_the_loop_is_the_reference_math_bit_for_bit(kind, preset, opt):
 @pytest.mark.parametrize("kind", ["sgd", "momentum", "adam", "nadam", "rmsprop"])
 def test_the_loop_matches_torch(kind):
     x, y = data.course_points()
-    opt, _ = presets.resolve("torch", kind, lr=optim.lesson_lr("graddesc", kind),
+    opt, _ = presets.resolve("torch", kind, lr=graddesc_lesson.LEARNING_RATES[kind],
                              weight_decay=0.01)
     got = compiled.train(opt, x, y, epochs=4, b_init=1.0, a_init=1.0, force=True)
     b, a, loss = torch_trace(kind, opt, x, y, 4, 1.0, 1.0)
@@ -68,7 +69,7 @@ def test_the_loop_matches_torch(kind):
                                         ("sgd", "cosine"), ("rmsprop", "step")])
 def test_scheduled_runs_read_the_schedule_per_step(kind, sched):
     x, y = data.course_points()
-    opt, _ = presets.resolve("torch", kind, lr=optim.lesson_lr("graddesc", kind))
+    opt, _ = presets.resolve("torch", kind, lr=graddesc_lesson.LEARNING_RATES[kind])
     s = schedules.make(sched, steps=3 * len(x), optimizer=kind, lr=opt.lr)
     ref = linear.train(opt, x, y, epochs=3, b_init=1.0, a_init=1.0, schedule=s)
     got = compiled.train(opt, x, y, epochs=3, b_init=1.0, a_init=1.0, schedule=s, force=True)

@@ -16,6 +16,13 @@ from sheetdl.addin import udfs
 PACKAGE = ROOT / "sheetdl"
 
 
+def modules_naming_in(path) -> set[str]:
+    """The identifiers and exact strings a module spells."""
+    return {tok.string.strip("\"'") for tok in
+            tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+            if tok.type in (tokenize.NAME, tokenize.STRING)}
+
+
 def modules_naming(name: str) -> set[str]:
     """Package modules that spell ``name`` as code: an identifier or a string that is
     exactly it (a help example mentioning it inside a sentence does not count)."""
@@ -32,10 +39,23 @@ def modules_naming(name: str) -> set[str]:
 @pytest.mark.parametrize("name", ["nadam", "adamax", "adagrad"])
 def test_an_optimizer_is_named_in_at_most_two_package_files(name):
     """Before: nadam, adamax and adagrad were each named in 6–7 package files. Now its own
-    file (rule, templates, registration) and the line that lists the optimizers in order."""
+    file (rule, templates, registration) and the line that lists the optimizers in order;
+    one with learning rates of its own (not ``lr_as`` another's) also in each lesson that
+    measured them."""
     files = modules_naming(name)
-    assert files == {f"sheetdl/math/optimizers/{name}.py",
-                     "sheetdl/math/optimizers/__init__.py"}, files
+    own = {f"sheetdl/math/optimizers/{name}.py", "sheetdl/math/optimizers/__init__.py"}
+    lessons = {f"sheetdl/lessons/{lesson}/__init__.py"
+               for lesson in ("graddesc", "softmax", "collab", "mlp")}
+    assert files == (own if optim.REGISTRY[name].lr_as else own | lessons), files
+
+
+def test_the_optimizers_know_no_lesson():
+    """Before: each optimizer's registration carried every lesson's learning rate, and
+    adding a lesson meant editing all of them. The rates live in the lessons now."""
+    modules = [PACKAGE / "math" / "optim.py", *(PACKAGE / "math" / "optimizers").glob("*.py")]
+    for lesson in ("graddesc", "softmax", "collab", "mlp"):
+        for path in modules:
+            assert lesson not in modules_naming_in(path), (lesson, path)
 
 
 def test_every_consumer_reads_the_registry():
@@ -57,9 +77,12 @@ def test_every_consumer_reads_the_registry():
         udfs.train_linear([[1.0]], [[2.0]], "lion")
 
 
-def test_a_registration_must_give_every_lesson_a_learning_rate():
-    with pytest.raises(ValueError, match="a learning rate for each of graddesc, softmax, "
-                                         "collab, mlp"):
-        optim.register("lion", optim.OPTIMIZERS["sgd"], lesson_lr={"graddesc": 1e-4}, presets={},
-                       plain="")
+def test_a_lesson_must_give_every_optimizer_a_learning_rate():
+    with pytest.raises(ValueError, match="toy: no learning rate for rmsprop, adagrad"):
+        optim.learning_rates("toy", dict(sgd=0.1, momentum=0.1, adam=0.1))
+    rates = optim.learning_rates("toy", dict(sgd=1, momentum=2, rmsprop=3, adam=4, adagrad=5))
+    assert rates == dict(sgd=1, momentum=2, nesterov=2, rmsprop=3, adam=4, adamw=4, adagrad=5,
+                         adamax=4, nadam=4)
+    with pytest.raises(ValueError, match="lr_as='lion' names no optimizer registered"):
+        optim.register("lion", optim.OPTIMIZERS["sgd"], presets={}, plain="", lr_as="lion")
     assert "lion" not in optim.REGISTRY

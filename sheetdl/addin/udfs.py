@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..lessons import collab as collab_lesson, graddesc as graddesc_lesson, mlp as mlp_lesson
 from ..lessons.collab import model as collab
 from ..lessons.graddesc import compiled
 from . import kernels
@@ -294,7 +295,7 @@ def train_linear(x, y, optimizer="sgd", lr=None, epochs=1, preset="torch", b_ini
     given = {"lr": lr, "momentum": momentum, "beta1": beta1, "beta2": beta2, "eps": eps,
              "weight_decay": weight_decay}
     given = {k: _number(v, k) for k, v in given.items() if not _missing(v)}
-    given.setdefault("lr", optim.lesson_lr("graddesc", kind))
+    given.setdefault("lr", graddesc_lesson.LEARNING_RATES[kind])
     opt, _ = presets.resolve(_preset(preset), kind, **given)
     with np.errstate(all="ignore"):
         tr = compiled.train(opt, xs, ys, epochs=e, b_init=_number(b_init, "b_init", default=1),
@@ -342,7 +343,7 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
     shape = collab.Shape(R.shape[0], R.shape[1], f)
     opt, _ = presets.resolve("torch", kind,
                              lr=_number(lr, "lr", positive=True,
-                                        default=optim.lesson_lr("collab", kind)),
+                                        default=collab_lesson.LEARNING_RATES[kind]),
                              weight_decay=_number(weight_decay, "weight_decay", default=0))
     theta0 = collab.init_params(shape, _whole(seed, "seed", default=0, minimum=0))
     n_epochs = _whole(epochs, "epochs", maximum=MAX_EPOCHS)
@@ -390,7 +391,7 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     what = str(output).strip().lower()
     if what not in ("loss", "params"):
         raise UdfError(f'output must be "loss" or "params", got {output!r}')
-    given = {"lr": _number(lr, "lr", positive=True, default=optim.lesson_lr("mlp", kind))}
+    given = {"lr": _number(lr, "lr", positive=True, default=mlp_lesson.LEARNING_RATES[kind])}
     if not _missing(weight_decay):  # else the optimizer's own (adamw: 0.01), as the lesson
         given["weight_decay"] = _number(weight_decay, "weight_decay")
     opt, _ = presets.resolve("torch", kind, **given)

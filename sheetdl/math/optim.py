@@ -97,39 +97,41 @@ class Registered:
     """An optimizer under the name the CLI, the sheets and the add-in use, declared once,
     beside its rule: the rule and the options the name implies (``nesterov`` is Momentum
     with ``nesterov=True``); each framework's conventions and default hyperparameters
-    (``presets``; a framework without it falls back to torch's); the learning rate
-    each lesson trains its default data visibly with, measured (framework defaults such
-    as torch SGD's 1e-3 diverge on the course's x up to 99); row 2's plain sentence; the
-    hyperparameter a one-cycle schedule cycles; the state the course's annealing reads."""
+    (``presets``; a framework without it falls back to torch's); row 2's plain sentence;
+    the hyperparameter a one-cycle schedule cycles; the state the course's annealing
+    reads; ``lr_as``, the optimizer whose learning rate it takes in every lesson (a
+    variant with the same scale of step: nadam takes adam's). The rates themselves are
+    each lesson's, measured on its data, in ``lessons/<name>/__init__.py``."""
 
     name: str
     rule: type
     implies: dict
     presets: dict
-    lesson_lr: dict
     plain: str
     cycles: str | None = None
     second_moment: str | None = None
+    lr_as: str | None = None
 
 
 #: Every optimizer by its name, in the order the CLI lists them (``optimizers/__init__``).
 REGISTRY: dict[str, Registered] = {}
-#: The lessons with a learning rate of their own per optimizer.
-LESSONS = ("graddesc", "softmax", "collab", "mlp")
-
-
-def register(name: str, rule: type, *, lesson_lr: dict, presets: dict, plain: str,
+def register(name: str, rule: type, *, presets: dict, plain: str,
              implies: dict | None = None, cycles: str | None = None,
-             second_moment: str | None = None) -> None:
-    if set(lesson_lr) != set(LESSONS):
-        raise ValueError(f"{name}: a learning rate for each of {', '.join(LESSONS)}")
-    REGISTRY[name] = Registered(name, rule, implies or {}, presets, lesson_lr, plain, cycles,
-                                second_moment)
+             second_moment: str | None = None, lr_as: str | None = None) -> None:
+    if lr_as is not None and lr_as not in REGISTRY:
+        raise ValueError(f"{name}: lr_as={lr_as!r} names no optimizer registered before it")
+    REGISTRY[name] = Registered(name, rule, implies or {}, presets, plain, cycles,
+                                second_moment, lr_as)
 
 
-def lesson_lr(lesson: str, kind: str) -> float:
-    """The learning rate lesson ``lesson`` uses for ``kind`` unless told otherwise."""
-    return REGISTRY[kind].lesson_lr[lesson]
+def learning_rates(lesson: str, measured: dict[str, float]) -> dict[str, float]:
+    """A lesson's learning rate for every optimizer, from the rates ``measured`` for it on
+    its data (framework defaults such as torch SGD's 1e-3 diverge on the course's x up to
+    99): an optimizer registered ``lr_as`` another takes that one's."""
+    missing = [n for n in NAMES if (REGISTRY[n].lr_as or n) not in measured]
+    if missing:
+        raise ValueError(f"{lesson}: no learning rate for {', '.join(missing)}")
+    return {n: measured[REGISTRY[n].lr_as or n] for n in NAMES}
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ options → ``collab.train`` → this layout → ``xlsx.write``.
 """
 from __future__ import annotations
 
+from . import LEARNING_RATES
+
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import model as collab
-from ...math import fullbatch, lrfind, optim, presets, schedules
+from ...math import fullbatch, lrfind, presets, schedules
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
     Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder, stream_blocks,
     training_sheet)
@@ -23,7 +25,7 @@ from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conven
 from ...math.optim import Optimizer
 
 #: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
-LESSON_LR = {name: optim.lesson_lr("collab", name) for name in optim.NAMES}
+LESSON_LR = LEARNING_RATES
 UDF_TOP = 6  # the --udf train sheet: inputs, then one array call
 #: The label of the train sheet's panel, beside the epoch it shows.
 SHOW_LABEL = "show epoch"

@@ -15,6 +15,8 @@ columns, of the same parameter) and ``{key@prev}`` the previous row's.
 """
 from __future__ import annotations
 
+from . import LEARNING_RATES
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +39,7 @@ DEFAULT_PRESET = "torch"
 
 #: Learning rates that train visibly in 5 epochs on the course's data (x up to 99),
 #: measured per optimizer and declared beside each rule (``optim.register``).
-LESSON_LR = {name: optim.lesson_lr("graddesc", name) for name in optim.NAMES}
+LESSON_LR = LEARNING_RATES
 #: The course sheet's own learning rates (adam after the lr was set to 0.1 by hand).
 COURSE_LR = {"sgd": 1e-4, "momentum": 1e-4, "rmsprop": 0.02, "adam": 0.1}
 

@@ -5,13 +5,15 @@ Data flows one way: options → ``softmax.train`` → this layout → ``xlsx.wri
 """
 from __future__ import annotations
 
+from . import LEARNING_RATES
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ...math import fullbatch, lrfind, optim, presets, schedules
+from ...math import fullbatch, lrfind, presets, schedules
 from . import model as softmax
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
     Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder, stream_blocks,
@@ -33,7 +35,7 @@ EXAMPLES = [
     ("all equal", [0.5, 0.5, 0.5, 0.5, 0.5], 3),
 ]
 #: Learning rates that train the default data visibly in 50 steps, measured.
-LESSON_LR = {name: optim.lesson_lr("softmax", name) for name in optim.NAMES}
+LESSON_LR = LEARNING_RATES
 #: The data sheet's first empty, non-numeric or unknown cell ("" when all are fine).
 DATA_PROBLEM = "data_problem"
 

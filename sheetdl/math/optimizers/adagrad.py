@@ -37,8 +37,7 @@ class Adagrad(Optimizer):
                        "θ − lr_t·g/(√s + ε)")]
 
 
-register("adagrad", Adagrad, lesson_lr=dict(graddesc=1.0, softmax=0.3, collab=0.3, mlp=0.1),
-         presets={"torch": {"eps": 1e-10},
+register("adagrad", Adagrad, presets={"torch": {"eps": 1e-10},
                   "keras": {"eps": 1e-7, "eps_in_sqrt": True, "initial_accumulator_value": 0.1,
                             "decoupled_weight_decay": True}},
          plain="Adagrad: divides each gradient by the root of the sum of all its past "

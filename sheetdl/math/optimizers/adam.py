@@ -69,8 +69,7 @@ class Adam(Optimizer):
             new_column(self, f"={P}-lr*{{m_hat}}/(SQRT({{v_hat}})+eps)", "θ − lr·m̂/(√v̂ + ε)")]
 
 
-register("adam", Adam, lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
-         presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+register("adam", Adam, presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
                   "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7,
                             "eps_on_uncorrected": True, "decoupled_weight_decay": True},
                   # fastai's Adam is AdamW: β₂ 0.99, ε 1e-5, decoupled wd 0.01
@@ -80,8 +79,7 @@ register("adam", Adam, lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, ml
          plain="Adam: steps along the running mean m of the gradients, divided by the root of "
                "their running mean square v, both corrected for starting at zero.",
          cycles="beta1", second_moment="exp_avg_sq")
-register("adamw", Adam, implies={"decoupled_weight_decay": True},
-         lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
+register("adamw", Adam, implies={"decoupled_weight_decay": True}, lr_as="adam",
          presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 1e-2},
                   "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7,
                             "eps_on_uncorrected": True, "weight_decay": 0.004},

@@ -44,7 +44,7 @@ class Adamax(Optimizer):
             new_column(self, f"={decayed(self)}-{{clr}}*{{exp_avg}}/{denom}", "θ − lr_t·m/u")]
 
 
-register("adamax", Adamax, lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
+register("adamax", Adamax, lr_as="adam",
          presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
                   "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "eps_in_max": False,
                             "decoupled_weight_decay": True}},

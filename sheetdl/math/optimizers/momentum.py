@@ -50,7 +50,6 @@ class Momentum(Optimizer):
 
 
 register("momentum", Momentum,
-         lesson_lr=dict(graddesc=1e-5, softmax=0.1, collab=1.0, mlp=0.05),
          presets={"torch": {"momentum": 0.9, "dampening": 0.0},
                   # v ← μv − lr·g, θ ← θ + v is torch's rule at a constant lr
                   "keras": {"momentum": 0.9, "dampening": 0.0, "decoupled_weight_decay": True},
@@ -61,8 +60,7 @@ register("momentum", Momentum,
          plain="Momentum: each step moves along the velocity buf, a running sum of past "
                "gradients, so steps speed up where the gradient keeps its direction.",
          cycles="momentum")
-register("nesterov", Momentum, implies={"nesterov": True},
-         lesson_lr=dict(graddesc=1e-5, softmax=0.1, collab=1.0, mlp=0.05),
+register("nesterov", Momentum, implies={"nesterov": True}, lr_as="momentum",
          presets={"torch": {"momentum": 0.9, "dampening": 0.0},
                   "keras": {"momentum": 0.9, "dampening": 0.0, "decoupled_weight_decay": True}},
          plain="Nesterov momentum: like momentum, but each step looks ahead along "

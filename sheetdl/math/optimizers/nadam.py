@@ -52,7 +52,7 @@ class NAdam(Optimizer):
                        "θ − lr(1 − μ_t)/(1 − Π_t)·g/d − lr·μ_{t+1}/(1 − Π_t·μ_{t+1})·m/d")]
 
 
-register("nadam", NAdam, lesson_lr=dict(graddesc=0.3, softmax=0.05, collab=0.1, mlp=0.05),
+register("nadam", NAdam, lr_as="adam",
          presets={"torch": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "momentum_decay": 4e-3},
                   "keras": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-7, "momentum_decay": 1.0,
                             "decoupled_weight_decay": True}},

@@ -63,7 +63,6 @@ class RMSProp(Optimizer):
 
 
 register("rmsprop", RMSProp,
-         lesson_lr=dict(graddesc=0.1, softmax=0.02, collab=0.02, mlp=0.01),
          presets={"torch": {"alpha": 0.99, "eps": 1e-8},
                   "keras": {"alpha": 0.9, "eps": 1e-7, "eps_in_sqrt": True,
                             "decoupled_weight_decay": True},

@@ -23,8 +23,7 @@ class SGD(Optimizer):
                                                 "θ − lr·g")]
 
 
-register("sgd", SGD, lesson_lr=dict(graddesc=1e-4, softmax=0.5, collab=5.0, mlp=0.1),
-         presets={"torch": {}, "keras": {"decoupled_weight_decay": True},
+register("sgd", SGD, presets={"torch": {}, "keras": {"decoupled_weight_decay": True},
                   "fastai": {"decoupled_weight_decay": True}, "course": {}},
          plain="Plain gradient descent: each step moves every parameter against its "
                "gradient, scaled by the learning rate lr.")
