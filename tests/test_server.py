@@ -392,6 +392,9 @@ def test_a_call_past_the_queue_gets_503_with_retry_after(tmp_path):
         assert status == 503 and headers.get("Retry-After") == "1", (status, out)
         assert "1 calls running and 0 waiting" in out
         worker.join(timeout=600)
+        # the slot frees once the server has finished with the call, which may be just
+        # after its client has the answer (or has given up waiting)
+        wait_for(lambda: in_flight(base)["running"] == 0, "the long call to end")
         assert raw_call(base, envelope("softmax", [[[1.0, 2.0]], None]))[0] == 200
     finally:
         proc.terminate()
