@@ -57,3 +57,42 @@ def test_collab_filter_sumxmy2_is_explained_not_failed():
     assert d.cached == pytest.approx(0.3194674135586278, rel=1e-15)
     assert d.recalculated == pytest.approx(0.8575717167207558, rel=1e-12)
     assert "blank" in d.reason
+
+
+def test_a_file_written_without_calculating_says_so(tmp_path, soffice):
+    """Before: an openpyxl workbook (formulas, no cached values: the most common way Python
+    writes xlsx) FAILED with "cached 0.0, recalculated 3.0". Now its cells are listed as
+    holding no value, errors the recalculation finds are named, and the same file saved
+    by LibreOffice (which stores the values) verifies cell by cell."""
+    import openpyxl
+
+    from sheetdl.verification import libreoffice
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["A1"], ws["A2"], ws["A3"], ws["A4"], ws["A5"] = 1, 2, "=A1+A2", "=A3*0", "=1/0"
+    path = tmp_path / "openpyxl.xlsx"
+    wb.save(path)
+    report = verify.verify(path)
+    assert report.ok and not report.mismatches, report.summary()
+    assert report.uncached == ["Sheet!A3", "Sheet!A4", "Sheet!A5 (#DIV/0!)"]
+    assert "3 hold no cached value" in report.summary()
+    saved = libreoffice.recalculate([path], tmp_path / "lo")[0]
+    again = verify.verify(saved)
+    assert again.ok and again.uncached == [] and again.formula_cells == 3
+    # a wrong cached value still fails, beside cells that hold none
+    ws["B1"] = "=A1*10"
+    wb.save(path)
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"]
+    parts["xl/worksheets/sheet1.xml"] = sheet.replace(
+        b'<c r="B1"><f>A1*10</f><v />', b'<c r="B1"><f>A1*10</f><v>11</v>')
+    assert parts["xl/worksheets/sheet1.xml"] != sheet
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    report = verify.verify(path)
+    assert not report.ok and [m.cell for m in report.mismatches] == ["B1"]
+    assert report.uncached == ["Sheet!A3", "Sheet!A4", "Sheet!A5 (#DIV/0!)"]

@@ -64,6 +64,9 @@ class Report:
     #: cells computed from one IronCalc does not know (not compared)
     from_unsupported: list[str] = field(default_factory=list)
     traces: list[TraceCheck] = field(default_factory=list)
+    #: formula cells the file stores with no value (written without calculating, as
+    #: openpyxl does): recalculated, but with nothing to compare against; not failures
+    uncached: list[str] = field(default_factory=list)
     #: chart references that reach outside the workbook (or, in a sheetdl workbook,
     #: outside the cells its sheets fill): each a failure
     charts: list[str] = field(default_factory=list)
@@ -83,6 +86,7 @@ class Report:
             "engine_differs": [d.__dict__ for d in self.engine_differs],
             "from_unsupported": self.from_unsupported,
             "traces": [t.__dict__ for t in self.traces], "charts": self.charts,
+            "uncached": self.uncached,
         }
 
     def summary(self) -> str:
@@ -90,7 +94,7 @@ class Report:
                  + (f" (sheetdl {self.lesson} workbook)" if self.lesson else "")]
         agree = self.formula_cells - len(self.mismatches) - len(self.volatile) - sum(
             len(v) for v in self.unsupported.values()) - len(self.engine_differs) - len(
-            self.from_unsupported)
+            self.from_unsupported) - len(self.uncached)
         lines.append(f"  {self.formula_cells} formula cells recalculated by IronCalc; "
                      f"{agree} agree with their cached values "
                      f"(largest relative difference {self.max_rel_error:.2g})")
@@ -99,6 +103,13 @@ class Report:
             for m in self.mismatches[:MAX_LISTED]:
                 lines.append(f"    {m.sheet}!{m.cell} ={m.formula.lstrip('=')}: cached "
                              f"{m.cached!r}, recalculated {m.recalculated!r}")
+        if self.uncached:
+            more = (f" and {len(self.uncached) - MAX_LISTED} more"
+                    if len(self.uncached) > MAX_LISTED else "")
+            lines.append(f"  {len(self.uncached)} hold no cached value (the file was written "
+                         "without calculating, as openpyxl writes formulas), so there is "
+                         "nothing to compare; open and save it in Excel or LibreOffice to "
+                         f"store the values: {', '.join(self.uncached[:MAX_LISTED])}{more}")
         if self.volatile:
             shown = ", ".join(self.volatile[:MAX_LISTED])
             more = (f" and {len(self.volatile) - MAX_LISTED} more"

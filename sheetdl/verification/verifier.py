@@ -304,8 +304,17 @@ def _finish(path, model, wb, report, meta, traces, formulas, volatile_roots,
         pending_set = set(pending_keys)
         overflowed = _reaching(wb, model, overflow_roots, [k for k in every if k in pending_set],
                                formulas, arrays)
+    # Read only when some cell differs, so a file that agrees costs nothing more; then
+    # every formula cell without a value is found, those that happened to equal 0 too.
+    uncached = set()
+    if pending and _uncached(path, wb.sheets, set(pending_keys) - tainted):
+        uncached = _uncached(path, wb.sheets) - tainted
+        for key in sorted(uncached):
+            value = model.get_cell_value(*key)
+            error = f" ({value})" if isinstance(value, str) and value.startswith("#") else ""
+            report.uncached.append(f"{wb.sheets[key[0]]}!{cell_name(key[1], key[2])}{error}")
     for key, mm in zip(pending_keys, pending):
-        if key in tainted:
+        if key in tainted or key in uncached:
             continue
         reason = CARRIED_OVERFLOW if key in overflowed else next(
             (why for applies, why in ENGINE_DIFFERS if applies(mm.formula)), None)
@@ -338,6 +347,27 @@ def _sort_key(cell: str):
     return (sheet, int(m.group(2)), col_number(m.group(1))) if m else (sheet, 0, 0)
 
 
+_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+       "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
+_CELL, _F, _V, _ROW = (f"{{{_NS['m']}}}{tag}" for tag in ("c", "f", "v", "row"))
+
+
+def _sheet_parts(z: zipfile.ZipFile, sheets: list[str]):
+    """(sheet index, its worksheet part) of every sheet IronCalc loaded."""
+    from defusedxml import ElementTree as SafeET
+
+    rel_ns = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+    book = SafeET.fromstring(z.read("xl/workbook.xml"))
+    rels = SafeET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+    target = {r.get("Id"): r.get("Target") for r in rels.iter(f"{rel_ns}Relationship")}
+    for sheet in book.iter(f"{{{_NS['m']}}}sheet"):
+        name = sheet.get("name")
+        part = target.get(sheet.get(f"{{{_NS['r']}}}id"), "").lstrip("/")
+        part = part if part.startswith("xl/") else f"xl/{part}"
+        if name in sheets and part in z.namelist():
+            yield sheets.index(name), part
+
+
 def _array_members(path: Path, sheets: list[str]) -> dict:
     """{(sheet index, row, col) of an array formula's member: its anchor key}.
 
@@ -346,25 +376,12 @@ def _array_members(path: Path, sheets: list[str]) -> dict:
     """
     from defusedxml import ElementTree as SafeET
 
-    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
-          "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
-    rel_ns = "{http://schemas.openxmlformats.org/package/2006/relationships}"
     out: dict = {}
     try:
         with zipfile.ZipFile(path) as z:
-            book = SafeET.fromstring(z.read("xl/workbook.xml"))
-            rels = SafeET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
-            target = {r.get("Id"): r.get("Target") for r in rels.iter(f"{rel_ns}Relationship")}
-            for sheet in book.iter(f"{{{ns['m']}}}sheet"):
-                name = sheet.get("name")
-                rid = sheet.get(f"{{{ns['r']}}}id")
-                part = target.get(rid, "").lstrip("/")
-                part = part if part.startswith("xl/") else f"xl/{part}"
-                if name not in sheets or part not in z.namelist():
-                    continue
-                si = sheets.index(name)
+            for si, part in _sheet_parts(z, sheets):
                 for _, el in SafeET.iterparse(z.open(part)):
-                    if el.tag == f"{{{ns['m']}}}f" and el.get("t") == "array" and el.get("ref"):
+                    if el.tag == _F and el.get("t") == "array" and el.get("ref"):
                         m = REF.fullmatch(el.get("ref"))
                         if m:
                             c1, r1 = col_number(m.group(3)), int(m.group(4))
@@ -374,9 +391,37 @@ def _array_members(path: Path, sheets: list[str]) -> dict:
                                 for c in range(c1, c2 + 1):
                                     if (r, c) != (r1, c1):
                                         out[(si, r, c)] = (si, r1, c1)
-                    if el.tag == f"{{{ns['m']}}}row":
+                    if el.tag == _ROW:
                         el.clear()
     except Exception:  # a part we cannot read only loses this refinement
+        return out
+    return out
+
+
+def _uncached(path: Path, sheets: list[str], keys: set | None = None) -> set:
+    """The formula cells (among ``keys``, if given) that the file stores with no value at
+    all (no ``<v>``, or an empty one): a program that writes formulas without calculating
+    them (openpyxl) leaves them so, and IronCalc then reads their cached value as 0."""
+    from defusedxml import ElementTree as SafeET
+
+    out: set = set()
+    wanted = {si for si, _, _ in keys or ()}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for si, part in _sheet_parts(z, sheets):
+                if keys is not None and si not in wanted:
+                    continue
+                for _, el in SafeET.iterparse(z.open(part)):
+                    if el.tag == _CELL and el.find(_F) is not None:
+                        v = el.find(_V)
+                        m = REF.fullmatch(el.get("r", ""))
+                        if (v is None or not (v.text or "").strip()) and m:
+                            key = (si, int(m.group(4)), col_number(m.group(3)))
+                            if keys is None or key in keys:
+                                out.add(key)
+                    elif el.tag == _ROW:
+                        el.clear()
+    except Exception:  # unreadable here: the cells stay mismatches, as before
         return out
     return out
 
