@@ -13,6 +13,7 @@ Options are the command line's flags with ``-`` as ``_`` (``weight_decay=0.1``,
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from .options import LESSONS, OptionError
@@ -26,7 +27,20 @@ except Exception:  # a checkout that was never installed
     __version__ = "0.1.0"
 
 __all__ = ["build", "verify", "LESSONS", "OptionError", "Report", "Reports", "VerifyError",
-           "__version__"]
+           "DivergenceWarning", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "DivergenceWarning":  # from the CLI's module, imported only when asked for
+        from .cli import DivergenceWarning
+
+        return DivergenceWarning
+    raise AttributeError(f"module 'sheetdl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """What the API offers, not the names its implementation imports."""
+    return sorted(__all__)
 
 
 def build(lesson: str, path: str | Path | None = None, **options) -> Path:
@@ -45,7 +59,9 @@ def build(lesson: str, path: str | Path | None = None, **options) -> Path:
                           f"{options['out']!r}); give one")
     argv = opts.to_argv({**options, **({"path": str(path)} if path is not None else {})})
     args = opts.lesson_parser(lesson, prog=f"sheetdl build {lesson}").parse_args(argv)
-    return cli.build_one(opts.resolve(lesson, args), say=lambda _: None)
+    return cli.build_one(opts.resolve(lesson, args), say=lambda _: None,
+                         warn=lambda text: warnings.warn(text, cli.DivergenceWarning,
+                                                         stacklevel=4))
 
 
 def verify(*paths: str | Path, rtol: float = 1e-9) -> Report | Reports:

@@ -262,9 +262,18 @@ def cmd_build(args) -> int:
     return 0
 
 
-def build_one(args, say=print) -> Path:
+class DivergenceWarning(UserWarning):
+    """A workbook was written whose training overflows or diverges (its status cell says
+    so): the Python API's way of saying what the CLI prints as ``warning: ...``."""
+
+
+def _print_warning(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def build_one(args, say=print, warn=_print_warning) -> Path:
     """Build the lesson ``args`` (resolved by ``options.resolve``) and write it; ``say``
-    hears what was written."""
+    hears what was written, ``warn`` each training that diverged."""
     out = Path(args.out) if args.out else DEFAULT_DIR / f"{args.lesson}.xlsx"
     t0 = time.perf_counter()
     book = BUILDERS[args.lesson](args)
@@ -277,7 +286,7 @@ def build_one(args, say=print) -> Path:
         raise UserError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
     for sheet in book.sheets:
         for warning in _divergence(book, sheet.name):
-            print(f"warning: {out}: {warning}", file=sys.stderr)
+            warn(f"{out}: {warning}")
     say(f"wrote {out} ({out.stat().st_size:,} bytes, {time.perf_counter() - t0:.1f} s)")
     return out
 

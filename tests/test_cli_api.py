@@ -266,3 +266,24 @@ def test_every_readme_command_runs_as_pasted_in_an_empty_folder(tmp_path):
         r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                            text=True, env=ENV, timeout=600)
         assert r.returncode == 0, f"{code}\n{r.stderr}"
+
+
+def test_the_api_warns_as_python_does_and_shows_only_itself(tmp_path):
+    """Before: a diverging build printed its warning as text (catch_warnings saw none), a
+    missing file was a VerifyError that no `except FileNotFoundError` caught, and
+    dir(sheetdl) showed `annotations` and `Path`."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sheetdl.build("softmax", tmp_path / "d.xlsx", lr=1e308)
+    assert [w.category for w in caught] == [sheetdl.DivergenceWarning]
+    assert "training diverged at step" in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller's line
+    with pytest.raises(FileNotFoundError, match="nope.xlsx: no such file"):
+        sheetdl.verify(tmp_path / "nope.xlsx")
+    with pytest.raises(ValueError):
+        sheetdl.verify(tmp_path / "d.xlsx", rtol=-1)
+    assert issubclass(sheetdl.VerifyError, ValueError)
+    assert dir(sheetdl) == sorted(sheetdl.__all__)
+    assert "annotations" not in dir(sheetdl) and "Path" not in dir(sheetdl)

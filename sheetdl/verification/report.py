@@ -20,8 +20,12 @@ def tolerance(name: str, value) -> float:
 MAX_LISTED = 50
 
 
-class VerifyError(Exception):
+class VerifyError(ValueError):
     """The file cannot be verified; the message names the file and the reason."""
+
+
+class MissingWorkbook(VerifyError, FileNotFoundError):
+    """There is no file at the path: a VerifyError, and what ``open`` would have raised."""
 
 
 @dataclass

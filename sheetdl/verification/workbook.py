@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import VerifyError
+from .report import MissingWorkbook, VerifyError
 
 REF = re.compile(r"(?:(?:'((?:[^']|'')+)'|([A-Za-z_][\w.]*))!)?\$?([A-Z]{1,3})\$?(\d+)"
                  r"(?::\$?([A-Z]{1,3})\$?(\d+))?")
@@ -30,7 +30,7 @@ MAX_SHARED_STRINGS = 1_000_000
 
 def check_container(path: Path) -> None:
     if not path.exists():
-        raise VerifyError(f"{path}: no such file")
+        raise MissingWorkbook(f"{path}: no such file")
     if path.is_dir():
         raise VerifyError(f"{path}: is a folder, not a workbook")
     if not path.is_file():  # a named pipe would block the read forever

@@ -163,6 +163,8 @@ def named_inputs(wb: Workbook, si, path):
     negative anneal_ratio...) into a VerifyError naming the sheet."""
     try:
         yield
+    except VerifyError:  # a ValueError too, but already the one to report
+        raise
     except ValueError as e:
         where = "the train sheet" if si is None else f"sheet {wb.sheets[si]}"
         raise VerifyError(f"{path}: {where}: its schedule inputs cannot be replayed: {e}") \
