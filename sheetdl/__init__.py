@@ -73,6 +73,5 @@ def verify(*paths: str | Path, rtol: float = 1e-9) -> Report | Reports:
 
     if not paths:
         raise TypeError("sheetdl.verify needs at least one path")
-    verifier.tolerance("rtol", rtol)
     reports = Reports(verifier.verify(p, rtol=rtol) for p in paths)
     return reports[0] if len(reports) == 1 else reports

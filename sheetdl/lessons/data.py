@@ -140,25 +140,26 @@ def is_number(s: str) -> bool:
         return False
 
 
+def _python_number(text: str) -> bool:
+    """Whether Python's float() takes ``text``: more than a spreadsheet does."""
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def is_header(cells: list[str]) -> bool:
     """Whether a first line is a header: some cell no number even to Python's float().
     A line of 1_000 or ١٢ is data with numbers a sheet cannot read, refused as such, not
     a header dropped without a word."""
-    def python_number(c):
-        try:
-            float(c)
-            return True
-        except ValueError:
-            return False
-    return not all(map(python_number, cells))
+    return not all(map(_python_number, cells))
 
 
 def not_a_number(text: str) -> str:
     """Why ``text`` is refused: a reader's message, with a hint where Python would have
     taken it."""
     s = text.strip()
-    try:
-        float(s)
-    except ValueError:
+    if not _python_number(s):
         return f"{s!r} is not a number"
     return f"{s!r} is not a number a spreadsheet reads (it would show as text): use digits 0-9"

@@ -16,9 +16,9 @@ Hyperparameters carry their torch.optim names (``lr``, ``momentum``, ``beta1``,
 ``eps``, ``weight_decay``...); structural options (``eps_in_sqrt``,
 ``bias_correction``, ``nesterov``...) say where frameworks differ, and choose the
 templates. ``presets`` maps framework names to options. Each rule lives in its own
-file in ``optimizers/``, with its ``register(...)`` call: its name, presets, lesson
-learning rates, plain sentence, and the help and validation of any hyperparameter of
-its own.
+file in ``optimizers/``, with its ``register(...)`` call: its name, presets, plain
+sentence, and the help and validation of any hyperparameter of its own. It knows no
+lesson: each lesson keeps the learning rates it measured (``learning_rates``).
 
 Products are grouped as the formulas group them: ``(1-beta2)*({grad}*{grad})`` is
 (1 − β₂)·(g·g), and (1 − β₂)·g·g would round differently. No formula uses ``^`` where
@@ -115,6 +115,8 @@ class Registered:
 
 #: Every optimizer by its name, in the order the CLI lists them (``optimizers/__init__``).
 REGISTRY: dict[str, Registered] = {}
+
+
 def register(name: str, rule: type, *, presets: dict, plain: str,
              implies: dict | None = None, cycles: str | None = None,
              second_moment: str | None = None, lr_as: str | None = None) -> None:

@@ -11,9 +11,10 @@ name that came from somewhere else (a CSV header shaped like a reference, once).
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
+
+from defusedxml import ElementTree as ET
 
 from .workbook import col_number
 
@@ -21,9 +22,6 @@ _CHART = re.compile(r"xl/charts/chart[^/]*\.xml")
 _CHART_RELS = re.compile(r"xl/charts/_rels/[^/]+\.rels")
 _SHEET_PREFIX = re.compile(r"(?:'((?:[^']|'')+)'|([^'!]+))!(.+)")
 _AREA = re.compile(r"\$?([A-Z]{1,3})?\$?(\d+)?(?::\$?([A-Z]{1,3})?\$?(\d+)?)?")
-
-#: References listed per chart before the rest are counted only.
-MAX_LISTED = 20
 
 
 def check(path: Path, wb, sheetdl: bool) -> list[str]:

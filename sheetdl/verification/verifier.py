@@ -304,11 +304,10 @@ def _finish(path, model, wb, report, meta, traces, formulas, volatile_roots,
         pending_set = set(pending_keys)
         overflowed = _reaching(wb, model, overflow_roots, [k for k in every if k in pending_set],
                                formulas, arrays)
-    # Read only when some cell differs, so a file that agrees costs nothing more; then
-    # every formula cell without a value is found, those that happened to equal 0 too.
-    uncached = set()
-    if pending and _uncached(path, wb.sheets, set(pending_keys) - tainted):
-        uncached = _uncached(path, wb.sheets) - tainted
+    # Read only when some cell differs, so a file that agrees costs nothing more; every
+    # formula cell without a value is listed, those that happened to equal 0 too.
+    uncached = _uncached(path, wb.sheets) - tainted if pending else set()
+    if uncached & set(pending_keys):
         for key in sorted(uncached):
             value = model.get_cell_value(*key)
             error = f" ({value})" if isinstance(value, str) and value.startswith("#") else ""
@@ -398,27 +397,22 @@ def _array_members(path: Path, sheets: list[str]) -> dict:
     return out
 
 
-def _uncached(path: Path, sheets: list[str], keys: set | None = None) -> set:
-    """The formula cells (among ``keys``, if given) that the file stores with no value at
-    all (no ``<v>``, or an empty one): a program that writes formulas without calculating
-    them (openpyxl) leaves them so, and IronCalc then reads their cached value as 0."""
+def _uncached(path: Path, sheets: list[str]) -> set:
+    """The formula cells that the file stores with no value at all (no ``<v>``, or an
+    empty one): a program that writes formulas without calculating them (openpyxl) leaves
+    them so, and IronCalc then reads their cached value as 0."""
     from defusedxml import ElementTree as SafeET
 
     out: set = set()
-    wanted = {si for si, _, _ in keys or ()}
     try:
         with zipfile.ZipFile(path) as z:
             for si, part in _sheet_parts(z, sheets):
-                if keys is not None and si not in wanted:
-                    continue
                 for _, el in SafeET.iterparse(z.open(part)):
                     if el.tag == _CELL and el.find(_F) is not None:
                         v = el.find(_V)
                         m = REF.fullmatch(el.get("r", ""))
                         if (v is None or not (v.text or "").strip()) and m:
-                            key = (si, int(m.group(4)), col_number(m.group(3)))
-                            if keys is None or key in keys:
-                                out.add(key)
+                            out.add((si, int(m.group(4)), col_number(m.group(3))))
                     elif el.tag == _ROW:
                         el.clear()
     except Exception:  # unreadable here: the cells stay mismatches, as before

@@ -1,7 +1,7 @@
 """The collab lesson: matrix factorisation trained in formulas."""
 from ...math import optim
 
-#: The learning rate each optimizer trains this lesson's default data with, visibly and
-#: without diverging, measured here; a variant registered ``lr_as`` another takes its rate.
+#: Full-batch learning rates that bring the default data's RMSE down in 20 epochs,
+#: measured; an optimizer registered ``lr_as`` another takes that one's.
 LEARNING_RATES = optim.learning_rates(
     "collab", dict(sgd=5.0, momentum=1.0, rmsprop=0.02, adam=0.1, adagrad=0.3))

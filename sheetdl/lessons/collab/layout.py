@@ -6,12 +6,11 @@ options → ``collab.train`` → this layout → ``xlsx.write``.
 """
 from __future__ import annotations
 
-from . import LEARNING_RATES
-
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import LEARNING_RATES as LESSON_LR
 from . import model as collab
 from ...math import fullbatch, lrfind, presets, schedules
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
@@ -24,8 +23,6 @@ from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conven
     input_notes, input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
-#: Full-batch learning rates that bring the default data's RMSE down in 20 epochs, measured.
-LESSON_LR = LEARNING_RATES
 UDF_TOP = 6  # the --udf train sheet: inputs, then one array call
 #: The label of the train sheet's panel, beside the epoch it shows.
 SHOW_LABEL = "show epoch"

@@ -15,12 +15,11 @@ columns, of the same parameter) and ``{key@prev}`` the previous row's.
 """
 from __future__ import annotations
 
-from . import LEARNING_RATES
-
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import LEARNING_RATES as LESSON_LR
 from . import compiled, model as linear
 from ...math import lrfind, optim, presets, schedules
 from ...sheet.workbook import (ArrayFormula, Book, Chart, Run, RunColumn, Series, Sheet, area,
@@ -37,9 +36,6 @@ DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 ALL_OPTIMIZERS = optim.NAMES
 DEFAULT_PRESET = "torch"
 
-#: Learning rates that train visibly in 5 epochs on the course's data (x up to 99),
-#: measured per optimizer and declared beside each rule (``optim.register``).
-LESSON_LR = LEARNING_RATES
 #: The course sheet's own learning rates (adam after the lr was set to 0.1 by hand).
 COURSE_LR = {"sgd": 1e-4, "momentum": 1e-4, "rmsprop": 0.02, "adam": 0.1}
 

@@ -12,14 +12,13 @@ Data flows one way: options → ``mlp.train`` → this layout → ``xlsx.write``
 """
 from __future__ import annotations
 
-from . import LEARNING_RATES
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ...math import fullbatch, lrfind, presets, schedules
+from . import LEARNING_RATES as LESSON_LR
 from . import model as mlp
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
     FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder,
@@ -32,8 +31,6 @@ from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conven
     input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
 
-#: Learning rates that bend the default network onto the sine in 100 steps, measured.
-LESSON_LR = LEARNING_RATES
 #: The data sheet's first empty or non-numeric cell ("" when all are fine).
 DATA_PROBLEM = "data_problem"
 #: h of the finite-difference check. Between ReLU kinks the loss is quadratic in a weight,

@@ -5,8 +5,6 @@ Data flows one way: options → ``softmax.train`` → this layout → ``xlsx.wri
 """
 from __future__ import annotations
 
-from . import LEARNING_RATES
-
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...math import fullbatch, lrfind, presets, schedules
+from . import LEARNING_RATES as LESSON_LR
 from . import model as softmax
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
     Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder, stream_blocks,
@@ -34,8 +33,6 @@ EXAMPLES = [
     ("huge, wrong", [-1000.0, 999.0, 1000.0, 0.0, 0.0], 1),
     ("all equal", [0.5, 0.5, 0.5, 0.5, 0.5], 3),
 ]
-#: Learning rates that train the default data visibly in 50 steps, measured.
-LESSON_LR = LEARNING_RATES
 #: The data sheet's first empty, non-numeric or unknown cell ("" when all are fine).
 DATA_PROBLEM = "data_problem"
 
