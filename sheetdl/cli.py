@@ -293,7 +293,8 @@ def build_one(args, say=print, warn=_print_warning) -> Path:
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
             "lrfind": lambda args: graddesc.build(build_graddesc(args, finder_only=True)),
-            "softmax": build_softmax, "collab": build_collab, "mlp": build_mlp}
+            "softmax": build_softmax, "collab": build_collab, "mlp": build_mlp,
+            **{name: spec.build for name, spec in options.SPECS.items()}}
 
 
 def _divergence(book, sheet: str) -> list[str]:

@@ -14,9 +14,10 @@ import difflib
 import importlib
 import importlib.util
 import re
-from dataclasses import dataclass
 
 from .lessons.graddesc import layout as graddesc
+from .lessons.registry import REGISTRY
+from .lessons.spec import Flag, LessonSpec
 from .math import optim, presets, schedules
 from .sheet.formulas import HYPER_HELP, out_of_range
 
@@ -27,37 +28,13 @@ LESSONS = {
     "mlp": "a neural network with ReLU units trained by backprop, every gradient a formula",
     "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
 }
-ALL = tuple(LESSONS)
+ALL = tuple(LESSONS)  # the lessons wired in here; a registered lesson names what it takes
 TRAINED = ("graddesc", "softmax", "collab", "mlp")  # the lessons with a training sheet to schedule
 LINE = ("graddesc", "lrfind")                # y = b + a·x
 
 
 class OptionError(ValueError):
     """A build option that is unknown, malformed or has no effect; the message is one line."""
-
-
-@dataclass(frozen=True)
-class Flag:
-    name: str
-    help: str | dict[str, str]         # one text, or one per lesson
-    lessons: tuple[str, ...] = ALL
-    type: object = float
-    default: object = None              # one value, or one per lesson (shown in the help)
-    group: str = "training"
-    choices: tuple | None = None
-    action: str | None = None           # "store_true" or "bool" (--x / --no-x)
-    #: the flag matters only under these schedules, or ("finder",) with the lr finder
-    needs: tuple[str, ...] = ()
-    metavar: str | None = None
-    summary: str | None = None          # the README table's text, where the help varies
-
-    @property
-    def dest(self) -> str:
-        return {"--init-b": "b_init", "--init-a": "a_init", "--out": "out"}.get(
-            self.name, self.name[2:].replace("-", "_"))
-
-    def for_lesson(self, value, lesson: str):
-        return value.get(lesson) if isinstance(value, dict) else value
 
 
 def _torch_defaults(dest: str) -> str:
@@ -207,6 +184,44 @@ EXAMPLES = {
     "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
 }
 GROUPS = ("output", "data", "training", "hyperparameters", "schedule", "lr finder")
+FLAGS = [f if f.lessons is not None else dataclasses.replace(f, lessons=ALL) for f in FLAGS]
+
+
+def _per_lesson(value, lessons) -> dict:
+    return dict(value) if isinstance(value, dict) else \
+        {} if value is None else {lesson: value for lesson in lessons}
+
+
+def register(spec: LessonSpec) -> None:
+    """Take lesson ``spec`` in: its summary and examples, its own flags, and its name on
+    each shared flag it takes (with its help and default there)."""
+    known = {f.name for f in FLAGS}
+    unknown = sorted(set(spec.takes) - known)
+    if unknown or spec.name in LESSONS:
+        raise ValueError(f"lesson {spec.name}: " + (f"takes unknown flags {unknown}" if unknown
+                                                    else "registered twice"))
+    LESSONS[spec.name] = spec.summary
+    EXAMPLES[spec.name] = list(spec.examples)
+    for i, f in enumerate(FLAGS):
+        if f.name not in spec.takes:
+            continue
+        help_, summary, own = f.help, f.summary, spec.takes[f.name]
+        if own is not None:
+            help_ = {**_per_lesson(f.help, f.lessons), spec.name: own}
+            summary = summary or (f.help if isinstance(f.help, str) else None)
+        default = f.default
+        if f.name in spec.defaults:
+            default = {**_per_lesson(f.default, f.lessons), spec.name: spec.defaults[f.name]}
+        FLAGS[i] = dataclasses.replace(f, lessons=f.lessons + (spec.name,), help=help_,
+                                       default=default, summary=summary)
+    FLAGS.extend(spec.flags)
+    SPECS[spec.name] = spec
+
+
+#: the registered lessons' specs, by name
+SPECS: dict[str, LessonSpec] = {}
+for _spec in REGISTRY:
+    register(_spec)
 
 
 def flags(lesson: str) -> list[Flag]:
@@ -374,6 +389,12 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, f.dest, None) is None and f.default is not None \
                 and f.dest != "optimizer":
             setattr(args, f.dest, f.for_lesson(f.default, lesson))
+    spec = SPECS.get(lesson)
+    if spec is not None and spec.check is not None:
+        try:
+            spec.check(args, set(given))
+        except ValueError as e:
+            raise OptionError(str(e)) from None
     args.force = bool(getattr(args, "force", False))
     args.lrfind, args.udf = bool(args.lrfind), bool(args.udf)
     if args.cycle_momentum is None:

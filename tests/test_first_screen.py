@@ -22,6 +22,7 @@ TRAINING = {
     "collab.xlsx": ["train"],
     "lrfind.xlsx": ["lrfind"],
     "mlp.xlsx": ["train"],
+    "conv.xlsx": ["train"],
 }
 ROWS, COLS = 40, 20  # A1:T40
 INPUT_FILL = "FFFFF2CC"

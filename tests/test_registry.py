@@ -14,6 +14,8 @@ from sheetdl import options
 from sheetdl.addin import udfs
 
 PACKAGE = ROOT / "sheetdl"
+#: the lessons with a package of their own, each keeping its measured learning rates
+RATED = [lesson for lesson in options.LESSONS if (PACKAGE / "lessons" / lesson).is_dir()]
 
 
 def modules_naming_in(path) -> set[str]:
@@ -44,8 +46,7 @@ def test_an_optimizer_is_named_in_at_most_two_package_files(name):
     measured them."""
     files = modules_naming(name)
     own = {f"sheetdl/math/optimizers/{name}.py", "sheetdl/math/optimizers/__init__.py"}
-    lessons = {f"sheetdl/lessons/{lesson}/__init__.py"
-               for lesson in ("graddesc", "softmax", "collab", "mlp")}
+    lessons = {f"sheetdl/lessons/{lesson}/__init__.py" for lesson in RATED}
     assert files == (own if optim.REGISTRY[name].lr_as else own | lessons), files
 
 
@@ -53,7 +54,7 @@ def test_the_optimizers_know_no_lesson():
     """Before: each optimizer's registration carried every lesson's learning rate, and
     adding a lesson meant editing all of them. The rates live in the lessons now."""
     modules = [PACKAGE / "math" / "optim.py", *(PACKAGE / "math" / "optimizers").glob("*.py")]
-    for lesson in ("graddesc", "softmax", "collab", "mlp"):
+    for lesson in RATED:
         for path in modules:
             assert lesson not in modules_naming_in(path), (lesson, path)
 

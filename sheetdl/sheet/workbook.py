@@ -133,6 +133,12 @@ class Chart:
     y_range: tuple[float, float] | None = None
 
 
+#: a colour scale from white (the smallest value) to the course sheet's red (the largest)
+SEQUENTIAL = "sequential"
+#: blue for negative, white at 0, red for positive: a kernel, a gradient
+DIVERGING = "diverging"
+
+
 @dataclass
 class Sheet:
     name: str
@@ -146,6 +152,9 @@ class Sheet:
     #: options) for a block of cells
     validations: list[tuple] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
+    #: heatmaps: (space-separated A1 ranges, ``SEQUENTIAL`` or ``DIVERGING``), each a
+    #: colour-scale conditional format over the union of its ranges
+    color_scales: list[tuple[str, str]] = field(default_factory=list)
     #: sheet-scoped defined names: name → absolute A1 reference on this sheet
     names: dict[str, str] = field(default_factory=dict)
     #: workbook-scoped names this sheet's formulas use: name → ``sheet!$A$1``

@@ -21,7 +21,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from . import sheet_xml
-from ..sheet.workbook import Book, Run, Sheet
+from ..sheet.workbook import DIVERGING, SEQUENTIAL, Book, Run, Sheet
 
 #: Fixed document timestamp: the same inputs give the same bytes.
 EPOCH = _dt.datetime(2024, 1, 1)
@@ -259,6 +259,14 @@ def _literal_names(chart):
     return chart
 
 
+#: the course's white-to-red scale, and a diverging one centred on 0
+_COLOR_SCALES = {
+    SEQUENTIAL: {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#F8696B"},
+    DIVERGING: {"type": "3_color_scale", "min_color": "#5A8AC6", "mid_type": "num",
+                "mid_value": 0, "mid_color": "#FFFFFF", "max_color": "#F8696B"},
+}
+
+
 def _decorate(wb, ws, sheet: Sheet) -> None:
     """Everything of ``sheet`` but its cells: widths, panes, notes, validation, names, charts."""
     for col, width in sheet.widths.items():
@@ -270,6 +278,8 @@ def _decorate(wb, ws, sheet: Sheet) -> None:
     for *where, options in sheet.validations:
         row, col, last_row, last_col = where if len(where) == 4 else where * 2
         ws.data_validation(row, col, last_row, last_col, options)
+    for ranges, kind in sheet.color_scales:
+        ws.conditional_format(ranges.split()[0], {**_COLOR_SCALES[kind], "multi_range": ranges})
     for name, target in sheet.names.items():
         wb.define_name(f"{sheet.name}!{name}", f"={sheet.name}!{target}")
     for spec in sheet.charts:

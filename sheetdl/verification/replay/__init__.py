@@ -3,13 +3,24 @@ and data, its traces compared with the recalculated cells. One module a lesson; 
 reading, rebuilding and comparing they share is in ``common``."""
 from __future__ import annotations
 
+import importlib
+
 from ..report import TraceCheck, VerifyError
 from ..workbook import Workbook
 from . import collab, graddesc, mlp, softmax
+from ...lessons.registry import REGISTRY
 
 #: Each lesson's replay of its traces, by the lesson its metadata names.
 REPLAYS = {"graddesc": graddesc.replay, "softmax": softmax.replay, "collab": collab.replay,
            "mlp": mlp.replay}
+
+
+def _registered(module: str):
+    """A registered lesson's replay, imported when a workbook of that lesson is verified."""
+    return lambda *args: importlib.import_module(module).replay(*args)
+
+
+REPLAYS.update({spec.name: _registered(spec.replay) for spec in REGISTRY})
 
 
 def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:

@@ -1,0 +1,52 @@
+"""verify's replay of the conv lesson: the train sheet's loss, accuracy and final weights,
+recomputed from the named images, labels, start and inputs. Imported by verify only."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...math import optim
+from ...verification.report import TraceCheck, VerifyError
+from ...verification.replay.common import (bounded_work, compare, numbers, schedule,
+                                           sheet_hyper)
+from . import layout
+from . import model as conv
+
+
+def replay(wb, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    h, w = meta["image"]
+    steps = meta["steps"]
+    if not (isinstance(h, int) and isinstance(w, int) and layout.MIN_SIDE <= h <= layout.MAX_SIDE
+            and layout.MIN_SIDE <= w <= layout.MAX_SIDE):
+        raise VerifyError(f"{path}: its sheetdl metadata gives images of {h!r}×{w!r}, not a "
+                          "size sheetdl writes: not replayed")
+    labels = np.array(numbers(wb, "y_index", None, path))
+    X = np.array(numbers(wb, "X", None, path))
+    part = {name: np.array(numbers(wb, name, None, path))
+            for name in ("K_init", "kb_init", "Wd_init", "bd_init")}
+    k, c = len(part["kb_init"]), len(part["bd_init"])
+    shape = conv.Shape(h, w, k, c)
+    n = len(labels)
+    if n == 0 or X.size != n * h * w:
+        raise VerifyError(f"{path}: names X ({X.size} cells) and y_index ({n}) do not hold "
+                          f"{h}×{w} images")
+    if (part["K_init"].size, part["Wd_init"].size) != (k * conv.TAP ** 2, c * shape.features):
+        raise VerifyError(f"{path}: names K_init and Wd_init do not fit {k} kernels and {c} "
+                          f"classes of {h}×{w} images")
+    if not np.all((labels == np.round(labels)) & (labels >= 0) & (labels < c)):
+        raise VerifyError(f"{path}: y_index holds a label that is not a class 0 to {c - 1}")
+    kind = meta["optimizer"]
+    hyper = sheet_hyper(wb, optim.OPTIMIZERS[kind], meta.get("schedule"), None, path)
+    sched = schedule(wb, meta.get("schedule"), None, path, hyper.get("lr"))
+    opt = optim.make(kind, **meta["options"], **hyper)
+    theta0 = shape.pack(*(part[name] for name in ("K_init", "kb_init", "Wd_init", "bd_init")))
+    bounded_work(path, steps * n * h * w * k * (conv.TAP ** 2 + c), steps)
+    with np.errstate(all="ignore"):
+        tr = conv.train(opt, shape, X.reshape(n, h, w), labels.astype(int), theta0, steps,
+                        sched, numbers(wb, "fd_h", None, path)[0])
+    K, kb, Wd, bd = shape.unpack(tr.theta[-1])
+    want = {"loss_trace": [s.loss for s in tr.steps],
+            "accuracy_trace": [s.accuracy for s in tr.steps],
+            "K_final": K, "kb_final": kb, "Wd_final": Wd, "bd_final": bd}
+    if sched is not None:
+        want["lr_trace"] = [s["lr"] for s in tr.shown]
+    return [compare(wb, "train", name, None, v, rtol, atol) for name, v in want.items()]

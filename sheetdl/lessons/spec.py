@@ -1,0 +1,58 @@
+"""What a lesson declares about itself, so that the CLI, the Python API, ``sheetdl list``,
+verify's replay and the README's tables take it in from one registry line
+(``lessons.registry``): its summary, its own flags, which shared flags it takes, its
+examples, how to build it from resolved options and where its replay lives."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A build option. ``lessons`` None: every lesson built into ``options.FLAGS``."""
+
+    name: str
+    help: str | dict[str, str]         # one text, or one per lesson
+    lessons: tuple[str, ...] | None = None
+    type: object = float
+    default: object = None              # one value, or one per lesson (shown in the help)
+    group: str = "training"
+    choices: tuple | None = None
+    action: str | None = None           # "store_true" or "bool" (--x / --no-x)
+    #: the flag matters only under these schedules, or ("finder",) with the lr finder
+    needs: tuple[str, ...] = ()
+    metavar: str | None = None
+    summary: str | None = None          # the README table's text, where the help varies
+
+    @property
+    def dest(self) -> str:
+        return {"--init-b": "b_init", "--init-a": "a_init", "--out": "out"}.get(
+            self.name, self.name[2:].replace("-", "_"))
+
+    def for_lesson(self, value, lesson: str):
+        return value.get(lesson) if isinstance(value, dict) else value
+
+
+@dataclass(frozen=True)
+class LessonSpec:
+    """One lesson, as the rest of sheetdl sees it."""
+
+    name: str
+    summary: str
+    #: the workbook from resolved options (an ``argparse.Namespace`` with every flag's
+    #: dest; those the lesson does not take are None)
+    build: Callable
+    #: module with ``replay(wb, meta, path, rtol, atol) -> list[TraceCheck]``, imported
+    #: only by verify (it reads workbooks; the lesson's build does not need it)
+    replay: str
+    examples: tuple[str, ...]
+    #: the lesson's own flags
+    flags: tuple[Flag, ...] = ()
+    #: shared flags the lesson takes: name → its help here (None: the shared help)
+    takes: dict[str, str | None] = field(default_factory=dict)
+    #: the lesson's defaults of shared flags
+    defaults: dict[str, object] = field(default_factory=dict)
+    #: checks across the lesson's options: ``check(args, given)`` raises ValueError with
+    #: one line; ``given`` is the set of dests the user gave
+    check: Callable | None = None

@@ -1,0 +1,209 @@
+"""The conv lesson: a convolutional network trained in formulas, against torch autograd
+(F.conv2d → relu → max_pool2d(2) → flatten → linear → cross_entropy, float64, full batch,
+torch.optim), through IronCalc and LibreOffice; max-pool's ties routed as torch routes
+them; the finite-difference tap; its options and data."""
+import subprocess
+import sys
+
+import numpy as np
+import openpyxl
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sheetdl
+from conftest import named_values
+from sheetdl.lessons.conv import layout as conv_book, model as conv
+from sheetdl.math import optim
+from sheetdl.verification import libreoffice, verifier as verify
+from sheetdl.write import xlsx
+from torch_reference import torch_optimizer, torch_scheduler
+
+KINDS = optim.NAMES
+NAMES = ("loss_trace", "K_final", "kb_final", "Wd_final", "bd_final")
+
+
+def random_lesson(kind, seed, schedule="constant"):
+    rng = np.random.default_rng(seed * 53 + KINDS.index(kind))
+    h, w = int(rng.integers(5, 10)), int(rng.integers(5, 10))
+    k, c, n = int(rng.integers(1, 4)), int(rng.integers(2, 5)), int(rng.integers(2, 7))
+    images = np.round(rng.uniform(0, 1, (n, h, w)), 2)
+    labels = rng.integers(0, c, n)
+    hyper = {"lr": float(np.exp(rng.uniform(np.log(0.005), np.log(0.2)))),
+             "weight_decay": float(rng.choice([0.0, 0.01])),
+             "momentum": float(rng.uniform(0.5, 0.9)), "beta2": float(rng.uniform(0.9, 0.999))}
+    if kind == "rmsprop":
+        hyper["momentum"] = 0.0
+    return conv_book.make_lesson(images, labels, [f"c{i}" for i in range(c)], kernels=k,
+                                 optimizer=kind, steps=int(rng.integers(3, 7)), seed=seed,
+                                 schedule=schedule, schedule_options={"cycle_momentum": True},
+                                 **hyper)
+
+
+def torch_replay(lesson, theta0=None, steps=None):
+    """Loss per step and the final (K, kb, Wd, bd) from torch autograd and torch.optim."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        sh = lesson.shape
+        params = [torch.tensor(v, requires_grad=True) for v in
+                  sh.unpack(lesson.theta0 if theta0 is None else theta0)]
+        K, kb, Wd, bd = params
+        opt = torch_optimizer(lesson.kind, lesson.opt, params)
+        scheduler = torch_scheduler(opt, lesson.schedule)
+        x = torch.tensor(lesson.images)[:, None]
+        y = torch.tensor(lesson.labels)
+        losses = []
+        for _ in range(lesson.steps if steps is None else steps):
+            opt.zero_grad()
+            maps = F.max_pool2d(F.relu(F.conv2d(x, K[:, None], kb)), 2)
+            loss = F.cross_entropy(F.linear(torch.flatten(maps, 1), Wd, bd), y)
+            loss.backward()
+            opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(loss.item())
+        return [np.array(losses)] + [p.detach().numpy().ravel() for p in params]
+    finally:
+        torch.set_default_dtype(prev)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("conv")
+    out = {}
+    for kind in KINDS:
+        for seed in (0, 1):
+            lesson = random_lesson(kind, seed, "cosine" if seed else "constant")
+            path = xlsx.write(conv_book.build(lesson), folder / f"{kind}-{seed}.xlsx")
+            out[(kind, seed)] = (path, lesson, torch_replay(lesson))
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_workbook_matches_torch_autograd_through_ironcalc(built, kind):
+    for seed in (0, 1):
+        path, lesson, want = built[(kind, seed)]
+        report = verify.verify(path)
+        assert report.ok, report.summary()
+        wb = verify.recalculated(path)
+        for name, w in zip(NAMES, want):
+            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{kind} seed {seed} {name}")
+        assert want[0][-1] != want[0][0]
+
+
+def test_libreoffice_recalculates_identically(built, soffice, tmp_path):
+    keys = sorted(built)
+    outs = libreoffice.recalculate([built[k][0] for k in keys], tmp_path)
+    for key, out in zip(keys, outs):
+        lesson, want = built[key][1:]
+        lo = openpyxl.load_workbook(out, data_only=True)
+        for name, w in zip(NAMES, want):
+            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{key} {name}")
+
+
+def tied_lesson():
+    """Images of 0s and 1s under integer kernels: many pool windows hold equal maxima, some
+    of them positive, so where the gradient goes decides ∂L/∂kernel."""
+    images, labels, names = conv.glyph_images(4, 2, 0)
+    images = (images > 0.5).astype(float)
+    sh = conv.Shape(8, 8, 2, 2)
+    theta0 = conv.init_params(sh, 0, "edges")
+    return conv_book.make_lesson(images, labels, names, optimizer="sgd", lr=1.0, steps=1,
+                                 theta0=theta0)
+
+
+def test_max_pool_ties_route_as_torch(tmp_path):
+    """One SGD step with lr 1: K_final = K_init − ∂L/∂K, so the recalculated kernels are the
+    gradient. torch's CPU max_pool2d routes a tie to the window's first maximum (row by row),
+    as the sheet's IF chain; routing to the last would give another gradient."""
+    lesson = tied_lesson()
+    st = lesson.trace.steps[0]
+    win = conv._pool_windows(st.a, lesson.shape)
+    ties = (win == win.max(axis=-1, keepdims=True)).sum(axis=-1) > 1
+    # a tie of positive values whose window gets a gradient: where it goes moves ∂L/∂K
+    assert np.any(ties & (win.max(axis=-1) > 0) & (st.dpool != 0)), \
+        "no tie that matters: the test would prove nothing"
+    path = xlsx.write(conv_book.build(lesson), tmp_path / "ties.xlsx")
+    wb = verify.recalculated(path)
+    want = torch_replay(lesson)
+    np.testing.assert_allclose(wb.values("K_final"), want[1], rtol=1e-12, atol=1e-15)
+
+
+def test_finite_difference_matches_backprop(tmp_path):
+    """The sheet's numeric ∂L/∂K₁[1,1] against torch autograd's at step 1: a central
+    difference is second order, its error shrinking ~100× from h = 1e-2 to 1e-3."""
+    images, labels, names = conv.glyph_images(6, 3, 0)
+    lesson = conv_book.make_lesson(images, labels, names, steps=2)
+    path = xlsx.write(conv_book.build(lesson), tmp_path / "fd.xlsx")
+    sh = lesson.shape
+    K, kb, Wd, bd = (torch.tensor(v, requires_grad=True) for v in sh.unpack(lesson.theta0))
+    x = torch.tensor(lesson.images)[:, None]
+    maps = F.max_pool2d(F.relu(F.conv2d(x, K[:, None], kb)), 2)
+    F.cross_entropy(F.linear(torch.flatten(maps, 1), Wd, bd),
+                    torch.tensor(lesson.labels)).backward()
+    autograd = K.grad[0, 0, 0].item()
+    ws = openpyxl.load_workbook(path)["train"]
+    step1 = next(c.row for c in ws["A"] if c.value == "step 1")
+    labels_row = {c.value: c.column for c in ws[step1] if isinstance(c.value, str)}
+    fd_cell = openpyxl.load_workbook(path).defined_names["fd_h"].attr_text.split("!")[1]
+    col = openpyxl.utils.column_index_from_string(fd_cell.replace("$", "").rstrip("0123456789"))
+    errors = {}
+    for h in (None, 1e-2, 1e-3):
+        wb = verify.recalculated(path)
+        si = wb.index["train"]
+        if h is not None:
+            wb.model.set_user_input(si, 4, col, str(h))
+            wb.model.evaluate()
+        backprop = wb.model.get_cell_value(si, step1 + 1, labels_row["backprop"])
+        assert backprop == pytest.approx(autograd, rel=1e-12)
+        errors[h] = abs(wb.model.get_cell_value(si, step1 + 1, labels_row["fd check"]) - autograd)
+    assert errors[None] < 1e-7 * max(1.0, abs(autograd)), errors
+    assert 20 < errors[1e-2] / errors[1e-3] < 500, errors
+
+
+def test_default_lesson_trains_and_its_first_screen_teaches(tmp_path):
+    """The default build: 6 glyphs, 2 kernels, adam; the loss falls by over 5× to 100%
+    accuracy, the charts sit on the first screen, and the maps are heatmaps."""
+    path = sheetdl.build("conv", tmp_path / "conv.xlsx")
+    wb = verify.recalculated(path)
+    loss = wb.values("loss_trace")
+    assert len(loss) == 40 and loss[-1] < loss[0] / 5
+    assert wb.values("accuracy_trace")[-1] == 1.0
+    ws = openpyxl.load_workbook(path)["train"]
+    anchors = [(c.anchor._from.row, c.anchor._from.col) for c in ws._charts]
+    assert anchors == [(6, 5), (22, 5)]  # F7: the loss, F23: the accuracy
+    scales = [r for cf in ws.conditional_formatting for r in cf.rules if r.type == "colorScale"]
+    assert len(scales) >= 5 * 40  # five kinds of map in every block
+
+
+def test_options_are_checked(tmp_path):
+    csv = tmp_path / "img.csv"
+    csv.write_text("label," + ",".join(f"p{i}" for i in range(36)) + "\n"
+                   + "\n".join(f"{i % 2}," + ",".join(str((i + j) % 3 / 2) for j in range(36))
+                               for i in range(4)) + "\n")
+    path = sheetdl.build("conv", tmp_path / "csv.xlsx", data=str(csv), steps=3)
+    assert verify.verify(path).ok
+    assert openpyxl.load_workbook(path)["data"].max_row == 5
+    with pytest.raises(sheetdl.OptionError, match="--image-size is the size of a CSV"):
+        sheetdl.build("conv", tmp_path / "x.xlsx", image_size="8")
+    with pytest.raises(sheetdl.OptionError, match="a CSV's labels set its classes"):
+        sheetdl.build("conv", tmp_path / "x.xlsx", data=str(csv), classes=3)
+    with pytest.raises(ValueError, match="--kernels must be from 1 to 8, got 9"):
+        sheetdl.build("conv", tmp_path / "x.xlsx", kernels=9)
+    odd = tmp_path / "odd.csv"
+    odd.write_text("".join(f"{i}," + ",".join(["0.5"] * 35) + "\n" for i in range(2)))
+    with pytest.raises(ValueError, match="35 pixels per image is not a square; give"):
+        sheetdl.build("conv", tmp_path / "x.xlsx", data=str(odd))
+    path = sheetdl.build("conv", tmp_path / "odd.xlsx", data=str(odd), image_size="5x7",
+                         steps=2)
+    assert verify.verify(path).ok
+    with pytest.raises(ValueError, match="formula cells, past the 3,000,000"):
+        conv_book.make_lesson(np.zeros((32, 28, 28)), np.arange(32) % 2, ["a", "b"],
+                              kernels=8, steps=100)
+    r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "build", "conv", "--hidden", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--hidden is a flag of mlp, not conv" in r.stderr
+
