@@ -207,3 +207,34 @@ def test_options_are_checked(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--hidden is a flag of mlp, not conv" in r.stderr
 
+
+
+def test_maps_sheet_shows_the_picked_step_and_image(tmp_path):
+    """Typing a step and an image into the maps sheet's yellow cells (IronCalc recalculating)
+    shows that image, kernel 2's feature map and pool, and the class probabilities as they
+    are at that step: the reference math's numbers, which the torch tests pin."""
+    images, labels, names = conv.glyph_images(6, 3, 0)
+    lesson = conv_book.make_lesson(images, labels, names, steps=7)
+    path = xlsx.write(conv_book.build(lesson), tmp_path / "maps.xlsx")
+    wb = verify.recalculated(path)
+    si = wb.index["maps"]
+    cell = lambda r, c: wb.model.get_cell_value(si, r + 1, c + 1)
+    step, image = 5, 3
+    wb.model.set_user_input(si, conv_book.PICK_ROW + 1, conv_book.STEP_COL + 1, str(step))
+    wb.model.set_user_input(si, conv_book.PICK_ROW + 1, conv_book.IMAGE_COL + 1, str(image))
+    wb.model.evaluate()
+    st, sh = lesson.trace.steps[step - 1], lesson.shape
+    assert cell(conv_book.IMAGE_ROW, 0) == f"image {image}, label {names[labels[image - 1]]}"
+    assert cell(conv_book.IMAGE_ROW + 2, 3) == images[image - 1, 1, 3]
+    hc, wc = sh.conv
+    top = conv_book.IMAGE_ROW + sh.height + 2 + (max(3, hc) + 2) + 1  # kernel 2's band
+    got = np.array([[cell(top + r, 4 + j) for j in range(wc)] for r in range(hc)])
+    np.testing.assert_allclose(got, st.a[image - 1, 1], rtol=1e-12, atol=0)
+    pool = np.array([[cell(top + r, 4 + wc + 1 + j) for j in range(sh.pooled[1])]
+                     for r in range(sh.pooled[0])])
+    np.testing.assert_allclose(pool, st.pool[image - 1, 1], rtol=1e-12, atol=0)
+    ws = openpyxl.load_workbook(path)["maps"]
+    right = next(c.column for c in ws[conv_book.IMAGE_ROW + 1] if c.value == "p at step") - 1
+    probs = [cell(conv_book.IMAGE_ROW + 1 + c, right) for c in range(sh.classes)]
+    np.testing.assert_allclose(probs, st.soft.probs[image - 1], rtol=1e-12)
+    assert st.a[image - 1, 1].max() > 0 and not np.allclose(lesson.trace.steps[0].a, st.a)

@@ -19,7 +19,8 @@ import numpy as np
 
 from ...math import fullbatch, presets, schedules
 from ...math.optim import Optimizer
-from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW,
+from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_HEIGHT, CHART_ROWS, CHART_WIDTH,
+                             PANEL_COL, SCREEN_ROW,
                              TRACE_COL, Group, Layout, TraceTable, at_step, blocks_top,
                              stream_blocks, training_sheet)
 from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes,
@@ -44,6 +45,13 @@ MAX_KERNELS, MAX_IMAGES, MAX_CLASSES = 8, 32, 10
 MAX_CELLS = 3_000_000
 #: Column width and row height (points) of a map's cells, about square on screen
 PIXEL_WIDTH, PIXEL_HEIGHT = 4.3, 30
+#: Column width of the maps sheet: a cell about as wide as a default row is high, so a
+#: map looks like an image
+MAP_PIXEL = 2.7
+#: The maps sheet's pickers: row 4, step then image
+PICK_ROW, STEP_COL, IMAGE_COL = 3, 6, 14
+#: Row of the image's title; the image starts under it
+IMAGE_ROW = 5
 #: kernels the panel shows: it is 9 columns wide, a kernel 3 and a gap
 PANEL_KERNELS = 2
 
@@ -580,10 +588,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train") -> tuple[Sheet, dict]
     per step."""
     tr, sh, steps = lesson.trace, lesson.shape, lesson.steps
     n = len(lesson.images)
-    groups = _groups(lesson)
+    groups, lay, band = _frame(lesson)
     kernels = groups[0]
-    lay = _layout(lesson, groups)
-    band = _Band(lesson, lay, groups)
     with np.errstate(all="ignore"):
         lay.set_formats(tr)
         lay.formats.update(g=number_format([st.grad for st in tr.steps]),
@@ -737,15 +743,125 @@ def _panel(lesson: Lesson, lay: Layout, band: _Band, sheet: str):
     return rows, notes, validations
 
 
+def _frame(lesson: Lesson):
+    """(groups, layout, band) of the train sheet: where every cell of a block is."""
+    groups = _groups(lesson)
+    lay = _layout(lesson, groups)
+    return groups, lay, _Band(lesson, lay, groups)
+
+
+def maps_sheet(lesson: Lesson, train: str = "train") -> Sheet:
+    """The learner's first look: for the step and image typed into the yellow cells, the
+    image, each kernel, its ReLU feature map and its max-pool as heatmaps, the class
+    probabilities and the loss chart. Each cell INDEXes the train sheet's block of that step
+    (one block height per step, one strip per image), so nothing is computed twice."""
+    groups, lay, band = _frame(lesson)
+    kernels = groups[0]
+    sh, steps, tr = lesson.shape, lesson.steps, lesson.trace
+    n, (hc, wc), (p, q) = len(lesson.images), sh.conv, sh.pooled
+    show, image = ref(PICK_ROW, STEP_COL, True), ref(PICK_ROW, IMAGE_COL, True)
+    st, theta = tr.steps[steps - 1], tr.theta[steps - 1]
+    rows: dict[int, list] = {}
+    put = lambda r, c, f, v, style: rows.setdefault(r, []).append((c, f, v, style))
+    scales: list[tuple[str, str]] = []
+
+    def pick(row_in_block: int, col: int, per_image: int = 0) -> str:
+        """The train cell at (row_in_block, col) of the shown step's block, ``per_image``
+        rows further down for each image after the first."""
+        c = col_name(col)
+        first = lay.block_row(1) + row_in_block + 1
+        last = lay.block_row(steps) + row_in_block + (n - 1) * per_image + 1
+        shift = f"+({image}-1)*{per_image}" if per_image else ""
+        return f"=INDEX({train}!${c}${first}:${c}${last},({show}-1)*{lay.height}+1{shift})"
+
+    def heatmap(top, left, height, width, kind):
+        scales.append((f"{ref(top, left)}:{ref(top + height - 1, left + width - 1)}", kind))
+
+    put(0, 0, None, f"maps: what {sh.kernels} kernel{'s' * (sh.kernels > 1)} see in an "
+        "image, at a step you pick", "title")
+    put(1, 0, None, "Type a step and an image in the yellow cells: the image, each kernel, its "
+        "feature map relu(conv + b) and its 2×2 max-pool show as they are at that step (read "
+        f"from the {train} sheet's block), with the class probabilities. Red is high, blue "
+        "negative.", "subtitle")
+    put(PICK_ROW, 0, None, "show step", "bold")
+    put(PICK_ROW, STEP_COL, None, steps, "input")
+    put(PICK_ROW, STEP_COL + 2, None, f"of {steps}", None)
+    put(PICK_ROW, IMAGE_COL - 4, None, "image", "bold")
+    put(PICK_ROW, IMAGE_COL, None, 1, "input")
+    put(PICK_ROW, IMAGE_COL + 2, None, f"of {n}", None)
+    label = lesson.classes[lesson.labels[0]]
+    put(IMAGE_ROW, 0, f'="image "&{image}&", label "&INDEX(classes,INDEX(y_index,{image})+1)',
+        f"image 1, label {label}", "bold")
+    hidden = "general|;;;"  # the colour is the picture; a cell's value is in the formula bar
+    for r in range(sh.height):
+        for j in range(sh.width):
+            put(IMAGE_ROW + 1 + r, j, f"=INDEX(X,{image},{r * sh.width + j + 1})",
+                float(lesson.images[0, r, j]), hidden)
+    heatmap(IMAGE_ROW + 1, 0, sh.height, sh.width, SEQUENTIAL)
+    band_top = IMAGE_ROW + sh.height + 2
+    band_height = max(TAP, hc) + 2
+    map_col, pool_col = TAP + 1, TAP + 1 + wc + 1
+    p_col = lay.matrix_col[(kernels.name, "p")]
+    strip = band.rows["strip"]
+    in_strip = band.rows["strips"] + 1
+    for k in range(sh.kernels):
+        top = band_top + k * band_height
+        put(top, 0, None, f"kernel {k + 1}", "bold")
+        put(top, map_col, None, f"relu(conv) {k + 1}: {hc}×{wc}", "bold")
+        put(top, pool_col, None, f"pool {k + 1}", "bold")
+        for u in range(TAP):
+            for v in range(TAP):
+                put(top + 1 + u, v, pick(kernels.band + TAP * k + u, p_col + v),
+                    float(theta[kernels.index(TAP * k + u, v)]), hidden)
+        heatmap(top + 1, 0, TAP, TAP, DIVERGING)
+        for r in range(hc):
+            for j in range(wc):
+                put(top + 1 + r, map_col + j, pick(in_strip + r, band.mc[("a", k)] + j, strip),
+                    float(st.a[0, k, r, j]), hidden)
+        heatmap(top + 1, map_col, hc, wc, SEQUENTIAL)
+        for r in range(p):
+            for j in range(q):
+                put(top + 1 + r, pool_col + j, pick(in_strip + r, band.mc[("pool", k)] + j,
+                                                    strip), float(st.pool[0, k, r, j]), hidden)
+        heatmap(top + 1, pool_col, p, q, SEQUENTIAL)
+    right = max(sh.width, pool_col + q) + 1
+    put(IMAGE_ROW, right, None, "class", "header")
+    put(IMAGE_ROW, right + 1, None, "p at step", "header")
+    for c in range(sh.classes):
+        put(IMAGE_ROW + 1 + c, right, f"=INDEX(classes,{c + 1})", lesson.classes[c], None)
+        put(IMAGE_ROW + 1 + c, right + 1, pick(band.rows["table"], band.tc["p"] + c, 1),
+            float(st.soft.probs[0, c]), "general|0.0%")
+    heatmap(IMAGE_ROW + 1, right + 1, sh.classes, 1, SEQUENTIAL)
+    top, last = SCREEN_ROW + 1, SCREEN_ROW + steps
+    chart = Chart(IMAGE_ROW + sh.classes + 2, right, f"{train}: mean cross-entropy per step",
+                  "step", "loss", [Series("loss", area(train, top, TRACE_COL, last),
+                                          area(train, top, TRACE_COL + 1, last))],
+                  scatter=True, width=CHART_WIDTH, height=CHART_HEIGHT)
+    widths = {c: MAP_PIXEL for c in range(right)}
+    widths.update({right: 10, right + 1: 10})
+    rule = lambda title, top: {"validate": "integer", "criteria": "between", "minimum": 1,
+                               "maximum": top, "input_title": title,
+                               "input_message": f"1 to {top}",
+                               "error_message": f"a whole number, 1 to {top}"}
+    return Sheet("maps", static_rows(sorted(rows.items())), widths=widths, charts=[chart],
+                 color_scales=scales,
+                 validations=[(PICK_ROW, STEP_COL, rule("show step", steps)),
+                              (PICK_ROW, IMAGE_COL, rule("image", n))],
+                 notes=[(PICK_ROW, STEP_COL, "A step from 1 to the last: the network as it "
+                         "enters that step, before its update."),
+                        (band_top, map_col, MAP_NOTES["a"]), (band_top, pool_col,
+                                                             MAP_NOTES["pool"])])
+
+
 def about_sheet(lesson: Lesson) -> Sheet:
     sh = lesson.shape
     hc, wc = sh.conv
     p, q = sh.pooled
     return about_page(
         "sheetdl · a convolutional network trained cell by cell, no macros",
-        ["Open the train sheet: the charts show the loss and accuracy per step; type a step in "
-         "the yellow 'show step' cell to see the kernels and each image's class probabilities "
-         "then.",
+        ["Open the maps sheet: an image, each kernel, what it sees (its ReLU feature map) and "
+         "the max-pool, as heatmaps; type a step and an image in its yellow cells and watch the "
+         "kernels and maps change as the network trains. The train sheet has every formula.",
          f"Change the yellow {lr_input(lesson.schedule)} on row 4, a starting kernel in the "
          "'start' block, or a pixel on the data sheet: every step recomputes, forward and "
          "backward.",
@@ -782,5 +898,5 @@ def build(lesson: Lesson) -> Book:
             **fullbatch.diverged(lesson.trace)}
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
-    return Book([about_sheet(lesson), data_sheet(lesson), train], names,
+    return Book([about_sheet(lesson), maps_sheet(lesson), data_sheet(lesson), train], names,
                 f"sheetdl conv ({lesson.preset})", meta)
