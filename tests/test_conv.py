@@ -54,10 +54,13 @@ def torch_replay(lesson, theta0=None, steps=None):
         x = torch.tensor(lesson.images)[:, None]
         y = torch.tensor(lesson.labels)
         losses = []
-        for _ in range(lesson.steps if steps is None else steps):
+        for t in range(lesson.steps if steps is None else steps):
             opt.zero_grad()
             maps = F.max_pool2d(F.relu(F.conv2d(x, K[:, None], kb)), 2)
-            loss = F.cross_entropy(F.linear(torch.flatten(maps, 1), Wd, bd), y)
+            flat = torch.flatten(maps, 1)
+            if lesson.dropout:  # what F.dropout does in training mode, with the sheet's mask
+                flat = flat * torch.tensor(lesson.masks[t]) / (1 - lesson.dropout)
+            loss = F.cross_entropy(F.linear(flat, Wd, bd), y)
             loss.backward()
             opt.step()
             if scheduler is not None:
@@ -238,3 +241,31 @@ def test_maps_sheet_shows_the_picked_step_and_image(tmp_path):
     probs = [cell(conv_book.IMAGE_ROW + 1 + c, right) for c in range(sh.classes)]
     np.testing.assert_allclose(probs, st.soft.probs[image - 1], rtol=1e-12)
     assert st.a[image - 1, 1].max() > 0 and not np.allclose(lesson.trace.steps[0].a, st.a)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_dropout_matches_torch_with_the_same_masks(kind, tmp_path, soffice):
+    """--dropout: masks drawn at build time (a masks sheet of 0/1 inputs, never RAND()),
+    kept features scaled by 1/(1 − p), the same mask on the way back; torch with those
+    masks gives the same losses and weights, through IronCalc and LibreOffice, and the
+    masks really drop about p of the features."""
+    images, labels, names = conv.glyph_images(6, 3, 1)
+    lesson = conv_book.make_lesson(images, labels, names, optimizer=kind, steps=6, seed=2,
+                                   dropout=0.4)
+    assert 0.25 < 1 - lesson.masks.mean() < 0.55
+    path = xlsx.write(conv_book.build(lesson), tmp_path / "dropout.xlsx")
+    report = verify.verify(path)
+    assert report.ok, report.summary()
+    want = torch_replay(lesson)
+    wb = verify.recalculated(path)
+    np.testing.assert_array_equal(wb.values("dropout_masks").reshape(lesson.masks.shape),
+                                  lesson.masks)
+    lo = openpyxl.load_workbook(libreoffice.recalculate([path], tmp_path / "lo")[0],
+                                data_only=True)
+    for name, w in zip(NAMES, want):
+        np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+    plain = torch_replay(conv_book.make_lesson(images, labels, names, optimizer=kind, steps=6,
+                                               seed=2))
+    assert not np.allclose(plain[0], want[0])  # the masks change the training

@@ -25,6 +25,8 @@ HYPER_HELP = {
     "b_init": "starting intercept b",
     "a_init": "starting slope a",
     "fd_h": "h of the central finite differences",
+    "dropout": "p of dropout: the share of activations the masks zero; kept ones are scaled "
+               "by 1/(1 − p), as torch's inverted dropout",
     "smooth_beta": "β of the lr finder's smoothed loss (fastai's 0.98)",
     "stop_factor": "the lr finder stops once the smoothed loss passes this × its minimum",
     **schedules.HELP,
@@ -33,6 +35,8 @@ HYPER_HELP = {
 VALIDATION = {
     **{name: h.validation for name, h in optim.HYPERPARAMETERS.items()},
     "fd_h": {"validate": "decimal", "criteria": ">", "value": 0},
+    "dropout": {"validate": "decimal", "criteria": "between", "minimum": 0,
+                "maximum": 0.999999999999},
     "smooth_beta": {"validate": "decimal", "criteria": "between", "minimum": 0,
                     "maximum": 0.999999999999},
     "stop_factor": {"validate": "decimal", "criteria": ">", "value": 1},

@@ -71,6 +71,8 @@ class Lesson:
     data_label: str
     kernel_init: str = "random"
     fd_h: float = FD_H
+    dropout: float = 0.0
+    masks: np.ndarray | None = None  # (steps, N, F) dropout masks, when dropout > 0
     trace: conv.Trace = field(default=None)
     schedule: schedules.Schedule | None = None
 
@@ -86,13 +88,15 @@ def _spans(widths) -> dict[str, int]:
     return cols
 
 
-def table_columns(shape: conv.Shape) -> dict[str, int]:
-    """The per-image table: label, flat (F), logits z (C), max, exp (C), Σ, p (C), loss,
-    correct, ∂L/∂z (C); then the finite difference: kernel 1's pooled map with the tap
-    ± h (P·Q each), their logits (C each) and losses."""
+def table_columns(shape: conv.Shape, dropout: bool = False) -> dict[str, int]:
+    """The per-image table: label, flat (F), with dropout its mask and the dropped features
+    (F each), logits z (C), max, exp (C), Σ, p (C), loss, correct, ∂L/∂z (C); then the
+    finite difference: kernel 1's pooled map with the tap ± h (P·Q each), their logits (C
+    each) and losses."""
     c, f = shape.classes, shape.features
     pq = shape.pooled[0] * shape.pooled[1]
-    return _spans([("y", 1), ("flat", f), ("z", c), ("max", 1), ("e", c), ("sum", 1),
+    dropped = [("mask", f), ("dropped", f)] if dropout else []
+    return _spans([("y", 1), ("flat", f), *dropped, ("z", c), ("max", 1), ("e", c), ("sum", 1),
                    ("p", c), ("loss", 1), ("correct", 1), ("dz", c), ("gap", 1),
                    ("fd_flat+", pq), ("fd_flat-", pq), ("fd_z+", c), ("fd_z-", c),
                    ("fd_loss+", 1), ("fd_loss-", 1)])
@@ -158,12 +162,13 @@ def _panel_rows(lesson: Lesson) -> tuple[int, int, int, int]:
     return pick, kernels, images, images + len(lesson.images)
 
 
-def cell_count(shape: conv.Shape, n: int, steps: int, state: int = 3) -> int:
+def cell_count(shape: conv.Shape, n: int, steps: int, state: int = 3,
+               dropout: bool = False) -> int:
     """Formula cells of a build, near enough to bound it before anything is computed:
     per step the table, the strips and ``state``+2 matrices of every parameter."""
     hc, wc = shape.conv
     p, q = shape.pooled
-    table = table_columns(shape)["end"]
+    table = table_columns(shape, dropout)["end"]
     strip = shape.height * shape.width + shape.kernels * (hc * wc + 3 * p * q
                                                           + POOL * p * POOL * q)
     return steps * (n * (table + strip) + (state + 2) * shape.size)
@@ -171,9 +176,12 @@ def cell_count(shape: conv.Shape, n: int, steps: int, state: int = 3) -> int:
 
 def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset="torch",
                 steps=40, seed=0, kernel_init="random", data_label="", schedule="constant",
-                schedule_options=None, theta0=None, **overrides) -> Lesson:
+                schedule_options=None, theta0=None, dropout=0.0, masks=None,
+                **overrides) -> Lesson:
     """A lesson on ``images`` (N × H × W, values as they are) with 0-based ``labels`` of
-    ``classes``; ``theta0`` (packed as ``conv.Shape.pack``) replaces the seeded start."""
+    ``classes``; ``theta0`` (packed as ``conv.Shape.pack``) replaces the seeded start;
+    ``dropout`` p drops pooled features by ``masks`` (steps × N × F), drawn from ``seed``
+    unless given."""
     images = np.asarray(images, float)
     labels = np.asarray(labels, int)
     if images.ndim != 3:
@@ -194,13 +202,15 @@ def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset=
         raise ValueError(f"--kernels must be from 1 to {MAX_KERNELS}, got {kernels}")
     if steps < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"--dropout must be at least 0 and below 1, got {dropout}")
     shape = conv.Shape(h, w, kernels, len(classes))
     end = map_columns(shape, max(table_columns(shape)["end"], 1 + 6 * (shape.features + 2))
                       + 1)[("end", 0)]
     if end > EXCEL_MAX_COLS:
         raise ValueError(f"{h}×{w} images with {kernels} kernels need {end:,} columns, past "
                          f"Excel's {EXCEL_MAX_COLS:,}")
-    cells = cell_count(shape, n, steps)
+    cells = cell_count(shape, n, steps, dropout=dropout > 0)
     if cells > MAX_CELLS:
         raise ValueError(f"{steps} steps × {n} images of {h}×{w} × {kernels} kernels is about "
                          f"{cells:,} formula cells, past the {MAX_CELLS:,} a sheet "
@@ -212,7 +222,10 @@ def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset=
     theta0 = conv.init_params(shape, seed, kernel_init) if theta0 is None else \
         np.asarray(theta0, float)
     lesson = Lesson(images, labels, list(classes), shape, optimizer, opt, follows, preset,
-                    steps, theta0, data_label, kernel_init)
+                    steps, theta0, data_label, kernel_init, dropout=dropout)
+    if dropout:
+        lesson.masks = conv.dropout_masks(steps, n, shape.features, dropout, seed) \
+            if masks is None else np.asarray(masks, float).reshape(steps, n, shape.features)
     lesson.schedule = schedules.for_lesson(schedule, schedule_options, steps, optimizer, opt.lr,
                                            preset)
     rows = blocks_start(lesson) + (steps + 1) * _layout(lesson).height
@@ -221,7 +234,7 @@ def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset=
                          "use fewer --steps or --images")
     with np.errstate(all="ignore"):
         lesson.trace = conv.train(opt, shape, images, labels, theta0, steps, lesson.schedule,
-                                  lesson.fd_h)
+                                  lesson.fd_h, masks=lesson.masks, dropout=dropout)
     return lesson
 
 
@@ -285,6 +298,7 @@ def data_sheet(lesson: Lesson) -> Sheet:
 
 BAND_TITLES = {
     "y": "label", "flat": "flatten(pool): torch's order, kernel by kernel, row by row",
+    "mask": "dropout mask (the masks sheet)", "dropped": "flat · mask / (1 − p)",
     "z": "logits z = Wd·flat + bd", "max": "max", "e": "exp(z − max)", "sum": "Σ",
     "p": "p = softmax(z)", "loss": "loss", "correct": "correct",
     "dz": "∂L/∂z = (p − onehot)/N",
@@ -296,6 +310,13 @@ BAND_NOTES = {
     "y": "the image's class (0-based), read from the data sheet",
     "flat": "the pooled maps of the strip below, one after another (kernel 1's rows, then "
             "kernel 2's...): torch's flatten of (K, P, Q), the dense layer's input",
+    "mask": "this step's dropout mask of the image's features, 1 kept, 0 dropped: drawn once "
+            "at build time from the seed (the masks sheet; yellow, edit one to see its effect). "
+            "The course's dropout sheet used RAND(), which redraws at every recalculation",
+    "dropped": "inverted dropout, as torch: a kept feature is scaled by 1/(1 − p) so its "
+               "expected value is unchanged (the course's sheet did not rescale). The dense "
+               "layer reads these; back through them the gradient takes the same mask and "
+               "scale",
     "z": "one logit per class: SUMPRODUCT of the flattened features with the class's row "
          "of Wd, plus its bias",
     "max": "the largest logit, subtracted before EXP so that large logits do not overflow "
@@ -338,7 +359,10 @@ class _Band:
         sh = lesson.shape
         self.n = len(lesson.images)
         self.rows = _rows(sh, self.n)
-        self.tc = table_columns(sh)
+        self.dropout = lesson.dropout > 0
+        self.tc = table_columns(sh, self.dropout)
+        #: the dense layer's input: the pooled features, after dropout where there is one
+        self.dense_in = "dropped" if self.dropout else "flat"
         self.first_map = max(self.tc["end"], lay.width()) + 1
         self.mc = map_columns(sh, self.first_map)
         tr = lesson.trace
@@ -398,7 +422,10 @@ class _Band:
         r0 = self.lay.block_row(block)
         labels = []
         for key, title in BAND_TITLES.items():
-            width = {"flat": f, "z": c, "e": c, "p": c, "dz": c, "fd_flat+": pq,
+            if key not in self.tc:
+                continue
+            width = {"flat": f, "mask": f, "dropped": f, "z": c, "e": c, "p": c, "dz": c,
+                     "fd_flat+": pq,
                      "fd_flat-": pq, "fd_z+": c, "fd_z-": c}.get(key, 1)
             labels += [(self.tc[key] + j, None, None if j else title,
                         "label_span" if width > 1 else "label") for j in range(width)]
@@ -415,7 +442,16 @@ class _Band:
                 cells.append((self.tc["flat"] + j,
                               "=" + self.map_cell(block, i, "pool", k, rest // q, rest % q),
                               float(st.flat[i, j]), fmt["flat"]))
-            flat = self.span(block, i, "flat", f)
+            if self.dropout:
+                t = block - 1
+                for j in range(f):
+                    cells.append((self.tc["mask"] + j,
+                                  f"=masks!{ref(1 + t * n + i, 1 + j, True)}",
+                                  float(self.lesson.masks[t, i, j]), "int"))
+                    cells.append((self.tc["dropped"] + j,
+                                  f"={a('flat', j)}*{a('mask', j)}/(1-dropout)",
+                                  float(st.dropped[i, j]), fmt["flat"]))
+            flat = self.span(block, i, self.dense_in, f)
             for k in range(c):
                 weights = self.wd_row(block, k, 0, f - 1)
                 cells.append((self.tc["z"] + k, f"=SUMPRODUCT({flat},{weights})"
@@ -459,11 +495,13 @@ class _Band:
                         win = self.map_area(block, i, "image", 0, y, x, TAP, TAP)
                         pixel = self.map_cell(block, i, "image", 0, y, x)
                         moved.append(f"SUMPRODUCT({win},{kernel})+{b}{sign}fd_h*{pixel}")
-                cells.append((self.tc[f"fd_flat{sign}"] + j, f"=MAX(0,{','.join(moved)})",
+                kept = f"*{a('mask', j)}/(1-dropout)" if self.dropout else ""
+                cells.append((self.tc[f"fd_flat{sign}"] + j, f"=MAX(0,{','.join(moved)}){kept}",
                               float(st.fd_flat[s, i, j]), fmt["fd_flat"]))
             nudged = self.span(block, i, f"fd_flat{sign}", pq)
             for k in range(c):
-                others = f"{self.at(block, i, 'flat', pq)}:{self.at(block, i, 'flat', f - 1)}"
+                others = (f"{self.at(block, i, self.dense_in, pq)}:"
+                          f"{self.at(block, i, self.dense_in, f - 1)}")
                 rest = "" if f == pq else (
                     f"+SUMPRODUCT({others},{self.wd_row(block, k, pq, f - 1)})")
                 cells.append((self.tc[f"fd_z{sign}"] + k,
@@ -523,6 +561,8 @@ class _Band:
                         terms = "+".join(f"{self.at(block, i, 'dz', cc)}*"
                                          f"{self.theta(block, self.dense, cc, f)}"
                                          for cc in range(c))
+                        if self.dropout:
+                            terms = f"({terms})*{self.at(block, i, 'mask', f)}/(1-dropout)"
                         put(top + r, self.mc[("dpool", k)] + j, f"={terms}",
                             float(st.dpool[i, k, r, j]), "general")
                 for r in range(POOL * p):
@@ -554,7 +594,8 @@ class _Band:
 
     def notes(self, block: int) -> list[tuple[int, int, str]]:
         r = self.lay.block_row(block)
-        out = [(r + self.rows["labels"], self.tc[key], text) for key, text in BAND_NOTES.items()]
+        out = [(r + self.rows["labels"], self.tc[key], text) for key, text in BAND_NOTES.items()
+               if key in self.tc]
         top = self.strip_row(block, 0) - 1
         out.append((top, self.mc[("image", 0)], MAP_NOTES["image"]))
         out += [(top, self.mc[(kind, 0)], MAP_NOTES[kind]) for kind in MAP_KINDS]
@@ -578,7 +619,8 @@ class _Band:
                                           for n in range(self.n)) + ")"
             if j == sh.features:
                 return f"=SUM({self.column(block, 'dz', i)})"
-            return f"=SUMPRODUCT({self.column(block, 'dz', i)},{self.column(block, 'flat', j)})"
+            return (f"=SUMPRODUCT({self.column(block, 'dz', i)},"
+                    f"{self.column(block, self.dense_in, j)})")
         return formula
 
 
@@ -598,6 +640,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train") -> tuple[Sheet, dict]
         lay.formats["analytic"] = lay.formats["fd"]
     hyper, hvals = schedule_inputs(lesson.opt, lesson.schedule)
     hyper, hvals = hyper + ["fd_h"], {**hvals, "fd_h": lesson.fd_h}
+    if lesson.dropout:
+        hyper, hvals = hyper + ["dropout"], {**hvals, "dropout": lesson.dropout}
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "step", "loss",
                        ("accuracy", "accuracy"), None, metric_style="summary|0.0%")
@@ -853,6 +897,32 @@ def maps_sheet(lesson: Lesson, train: str = "train") -> Sheet:
                                                              MAP_NOTES["pool"])])
 
 
+def masks_sheet(lesson: Lesson) -> Sheet:
+    """The dropout masks, one row per (step, image), one column per pooled feature: yellow
+    0/1 inputs drawn at build time, which the train sheet's mask columns read."""
+    sh, n = lesson.shape, len(lesson.images)
+    p, q = sh.pooled
+    heads = [f"k{k + 1} ({r + 1},{c + 1})" for k in range(sh.kernels) for r in range(p)
+             for c in range(q)]
+    rows = [(0, [(0, None, "step · image", "header")]
+             + [(1 + j, None, head, "header") for j, head in enumerate(heads)])]
+    for t in range(lesson.steps):
+        for i in range(n):
+            rows.append((1 + t * n + i, [(0, None, f"step {t + 1} · image {i + 1}", None)]
+                         + [(1 + j, None, int(v), "input")
+                            for j, v in enumerate(lesson.masks[t, i])]))
+    last = lesson.steps * n
+    rule = {"validate": "integer", "criteria": "between", "minimum": 0, "maximum": 1,
+            "input_title": "dropout mask", "input_message": "1 keeps the feature, 0 drops it"}
+    return Sheet("masks", static_rows(rows), widths={0: 18}, freeze=(1, 1),
+                 validations=[(1, 1, last, sh.features, rule)],
+                 color_scales=[(f"B2:{col_name(sh.features)}{last + 1}", SEQUENTIAL)],
+                 notes=[(0, 0, f"Dropout p = {lesson.dropout:g} on the pooled features: each "
+                         "row is one step's mask of one image, drawn from the seed when the "
+                         "workbook was built. Kept features are scaled by 1/(1 − p) on the "
+                         "train sheet, as torch's F.dropout in training mode.")])
+
+
 def about_sheet(lesson: Lesson) -> Sheet:
     sh = lesson.shape
     hc, wc = sh.conv
@@ -883,7 +953,9 @@ def about_sheet(lesson: Lesson) -> Sheet:
          "data: one image per row, label then pixels, yellow inputs; the class names beside.",
          "Defined names: X, y_index, classes, K_init, kb_init, Wd_init, bd_init, the "
          "hyperparameters under torch's names, fd_h, loss_trace (the mean loss at each step, "
-         "before its update), accuracy_trace, K_final, kb_final, Wd_final, bd_final."])
+         "before its update), accuracy_trace, K_final, kb_final, Wd_final, bd_final"
+         + (", and dropout with dropout_masks (the masks sheet: one row per step and image)."
+            if lesson.dropout else ".")])
 
 
 def build(lesson: Lesson) -> Book:
@@ -896,7 +968,13 @@ def build(lesson: Lesson) -> Book:
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             "image": [h, w], "kernels": lesson.shape.kernels,
             **fullbatch.diverged(lesson.trace)}
+    sheets = [about_sheet(lesson), maps_sheet(lesson), data_sheet(lesson), train]
+    if lesson.dropout:
+        meta["dropout"] = True
+        sheets.append(masks_sheet(lesson))
+        names["dropout_masks"] = (f"masks!$B$2:${col_name(lesson.shape.features)}$"
+                                  f"{1 + lesson.steps * n}")
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
-    return Book([about_sheet(lesson), maps_sheet(lesson), data_sheet(lesson), train], names,
+    return Book(sheets, names,
                 f"sheetdl conv ({lesson.preset})", meta)

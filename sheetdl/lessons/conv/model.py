@@ -82,6 +82,7 @@ class Step:
     pool: np.ndarray     # (N, K, P, Q)   max of each 2×2 window of a
     which: np.ndarray    # (N, K, P, Q)   1..4: the window cell the gradient goes to
     flat: np.ndarray     # (N, F)         pool flattened (k, p, q), torch's flatten
+    dropped: np.ndarray  # (N, F)         flat · mask / (1 − p): the dense layer's input
     soft: SoftmaxRows    # logits, max, exp, Σ, p, loss per image
     correct: np.ndarray  # (N,) 1 where the target's logit is the largest
     dlogits: np.ndarray  # (N, C) ∂L/∂logits = (p − onehot)/N
@@ -125,8 +126,9 @@ def _unpool(per_window, shape):
         n, k, POOL * p, POOL * q)
 
 
-def forward(shape: Shape, images, theta):
-    """(a, pool, which, flat, logits)."""
+def forward(shape: Shape, images, theta, mask=None, dropout: float = 0.0):
+    """(a, pool, which, flat, dropped, logits); ``mask`` (N, F) of 0s and 1s drops pooled
+    features, the kept ones scaled by 1/(1 − dropout) (torch's inverted dropout)."""
     K, kb, Wd, bd = shape.unpack(theta)
     a = np.maximum(0.0, _conv(images, K, kb, shape))
     win = _pool_windows(a, shape)
@@ -134,18 +136,20 @@ def forward(shape: Shape, images, theta):
     # argmax is the first maximum: the cell torch's CPU max_pool2d routes to
     which = np.argmax(win, axis=-1) + 1.0
     flat = pool.reshape(len(images), shape.features)
-    logits = seqsum(flat[:, None, :] * Wd[None], axis=2) + bd[None, :]
-    return a, pool, which, flat, logits
+    dropped = flat if mask is None else flat * mask / (1 - dropout)
+    logits = seqsum(dropped[:, None, :] * Wd[None], axis=2) + bd[None, :]
+    return a, pool, which, flat, dropped, logits
 
 
 def predict(shape: Shape, images, theta) -> np.ndarray:
     """Class probabilities of each image."""
     images = np.asarray(images, float).reshape(-1, shape.height, shape.width)
     return cells.like_a_sheet(lambda wrap: softmax_rows(
-        forward(shape, images, wrap(theta))[4], np.zeros(len(images), int)).probs)
+        forward(shape, images, wrap(theta))[5], np.zeros(len(images), int)).probs)
 
 
-def forward_backward(shape: Shape, images, labels, theta, fd_h: float) -> Step:
+def forward_backward(shape: Shape, images, labels, theta, fd_h: float, mask=None,
+                     dropout: float = 0.0) -> Step:
     """One forward and backward pass, every intermediate kept.
 
     Backward, one chain-rule factor per region of the sheet: ∂L/∂logits = (p − onehot)/N;
@@ -161,11 +165,13 @@ def forward_backward(shape: Shape, images, labels, theta, fd_h: float) -> Step:
     labels = np.asarray(labels, int)
     n, (p, q) = len(images), shape.pooled
     K, kb, Wd, bd = shape.unpack(theta)
-    a, pool, which, flat, logits = forward(shape, images, theta)
+    a, pool, which, flat, dropped, logits = forward(shape, images, theta, mask, dropout)
     soft = softmax_rows(logits, labels)
     correct = (logits[np.arange(n), labels] == soft.max).astype(float)
     dlogits = (soft.probs - soft.onehot) / n
     dflat = seqsum(dlogits[:, :, None] * Wd[None], axis=1)
+    if mask is not None:  # back through the dropout: the same mask, the same scale
+        dflat = dflat * mask / (1 - dropout)
     dpool = dflat.reshape(n, shape.kernels, p, q)
     routed = np.arange(1, POOL * POOL + 1) == which[..., None]
     live = a[:, :, :POOL * p, :POOL * q] > 0
@@ -179,18 +185,19 @@ def forward_backward(shape: Shape, images, labels, theta, fd_h: float) -> Step:
             per_image = seqsum((dz * x[:, None]).reshape(n, shape.kernels, -1), axis=2)
             gK[:, u, v] = seqsum(per_image, axis=0)
     gkb = seqsum(dz.transpose(1, 0, 2, 3).reshape(shape.kernels, -1), axis=1)
-    gWd = seqsum(dlogits.T[:, None, :] * flat.T[None, :, :], axis=2)
+    gWd = seqsum(dlogits.T[:, None, :] * dropped.T[None, :, :], axis=2)
     gbd = seqsum(dlogits.T, axis=1)
     fd_flat, fd_logits, fd_loss = _finite_difference(shape, images, labels, K, kb, Wd, bd,
-                                                     flat, fd_h)
+                                                     dropped, fd_h, mask, dropout)
     fd = (seqsum(fd_loss[0]) / n - seqsum(fd_loss[1]) / n) / (2 * fd_h)
-    return Step(a, pool, which, flat, soft, correct, dlogits, dpool, dz,
+    return Step(a, pool, which, flat, dropped, soft, correct, dlogits, dpool, dz,
                 float(seqsum(soft.loss) / n), float(seqsum(correct) / n),
                 shape.pack(gK, gkb, gWd, gbd), fd_flat, fd_logits, fd_loss, float(fd))
 
 
-def _finite_difference(shape, images, labels, K, kb, Wd, bd, flat, h):
-    """Kernel 1's pooled map, the logits and each image's loss with K[1,1,1] ± h."""
+def _finite_difference(shape, images, labels, K, kb, Wd, bd, dropped, h, mask, dropout):
+    """Kernel 1's pooled map (after dropout), the logits and each image's loss with
+    K[1,1,1] ± h."""
     n, (p, q) = len(images), shape.pooled
     z = _conv(images, K[:1], kb[:1], Shape(shape.height, shape.width, 1, shape.classes))
     corner = images[:, :shape.conv[0], :shape.conv[1]][:, None]  # each window's top-left
@@ -199,9 +206,11 @@ def _finite_difference(shape, images, labels, K, kb, Wd, bd, flat, h):
     for sign in (1.0, -1.0):
         moved = _pool_windows(z + sign * h * corner, shape).max(axis=-1)
         f = np.maximum(0.0, moved).reshape(n, pq)
+        if mask is not None:
+            f = f * mask[:, :pq] / (1 - dropout)
         lg = seqsum(f[:, None, :] * Wd[None, :, :pq], axis=2)
         if shape.kernels > 1:
-            lg = lg + seqsum(flat[:, None, pq:] * Wd[None, :, pq:], axis=2)
+            lg = lg + seqsum(dropped[:, None, pq:] * Wd[None, :, pq:], axis=2)
         lg = lg + bd[None, :]
         m = lg.max(axis=1)
         s = seqsum(cells.exp(lg - m[:, None]), axis=1)
@@ -215,15 +224,25 @@ Trace = fullbatch.Trace
 
 
 def train(opt: Optimizer, shape: Shape, images, labels, theta0, steps: int, schedule=None,
-          fd_h: float = 1e-4, keep=None) -> Trace:
-    """Full-batch steps (``keep``: see ``fullbatch.train``)."""
+          fd_h: float = 1e-4, keep=None, masks=None, dropout: float = 0.0) -> Trace:
+    """Full-batch steps (``keep``: see ``fullbatch.train``); ``masks`` (steps, N, F): each
+    step's dropout mask of the pooled features, kept ones scaled by 1/(1 − ``dropout``)."""
     images = np.asarray(images, float).reshape(-1, shape.height, shape.width)
+    per_step = iter(masks) if masks is not None else None
 
     def step(theta):
-        st = forward_backward(shape, images, labels, theta, fd_h)
+        mask = next(per_step) if per_step is not None else None
+        st = forward_backward(shape, images, labels, theta, fd_h, mask, dropout)
         return st, st.grad
 
     return fullbatch.train(opt, theta0, steps, step, schedule, keep)
+
+
+def dropout_masks(steps: int, images: int, features: int, p: float, seed: int) -> np.ndarray:
+    """(steps, N, F) of 0s and 1s, each 0 with chance ``p``, drawn once at build time from
+    ``seed`` (never RAND(), which would redraw at every recalculation)."""
+    rng = np.random.default_rng([seed, 1])
+    return (rng.random((steps, images, features)) >= p).astype(float)
 
 
 #: the 2022 course's hand-set edge filters: a horizontal edge, then a vertical one

@@ -27,6 +27,9 @@ FLAGS = (
     Flag("--kernel-init", "starting kernels: random (torch's ranges) or edges (the 2022 "
          "course's edge filters)", lessons=(NAME,), type=str, default="random",
          group="data", choices=("random", "edges")),
+    Flag("--dropout", "dropout p on the pooled features: masks drawn from --seed at build "
+         "time (a masks sheet of 0/1 inputs), kept ones scaled by 1/(1 − p) as torch",
+         lessons=(NAME,), group="training", metavar="P"),
 )
 #: the shared flags conv takes, with its own help where the shared one would mislead
 TAKES = {
@@ -47,6 +50,7 @@ TAKES = {
 DEFAULTS = {"--optimizer": "adam", "--steps": DEFAULT_STEPS, "--seed": 0}
 EXAMPLES = ("sheetdl build conv --kernels 3 --steps 60",
             "sheetdl build conv --optimizer sgd --kernel-init edges",
+            "sheetdl build conv --dropout 0.25 --steps 60",
             "sheetdl build conv --data digits --images 12 --classes 4")
 
 
@@ -151,7 +155,7 @@ def build(args):
         images, labels, names, kernels=args.kernels, optimizer=args.optimizer[0],
         preset=args.preset, steps=args.steps, seed=args.seed, kernel_init=args.kernel_init,
         data_label=label, schedule=args.schedule, schedule_options=schedule_options,
-        **overrides)
+        dropout=args.dropout or 0.0, **overrides)
     return layout.build(lesson)
 
 
