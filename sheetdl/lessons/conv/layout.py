@@ -24,7 +24,8 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_HEIGHT, CHART_ROWS, C
                              TRACE_COL, Group, Layout, TraceTable, at_step, blocks_top,
                              stream_blocks, training_sheet)
 from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes,
-                               input_rows, input_validations, lr_input, schedule_inputs)
+                               input_rows, input_validations, lr_input, optimizer_columns,
+                               schedule_inputs)
 from ...sheet.workbook import (DIVERGING, SEQUENTIAL, Book, Chart, Series, Sheet, area, col_name,
                                number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_ROWS
@@ -162,16 +163,16 @@ def _panel_rows(lesson: Lesson) -> tuple[int, int, int, int]:
     return pick, kernels, images, images + len(lesson.images)
 
 
-def cell_count(shape: conv.Shape, n: int, steps: int, state: int = 3,
+def cell_count(shape: conv.Shape, n: int, steps: int, matrices: int,
                dropout: bool = False) -> int:
     """Formula cells of a build, near enough to bound it before anything is computed:
-    per step the table, the strips and ``state``+2 matrices of every parameter."""
+    per step the table, the strips and ``matrices`` copies of every parameter."""
     hc, wc = shape.conv
     p, q = shape.pooled
     table = table_columns(shape, dropout)["end"]
     strip = shape.height * shape.width + shape.kernels * (hc * wc + 3 * p * q
                                                           + POOL * p * POOL * q)
-    return steps * (n * (table + strip) + (state + 2) * shape.size)
+    return steps * (n * (table + strip) + matrices * shape.size)
 
 
 def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset="torch",
@@ -205,20 +206,22 @@ def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset=
     if not 0 <= dropout < 1:
         raise ValueError(f"--dropout must be at least 0 and below 1, got {dropout}")
     shape = conv.Shape(h, w, kernels, len(classes))
-    end = map_columns(shape, max(table_columns(shape)["end"], 1 + 6 * (shape.features + 2))
-                      + 1)[("end", 0)]
+    if overrides.get("lr") is None:
+        overrides["lr"] = LEARNING_RATES[optimizer]
+    opt, follows = presets.resolve(preset, optimizer, **overrides)
+    # θ, ∂L/∂θ and each per-parameter column of the optimizer is a matrix of every group
+    matrices = 2 + sum(c.per_param for c in optimizer_columns(opt))
+    end = map_columns(shape, max(table_columns(shape, dropout > 0)["end"],
+                                 1 + matrices * (shape.features + 2)) + 1)[("end", 0)]
     if end > EXCEL_MAX_COLS:
         raise ValueError(f"{h}×{w} images with {kernels} kernels need {end:,} columns, past "
                          f"Excel's {EXCEL_MAX_COLS:,}")
-    cells = cell_count(shape, n, steps, dropout=dropout > 0)
+    cells = cell_count(shape, n, steps, matrices, dropout=dropout > 0)
     if cells > MAX_CELLS:
         raise ValueError(f"{steps} steps × {n} images of {h}×{w} × {kernels} kernels is about "
                          f"{cells:,} formula cells, past the {MAX_CELLS:,} a sheet "
                          "recalculates in reasonable time; use fewer --steps, --images or "
                          "--kernels")
-    if overrides.get("lr") is None:
-        overrides["lr"] = LEARNING_RATES[optimizer]
-    opt, follows = presets.resolve(preset, optimizer, **overrides)
     theta0 = conv.init_params(shape, seed, kernel_init) if theta0 is None else \
         np.asarray(theta0, float)
     lesson = Lesson(images, labels, list(classes), shape, optimizer, opt, follows, preset,
