@@ -343,9 +343,11 @@ MAP_NOTES = {
     "pool": "2×2 max-pool: each cell the MAX of a window of the feature map, stride 2 (an "
             "odd map's last row or column is dropped, as F.max_pool2d floors)",
     "which": "where max-pool's gradient goes: 1 top-left, 2 top-right, 3 bottom-left, 4 "
-             "bottom-right, the first cell equal to the window's max. With ties (a window "
-             "all 0 after the ReLU) it is the first in row-major order: torch's CPU kernel "
-             "routes there too",
+             "bottom-right, the first cell equal to the window's max (compared ROUNDed to 9 "
+             "decimals: spreadsheets compare with a tolerance that differs between them, and "
+             "the same sum added in another order can differ in its last digit). With ties (a "
+             "window all 0 after the ReLU) it is the first in row-major order: torch's CPU "
+             "kernel routes an exact tie there too",
     "dpool": "∂L/∂pool = Σ_c ∂L/∂z_c · Wd[c, this feature]: back through the dense layer",
     "dz": "back through the pool and the ReLU: ∂L/∂pool at the window's routed cell where "
           "the feature map is > 0, else 0. ∂L/∂kernel[u,v] = Σ over images of SUMPRODUCT(this "
@@ -558,7 +560,8 @@ class _Band:
                         tl, tr, bl = (self.map_cell(block, i, "a", k, POOL * r + dr, POOL * j + dc)
                                       for dr, dc in ((0, 0), (0, 1), (1, 0)))
                         put(top + r, self.mc[("which", k)] + j,
-                            f"=IF({tl}={m},1,IF({tr}={m},2,IF({bl}={m},3,4)))",
+                            "=IF({0}={3},1,IF({1}={3},2,IF({2}={3},3,4)))".format(
+                                *(f"ROUND({x},{conv.TIE_DECIMALS})" for x in (tl, tr, bl, m))),
                             float(st.which[i, k, r, j]), "int")
                         f = k * p * q + r * q + j
                         terms = "+".join(f"{self.at(block, i, 'dz', cc)}*"

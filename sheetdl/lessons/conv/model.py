@@ -10,8 +10,9 @@ conv.bias (K), linear.weight (C, K·P·Q) over ``flatten`` of the (K, P, Q) pool
 and linear.bias (C), the order of ``model.parameters()``.
 
 Max-pool's gradient goes to the window's first maximum in row-major order (top-left,
-top-right, bottom-left, bottom-right): torch's CPU kernel does this, so with ties (an
-all-zero window after the ReLU, integer images and kernels) the sheet routes as torch.
+top-right, bottom-left, bottom-right), equal meaning equal to ``TIE_DECIMALS`` decimals:
+torch's CPU kernel routes an exact tie to the first maximum, so with ties (an all-zero
+window after the ReLU, integer images and kernels) the sheet routes as torch.
 An odd map's last row or column is dropped, as ``F.max_pool2d`` floors.
 """
 from __future__ import annotations
@@ -28,6 +29,14 @@ from ..softmax.model import SoftmaxRows, seqsum, softmax_rows
 TAP = 3
 #: the max-pool's side and stride
 POOL = 2
+#: Decimals to which a pool window's cells are compared with its max to find where the
+#: gradient goes. Spreadsheets compare numbers with a tolerance (IronCalc to 15 significant
+#: digits, LibreOffice to 2⁻⁴⁸ relative), so cells a few ulps apart, as sums of the same
+#: numbers in another order are, would tie in one engine and not in another; ROUND to 9
+#: decimals makes the tie the same everywhere. Cells equal in exact arithmetic then route to
+#: the first, as torch routes an exact tie; only values closer than 1e-9 but not equal route
+#: otherwise than torch's (whose own choice there depends on its summation order).
+TIE_DECIMALS = 9
 
 
 @dataclass(frozen=True)
@@ -133,8 +142,10 @@ def forward(shape: Shape, images, theta, mask=None, dropout: float = 0.0):
     a = np.maximum(0.0, _conv(images, K, kb, shape))
     win = _pool_windows(a, shape)
     pool = win.max(axis=-1)
-    # argmax is the first maximum: the cell torch's CPU max_pool2d routes to
-    which = np.argmax(win, axis=-1) + 1.0
+    # the first cell equal to the max to TIE_DECIMALS (argmax of a boolean is its first
+    # True): torch's CPU max_pool2d routes an exact tie to the first maximum too
+    which = np.argmax(np.round(win, TIE_DECIMALS) == np.round(pool, TIE_DECIMALS)[..., None],
+                      axis=-1) + 1.0
     flat = pool.reshape(len(images), shape.features)
     dropped = flat if mask is None else flat * mask / (1 - dropout)
     logits = seqsum(dropped[:, None, :] * Wd[None], axis=2) + bd[None, :]
