@@ -262,6 +262,74 @@ def bench_recalculation(rows: int, folder: Path, repeats: int) -> list[Row]:
     return out
 
 
+# --------------------------------------------------------------------------- conv
+
+VERIFY_CONV = """
+import sys, time
+from sheetdl.verification import verifier
+t0 = time.perf_counter()
+report = verifier.verify(sys.argv[1])
+assert report.ok, report.summary()
+RESULT = {"seconds": time.perf_counter() - t0}
+"""
+
+
+def bench_conv(folder: Path, repeats: int) -> list[Row]:
+    """The default conv workbook: verify (IronCalc + replay) against LibreOffice's
+    recalculation of it, and the reference math's 40 steps against torch CPU's."""
+    from .lessons.conv import layout as conv_book, model as conv
+    from .math import optim
+    from .verification import libreoffice
+    from .write import xlsx
+
+    images, labels, names = conv.glyph_images(6, 3, 0)
+    lesson = conv_book.make_lesson(images, labels, names)
+    path = xlsx.write(conv_book.build(lesson), folder / "conv.xlsx")
+    runs = [_child(VERIFY_CONV, path) for _ in range(repeats)]
+    ours = statistics.median(r["seconds"] for r in runs)
+    peak = {"peak_mb": max(r["peak_mb"] for r in runs)}
+    fresh = median_time(lambda: libreoffice.recalculate([path], folder / "lo"), repeats) \
+        if libreoffice.soffice() else None
+    rows = [Row("conv", "sheetdl verify of the default conv workbook", ours, fresh,
+                "LibreOffice headless, fresh process (convert-to xlsx)", "—",
+                note="" if fresh else "not measured: LibreOffice is not installed",
+                extra=peak)]
+    opt = optim.make("adam", lr=0.01)
+    math = median_time(lambda: conv.train(opt, lesson.shape, images, labels, lesson.theta0,
+                                          lesson.steps), repeats)
+    rows.append(Row("conv", f"conv reference math, {lesson.steps} full-batch adam steps "
+                    "(every intermediate kept)", math, _torch_conv(lesson, repeats),
+                    "torch CPU autograd + torch.optim.Adam, float64", "—",
+                    note="" if _has_torch() else "not measured: torch is not installed"))
+    return rows
+
+
+def _has_torch() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+def _torch_conv(lesson, repeats: int) -> float | None:
+    if not _has_torch():
+        return None
+    import torch
+    import torch.nn.functional as F
+
+    def train():
+        params = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
+                  for v in lesson.shape.unpack(lesson.theta0)]
+        K, kb, Wd, bd = params
+        opt = torch.optim.Adam(params, lr=0.01)
+        x = torch.tensor(lesson.images)[:, None]
+        y = torch.tensor(lesson.labels)
+        for _ in range(lesson.steps):
+            opt.zero_grad()
+            maps = F.max_pool2d(F.relu(F.conv2d(x, K[:, None], kb)), 2)
+            F.cross_entropy(F.linear(torch.flatten(maps, 1), Wd, bd), y).backward()
+            opt.step()
+    return median_time(train, repeats)
+
+
 # --------------------------------------------------------------------------- kernels
 
 def bench_kernels(n: int, train_rows: int, collab_size, repeats: int) -> list[Row]:
@@ -593,7 +661,7 @@ def gpu_row() -> Row:
 
 
 #: the benchmark areas, in the order they run (``--only`` picks among them)
-AREAS = ("writing", "recalculation", "kernels", "add-in", "scaling")
+AREAS = ("writing", "recalculation", "conv", "kernels", "add-in", "scaling")
 
 
 def run(full: bool = False, plot: str | None = None, only: list[str] | None = None) -> dict:
@@ -608,6 +676,7 @@ def run(full: bool = False, plot: str | None = None, only: list[str] | None = No
             "writing": lambda: bench_writing(cfg["build_rows"], folder, cfg["repeats"]),
             "recalculation": lambda: bench_recalculation(cfg["build_rows"], folder,
                                                          min(cfg["repeats"], 3)),
+            "conv": lambda: bench_conv(folder, min(cfg["repeats"], 3)),
             "kernels": lambda: bench_kernels(cfg["kernel_n"], cfg["train_rows"], cfg["collab"],
                                              cfg["repeats"]),
             "add-in": lambda: bench_addin(cfg["softmax_cells"], cfg["train_udf_rows"], folder),

@@ -449,7 +449,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--plot", metavar="FILE.png", help="write the scaling plot (needs matplotlib)")
     p.add_argument("--only", type=_comma_list, metavar="AREAS",
-                   help="comma-separated: writing, recalculation, kernels, add-in, scaling")
+                   help="comma-separated: writing, recalculation, conv, kernels, add-in, scaling")
     p = sub.add_parser("serve", help="serve the add-in's functions with xlwings Server",
                        description="Run xlwings Server with sheetdl's functions "
                                    "(=SHEETDL.ADAM_STEP(...) and the rest). " + LICENSE_TERMS)

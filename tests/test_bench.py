@@ -25,6 +25,19 @@ def test_kernel_rows_are_measured_ratios(monkeypatch):
     json.dumps(report, default=str)
 
 
+def test_conv_rows_are_measured_ratios(monkeypatch, soffice):
+    """The conv area: verify of the default conv workbook against LibreOffice's
+    recalculation of it, and the reference math against torch CPU, both timed in the run."""
+    monkeypatch.setitem(bench.QUICK, "repeats", 1)
+    rows = [r for r in bench.run(only=["conv"])["rows"] if r["area"] == "conv"]
+    assert [r["what"].split(" of ")[0] for r in rows][:1] == ["sheetdl verify"]
+    assert len(rows) == 2
+    for r in rows:
+        assert r["ours"] > 0 and r["theirs"] > 0
+        assert math.isclose(r["ratio"], r["theirs"] / r["ours"])
+    assert rows[0]["extra"]["peak_mb"] > 0
+
+
 def test_the_child_processes_import_what_they_time():
     """The writing and verify rows run their code in fresh processes: its imports must
     work there, outside the package (a relative import did not, and only `sheetdl bench`
