@@ -488,6 +488,7 @@ def test_tiny_values_train_in_libreoffice_as_in_the_reference(tmp_path, soffice)
     ("collab.xlsx", rb'"epochs":20', rb'"epochs":1e9'),
     ("graddesc.xlsx", rb'"epochs":5', rb'"epochs":1000000000'),
     ("mlp.xlsx", rb'"steps":100', rb'"steps":1000000000'),
+    ("conv.xlsx", rb'"steps":40', rb'"steps":1000000000'),
 ])
 def test_forged_sizes_are_refused_before_any_work(tmp_path, book, old, new):
     """Before: "epochs": 1e9 asked for 216 GiB and softmax "steps": 1e9 ran 55 s, then a
@@ -499,6 +500,19 @@ def test_forged_sizes_are_refused_before_any_work(tmp_path, book, old, new):
     r = run("verify", forged)
     assert r.returncode == 1 and "its sheetdl metadata asks for" in r.stdout, r.stdout
     assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.parametrize("new", [rb'"image":[8,8,8]', rb'"image":"8x8"', rb'"image":[100000,8]',
+                                 rb'"image":[8,true]'])
+def test_forged_conv_image_sizes_are_refused(tmp_path, new):
+    """A conv workbook's image size is the metadata's word: anything but two sides sheetdl
+    writes is one line, no traceback, nothing allocated."""
+    forged = rewrite(ROOT / "workbooks" / "conv.xlsx", tmp_path / "conv.xlsx",
+                     lambda name, data: data.replace(rb'"image":[8,8]', new)
+                     if name == "docProps/custom.xml" else data)
+    r = run("verify", forged)
+    assert r.returncode == 1 and "not a size sheetdl writes" in r.stdout, r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("old,new,message", [

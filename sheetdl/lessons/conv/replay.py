@@ -13,12 +13,13 @@ from . import model as conv
 
 
 def replay(wb, meta: dict, path, rtol, atol) -> list[TraceCheck]:
-    h, w = meta["image"]
-    steps = meta["steps"]
-    if not (isinstance(h, int) and isinstance(w, int) and layout.MIN_SIDE <= h <= layout.MAX_SIDE
-            and layout.MIN_SIDE <= w <= layout.MAX_SIDE):
-        raise VerifyError(f"{path}: its sheetdl metadata gives images of {h!r}×{w!r}, not a "
+    image, steps = meta["image"], meta["steps"]
+    sides = range(layout.MIN_SIDE, layout.MAX_SIDE + 1)
+    if not (isinstance(image, list) and len(image) == 2
+            and all(type(side) is int and side in sides for side in image)):
+        raise VerifyError(f"{path}: its sheetdl metadata gives images of {image!r}, not a "
                           "size sheetdl writes: not replayed")
+    h, w = image
     labels = np.array(numbers(wb, "y_index", None, path))
     X = np.array(numbers(wb, "X", None, path))
     part = {name: np.array(numbers(wb, name, None, path))
