@@ -57,6 +57,17 @@ def at_step(lay: "Layout", row_in_block: int, col: int, show: str, steps: int) -
     return f"=INDEX(${c}${first}:${c}${last},({show}-1)*{lay.height}+1)"
 
 
+def step_picker(row: int, col: int, steps: int, what: str) -> tuple[list, tuple]:
+    """A panel's yellow "show step" cell at (``row``, ``col`` + 1), its label before it and
+    its hint after: (the row's cells, the cell's validation, 1 to ``steps``)."""
+    cells = [(col, None, "show step", "label"), (col + 1, None, steps, "input"),
+             (col + 2, None, f"of {steps}: type a step to see {what} then", "subtitle")]
+    rule = {"validate": "integer", "criteria": "between", "minimum": 1, "maximum": steps,
+            "input_title": "show step", "input_message": f"a step from 1 to {steps}",
+            "error_message": f"a whole step number, 1 to {steps}"}
+    return cells, (row, col + 1, rule)
+
+
 @dataclass
 class Group:
     """A parameter matrix of the sheet: element (i, j) is θ[index(i, j)]."""

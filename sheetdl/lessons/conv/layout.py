@@ -22,7 +22,7 @@ from ...math.optim import Optimizer
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_HEIGHT, CHART_ROWS, CHART_WIDTH,
                              PANEL_COL, SCREEN_ROW,
                              TRACE_COL, Group, Layout, TraceTable, at_step, blocks_top,
-                             stream_blocks, training_sheet)
+                             step_picker, stream_blocks, training_sheet)
 from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes,
                                input_rows, input_validations, lr_input, optimizer_columns,
                                schedule_inputs)
@@ -743,9 +743,8 @@ def _panel(lesson: Lesson, lay: Layout, band: _Band, sheet: str):
     show = ref(pick, c0 + 1, True)
     rows: dict[int, list] = {}
     put = lambda r, c, f, v, st: rows.setdefault(r, []).append((c, f, v, st))
-    put(pick, c0, None, "show step", "label")
-    put(pick, c0 + 1, None, steps, "input")
-    put(pick, c0 + 2, None, f"of {steps}: type a step to see the network then", "subtitle")
+    picker, picker_rule = step_picker(pick, c0, steps, "the network")
+    rows.setdefault(pick, []).extend(picker)
     theta, st = tr.theta[steps - 1], tr.steps[steps - 1]
     kernels = band.kernels
     p_col = lay.matrix_col[(kernels.name, "p")]
@@ -786,10 +785,7 @@ def _panel(lesson: Lesson, lay: Layout, band: _Band, sheet: str):
              (images_at, c0 + 3, "The softmax probability of each class at the shown step; "
               "the predicted class is the largest" + (
                   f" of the first {shown}" if shown < sh.classes else ""))]
-    validations = [(pick, c0 + 1, {"validate": "integer", "criteria": "between", "minimum": 1,
-                                   "maximum": steps, "input_title": "show step",
-                                   "input_message": f"a step from 1 to {steps}",
-                                   "error_message": f"a whole step number, 1 to {steps}"})]
+    validations = [picker_rule]
     return rows, notes, validations
 
 

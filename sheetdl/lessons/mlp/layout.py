@@ -22,7 +22,7 @@ from . import LEARNING_RATES as LESSON_LR
 from . import model as mlp
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
     FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder,
-    stream_blocks, training_sheet)
+    step_picker, stream_blocks, training_sheet)
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format, ref,
     static_rows)
 from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header,
@@ -479,9 +479,8 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
     show = ref(pick, c0 + 1, True)
     rows: dict[int, list] = {}
     put = lambda r, c, f, v, st: rows.setdefault(r, []).append((c, f, v, st))
-    put(pick, c0, None, "show step", "label")
-    put(pick, c0 + 1, None, steps, "input")
-    put(pick, c0 + 2, None, f"of {steps}: type a step to see the network then", "subtitle")
+    picker, picker_rule = step_picker(pick, c0, steps, "the network")
+    rows.setdefault(pick, []).extend(picker)
     theta = tr.theta[steps - 1]
     st = tr.steps[steps - 1]
     theta_fmt = lay.style("p", "num")
@@ -533,10 +532,7 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
              (examples, c0 + 2, "The network's prediction for each example at the shown "
               "step: with more units and steps, the piecewise-linear fit bends closer to the "
               "data.")]
-    validations = [(pick, c0 + 1, {"validate": "integer", "criteria": "between", "minimum": 1,
-                                   "maximum": steps, "input_title": "show step",
-                                   "input_message": f"a step from 1 to {steps}",
-                                   "error_message": f"a whole step number, 1 to {steps}"})]
+    validations = [picker_rule]
     return rows, notes, validations, fit
 
 

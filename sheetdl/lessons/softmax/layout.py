@@ -16,7 +16,7 @@ from . import LEARNING_RATES as LESSON_LR
 from . import model as softmax
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
     Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder, stream_blocks,
-    training_sheet)
+    step_picker, training_sheet)
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format,
     number_style, ref, static_rows)
 from ..data import (EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header, is_number,
@@ -511,9 +511,8 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, 
     theta_fmt = lay.style("p", "num")
     rows: dict[int, list] = {}
     put = lambda r, c, f, v, st: rows.setdefault(r, []).append((c, f, v, st))
-    put(pick, c0, None, "show step", "label")
-    put(pick, c0 + 1, None, steps, "input")
-    put(pick, c0 + 2, None, f"of {steps}: type a step to see the model then", "subtitle")
+    picker, picker_rule = step_picker(pick, c0, steps, "the model")
+    rows.setdefault(pick, []).extend(picker)
     W_then, b_then = softmax.unpack(tr.theta[steps - 1], k, d)
     for top, title, W, b in ((at, "W | b used at that step", W_then, b_then),
                              (start, "starting W | b (yellow)",
@@ -554,10 +553,7 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, 
     init_ref = lambda g, i, j: ref(start + 2 + i, c0 + 1 + j)
     notes = [(pick, c0 + 1, f"Any step from 1 to {steps}: the weights, probabilities and "
               "predictions beside are that step's block, read with INDEX.")]
-    validations = [(pick, c0 + 1, {"validate": "integer", "criteria": "between", "minimum": 1,
-                                   "maximum": steps, "input_title": "show step",
-                                   "input_message": f"a step from 1 to {steps}",
-                                   "error_message": f"a whole step number, 1 to {steps}"})]
+    validations = [picker_rule]
     for i in range(k):
         for j in range(d + 1):
             validations.append((start + 2 + i, c0 + 1 + j, {
