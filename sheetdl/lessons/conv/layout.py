@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...math import dropout as inverted_dropout
 from ...math import fullbatch, presets, schedules
 from ...math.optim import Optimizer
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_HEIGHT, CHART_ROWS, CHART_WIDTH,
                              PANEL_COL, SCREEN_ROW,
                              TRACE_COL, Group, Layout, TraceTable, at_step, blocks_top,
                              step_picker, stream_blocks, training_sheet)
+from ...sheet import masks
 from ...sheet.formulas import (INPUT_ROW, PLAIN, about_page, conventions, input_notes,
                                input_rows, input_validations, lr_input, optimizer_columns,
                                schedule_inputs)
@@ -203,8 +205,7 @@ def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset=
         raise ValueError(f"--kernels must be from 1 to {MAX_KERNELS}, got {kernels}")
     if steps < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"--dropout must be at least 0 and below 1, got {dropout}")
+    inverted_dropout.check_p(dropout)
     shape = conv.Shape(h, w, kernels, len(classes))
     if overrides.get("lr") is None:
         overrides["lr"] = LEARNING_RATES[optimizer]
@@ -227,7 +228,7 @@ def make_lesson(images, labels, classes, *, kernels=2, optimizer="adam", preset=
     lesson = Lesson(images, labels, list(classes), shape, optimizer, opt, follows, preset,
                     steps, theta0, data_label, kernel_init, dropout=dropout)
     if dropout:
-        lesson.masks = conv.dropout_masks(steps, n, shape.features, dropout, seed) \
+        lesson.masks = inverted_dropout.draw(steps, n, shape.features, dropout, seed) \
             if masks is None else np.asarray(masks, float).reshape(steps, n, shape.features)
     lesson.schedule = schedules.for_lesson(schedule, schedule_options, steps, optimizer, opt.lr,
                                            preset)
@@ -451,7 +452,7 @@ class _Band:
                 t = block - 1
                 for j in range(f):
                     cells.append((self.tc["mask"] + j,
-                                  f"=masks!{ref(1 + t * n + i, 1 + j, True)}",
+                                  "=" + masks.cell(t, i, j, n),
                                   float(self.lesson.masks[t, i, j]), "int"))
                     cells.append((self.tc["dropped"] + j,
                                   f"={a('flat', j)}*{a('mask', j)}/(1-dropout)",
@@ -900,29 +901,13 @@ def maps_sheet(lesson: Lesson, train: str = "train") -> Sheet:
 
 
 def masks_sheet(lesson: Lesson) -> Sheet:
-    """The dropout masks, one row per (step, image), one column per pooled feature: yellow
-    0/1 inputs drawn at build time, which the train sheet's mask columns read."""
-    sh, n = lesson.shape, len(lesson.images)
+    """The dropout masks, one row per (step, image), one column per pooled feature."""
+    sh = lesson.shape
     p, q = sh.pooled
     heads = [f"k{k + 1} ({r + 1},{c + 1})" for k in range(sh.kernels) for r in range(p)
              for c in range(q)]
-    rows = [(0, [(0, None, "step · image", "header")]
-             + [(1 + j, None, head, "header") for j, head in enumerate(heads)])]
-    for t in range(lesson.steps):
-        for i in range(n):
-            rows.append((1 + t * n + i, [(0, None, f"step {t + 1} · image {i + 1}", None)]
-                         + [(1 + j, None, int(v), "input")
-                            for j, v in enumerate(lesson.masks[t, i])]))
-    last = lesson.steps * n
-    rule = {"validate": "integer", "criteria": "between", "minimum": 0, "maximum": 1,
-            "input_title": "dropout mask", "input_message": "1 keeps the feature, 0 drops it"}
-    return Sheet("masks", static_rows(rows), widths={0: 18}, freeze=(1, 1),
-                 validations=[(1, 1, last, sh.features, rule)],
-                 color_scales=[(f"B2:{col_name(sh.features)}{last + 1}", SEQUENTIAL)],
-                 notes=[(0, 0, f"Dropout p = {lesson.dropout:g} on the pooled features: each "
-                         "row is one step's mask of one image, drawn from the seed when the "
-                         "workbook was built. Kept features are scaled by 1/(1 − p) on the "
-                         "train sheet, as torch's F.dropout in training mode.")])
+    return masks.masks_sheet(lesson.masks, lesson.dropout, "image", heads,
+                             "the pooled features")
 
 
 def about_sheet(lesson: Lesson) -> Sheet:
@@ -974,8 +959,7 @@ def build(lesson: Lesson) -> Book:
     if lesson.dropout:
         meta["dropout"] = True
         sheets.append(masks_sheet(lesson))
-        names["dropout_masks"] = (f"masks!$B$2:${col_name(lesson.shape.features)}$"
-                                  f"{1 + lesson.steps * n}")
+        names[masks.NAME] = masks.name_range(lesson.masks)
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
     return Book(sheets, names,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...math import cells, fullbatch
+from ...math import dropout as inverted_dropout
 from ...math.optim import Optimizer
 from ..softmax.model import SoftmaxRows, seqsum, softmax_rows
 
@@ -147,7 +148,7 @@ def forward(shape: Shape, images, theta, mask=None, dropout: float = 0.0):
     which = np.argmax(np.round(win, TIE_DECIMALS) == np.round(pool, TIE_DECIMALS)[..., None],
                       axis=-1) + 1.0
     flat = pool.reshape(len(images), shape.features)
-    dropped = flat if mask is None else flat * mask / (1 - dropout)
+    dropped = inverted_dropout.apply(flat, mask, dropout)
     logits = seqsum(dropped[:, None, :] * Wd[None], axis=2) + bd[None, :]
     return a, pool, which, flat, dropped, logits
 
@@ -182,7 +183,7 @@ def forward_backward(shape: Shape, images, labels, theta, fd_h: float, mask=None
     dlogits = (soft.probs - soft.onehot) / n
     dflat = seqsum(dlogits[:, :, None] * Wd[None], axis=1)
     if mask is not None:  # back through the dropout: the same mask, the same scale
-        dflat = dflat * mask / (1 - dropout)
+        dflat = inverted_dropout.apply(dflat, mask, dropout)
     dpool = dflat.reshape(n, shape.kernels, p, q)
     routed = np.arange(1, POOL * POOL + 1) == which[..., None]
     live = a[:, :, :POOL * p, :POOL * q] > 0
@@ -218,7 +219,7 @@ def _finite_difference(shape, images, labels, K, kb, Wd, bd, dropped, h, mask, d
         moved = _pool_windows(z + sign * h * corner, shape).max(axis=-1)
         f = np.maximum(0.0, moved).reshape(n, pq)
         if mask is not None:
-            f = f * mask[:, :pq] / (1 - dropout)
+            f = inverted_dropout.apply(f, mask[:, :pq], dropout)
         lg = seqsum(f[:, None, :] * Wd[None, :, :pq], axis=2)
         if shape.kernels > 1:
             lg = lg + seqsum(dropped[:, None, pq:] * Wd[None, :, pq:], axis=2)
@@ -247,13 +248,6 @@ def train(opt: Optimizer, shape: Shape, images, labels, theta0, steps: int, sche
         return st, st.grad
 
     return fullbatch.train(opt, theta0, steps, step, schedule, keep)
-
-
-def dropout_masks(steps: int, images: int, features: int, p: float, seed: int) -> np.ndarray:
-    """(steps, N, F) of 0s and 1s, each 0 with chance ``p``, drawn once at build time from
-    ``seed`` (never RAND(), which would redraw at every recalculation)."""
-    rng = np.random.default_rng([seed, 1])
-    return (rng.random((steps, images, features)) >= p).astype(float)
 
 
 #: the 2022 course's hand-set edge filters: a horizontal edge, then a vertical one

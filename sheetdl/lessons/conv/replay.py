@@ -6,8 +6,8 @@ import numpy as np
 
 from ...math import optim
 from ...verification.report import TraceCheck, VerifyError
-from ...verification.replay.common import (bounded_work, compare, numbers, schedule,
-                                           sheet_hyper)
+from ...verification.replay.common import (bounded_work, compare, dropout_masks, numbers,
+                                           schedule, sheet_hyper)
 from . import layout
 from . import model as conv
 
@@ -41,16 +41,8 @@ def replay(wb, meta: dict, path, rtol, atol) -> list[TraceCheck]:
     opt = optim.make(kind, **meta["options"], **hyper)
     theta0 = shape.pack(*(part[name] for name in ("K_init", "kb_init", "Wd_init", "bd_init")))
     bounded_work(path, steps * n * h * w * k * (conv.TAP ** 2 + c), steps)
-    masks, p = None, 0.0
-    if meta.get("dropout"):
-        p = numbers(wb, "dropout", None, path)[0]
-        masks = np.array(numbers(wb, "dropout_masks", None, path))
-        if masks.size != steps * n * shape.features or not np.isin(masks, (0.0, 1.0)).all():
-            raise VerifyError(f"{path}: dropout_masks must hold a 0 or 1 for each of {steps} "
-                              f"steps × {n} images × {shape.features} features")
-        if not 0 <= p < 1:
-            raise VerifyError(f"{path}: dropout {p} is not a probability below 1")
-        masks = masks.reshape(steps, n, shape.features)
+    masks, p = dropout_masks(wb, meta, path, steps, n, shape.features,
+                             f"{n} images × {shape.features} features")
     with np.errstate(all="ignore"):
         tr = conv.train(opt, shape, X.reshape(n, h, w), labels.astype(int), theta0, steps,
                         sched, numbers(wb, "fd_h", None, path)[0], masks=masks, dropout=p)

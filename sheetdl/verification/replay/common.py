@@ -180,3 +180,19 @@ def sheet_hyper(wb: Workbook, cls, spec: dict | None, si, path) -> dict:
         if kind in schedules.Schedule.INPUTS else None
     return {h: numbers(wb, h, si, path)[0] for h in cls.hyperparameters
             if probe is None or not probe.sets(h)}
+
+
+def dropout_masks(wb: Workbook, meta: dict, path, steps: int, rows: int, units: int,
+                  what: str) -> tuple[np.ndarray | None, float]:
+    """(masks (steps, rows, units), p) of a workbook built with dropout, else (None, 0):
+    the named ``dropout`` rate and ``dropout_masks``, each mask a 0 or 1."""
+    if not meta.get("dropout"):
+        return None, 0.0
+    p = numbers(wb, "dropout", None, path)[0]
+    masks = np.array(numbers(wb, "dropout_masks", None, path))
+    if masks.size != steps * rows * units or not np.isin(masks, (0.0, 1.0)).all():
+        raise VerifyError(f"{path}: dropout_masks must hold a 0 or 1 for each of {steps} "
+                          f"steps × {what}")
+    if not 0 <= p < 1:
+        raise VerifyError(f"{path}: dropout {p} is not a probability below 1")
+    return masks.reshape(steps, rows, units), p
