@@ -85,6 +85,12 @@ FLAGS: list[Flag] = [
          default=5, group="data"),
     Flag("--hidden", "hidden ReLU units (1 to 64)", lessons=("mlp",), type=int, default=6,
          group="data"),
+    Flag("--dropout", {"mlp": "dropout p on the hidden units: masks drawn from --seed at "
+                       "build time (a masks sheet of 0/1 inputs), kept ones scaled by 1/(1 − p) "
+                       "as torch; an eval-mode ŷ and loss beside"},
+         lessons=("mlp",), group="training", metavar="P",
+         summary="dropout p on mlp's hidden units or conv's pooled features, masks drawn "
+                 "from --seed at build time"),
     Flag("--y-range", "squash predictions into LOW,HIGH with a sigmoid (fastai's y_range), or "
          "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
     Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
@@ -180,6 +186,7 @@ EXAMPLES = {
                "sheetdl build collab --schedule onecycle --preset fastai"],
     "mlp": ["sheetdl build mlp --hidden 8 --steps 200",
             "sheetdl build mlp --optimizer sgd --lr 0.2",
+            "sheetdl build mlp --hidden 16 --dropout 0.3 --steps 200",
             "sheetdl build mlp --data points.csv --hidden 4"],
     "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
 }

@@ -106,7 +106,8 @@ def configs(draw, lessons=("graddesc", "softmax", "collab", "mlp", "conv")):
                                             max_size=n))), 2)
         return lesson, mlp_book.build(built(
             mlp_book.make_lesson, sched, opts, X=X, y=y, hidden=draw(st.integers(1, 5)),
-            optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed, **h))
+            optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed,
+            dropout=draw(st.sampled_from([0.0, 0.0, 0.4])), **h))
     if lesson == "conv":
         n, c = draw(st.integers(1, 6)), draw(st.integers(2, 4))
         rows, cols = draw(st.integers(4, 9)), draw(st.integers(4, 9))

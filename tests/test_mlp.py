@@ -35,8 +35,10 @@ def random_lesson(kind, seed, schedule="constant"):
                                 schedule_options={"cycle_momentum": True}, **hyper)
 
 
-def torch_replay(lesson, theta0=None):
-    """Loss per step and the final (W1, b1, W2, b2) from torch autograd and torch.optim."""
+def torch_replay(lesson, theta0=None, eval_losses=None):
+    """Loss per step and the final (W1, b1, W2, b2) from torch autograd and torch.optim;
+    with the lesson's dropout masks, layer 2 reads relu(z1)·mask/(1 − p), and
+    ``eval_losses`` (a list) gets each step's loss in eval mode (no dropout)."""
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -51,9 +53,18 @@ def torch_replay(lesson, theta0=None):
         scheduler = torch_scheduler(opt, lesson.schedule)
         X, y = torch.tensor(lesson.X), torch.tensor(lesson.y)
         losses = []
-        for _ in range(lesson.steps):
+        for t in range(lesson.steps):
             opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(net(X).squeeze(1), y)
+            if lesson.masks is None:
+                out = net(X)
+            else:
+                hidden = net[1](net[0](X))
+                kept = hidden * torch.tensor(lesson.masks[t]) / (1 - lesson.dropout)
+                out = net[2](kept)
+                with torch.no_grad():
+                    eval_losses.append(torch.nn.functional.mse_loss(
+                        net[2](hidden).squeeze(1), y).item())
+            loss = torch.nn.functional.mse_loss(out.squeeze(1), y)
             loss.backward()
             opt.step()
             if scheduler is not None:
@@ -98,6 +109,77 @@ def test_libreoffice_recalculates_identically(built, soffice, tmp_path):
         for name in NAMES + ("dead_trace",):
             np.testing.assert_allclose(named_values(lo, name), ironcalc.values(name),
                                        rtol=1e-9, atol=1e-12, err_msg=f"{key} {name}")
+
+
+def test_dropout_matches_torch_with_the_same_masks(soffice, tmp_path):
+    """--dropout on the hidden units, every optimizer, random sizes and p: the masks are
+    0/1 inputs drawn at build time, kept units scaled by 1/(1 − p), the same mask on the way
+    back; torch with those masks gives the losses, eval-mode losses and weights, through
+    IronCalc and LibreOffice. The status names dropout's effect; the masks change training."""
+    paths, wants = [], []
+    for kind in KINDS:
+        base = random_lesson(kind, 3)
+        p = float(np.random.default_rng(KINDS.index(kind)).uniform(0.1, 0.6))
+        lesson = mlp_book.make_lesson(base.X, base.y, hidden=base.shape.hidden, optimizer=kind,
+                                      steps=base.steps, seed=3, dropout=p,
+                                      **base.opt.hyper())
+        assert lesson.masks.shape == (lesson.steps, len(lesson.X), lesson.shape.hidden)
+        eval_losses = []
+        want = torch_replay(lesson, eval_losses=eval_losses)
+        plain = torch_replay(base)
+        assert not np.allclose(plain[0], want[0]), kind
+        np.testing.assert_allclose(plain[0][0], eval_losses[0], rtol=1e-12)  # same start
+        path = xlsx.write(mlp_book.build(lesson), tmp_path / f"{kind}.xlsx")
+        report = verify.verify(path)
+        assert report.ok, report.summary()
+        wb = verify.recalculated(path)
+        np.testing.assert_array_equal(wb.values("dropout_masks").reshape(lesson.masks.shape),
+                                      lesson.masks)
+        for name, w in zip(NAMES + ("loss_eval_trace",), want + [np.array(eval_losses)]):
+            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{kind} {name}")
+        paths.append(path)
+        wants.append(want + [np.array(eval_losses)])
+    for path, out, want in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo"), wants):
+        lo = openpyxl.load_workbook(out, data_only=True)
+        for name, w in zip(NAMES + ("loss_eval_trace",), want):
+            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{path.stem} {name} (LibreOffice)")
+
+
+def test_dropout_status_and_an_edited_mask(tmp_path):
+    """The default network with dropout 0.5: the status says the training loss is above the
+    eval loss, as expected; flipping one mask cell on the masks sheet retrains the sheet as
+    torch does with that mask; --lrfind with --dropout is refused with the reason."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=30, dropout=0.5)
+    path = xlsx.write(mlp_book.build(lesson), tmp_path / "d.xlsx")
+    wb = verify.recalculated(path)
+    status = wb.model.get_cell_value(wb.index["train"], *_status_cell(path))
+    assert status.endswith("; dropout: training loss above eval loss, as expected"), status
+    masks = lesson.masks.copy()
+    masks[0, 2, 1] = 1 - masks[0, 2, 1]
+    si = wb.index["masks"]
+    wb.model.set_user_input(si, 2 + 2, 3, str(int(masks[0, 2, 1])))  # step 1, example 3, unit 2
+    wb.model.evaluate()
+    edited = mlp_book.make_lesson(X, y, steps=30, dropout=0.5, masks=masks)
+    np.testing.assert_allclose(wb.values("loss_trace"), torch_replay(edited, eval_losses=[])[0],
+                               rtol=1e-9, atol=1e-12)
+    assert wb.values("loss_trace")[0] != lesson.trace.steps[0].loss
+    with pytest.raises(ValueError, match="--lrfind with --dropout"):
+        mlp_book.make_finder(lesson)
+
+
+def _status_cell(path):
+    """(row, column), 1-based, of the train sheet's status: the cell starting "=IF(" under
+    the inputs whose text names the loss."""
+    ws = openpyxl.load_workbook(path)["train"]
+    for row in ws.iter_rows(min_row=1, max_row=12):
+        for c in row:
+            text = c.value
+            if isinstance(text, str) and text.startswith("=IF(") and "training fine" in text:
+                return c.row, c.column
+    raise AssertionError("no status cell")
 
 
 def default_book(tmp_path, steps=4):
@@ -221,8 +303,23 @@ def test_udfs_match_torch(built):
     np.testing.assert_allclose(got.ravel(), want, rtol=1e-12)
 
 
+def test_udf_dropout_matches_torch():
+    """SHEETDL.MLP_TRAIN with dropout draws the workbook's masks from the seed: its losses
+    and eval losses are torch's with those masks."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=25, seed=4, optimizer="sgd", dropout=0.3)
+    eval_losses = []
+    losses = torch_replay(lesson, eval_losses=eval_losses)[0]
+    table = udfs.mlp_train(X, y, 6, 25, None, "sgd", 4, None, "loss", 0.3)
+    assert table[0] == ["step", "MSE", "dead ReLUs", "eval MSE"]
+    np.testing.assert_allclose([r[1] for r in table[1:]], losses, rtol=1e-9)
+    np.testing.assert_allclose([r[3] for r in table[1:]], eval_losses, rtol=1e-9)
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda: udfs.mlp_train([[1], [2]], [[1]]), "x has 2 examples"),
+    (lambda: udfs.mlp_train([[1], [2]], [[1], [2]], 4, 10, None, "adam", 0, 0, "loss", 1),
+     "dropout 1: must be at least 0 and below 1"),
     (lambda: udfs.mlp_train([[1], [2]], [[1], [2]], 0.5), "hidden must be a whole number"),
     (lambda: udfs.mlp_train([[1], [2]], [[1], [2]], 4, 10, None, "lion"),
      "optimizer must be one of"),

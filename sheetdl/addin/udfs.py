@@ -28,6 +28,7 @@ from ..lessons import collab as collab_lesson, graddesc as graddesc_lesson, mlp 
 from ..lessons.collab import model as collab
 from ..lessons.graddesc import compiled
 from . import kernels
+from ..math import dropout as inverted_dropout
 from ..math import optim, presets
 from ..lessons.data import EXCEL_MAX_ROWS
 from ..sheet.formulas import out_of_range
@@ -365,11 +366,13 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
 
 
 def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weight_decay=None,
-              output="loss"):
+              output="loss", dropout=None):
     """Train ŷ = W2·relu(W1·x + b1) + b2 full batch on x (examples × features) and y, from
     torch's nn.Linear start drawn with ``seed``, as the mlp workbook does. ``output``
     "loss": step, MSE and dead ReLUs per step, with a header row; "params": the trained
-    network, one row per unit (W1 | b1 | W2) and a last row with b2 in its W2 column."""
+    network, one row per unit (W1 | b1 | W2) and a last row with b2 in its W2 column.
+    ``dropout`` p: inverted dropout on the hidden units with the masks the workbook draws
+    (``sheetdl build mlp --dropout p --seed seed``); "loss" then adds the eval-mode MSE."""
     X = _matrix(x, "x")
     ys = _matrix(y, "y").reshape(-1)
     if X.shape[0] != ys.size:
@@ -384,9 +387,11 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     if n_steps * X.size * h > MAX_WORK:
         raise UdfError(f"{n_steps:,} steps × {X.shape[0]:,} examples × {h:,} units is past "
                        f"the {MAX_WORK:,} a call may take; use fewer steps or units")
+    p = 0.0 if _missing(dropout) else _number(dropout, "dropout")  # checked by its rule
     # one step's intermediates (z1, a1, the mask, their gradients: ~16 examples × units
-    # arrays) and the answer's three columns a step; no step is kept
-    _budget(X.shape[0] * h * 16 * 8 + n_steps * 3 * TABLE_BYTES_PER_VALUE,
+    # arrays), with dropout every step's masks, and the answer's columns a step
+    _budget(X.shape[0] * h * 16 * 8 + (n_steps * X.shape[0] * h * 8 if p else 0)
+            + n_steps * 4 * TABLE_BYTES_PER_VALUE,
             f"{X.shape[0]:,} examples × {h:,} units × {n_steps:,} steps")
     what = str(output).strip().lower()
     if what not in ("loss", "params"):
@@ -396,9 +401,12 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
         given["weight_decay"] = _number(weight_decay, "weight_decay")
     opt, _ = presets.resolve("torch", kind, **given)
     shape = mlp.Shape(X.shape[1], h)
-    theta0 = mlp.init_params(shape, _whole(seed, "seed", default=0, minimum=0))
+    seed = _whole(seed, "seed", default=0, minimum=0)
+    theta0 = mlp.init_params(shape, seed)
+    masks = inverted_dropout.draw(n_steps, X.shape[0], h, p, seed) if p else None
     with np.errstate(all="ignore"):
-        tr = mlp.train(opt, shape, X, ys, theta0, n_steps, keep=lambda st: (st.loss, st.dead))
+        tr = mlp.train(opt, shape, X, ys, theta0, n_steps, masks=masks, dropout=p,
+                       keep=lambda st: (st.loss, st.dead, st.loss_eval))
     if what == "params":
         W1, b1, W2, b2 = shape.unpack(tr.theta[-1])
         table = np.column_stack([W1, b1, W2[0]])
@@ -406,9 +414,10 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
         last[0, -1] = b2[0]
         _finite(table, "training")
         return table.tolist() + [["" if np.isnan(v) else float(v) for v in last[0]]]
-    table = np.array([[t + 1, loss, dead] for t, (loss, dead) in enumerate(tr.steps)])
+    table = np.array([[t + 1, loss, dead] + [evaluated] * (masks is not None)
+                      for t, (loss, dead, evaluated) in enumerate(tr.steps)])
     _finite(table, "training")
-    return [["step", "MSE", "dead ReLUs"]] + table.tolist()
+    return [["step", "MSE", "dead ReLUs"] + ["eval MSE"] * (masks is not None)] + table.tolist()
 
 
 def mlp_predict(x, W1, b1, W2, b2):

@@ -468,6 +468,8 @@ class TraceTable:
     metric: tuple[str, str]    # (scalar key, header)
     finder: FinderRun | None = None
     metric_style: str | None = None  # the metric's number format (e.g. percent)
+    #: more per-step columns after the metric: (scalar key, header, the step's attribute)
+    extras: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self):
         self.scheduled = self.lay.schedule is not None and self.lay.schedule.scheduled
@@ -482,8 +484,10 @@ class TraceTable:
         rows: dict[int, list] = {self.top - 1: [(col, None, self.counter, "header"),
                                                 (col + 1, None, self.loss_header, "header"),
                                                 (col + 2, None, self.metric[1], "header")]}
+        rows[self.top - 1] += [(col + 3 + k, None, header, "header")
+                               for k, (_, header, _) in enumerate(self.extras)]
         if self.scheduled:
-            rows[self.top - 1].append((col + 3, None, "lr", "header"))
+            rows[self.top - 1].append((self.lr_col, None, "lr", "header"))
         steps = self.trace.steps
         loss_style = self.lay.style("loss", "summary")
         metric_style = self.metric_style or self.lay.style(key, "summary")
@@ -494,44 +498,61 @@ class TraceTable:
             cells += [(col, None, t, "int"),
                       (col + 1, "=" + self.lay.scalar(t, "loss"), st.loss, loss_style),
                       (col + 2, "=" + self.lay.scalar(t, key), getattr(st, key), metric_style)]
+            cells += [(col + 3 + k, "=" + self.lay.scalar(t, extra), getattr(st, attr),
+                       self.lay.style(extra, "summary"))
+                      for k, (extra, _, attr) in enumerate(self.extras)]
             if self.scheduled:
-                cells.append((col + 3, "=" + self.lay.scalar(t, "lr"),
+                cells.append((self.lr_col, "=" + self.lay.scalar(t, "lr"),
                               float(self.trace.shown[t - 1]["lr"]), lr_style))
         if self.finder_parts is not None:
             for row, cells in self.finder_parts[0].items():
                 rows.setdefault(row, []).extend(cells)
         return rows
 
+    @property
+    def lr_col(self) -> int:
+        return self.col + 3 + len(self.extras)
+
     def steps_formula(self) -> str:
         """The count of step rows, for the derived ``steps`` input: ROWS over the step
         numbers, which no formula depends on, so the schedule reading it makes no cycle."""
         return f"=ROWS({ref(self.top, self.col, True)}:{ref(self.last, self.col, True)})"
 
-    def status(self, hyper: list[str], data_problem: str | None = None) -> tuple[str, str]:
-        """The status cell over this table's loss column (``status_cell``), naming the
-        inputs ``hyper`` as the yellow cells to change; on a finder sheet, the finder's."""
+    def status(self, hyper: list[str], data_problem: str | None = None,
+               also: tuple[str, str] | None = None) -> tuple[str, str]:
+        """The status cell over this table's loss column (``status_cell``, ``also`` its
+        clause after "training fine"), naming the inputs ``hyper`` as the yellow cells to
+        change; on a finder sheet, the finder's."""
         if self.finder_parts is not None:
             return self.finder_parts[5]
         col, losses = self.col + 1, [s.loss for s in self.trace.steps]
         return status_cell(f"{ref(self.top, col, True)}:{ref(self.last, col, True)}", losses,
                            (ref(self.top, col), losses[0]), (ref(self.last, col), losses[-1]),
                            inputs=[(ref(INPUT_ROW, i), h) for i, h in enumerate(hyper)],
-                           data_problem=data_problem)
+                           data_problem=data_problem, also=also)
+
+    def cell(self, step: int, extra: int = -1) -> str:
+        """Step ``step``'s (1-based) loss cell, or its ``extras[extra]`` cell."""
+        return ref(self.top + step - 1, self.col + 1 if extra < 0 else self.col + 3 + extra)
 
     def names(self) -> dict[str, str]:
-        """loss_trace, the metric's trace, lr_trace and the finder's, as ``sheet!range``."""
-        a = lambda c: area(self.sheet, self.top, self.col + c, self.last)
-        names = {"loss_trace": a(1), f"{self.metric[0]}_trace": a(2)}
+        """loss_trace, the metric's trace, each extra's, lr_trace and the finder's, as
+        ``sheet!range``."""
+        a = lambda c: area(self.sheet, self.top, c, self.last)
+        names = {"loss_trace": a(self.col + 1), f"{self.metric[0]}_trace": a(self.col + 2)}
+        names.update({f"{extra}_trace": a(self.col + 3 + k)
+                      for k, (extra, _, _) in enumerate(self.extras)})
         if self.scheduled:
-            names["lr_trace"] = a(3)
+            names["lr_trace"] = a(self.lr_col)
         if self.finder_parts is not None:
             names.update({k: f"{self.sheet}!{v}" for k, v in self.finder_parts[1].items()})
         return names
 
     def charts(self, title: str, y_title: str, series: str, trace_name: str,
-               at: list[tuple[int, int]]) -> list[Chart]:
+               at: list[tuple[int, int]], also: list[tuple[str, str]] = ()) -> list[Chart]:
         """The finder's chart on a finder sheet; else ``trace_name`` per step at ``at[0]``
-        and, under a schedule, the lr at ``at[1]``."""
+        (with the (series, trace name) pairs ``also``) and, under a schedule, the lr at
+        ``at[1]``."""
         if self.finder_parts is not None:
             return [self.finder_parts[2]]
         steps_area = area(self.sheet, self.top, self.col, self.last)
@@ -540,7 +561,9 @@ class TraceTable:
         # where a line chart's category labels run together in LibreOffice
         size = {"width": CHART_WIDTH, "height": CHART_HEIGHT, "scatter": True}
         charts = [Chart(*at[0], f"{self.sheet}: {title}", self.counter, y_title,
-                        [Series(series, steps_area, names[trace_name])], **size)]
+                        [Series(series, steps_area, names[trace_name])]
+                        + [Series(name, steps_area, names[trace]) for name, trace in also],
+                        **size)]
         if self.scheduled:
             charts.append(Chart(*at[1], f"{self.sheet}: learning rate per {self.counter}",
                                 self.counter, "lr", [Series("lr", steps_area,
@@ -551,9 +574,10 @@ class TraceTable:
         return self.finder_parts[3] if self.finder_parts is not None else []
 
     def widths(self) -> dict[int, float]:
-        widths = {i: 10 for i in range(self.col + 3 + self.scheduled)}
+        widths = {i: 10 for i in range(self.lr_col + self.scheduled)}
         widths[0] = 12
         if self.finder_parts is not None:
             widths.update(self.finder_parts[4])
-        headers = [self.counter, self.loss_header, self.metric[1]] + ["lr"] * self.scheduled
+        headers = ([self.counter, self.loss_header, self.metric[1]]
+                   + [header for _, header, _ in self.extras] + ["lr"] * self.scheduled)
         return fit_headers(widths, [(self.col + i, h) for i, h in enumerate(headers)])

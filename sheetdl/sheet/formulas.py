@@ -177,7 +177,8 @@ def renamer(names: dict[str, str]):
 
 def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[str, float],
                 inputs: list[tuple[str, str]] = (), data_problem: str | None = None,
-                advice: str = "lower lr") -> tuple[str, str]:
+                advice: str = "lower lr", also: tuple[str, str] | None = None
+                ) -> tuple[str, str]:
     """A cell that says in words how training went, in one of four states:
 
     an input is empty or not a number (naming its cell, checked first, so a typo is
@@ -186,7 +187,8 @@ def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[st
     names the two cells rather than printing their numbers: engines that sum in another
     order may round a displayed digit differently, and the text must be the same in all.
     ``inputs`` are (cell, label) pairs, ``data_problem`` a cell holding the first bad
-    data cell's address or "", ``start``/``end`` (cell, value) pairs of the loss.
+    data cell's address or "", ``start``/``end`` (cell, value) pairs of the loss, ``also``
+    (a text formula, the text it shows now) a clause after "training fine".
     Returns (formula, the text it shows now)."""
     import numpy as np
 
@@ -199,10 +201,11 @@ def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[st
     if finite < steps or not np.isfinite(e_val):
         shown = f"OVERFLOWED: the loss is #NUM! from step {min(finite + 1, steps)}; {advice}"
     else:
-        shown = grew if e_val > s_val else fell
+        shown = grew if e_val > s_val else fell + (also[1] if also else "")
+    fine = f'"{fell}"' + (f"&{also[0]}" if also else "")
     formula = (f'IF(OR(COUNT({loss_trace})<ROWS({loss_trace}),NOT(ISNUMBER({e_cell}))),'
                f'"OVERFLOWED: the loss is #NUM! from step "&MIN(COUNT({loss_trace})+1,'
-               f'ROWS({loss_trace}))&"; {advice}",IF({e_cell}>{s_cell},"{grew}","{fell}"))')
+               f'ROWS({loss_trace}))&"; {advice}",IF({e_cell}>{s_cell},"{grew}",{fine}))')
     if data_problem:
         formula = (f'IF({data_problem}<>"","input "&{data_problem}&" is empty or not a '
                    f'number: fix it there",{formula})')

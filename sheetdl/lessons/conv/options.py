@@ -27,9 +27,6 @@ FLAGS = (
     Flag("--kernel-init", "starting kernels: random (torch's ranges) or edges (the 2022 "
          "course's edge filters)", lessons=(NAME,), type=str, default="random",
          group="data", choices=("random", "edges")),
-    Flag("--dropout", "dropout p on the pooled features: masks drawn from --seed at build "
-         "time (a masks sheet of 0/1 inputs), kept ones scaled by 1/(1 − p) as torch",
-         lessons=(NAME,), group="training", metavar="P"),
 )
 #: the shared flags conv takes, with its own help where the shared one would mislead
 TAKES = {
@@ -46,6 +43,8 @@ TAKES = {
     "--lr-min": "cosine: the floor (default 0)",
     "--pct-start": None, "--div": None, "--div-final": None, "--step-size": None,
     "--gamma": None, "--cycle-momentum": None,
+    "--dropout": "dropout p on the pooled features: masks drawn from --seed at build time (a "
+                 "masks sheet of 0/1 inputs), kept ones scaled by 1/(1 − p) as torch",
 }
 DEFAULTS = {"--optimizer": "adam", "--steps": DEFAULT_STEPS, "--seed": 0}
 EXAMPLES = ("sheetdl build conv --kernels 3 --steps 60",

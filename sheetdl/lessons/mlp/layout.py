@@ -4,7 +4,9 @@ step, every factor of the chain rule its own labelled column.
 A block holds, per example: the inputs x and target y; the forward pass z1 = W1·x + b1,
 a1 = MAX(0, z1), ŷ = W2·a1 + b2, the error and its square; the backward pass ∂L/∂ŷ,
 ∂L/∂a1 = ∂L/∂ŷ·W2, the ReLU mask [z1 > 0], ∂L/∂z1; and a finite-difference check of
-W1[1,1]. Under the examples, how many examples each unit is active on (0: a dead ReLU).
+W1[1,1]. With dropout, the masks (read from the masks sheet) and a1·mask/(1 − p) follow
+a1, and an eval-mode ŷ and loss (no dropout) stand beside the training ones. Under the
+examples, how many examples each unit is active on (0: a dead ReLU).
 Below, the two layers' parameter matrices with ∂L/∂θ (SUMPRODUCT over the examples),
 the optimizer's state and the new θ.
 
@@ -17,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ...math import dropout as inverted_dropout
 from ...math import fullbatch, lrfind, presets, schedules
 from . import LEARNING_RATES as LESSON_LR
 from . import model as mlp
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
     FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder,
     step_picker, stream_blocks, training_sheet)
+from ...sheet import masks as masks_sheet
 from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format, ref,
     static_rows)
 from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header,
@@ -62,6 +66,8 @@ class Lesson:
     trace: mlp.Trace = field(default=None)
     schedule: schedules.Schedule | None = None
     finder: "FinderRun | None" = None
+    dropout: float = 0.0
+    masks: np.ndarray | None = None  # (steps, N, h) dropout masks, when dropout > 0
 
 
 def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
@@ -100,11 +106,15 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     return a[:, :-1], a[:, -1], names, label(header[-1], "y") if header else "y"
 
 
-def _columns(d: int, h: int) -> dict[str, int]:
-    """Block columns of the example band: x (d), y, z1 (h), a1 (h), ŷ, error, loss,
+def _columns(d: int, h: int, dropout: bool = False) -> dict[str, int]:
+    """Block columns of the example band: x (d), y, z1 (h), a1 (h), with dropout its mask
+    (h) and a1·mask/(1 − p) (h), ŷ, error, loss, with dropout the eval-mode ŷ and loss,
     ∂L/∂ŷ, ∂L/∂a1 (h), mask (h), ∂L/∂z1 (h), and the two finite-difference losses."""
-    widths = [("x", d), ("y", 1), ("z", h), ("a", h), ("yhat", 1), ("err", 1), ("loss", 1),
-              ("dy", 1), ("da", h), ("mask", h), ("dz", h), ("fdp", 1), ("fdm", 1)]
+    dropped = [("drop", h), ("kept", h)] if dropout else []
+    evaluated = [("yev", 1), ("lev", 1)] if dropout else []
+    widths = ([("x", d), ("y", 1), ("z", h), ("a", h)] + dropped
+              + [("yhat", 1), ("err", 1), ("loss", 1)] + evaluated
+              + [("dy", 1), ("da", h), ("mask", h), ("dz", h), ("fdp", 1), ("fdm", 1)])
     cols, c = {}, 1
     for key, w in widths:
         cols[key] = c
@@ -150,11 +160,31 @@ def _layout_height(lesson: Lesson) -> int:
     return Layout(lesson.opt, list(_groups(lesson)), len(lesson.X) + 1, []).height
 
 
+def _scalars(lesson: Lesson) -> list[tuple[str, str, str]]:
+    """The block's scalars after "step": (key, label, note)."""
+    evaluated = [("loss_eval", "eval loss", "the mean squared error of the network in eval "
+                  "mode (dropout off: ŷ from a1 itself), at the same weights: the loss the "
+                  "trained network has on these examples. Training's loss, with units "
+                  "dropped, is usually above it")] if lesson.dropout else []
+    return [("loss", "loss", "mean squared error over all examples, before this step's "
+             "update (torch's MSELoss)" + (", with this step's dropout masks" if lesson.dropout
+                                           else ""))] + evaluated + [
+        ("dead", "dead ReLUs", "units active on no example: relu'(z1) = 0 and a1 = 0 for every "
+         "example, so no gradient reaches their W1, b1 or W2"),
+        ("fd", "fd check", "∂L/∂W1₁₁ by the central finite difference (L(W1₁₁ + h) − "
+         "L(W1₁₁ − h))/(2h), h = fd_h, from the two columns of nudged losses: it should match "
+         "the backprop value beside it"),
+        ("analytic", "backprop", "∂L/∂W1₁₁ by the chain rule: the first cell of ∂L/∂θ "
+         "(layer 1) below")]
+
+
 def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimizer="adam",
                 preset="torch", steps=100, seed=0, data_label="", schedule="constant",
-                schedule_options=None, theta0=None, **overrides) -> Lesson:
+                schedule_options=None, theta0=None, dropout=0.0, masks=None,
+                **overrides) -> Lesson:
     """A lesson on examples ``X`` (N × features) and targets ``y``; ``theta0`` (packed as
-    ``mlp.Shape.pack``) replaces the seeded torch-style start."""
+    ``mlp.Shape.pack``) replaces the seeded torch-style start. ``dropout`` p drops hidden
+    units by ``masks`` (steps × N × hidden), drawn from ``seed`` unless given."""
     X = np.asarray(X, float)
     if X.ndim == 1:
         X = X[:, None]
@@ -166,11 +196,13 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
         raise ValueError(f"--steps must be at least 1, got {steps}")
     if not 1 <= hidden <= MAX_HIDDEN:
         raise ValueError(f"--hidden must be from 1 to {MAX_HIDDEN}, got {hidden}")
+    inverted_dropout.check_p(dropout)
     shape = mlp.Shape(d, hidden)
-    if 1 + _columns(d, hidden)["end"] > EXCEL_MAX_COLS:
+    ec = _columns(d, hidden, dropout > 0)
+    if 1 + ec["end"] > EXCEL_MAX_COLS:
         raise ValueError(f"{d} features × {hidden} units is past Excel's {EXCEL_MAX_COLS:,} "
                          "columns")
-    cells = steps * (n * (_columns(d, hidden)["end"] + hidden) + 10 * shape.size)
+    cells = steps * (n * (ec["end"] + hidden) + 10 * shape.size)
     if cells > MAX_CELLS:
         raise ValueError(f"{steps} steps × {n} examples × {hidden} units is about {cells:,} "
                          f"formula cells, past the {MAX_CELLS:,} a sheet recalculates in "
@@ -181,7 +213,10 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
     opt, follows = presets.resolve(preset, optimizer, **overrides)
     theta0 = mlp.init_params(shape, seed) if theta0 is None else np.asarray(theta0, float)
     lesson = Lesson(X, y, feature_names, target_name, shape, optimizer, opt, follows, preset,
-                    steps, theta0, data_label)
+                    steps, theta0, data_label, dropout=dropout)
+    if dropout:
+        lesson.masks = inverted_dropout.draw(steps, n, hidden, dropout, seed) \
+            if masks is None else np.asarray(masks, float).reshape(steps, n, hidden)
     lesson.schedule = schedules.for_lesson(schedule, schedule_options, steps, optimizer, opt.lr,
                                            preset)
     height = _layout_height(lesson)
@@ -189,7 +224,8 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
         raise ValueError(f"{steps} steps × {height} rows per step is past Excel's "
                          f"{EXCEL_MAX_ROWS:,} rows; use fewer --steps or less data")
     with np.errstate(all="ignore"):
-        lesson.trace = mlp.train(opt, shape, X, y, theta0, steps, lesson.schedule, lesson.fd_h)
+        lesson.trace = mlp.train(opt, shape, X, y, theta0, steps, lesson.schedule, lesson.fd_h,
+                                 masks=lesson.masks, dropout=dropout)
     return lesson
 
 
@@ -248,40 +284,51 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     h = shape.hidden
     steps = lesson.steps
     layer1, layer2 = _groups(lesson)
-    lay = Layout(lesson.opt, [layer1, layer2], lesson_rows=n + 1,
-                 scalars=[("loss", "loss", "mean squared error over all examples, before this "
-                           "step's update (torch's MSELoss)"),
-                          ("dead", "dead ReLUs", "units active on no example: relu'(z1) = 0 "
-                           "and a1 = 0 for every example, so no gradient reaches their W1, b1 "
-                           "or W2"),
-                          ("fd", "fd check", "∂L/∂W1₁₁ by the central finite "
-                           "difference (L(W1₁₁ + h) − L(W1₁₁ − h))/(2h), h = fd_h, from the "
-                           "two columns of "
-                           "nudged losses: it should match the backprop value beside it"),
-                          ("analytic", "backprop", "∂L/∂W1₁₁ by the chain rule: the "
-                           "first cell of ∂L/∂θ (layer 1) below")],
+    lay = Layout(lesson.opt, [layer1, layer2], lesson_rows=n + 1, scalars=_scalars(lesson),
                  top=blocks_start(steps, lesson, finder is not None), schedule=lesson.schedule)
-    ec = _columns(d, h)
+    dropout = lesson.dropout > 0
+    ec = _columns(d, h, dropout)
     with np.errstate(all="ignore"):
         lay.set_formats(tr)
         lay.formats.update(g=number_format([st.grad for st in tr.steps]),
                            loss=number_format([st.loss for st in tr.steps]), dead="0",
+                           loss_eval=number_format([st.loss_eval for st in tr.steps]),
                            fd=number_format([[st.fd, st.grad[0]] for st in tr.steps]))
         lay.formats["analytic"] = lay.formats["fd"]
         band_fmt = {key: "general|" + number_format([getattr(st, attr) for st in tr.steps])
                     for key, attr in (("z", "z1"), ("a", "a1"), ("yhat", "yhat"), ("err", "err"),
                                       ("loss", "loss_i"), ("dy", "dyhat"), ("da", "da1"),
-                                      ("dz", "dz1"), ("fdp", "fd_plus"), ("fdm", "fd_minus"))}
+                                      ("dz", "dz1"), ("fdp", "fd_plus"), ("fdm", "fd_minus"),
+                                      ("kept", "kept"), ("yev", "yhat_eval"),
+                                      ("lev", "loss_eval_i"))}
         band_fmt["x"] = band_fmt["y"] = "general|" + number_format(np.concatenate([X.ravel(), y]))
     # one-column titles stay short enough for their column; a per-unit title is centred
     # across its units' columns; each column's note gives the whole rule
     band_titles = [("x", None), ("y", lesson.target_name), ("z", "z1 = W1·x + b1"),
-                   ("a", "a1 = relu(z1)"), ("yhat", "ŷ"), ("err", "ŷ − y"), ("loss", "(ŷ − y)²"),
-                   ("dy", "∂L/∂ŷ"), ("da", "∂L/∂a1 = ∂L/∂ŷ·W2"), ("mask", "relu'(z1) = [z1 > 0]"),
-                   ("dz", "∂L/∂z1 = ∂L/∂a1·relu'(z1)"), ("fdp", "L(W1₁₁ + h)"),
-                   ("fdm", "L(W1₁₁ − h)")]
-    per_unit = ("z", "a", "da", "mask", "dz")
+                   ("a", "a1 = relu(z1)")]
+    if dropout:
+        band_titles += [("drop", "dropout mask (masks sheet)"), ("kept", "a1·mask/(1 − p)")]
+    band_titles += [("yhat", "ŷ"), ("err", "ŷ − y"), ("loss", "(ŷ − y)²")]
+    if dropout:
+        band_titles += [("yev", "ŷ eval"), ("lev", "(ŷ eval − y)²")]
+    band_titles += [("dy", "∂L/∂ŷ"),
+                    ("da", "∂L/∂a1 = ∂L/∂ŷ·W2" + "·mask/(1 − p)" * dropout),
+                    ("mask", "relu'(z1) = [z1 > 0]"),
+                    ("dz", "∂L/∂z1 = ∂L/∂a1·relu'(z1)"), ("fdp", "L(W1₁₁ + h)"),
+                    ("fdm", "L(W1₁₁ − h)")]
+    per_unit = ("z", "a", "drop", "kept", "da", "mask", "dz")
     band_notes = {
+        "drop": "this step's dropout mask of the example's units, 1 kept, 0 dropped: drawn "
+                "once at build time from the seed (the masks sheet; yellow, edit one to see its "
+                "effect). The course's dropout sheet used RAND(), which redraws at every "
+                "recalculation, and did not rescale",
+        "kept": "inverted dropout, as torch's F.dropout in training mode: a kept unit is "
+                "scaled by 1/(1 − p), so layer 2's input has the same expected value as without "
+                "dropout and eval mode needs no change; a dropped unit is 0 and passes no "
+                "gradient back",
+        "yev": "the network in eval mode (model.eval(): dropout off), at the same weights: ŷ "
+               "from a1 itself. This is the prediction the trained network makes",
+        "lev": "the eval-mode squared error; their mean is the step's eval loss",
         "x": "the example's features, read from the data sheet",
         "z": "each unit's pre-activation: the features times the unit's row of W1 (a "
              "SUMPRODUCT; with one feature, the product), plus its bias b1",
@@ -293,7 +340,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         "dy": "∂L/∂ŷ = 2(ŷ − y)/N: the chain rule starts here, the derivative of "
               "mean((ŷ − y)²) with respect to this example's ŷ. ∂L/∂W2 = SUMPRODUCT of this "
               "column with a unit's a1 column; ∂L/∂b2 = its SUM",
-        "da": "back through layer 2: ∂L/∂a1 = ∂L/∂ŷ · W2 for each unit",
+        "da": "back through layer 2: ∂L/∂a1 = ∂L/∂ŷ · W2 for each unit"
+              + (", then back through the dropout: × the same mask / (1 − p)" if dropout
+                 else ""),
         "mask": "ReLU's derivative: 1 where z1 > 0, else 0 (torch's convention at exactly 0)",
         "dz": "back through the ReLU: ∂L/∂z1 = ∂L/∂a1 · relu'(z1). ∂L/∂W1 = SUMPRODUCT of "
               "this column with a feature's column; ∂L/∂b1 = its SUM",
@@ -339,23 +388,39 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                               band_fmt["z"]))
                 cells.append((ec["a"] + u, f"=MAX(0,{a('z', u)})", float(st.a1[i, u]),
                               band_fmt["a"]))
+            if dropout:
+                for u in range(h):
+                    cells.append((ec["drop"] + u, "=" + masks_sheet.cell(block - 1, i, u, n),
+                                  float(lesson.masks[block - 1, i, u]), "int"))
+                    cells.append((ec["kept"] + u, f"={a('a', u)}*{a('drop', u)}/(1-dropout)",
+                                  float(st.kept[i, u]), band_fmt["kept"]))
             # written out, left to right: the order of the reference's sum
-            terms = "+".join(f"{a('a', u)}*{p2(u)}" for u in range(h))
+            into = "kept" if dropout else "a"
+            terms = "+".join(f"{a(into, u)}*{p2(u)}" for u in range(h))
             cells.append((ec["yhat"], f"={terms}+{p2(h)}", float(st.yhat[i]), band_fmt["yhat"]))
             cells.append((ec["err"], f"={a('yhat')}-{a('y')}", float(st.err[i]), band_fmt["err"]))
             cells.append((ec["loss"], f"={a('err')}*{a('err')}", float(st.loss_i[i]),
                           band_fmt["loss"]))
+            if dropout:
+                terms = "+".join(f"{a('a', u)}*{p2(u)}" for u in range(h))
+                cells.append((ec["yev"], f"={terms}+{p2(h)}", float(st.yhat_eval[i]),
+                              band_fmt["yev"]))
+                cells.append((ec["lev"], f"=({a('yev')}-{a('y')})^2", float(st.loss_eval_i[i]),
+                              band_fmt["lev"]))
             cells.append((ec["dy"], f"=2*{a('err')}/ROWS(y)", float(st.dyhat[i]), band_fmt["dy"]))
             for u in range(h):
-                cells.append((ec["da"] + u, f"={a('dy')}*{p2(u)}", float(st.da1[i, u]),
+                back = f"*{a('drop', u)}/(1-dropout)" if dropout else ""
+                cells.append((ec["da"] + u, f"={a('dy')}*{p2(u)}{back}", float(st.da1[i, u]),
                               band_fmt["da"]))
                 cells.append((ec["mask"] + u, f"=IF({a('z', u)}>0,1,0)", float(st.mask[i, u]),
                               "int"))
                 cells.append((ec["dz"] + u, f"={a('da', u)}*{a('mask', u)}", float(st.dz1[i, u]),
                               band_fmt["dz"]))
+            kept = f"*{a('drop')}/(1-dropout)" if dropout else ""
             for key, sign, value in (("fdp", "+", st.fd_plus[i]), ("fdm", "-", st.fd_minus[i])):
                 cells.append((ec[key], f"=({a('yhat')}+{p2(0)}*(MAX(0,{a('z')}{sign}fd_h*"
-                              f"{a('x')})-{a('a')})-{a('y')})^2", float(value), band_fmt[key]))
+                              f"{a('x')}){kept}-{a(into)})-{a('y')})^2", float(value),
+                              band_fmt[key]))
             rows[R] = cells
         R = r0 + 3 + n
         active = [(0, None, "active on", "bold")]
@@ -384,19 +449,23 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 return f"=SUMPRODUCT({column(block, 'dz', i)},{column(block, 'x', j)})"
             if i == h:
                 return f"=SUM({column(block, 'dy')})"
-            return f"=SUMPRODUCT({column(block, 'dy')},{column(block, 'a', i)})"
+            layer2_in = column(block, "kept" if dropout else "a", i)
+            return f"=SUMPRODUCT({column(block, 'dy')},{layer2_in})"
         return f
 
     hyper, hvals = schedule_inputs(lesson.opt, lesson.schedule)
     hyper, hvals = hyper + ["fd_h"], {**hvals, "fd_h": lesson.fd_h}
+    if dropout:
+        hyper, hvals = hyper + ["dropout"], {**hvals, "dropout": lesson.dropout}
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     if finder is not None:
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
     table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "step", "loss",
-                       ("dead", "dead ReLUs"), finder, metric_style="summary|0")
+                       ("dead", "dead ReLUs"), finder, metric_style="summary|0",
+                       extras=(("loss_eval", "eval loss", "loss_eval"),) if dropout else ())
     panel, panel_notes, panel_validations, fit = ({}, [], [], None) if finder else \
         _panel(lesson, lay, layer1, layer2, ec, sheet_name)
-    status = table.status(hyper, DATA_PROBLEM)
+    status = table.status(hyper, DATA_PROBLEM, _dropout_clause(table, tr) if dropout else None)
     notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows))
     notes += panel_notes
 
@@ -420,13 +489,15 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             active = lay.block_row(block) + 3 + n
             dead_row = (f"{col_name(ec['mask'])}{active + 1}:"
                         f"{col_name(ec['mask'] + h - 1)}{active + 1}")
-            scalars = [("loss", f"=AVERAGE({column(block, 'loss')})", st.loss),
-                       ("dead", f"=IF(ISNUMBER(SUM({dead_row})),COUNTIF({dead_row},0),"
-                                "NA())", st.dead),
-                       ("fd", f"=(AVERAGE({column(block, 'fdp')})-AVERAGE("
-                              f"{column(block, 'fdm')}))/(2*fd_h)", st.fd),
-                       ("analytic", "=" + lay.cell(block, layer1, "g", 0, 0),
-                        float(st.grad[0]))]
+            scalars = [("loss", f"=AVERAGE({column(block, 'loss')})", st.loss)]
+            if dropout:
+                scalars.append(("loss_eval", f"=AVERAGE({column(block, 'lev')})", st.loss_eval))
+            scalars += [("dead", f"=IF(ISNUMBER(SUM({dead_row})),COUNTIF({dead_row},0),"
+                                 "NA())", st.dead),
+                        ("fd", f"=(AVERAGE({column(block, 'fdp')})-AVERAGE("
+                               f"{column(block, 'fdm')}))/(2*fd_h)", st.fd),
+                        ("analytic", "=" + lay.cell(block, layer1, "g", 0, 0),
+                         float(st.grad[0]))]
             cells = lay.cells(block, theta=tr.theta[block - 1], grad=st.grad,
                               shown=tr.shown[block - 1], init_state=None,
                               grad_formula=grad_formula(block),
@@ -450,8 +521,10 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     names.update(table.names())
     notes += table.notes()
     scheduled_at = (BELOW_CHART + CHART_ROWS + 1, CHART_COL)
-    charts = table.charts("mean squared error per step", "loss", "loss", "loss_trace",
-                          at=[(BELOW_CHART, CHART_COL), scheduled_at])
+    charts = table.charts("mean squared error per step", "loss",
+                          "training loss" if dropout else "loss", "loss_trace",
+                          at=[(BELOW_CHART, CHART_COL), scheduled_at],
+                          also=[("eval loss", "loss_eval_trace")] if dropout else [])
     if fit is not None:
         charts.insert(0, fit)
     sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
@@ -461,9 +534,22 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     # matrices need room for their titles ("∂L/∂θ (layer 2)")
     for c in range(lay.width() + 1, ec["end"]):
         sheet.widths.setdefault(c, 10)
+    if dropout:  # "(ŷ eval − y)²" on one line
+        sheet.widths[ec["lev"]] = max(sheet.widths.get(ec["lev"], 10), 13)
     for q in lay.quantities:
         sheet.widths[lay.matrix_col[(layer2.name, q.key)]] = 14
     return sheet, names
+
+
+def _dropout_clause(table: TraceTable, tr) -> tuple[str, str]:
+    """The status's dropout clause, comparing the last step's training and eval losses."""
+    train, evaluated = table.cell(len(tr.steps)), table.cell(len(tr.steps), 0)
+    above = "; dropout: training loss above eval loss, as expected"
+    not_above = ("; dropout: training loss at or below eval loss (the masks dropped little "
+                 "this step)")
+    last = tr.steps[-1]
+    return (f'IF({train}>{evaluated},"{above}","{not_above}")',
+            above if last.loss > last.loss_eval else not_above)
 
 
 def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, sheet: str):
@@ -503,7 +589,8 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
     put(units + 1 + h, c0 + d + 2, at_step(lay, layer2.band + h, p2, show, steps),
         float(theta[layer2.index(h, 0)]), theta_fmt)
     first = lesson.feature_names[0]
-    for j, head in enumerate([first, lesson.target_name, "ŷ at step"]):
+    heads = [first, lesson.target_name, "ŷ at step"] + ["ŷ eval"] * (lesson.dropout > 0)
+    for j, head in enumerate(heads):
         put(examples, c0 + j, None, head, "header")
     xy_fmt = "general|" + number_format(np.concatenate([lesson.X[:, 0], lesson.y]))
     yhat_fmt = "general|" + number_format([s.yhat for s in tr.steps])
@@ -514,13 +601,19 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
         put(r, c0 + 1, f"=data!${col_name(d)}${i + 2}", float(lesson.y[i]), xy_fmt)
         put(r, c0 + 2, at_step(lay, 3 + i, ec["yhat"], show, steps), float(st.yhat[i]),
             yhat_fmt)
+        if lesson.dropout:
+            put(r, c0 + 3, at_step(lay, 3 + i, ec["yev"], show, steps), float(st.yhat_eval[i]),
+                yhat_fmt)
     xs = area(sheet, examples + 1, c0, last)
     fit = Chart(SCREEN_ROW, CHART_COL, f"{sheet}: the data and ŷ at the shown step", first,
                 lesson.target_name,
                 [Series(lesson.target_name, xs, area(sheet, examples + 1, c0 + 1, last),
                         markers=True),
                  # with more features ŷ is not a function of the first alone: points too
-                 Series("ŷ", xs, area(sheet, examples + 1, c0 + 2, last), markers=d > 1)],
+                 Series("ŷ (dropout)" if lesson.dropout else "ŷ", xs,
+                        area(sheet, examples + 1, c0 + 2, last), markers=d > 1)]
+                + ([Series("ŷ eval", xs, area(sheet, examples + 1, c0 + 3, last),
+                           markers=d > 1)] if lesson.dropout else []),
                 scatter=True,
                 width=400, height=288)
     notes = [(pick, c0 + 1, f"Any step from 1 to {steps}: the weights, activity and "
@@ -531,7 +624,9 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
               "dead ReLU: it outputs 0 everywhere, and its W1, b1 and W2 get no gradient."),
              (examples, c0 + 2, "The network's prediction for each example at the shown "
               "step: with more units and steps, the piecewise-linear fit bends closer to the "
-              "data.")]
+              "data." + (" With dropout it is the training network's, some units dropped; "
+                         "ŷ eval beside is the whole network's (dropout off)." if lesson.dropout
+                         else ""))]
     validations = [picker_rule]
     return rows, notes, validations, fit
 
@@ -559,11 +654,23 @@ def about_sheet(lesson: Lesson) -> Sheet:
          "data: the features and the target, yellow inputs.",
          "Defined names: X, y, W1_init, b1_init, W2_init, b2_init, the hyperparameters under "
          "torch's names, fd_h, loss_trace (the loss at each step, before its update), "
-         "dead_trace, W1_final, b1_final, W2_final, b2_final."])
+         "dead_trace, W1_final, b1_final, W2_final, b2_final"
+         + (", and with dropout the input dropout, dropout_masks (the masks sheet: one row per "
+            "step and example, one column per unit) and loss_eval_trace." if lesson.dropout
+            else ".")]
+        + ([f"Dropout p = {lesson.dropout:g} on the hidden units, as torch's F.dropout in "
+            "training mode: each step's mask is drawn once from the seed (the masks sheet, "
+            "yellow 0/1 inputs; the course's sheet used RAND(), which redraws at every "
+            "recalculation), kept units are scaled by 1/(1 − p), and the backward pass uses the "
+            "same mask. The eval columns run the same weights with dropout off, as model.eval() "
+            "does: that loss is usually below the training one."] if lesson.dropout else []))
 
 
 def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_beta=None,
                 stop_factor=None) -> FinderRun:
+    if lesson.dropout:
+        raise ValueError("--lrfind with --dropout: the finder's steps would need masks of their "
+                         "own; find the lr without --dropout, then build with it")
     train = lambda sched, steps: mlp.train(lesson.opt, lesson.shape, lesson.X, lesson.y,
                                            lesson.theta0, steps, sched, lesson.fd_h)
     top = blocks_start(lrfind.settings(steps, None, None)[0], lesson, finder=True)
@@ -585,5 +692,11 @@ def build(lesson: Lesson) -> Book:
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
     sheets = [about_sheet(lesson), data_sheet(lesson), train]
+    if lesson.dropout:
+        meta["dropout"] = True
+        sheets.append(masks_sheet.masks_sheet(lesson.masks, lesson.dropout, "example",
+                                              [f"unit {u + 1}" for u in range(lesson.shape.hidden)],
+                                              "the hidden units"))
+        names[masks_sheet.NAME] = masks_sheet.name_range(lesson.masks)
     add_finder_sheet(lesson, train_sheet, sheets, meta, "steps")
     return Book(sheets, names, f"sheetdl mlp ({lesson.preset})", meta)

@@ -7,7 +7,7 @@ import numpy as np
 from ...math import optim
 from ..report import TraceCheck, VerifyError
 from ..workbook import Workbook
-from .common import (bounded_work, compare, examples, finder_want, numbers, schedule,
+from .common import (bounded_work, compare, dropout_masks, examples, finder_want, numbers, schedule,
                      sheet_hyper, train_and_finder)
 
 
@@ -35,12 +35,16 @@ def _mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
     opt = optim.make(kind, **meta["options"], **hyper)
     theta0 = shape.pack(*(part[n] for n in ("W1_init", "b1_init", "W2_init", "b2_init")))
     bounded_work(path, steps * X.shape[0] * shape.size, steps)
+    n, h = X.shape[0], shape.hidden
+    masks, p = dropout_masks(wb, meta, path, steps, n, h, f"{n} examples × {h} units")
     with np.errstate(all="ignore"):
         tr = mlp.train(opt, shape, X, y, theta0, steps, sched,
-                       numbers(wb, "fd_h", si, path)[0])
+                       numbers(wb, "fd_h", si, path)[0], masks=masks, dropout=p)
     W1, b1, W2, b2 = shape.unpack(tr.theta[-1])
     want = {"loss_trace": [s.loss for s in tr.steps], "dead_trace": [s.dead for s in tr.steps],
             "W1_final": W1, "b1_final": b1, "W2_final": W2, "b2_final": b2}
+    if masks is not None:
+        want["loss_eval_trace"] = [s.loss_eval for s in tr.steps]
     if sched is not None:
         want["lr_trace"] = [s["lr"] for s in tr.shown]
     if sspec and sspec.get("kind") == "lrfind":
