@@ -184,7 +184,8 @@ def build_mlp(args):
         X, y, features, target, hidden=args.hidden, optimizer=args.optimizer[0],
         preset=args.preset, steps=args.steps, seed=args.seed, data_label=label,
         schedule=args.schedule, schedule_options=_schedule_options(args),
-        dropout=args.dropout or 0.0, **_overrides(args))
+        dropout=args.dropout or 0.0, batchnorm=bool(args.batchnorm), bn_momentum=args.bn_momentum,
+        bn_eps=args.bn_eps, **_overrides(args))
     if args.lrfind:
         lesson.finder = mlp_book.make_finder(lesson, **_finder_options(args))
     return mlp_book.build(lesson)

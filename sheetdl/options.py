@@ -91,6 +91,15 @@ FLAGS: list[Flag] = [
          lessons=("mlp",), group="training", metavar="P",
          summary="dropout p on mlp's hidden units or conv's pooled features, masks drawn "
                  "from --seed at build time"),
+    Flag("--batchnorm", "batch norm on z1 before the ReLU, torch's BatchNorm1d in training "
+         "mode: batch μ and σ², learned γ and β, running statistics for an eval-mode ŷ "
+         "beside (layer 1 then has no bias)", lessons=("mlp",), type=None,
+         action="store_true"),
+    Flag("--bn-momentum", "batch norm's momentum m: running ← (1 − m)·running + m·batch "
+         "(torch's 0.1; needs --batchnorm)", lessons=("mlp",), metavar="M",
+         summary="batch norm's momentum m of the running statistics"),
+    Flag("--bn-eps", "batch norm's ε in √(σ² + ε) (torch's 1e-5; needs --batchnorm)",
+         lessons=("mlp",), metavar="EPS"),
     Flag("--y-range", "squash predictions into LOW,HIGH with a sigmoid (fastai's y_range), or "
          "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
     Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
@@ -187,6 +196,7 @@ EXAMPLES = {
     "mlp": ["sheetdl build mlp --hidden 8 --steps 200",
             "sheetdl build mlp --optimizer sgd --lr 0.2",
             "sheetdl build mlp --hidden 16 --dropout 0.3 --steps 200",
+            "sheetdl build mlp --batchnorm --optimizer sgd --lr 0.3",
             "sheetdl build mlp --data points.csv --hidden 4"],
     "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
 }

@@ -107,7 +107,8 @@ def configs(draw, lessons=("graddesc", "softmax", "collab", "mlp", "conv")):
         return lesson, mlp_book.build(built(
             mlp_book.make_lesson, sched, opts, X=X, y=y, hidden=draw(st.integers(1, 5)),
             optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed,
-            dropout=draw(st.sampled_from([0.0, 0.0, 0.4])), **h))
+            dropout=draw(st.sampled_from([0.0, 0.0, 0.4])),
+            batchnorm=draw(st.sampled_from([False, False, True])), **h))
     if lesson == "conv":
         n, c = draw(st.integers(1, 6)), draw(st.integers(2, 4))
         rows, cols = draw(st.integers(4, 9)), draw(st.integers(4, 9))
@@ -148,7 +149,12 @@ def named_values_lo(path, lesson, book):
                 for name in ("b_trace", "a_trace", "loss_trace")
                 + (("lr_trace",) if spec.get("schedule") else ())]
     else:
-        keys = [(None, name) for name in NAMES[lesson]
+        names = NAMES[lesson]
+        if book.meta.get("batchnorm"):
+            names = [n for n in names if n != "b1_final"] + [
+                "bn_gamma_final", "bn_beta_final", "bn_running_mean_final",
+                "bn_running_var_final", "loss_eval_trace"]
+        keys = [(None, name) for name in names
                 + (["lr_trace"] if book.meta.get("schedule") else [])]
     return {(sheet, name): named_values(wb, name, sheet, errors_as_nan=True)
             for sheet, name in keys}

@@ -36,41 +36,54 @@ def random_lesson(kind, seed, schedule="constant"):
 
 
 def torch_replay(lesson, theta0=None, eval_losses=None):
-    """Loss per step and the final (W1, b1, W2, b2) from torch autograd and torch.optim;
-    with the lesson's dropout masks, layer 2 reads relu(z1)·mask/(1 − p), and
-    ``eval_losses`` (a list) gets each step's loss in eval mode (no dropout)."""
+    """Loss per step and the final parameters (W1, b1, W2, b2, or under batch norm W1, γ,
+    β, W2, b2 and the running mean and variance) from torch autograd and torch.optim; with
+    the lesson's dropout masks, layer 2 reads relu(·)·mask/(1 − p), and ``eval_losses`` (a
+    list) gets each step's loss in eval mode (``net.eval()``) before its training step."""
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         shape = lesson.shape
-        W1, b1, W2, b2 = shape.unpack(lesson.theta0 if theta0 is None else theta0)
-        net = torch.nn.Sequential(torch.nn.Linear(shape.features, shape.hidden),
-                                  torch.nn.ReLU(), torch.nn.Linear(shape.hidden, 1))
+        theta = lesson.theta0 if theta0 is None else theta0
+        if shape.batchnorm:
+            norm = torch.nn.BatchNorm1d(shape.hidden, momentum=lesson.norm.momentum,
+                                        eps=lesson.norm.eps)
+            first = [torch.nn.Linear(shape.features, shape.hidden, bias=False), norm]
+        else:
+            first = [torch.nn.Linear(shape.features, shape.hidden)]
+        net = torch.nn.Sequential(*first, torch.nn.ReLU(), torch.nn.Linear(shape.hidden, 1))
         with torch.no_grad():
-            for p, v in zip(net.parameters(), (W1, b1, W2, b2)):
-                p.copy_(torch.tensor(v))
+            at = 0
+            for p in net.parameters():
+                p.copy_(torch.tensor(theta[at:at + p.numel()]).reshape(p.shape))
+                at += p.numel()
         opt = torch_optimizer(lesson.kind, lesson.opt, list(net.parameters()))
         scheduler = torch_scheduler(opt, lesson.schedule)
         X, y = torch.tensor(lesson.X), torch.tensor(lesson.y)
+        mse = torch.nn.functional.mse_loss
         losses = []
         for t in range(lesson.steps):
+            if eval_losses is not None:
+                net.eval()
+                with torch.no_grad():
+                    eval_losses.append(mse(net(X).squeeze(1), y).item())
+                net.train()
             opt.zero_grad()
             if lesson.masks is None:
                 out = net(X)
             else:
-                hidden = net[1](net[0](X))
-                kept = hidden * torch.tensor(lesson.masks[t]) / (1 - lesson.dropout)
-                out = net[2](kept)
-                with torch.no_grad():
-                    eval_losses.append(torch.nn.functional.mse_loss(
-                        net[2](hidden).squeeze(1), y).item())
-            loss = torch.nn.functional.mse_loss(out.squeeze(1), y)
+                hidden = net[:-1](X)
+                out = net[-1](hidden * torch.tensor(lesson.masks[t]) / (1 - lesson.dropout))
+            loss = mse(out.squeeze(1), y)
             loss.backward()
             opt.step()
             if scheduler is not None:
                 scheduler.step()
             losses.append(loss.item())
-        return [np.array(losses)] + [p.detach().numpy().ravel() for p in net.parameters()]
+        params = [p.detach().numpy().ravel() for p in net.parameters()]
+        if shape.batchnorm:
+            params += [norm.running_mean.numpy().copy(), norm.running_var.numpy().copy()]
+        return [np.array(losses)] + params
     finally:
         torch.set_default_dtype(prev)
 
@@ -145,6 +158,75 @@ def test_dropout_matches_torch_with_the_same_masks(soffice, tmp_path):
         for name, w in zip(NAMES + ("loss_eval_trace",), want):
             np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
                                        err_msg=f"{path.stem} {name} (LibreOffice)")
+
+
+BN_NAMES = ("loss_trace", "W1_final", "bn_gamma_final", "bn_beta_final", "W2_final",
+            "b2_final", "bn_running_mean_final", "bn_running_var_final")
+
+
+def test_batchnorm_matches_torch_batchnorm1d(soffice, tmp_path):
+    """--batchnorm, every optimizer, random sizes, momentum and ε (and dropout on some):
+    nn.Linear(bias=False) → nn.BatchNorm1d in training mode → relu → nn.Linear gives the
+    sheet's losses, weights, γ, β and running statistics, and in eval mode (running
+    statistics, dropout off) its eval losses, through IronCalc and LibreOffice."""
+    paths, wants = [], []
+    for kind in KINDS:
+        base = random_lesson(kind, 5)
+        rng = np.random.default_rng(7 + KINDS.index(kind))
+        options = dict(batchnorm=True, bn_momentum=float(rng.choice([0.1, 0.3, 1.0])),
+                       bn_eps=float(rng.choice([1e-5, 1e-3])),
+                       dropout=0.3 if KINDS.index(kind) % 2 else 0.0)
+        lesson = mlp_book.make_lesson(base.X, base.y, hidden=base.shape.hidden, optimizer=kind,
+                                      steps=base.steps, seed=5, **options, **base.opt.hyper())
+        eval_losses = []
+        want = torch_replay(lesson, eval_losses=eval_losses) + [np.array(eval_losses)]
+        names = BN_NAMES + ("loss_eval_trace",)
+        path = xlsx.write(mlp_book.build(lesson), tmp_path / f"{kind}.xlsx")
+        report = verify.verify(path)
+        assert report.ok, report.summary()
+        wb = verify.recalculated(path)
+        for name, w in zip(names, want):
+            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{kind} {options} {name}")
+        assert wb.values("bn_running_var_final").min() > 0
+        paths.append(path)
+        wants.append(want)
+    for path, out, want in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo"), wants):
+        lo = openpyxl.load_workbook(out, data_only=True)
+        for name, w in zip(BN_NAMES + ("loss_eval_trace",), want):
+            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{path.stem} {name} (LibreOffice)")
+
+
+def test_batchnorm_finite_difference_and_refusals(tmp_path):
+    """Under batch norm the nudge of W1₁₁ moves the batch's μ and σ², which the sheet's
+    nudged columns recompute: the finite difference still matches autograd's ∂L/∂W1[0, 0]
+    (to O(h²) now: the loss is no longer quadratic in the weight). The default data's
+    x = 0 sits on every unit's kink (z1 = 0, x̂ ≈ 1e-17) and the sheet, IronCalc and the
+    replay agree there. Options that need batch norm without it, or one example, are refused."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=4, batchnorm=True)
+    path = xlsx.write(mlp_book.build(lesson), tmp_path / "bn.xlsx")
+    assert verify.verify(path).ok
+    shape = lesson.shape
+    parts = {k: torch.tensor(v, requires_grad=True)
+             for k, v in shape.parts(lesson.theta0.copy()).items() if v is not None}
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    z1 = Xt @ parts["W1"].T
+    out = torch.nn.functional.batch_norm(z1, None, None, parts["gamma"], parts["beta"],
+                                         training=True, eps=1e-5)
+    loss = torch.nn.functional.mse_loss((torch.relu(out) @ parts["W2"].T).squeeze(1)
+                                        + parts["b2"], yt)
+    loss.backward()
+    got = block_scalars(verify.recalculated(path), step_rows(path)[1])
+    assert got["backprop"] == pytest.approx(parts["W1"].grad[0, 0].item(), rel=1e-9)
+    assert got["fd check"] == pytest.approx(got["backprop"], rel=1e-4, abs=1e-9)
+    for bad, message in ((dict(bn_momentum=0.2), "give --batchnorm too"),
+                         (dict(batchnorm=True, bn_eps=0.0), "--bn-eps above 0")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            mlp_book.make_lesson(X, y, steps=2, **bad)
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        mlp_book.make_lesson(X[:1], y[:1], steps=2, batchnorm=True)
 
 
 def test_dropout_status_and_an_edited_mask(tmp_path):
@@ -305,7 +387,8 @@ def test_udfs_match_torch(built):
 
 def test_udf_dropout_matches_torch():
     """SHEETDL.MLP_TRAIN with dropout draws the workbook's masks from the seed: its losses
-    and eval losses are torch's with those masks."""
+    and eval losses are torch's with those masks; with batchnorm TRUE, torch's BatchNorm1d
+    (losses, eval losses, W1 | γ | β | W2)."""
     X, y = mlp.curve()
     lesson = mlp_book.make_lesson(X, y, steps=25, seed=4, optimizer="sgd", dropout=0.3)
     eval_losses = []
@@ -314,6 +397,17 @@ def test_udf_dropout_matches_torch():
     assert table[0] == ["step", "MSE", "dead ReLUs", "eval MSE"]
     np.testing.assert_allclose([r[1] for r in table[1:]], losses, rtol=1e-9)
     np.testing.assert_allclose([r[3] for r in table[1:]], eval_losses, rtol=1e-9)
+    lesson = mlp_book.make_lesson(lesson.X[1::2], lesson.y[1::2], steps=15, seed=4,
+                                  optimizer="adam", batchnorm=True)
+    eval_losses = []
+    want = torch_replay(lesson, eval_losses=eval_losses)
+    table = udfs.mlp_train(lesson.X, lesson.y, 6, 15, None, "adam", 4, None, "loss", None, True)
+    np.testing.assert_allclose([r[1] for r in table[1:]], want[0], rtol=1e-9)
+    np.testing.assert_allclose([r[3] for r in table[1:]], eval_losses, rtol=1e-9)
+    params = np.array(udfs.mlp_train(lesson.X, lesson.y, 6, 15, None, "adam", 4, None, "params",
+                                     None, True)[:-1])
+    for col, w in enumerate(want[1:5]):  # W1, γ, β, W2
+        np.testing.assert_allclose(params[:, col], w, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("call,message", [

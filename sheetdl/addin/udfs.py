@@ -366,13 +366,16 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
 
 
 def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weight_decay=None,
-              output="loss", dropout=None):
+              output="loss", dropout=None, batchnorm=None):
     """Train ŷ = W2·relu(W1·x + b1) + b2 full batch on x (examples × features) and y, from
     torch's nn.Linear start drawn with ``seed``, as the mlp workbook does. ``output``
     "loss": step, MSE and dead ReLUs per step, with a header row; "params": the trained
     network, one row per unit (W1 | b1 | W2) and a last row with b2 in its W2 column.
     ``dropout`` p: inverted dropout on the hidden units with the masks the workbook draws
-    (``sheetdl build mlp --dropout p --seed seed``); "loss" then adds the eval-mode MSE."""
+    (``sheetdl build mlp --dropout p --seed seed``); "loss" then adds the eval-mode MSE.
+    ``batchnorm`` TRUE: torch's BatchNorm1d on z1 (momentum 0.1, ε 1e-5, layer 1 without a
+    bias), as ``--batchnorm``; "params" then gives W1 | γ | β | W2 per unit, "loss" the
+    eval-mode MSE (running statistics)."""
     X = _matrix(x, "x")
     ys = _matrix(y, "y").reshape(-1)
     if X.shape[0] != ys.size:
@@ -400,24 +403,30 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     if not _missing(weight_decay):  # else the optimizer's own (adamw: 0.01), as the lesson
         given["weight_decay"] = _number(weight_decay, "weight_decay")
     opt, _ = presets.resolve("torch", kind, **given)
-    shape = mlp.Shape(X.shape[1], h)
+    bn = _flag(batchnorm, "batchnorm")
+    if bn and X.shape[0] < 2:
+        raise UdfError("batchnorm needs at least 2 examples: one has no batch variance")
+    shape = mlp.Shape(X.shape[1], h, bn)
     seed = _whole(seed, "seed", default=0, minimum=0)
     theta0 = mlp.init_params(shape, seed)
     masks = inverted_dropout.draw(n_steps, X.shape[0], h, p, seed) if p else None
     with np.errstate(all="ignore"):
         tr = mlp.train(opt, shape, X, ys, theta0, n_steps, masks=masks, dropout=p,
                        keep=lambda st: (st.loss, st.dead, st.loss_eval))
+    evaluated = masks is not None or bn
     if what == "params":
-        W1, b1, W2, b2 = shape.unpack(tr.theta[-1])
-        table = np.column_stack([W1, b1, W2[0]])
+        final = shape.parts(tr.theta[-1])
+        middle = [final["gamma"], final["beta"]] if bn else [final["b1"]]
+        table = np.column_stack([final["W1"], *middle, final["W2"][0]])
+        b2 = final["b2"]
         last = np.full((1, table.shape[1]), np.nan)
         last[0, -1] = b2[0]
         _finite(table, "training")
         return table.tolist() + [["" if np.isnan(v) else float(v) for v in last[0]]]
-    table = np.array([[t + 1, loss, dead] + [evaluated] * (masks is not None)
-                      for t, (loss, dead, evaluated) in enumerate(tr.steps)])
+    table = np.array([[t + 1, loss, dead] + [eval_loss] * evaluated
+                      for t, (loss, dead, eval_loss) in enumerate(tr.steps)])
     _finite(table, "training")
-    return [["step", "MSE", "dead ReLUs"] + ["eval MSE"] * (masks is not None)] + table.tolist()
+    return [["step", "MSE", "dead ReLUs"] + ["eval MSE"] * evaluated] + table.tolist()
 
 
 def mlp_predict(x, W1, b1, W2, b2):

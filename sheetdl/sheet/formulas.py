@@ -27,6 +27,9 @@ HYPER_HELP = {
     "fd_h": "h of the central finite differences",
     "dropout": "p of dropout: the share of activations the masks zero; kept ones are scaled "
                "by 1/(1 − p), as torch's inverted dropout",
+    "bn_momentum": "batch norm's momentum m: running statistics ← (1 − m)·running + m·the "
+                   "batch's (torch's 0.1)",
+    "bn_eps": "batch norm's ε, added to σ² under the square root (torch's 1e-5)",
     "smooth_beta": "β of the lr finder's smoothed loss (fastai's 0.98)",
     "stop_factor": "the lr finder stops once the smoothed loss passes this × its minimum",
     **schedules.HELP,
@@ -37,6 +40,8 @@ VALIDATION = {
     "fd_h": {"validate": "decimal", "criteria": ">", "value": 0},
     "dropout": {"validate": "decimal", "criteria": "between", "minimum": 0,
                 "maximum": 0.999999999999},
+    "bn_momentum": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
+    "bn_eps": {"validate": "decimal", "criteria": ">", "value": 0},
     "smooth_beta": {"validate": "decimal", "criteria": "between", "minimum": 0,
                     "maximum": 0.999999999999},
     "stop_factor": {"validate": "decimal", "criteria": ">", "value": 1},

@@ -579,7 +579,7 @@ class _Band:
                         pos = 1 + POOL * (r % POOL) + j % POOL
                         a = self.map_cell(block, i, "a", k, r, j)
                         put(top + r, self.mc[("dz", k)] + j,
-                            f"=IF(AND({which}={pos},{a}>0),{dpool},0)",
+                            f"=IF(AND({which}={pos},SIGN({a})=1),{dpool},0)",
                             float(st.dz[i, k, r, j]), "general")
         return rows
 

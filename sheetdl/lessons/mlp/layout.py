@@ -68,6 +68,12 @@ class Lesson:
     finder: "FinderRun | None" = None
     dropout: float = 0.0
     masks: np.ndarray | None = None  # (steps, N, h) dropout masks, when dropout > 0
+    norm: mlp.BatchNorm | None = None  # batch norm's settings, under --batchnorm
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether eval mode differs from training: dropout off, running statistics."""
+        return self.dropout > 0 or self.shape.batchnorm
 
 
 def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
@@ -106,15 +112,22 @@ def read_csv(path) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     return a[:, :-1], a[:, -1], names, label(header[-1], "y") if header else "y"
 
 
-def _columns(d: int, h: int, dropout: bool = False) -> dict[str, int]:
-    """Block columns of the example band: x (d), y, z1 (h), a1 (h), with dropout its mask
-    (h) and a1·mask/(1 − p) (h), ŷ, error, loss, with dropout the eval-mode ŷ and loss,
-    ∂L/∂ŷ, ∂L/∂a1 (h), mask (h), ∂L/∂z1 (h), and the two finite-difference losses."""
+def _columns(d: int, h: int, dropout: bool = False, batchnorm: bool = False) -> dict[str, int]:
+    """Block columns of the example band: x (d), y, z1 (h), with batch norm z1 − μ, x̂ and
+    γ·x̂ + β (h each), a1 (h), with dropout its mask (h) and a1·mask/(1 − p) (h), ŷ, error,
+    loss, in eval mode (dropout or batch norm) its a1 (batch norm), ŷ and loss, ∂L/∂ŷ, ∂L/∂a1
+    (h), the ReLU mask (h), with batch norm ∂L/∂(γ·x̂ + β) and ∂L/∂x̂ (h each), ∂L/∂z1 (h),
+    and the finite-difference columns (with batch norm unit 1's nudged z1, centred)."""
+    normalised = [("c", h), ("xh", h), ("zb", h)] if batchnorm else []
     dropped = [("drop", h), ("kept", h)] if dropout else []
-    evaluated = [("yev", 1), ("lev", 1)] if dropout else []
-    widths = ([("x", d), ("y", 1), ("z", h), ("a", h)] + dropped
+    evaluated = ([("ae", h)] if batchnorm else []) + (
+        [("yev", 1), ("lev", 1)] if dropout or batchnorm else [])
+    normalised_back = [("dzb", h), ("dxh", h)] if batchnorm else []
+    nudged = [("fzp", 1), ("fzm", 1), ("fcp", 1), ("fcm", 1)] if batchnorm else []
+    widths = ([("x", d), ("y", 1), ("z", h)] + normalised + [("a", h)] + dropped
               + [("yhat", 1), ("err", 1), ("loss", 1)] + evaluated
-              + [("dy", 1), ("da", h), ("mask", h), ("dz", h), ("fdp", 1), ("fdm", 1)])
+              + [("dy", 1), ("da", h), ("mask", h)] + normalised_back + [("dz", h)] + nudged
+              + [("fdp", 1), ("fdm", 1)])
     cols, c = {}, 1
     for key, w in widths:
         cols[key] = c
@@ -123,17 +136,53 @@ def _columns(d: int, h: int, dropout: bool = False) -> dict[str, int]:
     return cols
 
 
-def _groups(lesson: Lesson) -> tuple[Group, Group]:
-    """Layer 1 as torch's weight (units × features) with b1 beside it; layer 2 shown as a
-    column, one row per unit, so W2 stands on the same row as the unit it weighs, b2 under."""
+@dataclass
+class Groups:
+    layer1: Group
+    layer2: Group
+    norm: Group | None = None  # batch norm's γ | β, one row per unit
+
+    @property
+    def all(self) -> list[Group]:
+        return [self.layer1] + ([self.norm] if self.norm else []) + [self.layer2]
+
+
+def _groups(lesson: Lesson) -> Groups:
+    """Layer 1 as torch's weight (units × features) with b1 beside it (none under batch
+    norm, whose γ | β follow as their own matrix); layer 2 shown as a column, one row per
+    unit, so W2 stands on the same row as the unit it weighs, b2 under."""
     h, d = lesson.shape.hidden, lesson.shape.features
     units = [f"unit {j + 1}" for j in range(h)]
-    layer1 = Group("layer 1", h, d + 1, lambda i, j: i * d + j if j < d else h * d + i,
-                   units, [f"W1 {name}" for name in lesson.feature_names] + ["b1"])
-    base = h * d + h
+    weights = [f"W1 {name}" for name in lesson.feature_names]
+    if lesson.shape.batchnorm:
+        layer1 = Group("layer 1", h, d, lambda i, j: i * d + j, units, weights)
+        norm = Group("batch norm", h, 2, lambda i, j: h * d + j * h + i, units, ["γ", "β"])
+        base = h * d + 2 * h
+    else:
+        layer1 = Group("layer 1", h, d + 1, lambda i, j: i * d + j if j < d else h * d + i,
+                       units, weights + ["b1"])
+        norm, base = None, h * d + h
     layer2 = Group("layer 2", h + 1, 1, lambda i, j: base + i, units + ["b2"],
                    ["W2 | b2"])
-    return layer1, layer2
+    return Groups(layer1, layer2, norm)
+
+
+#: Batch norm's rows under the examples' "active on" row, in order: per unit, the batch
+#: mean, variance and √(σ² + ε), the two sums of its backward pass, the running statistics
+BN_ROWS = ("mean", "var", "sd", "s1", "s2", "rmean", "rvar")
+BN_ROW_LABELS = {"mean": "batch mean μ", "var": "batch var σ²", "sd": "√(σ² + ε)",
+                 "s1": "Σ ∂L/∂x̂", "s2": "Σ ∂L/∂x̂·x̂", "rmean": "running mean",
+                 "rvar": "running var"}
+
+
+def _lesson_rows(lesson: Lesson) -> int:
+    """Rows of a block's example band: the examples, "active on", batch norm's rows."""
+    return len(lesson.X) + 1 + (len(BN_ROWS) if lesson.shape.batchnorm else 0)
+
+
+def _bn_row(lesson: Lesson, key: str) -> int:
+    """Block-relative row of batch norm's row ``key``."""
+    return 4 + len(lesson.X) + BN_ROWS.index(key)
 
 
 def _panel_rows(lesson: Lesson) -> tuple[int, int, int, int]:
@@ -157,15 +206,16 @@ def blocks_start(steps: int, lesson: Lesson, finder: bool = False) -> int:
 
 
 def _layout_height(lesson: Lesson) -> int:
-    return Layout(lesson.opt, list(_groups(lesson)), len(lesson.X) + 1, []).height
+    return Layout(lesson.opt, _groups(lesson).all, _lesson_rows(lesson), []).height
 
 
 def _scalars(lesson: Lesson) -> list[tuple[str, str, str]]:
     """The block's scalars after "step": (key, label, note)."""
     evaluated = [("loss_eval", "eval loss", "the mean squared error of the network in eval "
-                  "mode (dropout off: ŷ from a1 itself), at the same weights: the loss the "
-                  "trained network has on these examples. Training's loss, with units "
-                  "dropped, is usually above it")] if lesson.dropout else []
+                  "mode (model.eval(): dropout off, batch norm from its running statistics), "
+                  "at the same weights: the loss the network has on these examples as a "
+                  "prediction. Training's loss, with units dropped, is usually above it")
+                 ] if lesson.evaluated else []
     return [("loss", "loss", "mean squared error over all examples, before this step's "
              "update (torch's MSELoss)" + (", with this step's dropout masks" if lesson.dropout
                                            else ""))] + evaluated + [
@@ -181,10 +231,11 @@ def _scalars(lesson: Lesson) -> list[tuple[str, str, str]]:
 def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimizer="adam",
                 preset="torch", steps=100, seed=0, data_label="", schedule="constant",
                 schedule_options=None, theta0=None, dropout=0.0, masks=None,
-                **overrides) -> Lesson:
+                batchnorm=False, bn_momentum=None, bn_eps=None, **overrides) -> Lesson:
     """A lesson on examples ``X`` (N × features) and targets ``y``; ``theta0`` (packed as
     ``mlp.Shape.pack``) replaces the seeded torch-style start. ``dropout`` p drops hidden
-    units by ``masks`` (steps × N × hidden), drawn from ``seed`` unless given."""
+    units by ``masks`` (steps × N × hidden), drawn from ``seed`` unless given;
+    ``batchnorm`` puts torch's BatchNorm1d (``bn_momentum``, ``bn_eps``) on z1."""
     X = np.asarray(X, float)
     if X.ndim == 1:
         X = X[:, None]
@@ -197,8 +248,19 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
     if not 1 <= hidden <= MAX_HIDDEN:
         raise ValueError(f"--hidden must be from 1 to {MAX_HIDDEN}, got {hidden}")
     inverted_dropout.check_p(dropout)
-    shape = mlp.Shape(d, hidden)
-    ec = _columns(d, hidden, dropout > 0)
+    if not batchnorm and (bn_momentum is not None or bn_eps is not None):
+        raise ValueError("--bn-momentum and --bn-eps set batch norm: give --batchnorm too")
+    if batchnorm and n < 2:
+        raise ValueError("--batchnorm needs at least 2 examples: one has no batch variance "
+                         "(torch refuses it too)")
+    given = {"momentum": bn_momentum, "eps": bn_eps}
+    norm = mlp.BatchNorm(**{k: v for k, v in given.items() if v is not None}) \
+        if batchnorm else None
+    if norm is not None and not (0 <= norm.momentum <= 1 and norm.eps > 0):
+        raise ValueError(f"--bn-momentum must be from 0 to 1 and --bn-eps above 0, got "
+                         f"{norm.momentum:g} and {norm.eps:g}")
+    shape = mlp.Shape(d, hidden, batchnorm)
+    ec = _columns(d, hidden, dropout > 0, batchnorm)
     if 1 + ec["end"] > EXCEL_MAX_COLS:
         raise ValueError(f"{d} features × {hidden} units is past Excel's {EXCEL_MAX_COLS:,} "
                          "columns")
@@ -213,7 +275,7 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
     opt, follows = presets.resolve(preset, optimizer, **overrides)
     theta0 = mlp.init_params(shape, seed) if theta0 is None else np.asarray(theta0, float)
     lesson = Lesson(X, y, feature_names, target_name, shape, optimizer, opt, follows, preset,
-                    steps, theta0, data_label, dropout=dropout)
+                    steps, theta0, data_label, dropout=dropout, norm=norm)
     if dropout:
         lesson.masks = inverted_dropout.draw(steps, n, hidden, dropout, seed) \
             if masks is None else np.asarray(masks, float).reshape(steps, n, hidden)
@@ -225,7 +287,7 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
                          f"{EXCEL_MAX_ROWS:,} rows; use fewer --steps or less data")
     with np.errstate(all="ignore"):
         lesson.trace = mlp.train(opt, shape, X, y, theta0, steps, lesson.schedule, lesson.fd_h,
-                                 masks=lesson.masks, dropout=dropout)
+                                 masks=lesson.masks, dropout=dropout, norm=norm)
     return lesson
 
 
@@ -283,11 +345,13 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     n, d = X.shape
     h = shape.hidden
     steps = lesson.steps
-    layer1, layer2 = _groups(lesson)
-    lay = Layout(lesson.opt, [layer1, layer2], lesson_rows=n + 1, scalars=_scalars(lesson),
+    groups = _groups(lesson)
+    layer1, layer2, norm_group = groups.layer1, groups.layer2, groups.norm
+    lay = Layout(lesson.opt, groups.all, lesson_rows=_lesson_rows(lesson),
+                 scalars=_scalars(lesson),
                  top=blocks_start(steps, lesson, finder is not None), schedule=lesson.schedule)
-    dropout = lesson.dropout > 0
-    ec = _columns(d, h, dropout)
+    dropout, bn = lesson.dropout > 0, lesson.shape.batchnorm
+    ec = _columns(d, h, dropout, bn)
     with np.errstate(all="ignore"):
         lay.set_formats(tr)
         lay.formats.update(g=number_format([st.grad for st in tr.steps]),
@@ -300,23 +364,52 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                                       ("loss", "loss_i"), ("dy", "dyhat"), ("da", "da1"),
                                       ("dz", "dz1"), ("fdp", "fd_plus"), ("fdm", "fd_minus"),
                                       ("kept", "kept"), ("yev", "yhat_eval"),
-                                      ("lev", "loss_eval_i"))}
+                                      ("lev", "loss_eval_i"))
+                    + ((("ae", "a1_eval"), ("dzb", "dbn"), ("dxh", "dxhat")) if bn else ())}
+        if bn:
+            for key, attr in (("c", "centered"), ("xh", "xhat"), ("zb", "out")):
+                band_fmt[key] = "general|" + number_format([getattr(st.bn, attr)
+                                                            for st in tr.steps])
+            for key, part in (("fzp", 0), ("fzm", 1), ("fcp", 0), ("fcm", 1)):
+                attr = "fd_z" if key.startswith("fz") else "fd_centered"
+                band_fmt[key] = "general|" + number_format([getattr(st, attr)[part]
+                                                            for st in tr.steps])
+            unit_fmt = {key: "general|" + number_format([values(st) for st in tr.steps])
+                        for key, values in (
+                            ("mean", lambda st: st.bn.mean), ("var", lambda st: st.bn.var),
+                            ("sd", lambda st: st.bn.sd), ("s1", lambda st: st.sum_dxhat),
+                            ("s2", lambda st: st.sum_dxhat_xhat),
+                            ("rmean", lambda st: st.running_mean),
+                            ("rvar", lambda st: st.running_var))}
         band_fmt["x"] = band_fmt["y"] = "general|" + number_format(np.concatenate([X.ravel(), y]))
     # one-column titles stay short enough for their column; a per-unit title is centred
     # across its units' columns; each column's note gives the whole rule
-    band_titles = [("x", None), ("y", lesson.target_name), ("z", "z1 = W1·x + b1"),
-                   ("a", "a1 = relu(z1)")]
+    band_titles = [("x", None), ("y", lesson.target_name),
+                   ("z", "z1 = W1·x" if bn else "z1 = W1·x + b1")]
+    if bn:
+        band_titles += [("c", "z1 − μ"), ("xh", "x̂ = (z1 − μ)/√(σ² + ε)"),
+                        ("zb", "γ·x̂ + β")]
+    band_titles += [("a", "a1 = relu(γ·x̂ + β)" if bn else "a1 = relu(z1)")]
     if dropout:
         band_titles += [("drop", "dropout mask (masks sheet)"), ("kept", "a1·mask/(1 − p)")]
     band_titles += [("yhat", "ŷ"), ("err", "ŷ − y"), ("loss", "(ŷ − y)²")]
-    if dropout:
+    if bn:
+        band_titles += [("ae", "a1 eval (running μ, σ²)")]
+    if lesson.evaluated:
         band_titles += [("yev", "ŷ eval"), ("lev", "(ŷ eval − y)²")]
     band_titles += [("dy", "∂L/∂ŷ"),
                     ("da", "∂L/∂a1 = ∂L/∂ŷ·W2" + "·mask/(1 − p)" * dropout),
-                    ("mask", "relu'(z1) = [z1 > 0]"),
-                    ("dz", "∂L/∂z1 = ∂L/∂a1·relu'(z1)"), ("fdp", "L(W1₁₁ + h)"),
-                    ("fdm", "L(W1₁₁ − h)")]
-    per_unit = ("z", "a", "drop", "kept", "da", "mask", "dz")
+                    ("mask", "relu' = [γ·x̂ + β > 0]" if bn else "relu'(z1) = [z1 > 0]")]
+    if bn:
+        band_titles += [("dzb", "∂L/∂(γ·x̂ + β) = ∂L/∂a1·relu'"), ("dxh", "∂L/∂x̂ = ·γ"),
+                        ("dz", "∂L/∂z1 = (∂L/∂x̂ − Σ∂L/∂x̂/N − x̂·Σ∂L/∂x̂·x̂/N)/√(σ² + ε)"),
+                        ("fzp", "z1₁(W1₁₁ + h)"), ("fzm", "z1₁(W1₁₁ − h)"),
+                        ("fcp", "− its μ"), ("fcm", "− its μ")]
+    else:
+        band_titles += [("dz", "∂L/∂z1 = ∂L/∂a1·relu'(z1)")]
+    band_titles += [("fdp", "L(W1₁₁ + h)"), ("fdm", "L(W1₁₁ − h)")]
+    per_unit = ("z", "c", "xh", "zb", "a", "drop", "kept", "ae", "da", "mask", "dzb", "dxh",
+                "dz")
     band_notes = {
         "drop": "this step's dropout mask of the example's units, 1 kept, 0 dropped: drawn "
                 "once at build time from the seed (the masks sheet; yellow, edit one to see its "
@@ -326,8 +419,30 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 "scaled by 1/(1 − p), so layer 2's input has the same expected value as without "
                 "dropout and eval mode needs no change; a dropped unit is 0 and passes no "
                 "gradient back",
-        "yev": "the network in eval mode (model.eval(): dropout off), at the same weights: ŷ "
-               "from a1 itself. This is the prediction the trained network makes",
+        "yev": "the network in eval mode (model.eval(): dropout off, batch norm from its "
+               "running statistics), at the same weights. This is the prediction the "
+               "trained network makes",
+        "c": "batch norm, step 1: each unit's z1 minus its mean μ over the batch (the row "
+             "'batch mean μ' under the examples)",
+        "xh": "normalised: (z1 − μ)/√(σ² + ε), σ² the batch's biased variance (mean of (z1 − "
+              "μ)², as torch normalises with) and ε = bn_eps: each unit's x̂ has mean 0 and "
+              "variance about 1 over the batch",
+        "zb": "scaled and shifted by the unit's learned γ and β (the 'batch norm' matrix "
+              "below, trained like every weight): γ·x̂ + β, what the ReLU reads. Layer 1 has "
+              "no bias under batch norm (as nn.Linear(bias=False) before BatchNorm1d): β "
+              "does its work",
+        "ae": "eval mode: batch norm uses the running mean and variance the step starts with "
+              "(the previous block's 'running' rows) in place of the batch's: "
+              "relu(γ·(z1 − running mean)/√(running var + ε) + β)",
+        "dzb": "back through the ReLU: ∂L/∂(γ·x̂ + β) = ∂L/∂a1·relu'. ∂L/∂γ = SUMPRODUCT of "
+               "this with x̂, ∂L/∂β = its SUM",
+        "dxh": "back through the scale: ∂L/∂x̂ = ∂L/∂(γ·x̂ + β)·γ; under the examples its sum "
+               "and its SUMPRODUCT with x̂",
+        "fzp": "unit 1's z1 with W1₁₁ nudged up by h: under batch norm the nudge moves the "
+               "batch's μ and σ² too (the rows under), so every example's x̂ moves",
+        "fzm": "... and nudged down",
+        "fcp": "the nudged z1 minus the nudged batch mean",
+        "fcm": "... for the nudge down",
         "lev": "the eval-mode squared error; their mean is the step's eval loss",
         "x": "the example's features, read from the data sheet",
         "z": "each unit's pre-activation: the features times the unit's row of W1 (a "
@@ -343,9 +458,15 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         "da": "back through layer 2: ∂L/∂a1 = ∂L/∂ŷ · W2 for each unit"
               + (", then back through the dropout: × the same mask / (1 − p)" if dropout
                  else ""),
-        "mask": "ReLU's derivative: 1 where z1 > 0, else 0 (torch's convention at exactly 0)",
-        "dz": "back through the ReLU: ∂L/∂z1 = ∂L/∂a1 · relu'(z1). ∂L/∂W1 = SUMPRODUCT of "
-              "this column with a feature's column; ∂L/∂b1 = its SUM",
+        "mask": "ReLU's derivative: 1 where its input > 0, else 0 (torch's convention at exactly "
+                "0), as MAX(0, SIGN(·)): a comparison would call an input under 2.2e-16 zero in "
+                "IronCalc",
+        "dz": ("back through batch norm: ∂L/∂z1 = (∂L/∂x̂ − Σ∂L/∂x̂/N − x̂·Σ(∂L/∂x̂·x̂)/N)/"
+               "√(σ² + ε). The two sums are there because each example's z1 also moves the "
+               "batch's μ and σ², and so every other example's x̂. ∂L/∂W1 = SUMPRODUCT of this "
+               "column with a feature's column" if bn else
+               "back through the ReLU: ∂L/∂z1 = ∂L/∂a1 · relu'(z1). ∂L/∂W1 = SUMPRODUCT of "
+               "this column with a feature's column; ∂L/∂b1 = its SUM"),
         "fdp": "L(W1₁₁ + h): this example's loss with W1₁₁ nudged up by h = fd_h: only unit "
                "1's activation "
                "changes, so ŷ moves by W2₁·Δa1",
@@ -373,6 +494,11 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         rows: dict[int, list] = {r0 + 2: labels}
         p1 = lambda i, j: lay.cell(block, layer1, "p", i, j)      # W1[i, j], b1[i] at j = d
         p2 = lambda i: lay.cell(block, layer2, "p", i, 0)         # W2[0, i], b2 at i = h
+        gamma = lambda u: lay.cell(block, norm_group, "p", u, 0)
+        beta = lambda u: lay.cell(block, norm_group, "p", u, 1)
+        # a batch norm row's cell under column ``key`` (unit u), in this block or the last
+        unit_row = lambda key, row, u=0, back=0: (
+            f"{col_name(ec[key] + u)}{lay.block_row(block - back) + _bn_row(lesson, row) + 1}")
         for i in range(n):
             R = r0 + 3 + i
             a = lambda key, j=0: f"{col_name(ec[key] + j)}{R + 1}"
@@ -384,9 +510,18 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             for u in range(h):
                 w = lay.area(block, layer1, "p", rows=(u, u), cols=(0, d - 1)).replace("$", "")
                 dot = f"{a('x')}*{p1(u, 0)}" if d == 1 else f"SUMPRODUCT({xs},{w})"
-                cells.append((ec["z"] + u, f"={dot}+{p1(u, d)}", float(st.z1[i, u]),
-                              band_fmt["z"]))
-                cells.append((ec["a"] + u, f"=MAX(0,{a('z', u)})", float(st.a1[i, u]),
+                bias = "" if bn else f"+{p1(u, d)}"
+                cells.append((ec["z"] + u, f"={dot}{bias}", float(st.z1[i, u]), band_fmt["z"]))
+                if bn:
+                    cells += [
+                        (ec["c"] + u, f"={a('z', u)}-{unit_row('z', 'mean', u)}",
+                         float(st.bn.centered[i, u]), band_fmt["c"]),
+                        (ec["xh"] + u, f"={a('c', u)}/{unit_row('z', 'sd', u)}",
+                         float(st.bn.xhat[i, u]), band_fmt["xh"]),
+                        (ec["zb"] + u, f"={gamma(u)}*{a('xh', u)}+{beta(u)}",
+                         float(st.bn.out[i, u]), band_fmt["zb"])]
+                relu_in = a("zb" if bn else "z", u)
+                cells.append((ec["a"] + u, f"=MAX(0,{relu_in})", float(st.a1[i, u]),
                               band_fmt["a"]))
             if dropout:
                 for u in range(h):
@@ -401,8 +536,14 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             cells.append((ec["err"], f"={a('yhat')}-{a('y')}", float(st.err[i]), band_fmt["err"]))
             cells.append((ec["loss"], f"={a('err')}*{a('err')}", float(st.loss_i[i]),
                           band_fmt["loss"]))
-            if dropout:
-                terms = "+".join(f"{a('a', u)}*{p2(u)}" for u in range(h))
+            if bn:
+                for u in range(h):
+                    cells.append((ec["ae"] + u, f"=MAX(0,{gamma(u)}*({a('z', u)}-"
+                                  f"{unit_row('z', 'rmean', u, 1)})/SQRT("
+                                  f"{unit_row('z', 'rvar', u, 1)}+bn_eps)+{beta(u)})",
+                                  float(st.a1_eval[i, u]), band_fmt["ae"]))
+            if lesson.evaluated:
+                terms = "+".join(f"{a('ae' if bn else 'a', u)}*{p2(u)}" for u in range(h))
                 cells.append((ec["yev"], f"={terms}+{p2(h)}", float(st.yhat_eval[i]),
                               band_fmt["yev"]))
                 cells.append((ec["lev"], f"=({a('yev')}-{a('y')})^2", float(st.loss_eval_i[i]),
@@ -412,15 +553,37 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 back = f"*{a('drop', u)}/(1-dropout)" if dropout else ""
                 cells.append((ec["da"] + u, f"={a('dy')}*{p2(u)}{back}", float(st.da1[i, u]),
                               band_fmt["da"]))
-                cells.append((ec["mask"] + u, f"=IF({a('z', u)}>0,1,0)", float(st.mask[i, u]),
-                              "int"))
-                cells.append((ec["dz"] + u, f"={a('da', u)}*{a('mask', u)}", float(st.dz1[i, u]),
-                              band_fmt["dz"]))
+                # SIGN, not "> 0": IronCalc's comparisons call |x| < 2.2e-16 equal to 0,
+                # and a ReLU input that small (a kink tie, x = 0 under batch norm) is > 0
+                cells.append((ec["mask"] + u, f"=MAX(0,SIGN({a('zb' if bn else 'z', u)}))",
+                              float(st.mask[i, u]), "int"))
+                if not bn:
+                    cells.append((ec["dz"] + u, f"={a('da', u)}*{a('mask', u)}",
+                                  float(st.dz1[i, u]), band_fmt["dz"]))
+                    continue
+                s1, s2 = unit_row("dxh", "s1", u), unit_row("dxh", "s2", u)
+                cells += [
+                    (ec["dzb"] + u, f"={a('da', u)}*{a('mask', u)}", float(st.dbn[i, u]),
+                     band_fmt["dzb"]),
+                    (ec["dxh"] + u, f"={a('dzb', u)}*{gamma(u)}", float(st.dxhat[i, u]),
+                     band_fmt["dxh"]),
+                    (ec["dz"] + u, f"=({a('dxh', u)}-{s1}/ROWS(y)-{a('xh', u)}*{s2}/ROWS(y))/"
+                     f"{unit_row('z', 'sd', u)}", float(st.dz1[i, u]), band_fmt["dz"])]
             kept = f"*{a('drop')}/(1-dropout)" if dropout else ""
             for key, sign, value in (("fdp", "+", st.fd_plus[i]), ("fdm", "-", st.fd_minus[i])):
-                cells.append((ec[key], f"=({a('yhat')}+{p2(0)}*(MAX(0,{a('z')}{sign}fd_h*"
-                              f"{a('x')}){kept}-{a(into)})-{a('y')})^2", float(value),
-                              band_fmt[key]))
+                if bn:
+                    fz, fc = ("fzp", "fcp") if sign == "+" else ("fzm", "fcm")
+                    part = 0 if sign == "+" else 1
+                    cells += [(ec[fz], f"={a('z')}{sign}fd_h*{a('x')}",
+                               float(st.fd_z[part][i]), band_fmt[fz]),
+                              (ec[fc], f"={a(fz)}-{unit_row(fz, 'mean')}",
+                               float(st.fd_centered[part][i]), band_fmt[fc])]
+                    unit1 = (f"{gamma(0)}*{a(fc)}/SQRT({unit_row(fc, 'var')}+bn_eps)"
+                             f"+{beta(0)}")
+                else:
+                    unit1 = f"{a('z')}{sign}fd_h*{a('x')}"
+                cells.append((ec[key], f"=({a('yhat')}+{p2(0)}*(MAX(0,{unit1}){kept}-"
+                              f"{a(into)})-{a('y')})^2", float(value), band_fmt[key]))
             rows[R] = cells
         R = r0 + 3 + n
         active = [(0, None, "active on", "bold")]
@@ -429,6 +592,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             active.append((ec["mask"] + u, f"=SUM({c}{r0 + 4}:{c}{R})", float(st.active[u]),
                            "int"))
         rows[R] = active
+        if bn:
+            rows.update(bn_rows(block, st, r0, notes_out))
         if notes_out is not None:
             notes_out.append((R, 0, "How many examples each unit is active on (z1 > 0). A 0 is "
                               "a dead ReLU: its mask and a1 columns are all 0, so its ∂L/∂W1, "
@@ -441,8 +606,77 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         c = col_name(ec[key] + j)
         return f"{c}{r0 + 4}:{c}{r0 + 3 + n}"
 
+    bn_notes = {
+        "mean": "each unit's batch mean μ of z1 over the examples (AVERAGE); under the nudged "
+                "columns, the nudged z1's mean",
+        "var": "the batch variance σ², biased (the mean of (z1 − μ)², SUMPRODUCT/N) as torch "
+               "normalises with",
+        "sd": "√(σ² + ε), ε = bn_eps: what x̂ divides by",
+        "s1": "Σ over the examples of ∂L/∂x̂, for the backward pass through μ",
+        "s2": "Σ over the examples of ∂L/∂x̂·x̂, for the backward pass through σ²",
+        "rmean": "the running mean torch keeps for eval mode: (1 − m)·previous + m·μ, m = "
+                 "bn_momentum (torch's momentum is the weight of the new batch, 0.1 by "
+                 "default); it starts at 0 in the start block",
+        "rvar": "the running variance: (1 − m)·previous + m·σ²·N/(N − 1), the unbiased "
+                "variance, as torch; it starts at 1",
+    }
+
+    def bn_rows(block, st, r0, notes_out) -> dict[int, list]:
+        """Batch norm's rows of block ``block`` (see ``BN_ROWS``)."""
+        rows = {}
+        ref_row = lambda key: r0 + _bn_row(lesson, key)
+        here = lambda col, key, u=0: f"{col_name(ec[col] + u)}{ref_row(key) + 1}"
+        prev = lambda col, key, u: (f"{col_name(ec[col] + u)}"
+                                    f"{lay.block_row(block - 1) + _bn_row(lesson, key) + 1}")
+        per_unit_cells = {
+            "mean": lambda u: (f"=AVERAGE({column(block, 'z', u)})", st.bn.mean[u]),
+            "var": lambda u: (f"=SUMPRODUCT({column(block, 'c', u)},{column(block, 'c', u)})"
+                              "/ROWS(y)", st.bn.var[u]),
+            "sd": lambda u: (f"=SQRT({here('z', 'var', u)}+bn_eps)", st.bn.sd[u]),
+            "rmean": lambda u: (f"=(1-bn_momentum)*{prev('z', 'rmean', u)}+bn_momentum*"
+                                f"{here('z', 'mean', u)}", st.running_mean[u]),
+            "rvar": lambda u: (f"=(1-bn_momentum)*{prev('z', 'rvar', u)}+bn_momentum*"
+                               f"{here('z', 'var', u)}*ROWS(y)/(ROWS(y)-1)",
+                               st.running_var[u]),
+            "s1": lambda u: (f"=SUM({column(block, 'dxh', u)})", st.sum_dxhat[u]),
+            "s2": lambda u: (f"=SUMPRODUCT({column(block, 'dxh', u)},"
+                             f"{column(block, 'xh', u)})", st.sum_dxhat_xhat[u]),
+        }
+        for key in BN_ROWS:
+            col = "dxh" if key in ("s1", "s2") else "z"
+            cells = [(0, None, BN_ROW_LABELS[key], "bold")]
+            for u in range(h):
+                formula, value = per_unit_cells[key](u)
+                cells.append((ec[col] + u, formula, float(value), unit_fmt[key]))
+            if key in ("mean", "var"):  # the nudged batch's, for the finite difference
+                for part, (nz, nc) in enumerate((("fzp", "fcp"), ("fzm", "fcm"))):
+                    if key == "mean":
+                        cells.append((ec[nz], f"=AVERAGE({column(block, nz)})",
+                                      float(st.fd_mean[part]), unit_fmt["mean"]))
+                    else:
+                        cells.append((ec[nc], f"=SUMPRODUCT({column(block, nc)},"
+                                      f"{column(block, nc)})/ROWS(y)",
+                                      float(st.fd_var[part]), unit_fmt["var"]))
+            rows[ref_row(key)] = cells
+            if notes_out is not None:
+                notes_out.append((ref_row(key), 0, bn_notes[key]))
+        return rows
+
+    def bn_start() -> dict[int, list]:
+        """The start block's running statistics: torch's 0 and 1."""
+        if not bn:
+            return {}
+        r0 = lay.block_row(0)
+        return {r0 + _bn_row(lesson, key): [(0, None, f"{BN_ROW_LABELS[key]} (start)", "bold")]
+                + [(ec["z"] + u, None, value, "general") for u in range(h)]
+                for key, value in (("rmean", 0.0), ("rvar", 1.0))}
+
     def grad_formula(block):
         def f(g, i, j):
+            if g is norm_group:
+                if j == 1:
+                    return f"=SUM({column(block, 'dzb', i)})"
+                return f"=SUMPRODUCT({column(block, 'dzb', i)},{column(block, 'xh', i)})"
             if g is layer1:
                 if j == d:
                     return f"=SUM({column(block, 'dz', i)})"
@@ -457,14 +691,18 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     hyper, hvals = hyper + ["fd_h"], {**hvals, "fd_h": lesson.fd_h}
     if dropout:
         hyper, hvals = hyper + ["dropout"], {**hvals, "dropout": lesson.dropout}
+    if bn:
+        hyper += ["bn_momentum", "bn_eps"]
+        hvals = {**hvals, "bn_momentum": lesson.norm.momentum, "bn_eps": lesson.norm.eps}
     scheduled = lesson.schedule is not None and lesson.schedule.scheduled
     if finder is not None:
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
     table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "step", "loss",
                        ("dead", "dead ReLUs"), finder, metric_style="summary|0",
-                       extras=(("loss_eval", "eval loss", "loss_eval"),) if dropout else ())
+                       extras=(("loss_eval", "eval loss", "loss_eval"),)
+                       if lesson.evaluated and finder is None else ())
     panel, panel_notes, panel_validations, fit = ({}, [], [], None) if finder else \
-        _panel(lesson, lay, layer1, layer2, ec, sheet_name)
+        _panel(lesson, lay, groups, ec, sheet_name)
     status = table.status(hyper, DATA_PROBLEM, _dropout_clause(table, tr) if dropout else None)
     notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows))
     notes += panel_notes
@@ -473,7 +711,11 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         title = (f"{sheet_name}: a neural network with {h} ReLU units, {lesson.kind}, {steps} "
                  f"full-batch steps on {n} examples"
                  + (": the lr finder, lr growing each step from the same start" if finder else ""))
-        sentence = ("ŷ = W2·relu(W1·x + b1) + b2, loss = mean (ŷ − y)²; each block below is one "
+        network = ("ŷ = W2·relu(γ·x̂ + β) + b2 with x̂ batch norm's W1·x" if bn else
+                   "ŷ = W2·relu(W1·x + b1) + b2")
+        if dropout:
+            network += f", dropout {lesson.dropout:g} on relu's output"
+        sentence = (f"{network}, loss = mean (ŷ − y)²; each block below is one "
                     "step: forward, then backprop, a column per chain-rule factor. "
                     + PLAIN[lesson.kind])
         if scheduled:
@@ -490,7 +732,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             dead_row = (f"{col_name(ec['mask'])}{active + 1}:"
                         f"{col_name(ec['mask'] + h - 1)}{active + 1}")
             scalars = [("loss", f"=AVERAGE({column(block, 'loss')})", st.loss)]
-            if dropout:
+            if lesson.evaluated:
                 scalars.append(("loss_eval", f"=AVERAGE({column(block, 'lev')})", st.loss_eval))
             scalars += [("dead", f"=IF(ISNUMBER(SUM({dead_row})),COUNTIF({dead_row},0),"
                                  "NA())", st.dead),
@@ -508,23 +750,34 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                 cells.setdefault(row, []).extend(extra)
             return cells
 
-        yield from stream_blocks(lay, tr, [table.rows(), panel], step_cells, notes=notes)
+        yield from stream_blocks(lay, tr, [table.rows(), panel, bn_start()], step_cells,
+                                 notes=notes)
 
     validations = input_validations(hyper, INPUT_ROW) + panel_validations + lay.start_validations()
     sn = sheet_name
     names = {name: f"{sn}!{ref(INPUT_ROW, i, True)}" for i, name in enumerate(hyper)}
     for when, block in (("init", 0), ("final", steps)):
         names[f"W1_{when}"] = f"{sn}!" + lay.area(block, layer1, "new", cols=(0, d - 1))
-        names[f"b1_{when}"] = f"{sn}!" + lay.area(block, layer1, "new", cols=(d, d))
+        if bn:
+            names[f"bn_gamma_{when}"] = f"{sn}!" + lay.area(block, norm_group, "new", cols=(0, 0))
+            names[f"bn_beta_{when}"] = f"{sn}!" + lay.area(block, norm_group, "new", cols=(1, 1))
+        else:
+            names[f"b1_{when}"] = f"{sn}!" + lay.area(block, layer1, "new", cols=(d, d))
         names[f"W2_{when}"] = f"{sn}!" + lay.area(block, layer2, "new", rows=(0, h - 1))
         names[f"b2_{when}"] = f"{sn}!" + lay.area(block, layer2, "new", rows=(h, h))
+    if bn:
+        last = lay.block_row(steps)
+        for key, name in (("rmean", "bn_running_mean_final"), ("rvar", "bn_running_var_final")):
+            row = last + _bn_row(lesson, key)
+            names[name] = f"{sn}!" + f"{ref(row, ec['z'], True)}:{ref(row, ec['z'] + h - 1, True)}"
     names.update(table.names())
     notes += table.notes()
     scheduled_at = (BELOW_CHART + CHART_ROWS + 1, CHART_COL)
     charts = table.charts("mean squared error per step", "loss",
-                          "training loss" if dropout else "loss", "loss_trace",
+                          "training loss" if lesson.evaluated else "loss", "loss_trace",
                           at=[(BELOW_CHART, CHART_COL), scheduled_at],
-                          also=[("eval loss", "loss_eval_trace")] if dropout else [])
+                          also=[("eval loss", "loss_eval_trace")]
+                          if lesson.evaluated and finder is None else [])
     if fit is not None:
         charts.insert(0, fit)
     sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
@@ -552,9 +805,10 @@ def _dropout_clause(table: TraceTable, tr) -> tuple[str, str]:
             above if last.loss > last.loss_eval else not_above)
 
 
-def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, sheet: str):
+def _panel(lesson: Lesson, lay: Layout, groups: Groups, ec: dict, sheet: str):
     """The network at a glance, right of the charts: a yellow step picker; each unit's W1,
-    b1, W2 and how many examples it is active on at that step, then b2; and every example's
+    b1 (or batch norm's γ, β), W2 and how many examples it is active on at that step, then
+    b2; and every example's
     first feature, target and ŷ at that step, which the fit chart plots. Each is an INDEX
     into that step's block. Returns (cells by row, notes, validations, the fit chart)."""
     tr, steps = lesson.trace, lesson.steps
@@ -570,26 +824,27 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
     theta = tr.theta[steps - 1]
     st = tr.steps[steps - 1]
     theta_fmt = lay.style("p", "num")
-    heads = ["unit"] + [f"W1 {f}" for f in lesson.feature_names] + ["b1", "W2", "active on"]
+    layer2 = groups.layer2
+    # (group, its column, header) of each parameter a unit has, in θ's order
+    per_unit = [(g, j, "W2" if g is layer2 else label) for g in groups.all
+                for j, label in enumerate(g.col_labels)]
+    heads = ["unit"] + [head for _, _, head in per_unit] + ["active on"]
     for j, head in enumerate(heads):
         put(units, c0 + j, None, head, "header")
-    p1 = lay.matrix_col[(layer1.name, "p")]
-    p2 = lay.matrix_col[(layer2.name, "p")]
     for u in range(h):
         r = units + 1 + u
         put(r, c0, None, f"unit {u + 1}", "bold")
-        for j in range(d + 1):
-            put(r, c0 + 1 + j, at_step(lay, layer1.band + u, p1 + j, show, steps),
-                float(theta[layer1.index(u, j)]), theta_fmt)
-        put(r, c0 + d + 2, at_step(lay, layer2.band + u, p2, show, steps),
-            float(theta[layer2.index(u, 0)]), theta_fmt)
-        put(r, c0 + d + 3, at_step(lay, 3 + n, ec["mask"] + u, show, steps),
+        for k, (g, j, _) in enumerate(per_unit):
+            put(r, c0 + 1 + k, at_step(lay, g.band + u, lay.matrix_col[(g.name, "p")] + j, show,
+                                       steps), float(theta[g.index(u, j)]), theta_fmt)
+        put(r, c0 + len(per_unit) + 1, at_step(lay, 3 + n, ec["mask"] + u, show, steps),
             float(st.active[u]), "int")
     put(units + 1 + h, c0, None, "b2", "bold")
-    put(units + 1 + h, c0 + d + 2, at_step(lay, layer2.band + h, p2, show, steps),
+    put(units + 1 + h, c0 + len(per_unit), at_step(lay, layer2.band + h,
+                                                   lay.matrix_col[(layer2.name, "p")], show, steps),
         float(theta[layer2.index(h, 0)]), theta_fmt)
     first = lesson.feature_names[0]
-    heads = [first, lesson.target_name, "ŷ at step"] + ["ŷ eval"] * (lesson.dropout > 0)
+    heads = [first, lesson.target_name, "ŷ at step"] + ["ŷ eval"] * lesson.evaluated
     for j, head in enumerate(heads):
         put(examples, c0 + j, None, head, "header")
     xy_fmt = "general|" + number_format(np.concatenate([lesson.X[:, 0], lesson.y]))
@@ -601,7 +856,7 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
         put(r, c0 + 1, f"=data!${col_name(d)}${i + 2}", float(lesson.y[i]), xy_fmt)
         put(r, c0 + 2, at_step(lay, 3 + i, ec["yhat"], show, steps), float(st.yhat[i]),
             yhat_fmt)
-        if lesson.dropout:
+        if lesson.evaluated:
             put(r, c0 + 3, at_step(lay, 3 + i, ec["yev"], show, steps), float(st.yhat_eval[i]),
                 yhat_fmt)
     xs = area(sheet, examples + 1, c0, last)
@@ -610,17 +865,18 @@ def _panel(lesson: Lesson, lay: Layout, layer1: Group, layer2: Group, ec: dict, 
                 [Series(lesson.target_name, xs, area(sheet, examples + 1, c0 + 1, last),
                         markers=True),
                  # with more features ŷ is not a function of the first alone: points too
-                 Series("ŷ (dropout)" if lesson.dropout else "ŷ", xs,
+                 Series("ŷ (training)" if lesson.evaluated else "ŷ", xs,
                         area(sheet, examples + 1, c0 + 2, last), markers=d > 1)]
                 + ([Series("ŷ eval", xs, area(sheet, examples + 1, c0 + 3, last),
-                           markers=d > 1)] if lesson.dropout else []),
+                           markers=d > 1)] if lesson.evaluated else []),
                 scatter=True,
                 width=400, height=288)
+    active_col = c0 + len(per_unit) + 1
     notes = [(pick, c0 + 1, f"Any step from 1 to {steps}: the weights, activity and "
               "predictions beside, and the fit chart, are that step's block, read with INDEX: "
               "the network as it enters the step, before its update (the trained network is "
               "the last block's new θ, the names W1_final...)."),
-             (units, c0 + d + 3, "Examples on which the unit's z1 > 0 at that step. 0 means a "
+             (units, active_col, "Examples on which the unit's z1 > 0 at that step. 0 means a "
               "dead ReLU: it outputs 0 everywhere, and its W1, b1 and W2 get no gradient."),
              (examples, c0 + 2, "The network's prediction for each example at the shown "
               "step: with more units and steps, the piecewise-linear fit bends closer to the "
@@ -658,6 +914,15 @@ def about_sheet(lesson: Lesson) -> Sheet:
          + (", and with dropout the input dropout, dropout_masks (the masks sheet: one row per "
             "step and example, one column per unit) and loss_eval_trace." if lesson.dropout
             else ".")]
+        + (["Batch norm on z1 before the ReLU, as torch's BatchNorm1d in training mode: "
+            "each unit's z1 − μ over the batch, divided by √(σ² + ε) with the biased σ², then "
+            "γ·x̂ + β with γ and β learned (the 'batch norm' matrix of each block; layer 1 has "
+            "no bias then). Under the examples, the batch's μ, σ², the two sums its backward "
+            "pass needs and the running mean and variance (momentum bn_momentum, the variance "
+            "unbiased), which the eval columns use in place of the batch's. Names "
+            "bn_gamma_init, bn_beta_init, bn_gamma_final, bn_beta_final, "
+            "bn_running_mean_final, bn_running_var_final, loss_eval_trace."]
+           if lesson.shape.batchnorm else [])
         + ([f"Dropout p = {lesson.dropout:g} on the hidden units, as torch's F.dropout in "
             "training mode: each step's mask is drawn once from the seed (the masks sheet, "
             "yellow 0/1 inputs; the course's sheet used RAND(), which redraws at every "
@@ -672,7 +937,8 @@ def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_bet
         raise ValueError("--lrfind with --dropout: the finder's steps would need masks of their "
                          "own; find the lr without --dropout, then build with it")
     train = lambda sched, steps: mlp.train(lesson.opt, lesson.shape, lesson.X, lesson.y,
-                                           lesson.theta0, steps, sched, lesson.fd_h)
+                                           lesson.theta0, steps, sched, lesson.fd_h,
+                                           norm=lesson.norm)
     top = blocks_start(lrfind.settings(steps, None, None)[0], lesson, finder=True)
     return run_finder(lesson, train, steps_field="steps", block_height=_layout_height(lesson),
                       top=top, max_rows=EXCEL_MAX_ROWS,
@@ -689,6 +955,8 @@ def build(lesson: Lesson) -> Book:
     meta = {"lesson": "mlp", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             "hidden": lesson.shape.hidden, **fullbatch.diverged(lesson.trace)}
+    if lesson.shape.batchnorm:
+        meta["batchnorm"] = True
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
     sheets = [about_sheet(lesson), data_sheet(lesson), train]

@@ -22,28 +22,45 @@ def _mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
     from ...lessons.mlp import model as mlp
 
     label = "train" if si is None else wb.sheets[si]
-    part = {name: np.array(numbers(wb, name, si, path))
-            for name in ("W1_init", "b1_init", "W2_init", "b2_init")}
-    shape = mlp.Shape(X.shape[1], len(part["b1_init"]))
-    if (part["W1_init"].size, part["W2_init"].size, part["b2_init"].size) != \
-            (shape.hidden * shape.features, shape.hidden, 1):
-        raise VerifyError(f"{path}: names W1_init, W2_init and b2_init do not fit "
-                          f"{shape.hidden} hidden units of {shape.features} features")
+    bn = bool(meta.get("batchnorm"))
+    middle = ("bn_gamma_init", "bn_beta_init") if bn else ("b1_init",)
+    start = ("W1_init",) + middle + ("W2_init", "b2_init")
+    part = {name: np.array(numbers(wb, name, si, path)) for name in start}
+    hidden = len(part[middle[0]])
+    shape = mlp.Shape(X.shape[1], hidden, bn)
+    if (part["W1_init"].size, part["W2_init"].size, part["b2_init"].size,
+            part[middle[-1]].size) != (hidden * shape.features, hidden, 1, hidden):
+        raise VerifyError(f"{path}: names {', '.join(start)} do not fit {hidden} hidden "
+                          f"units of {shape.features} features")
     kind = meta["optimizer"]
     hyper = sheet_hyper(wb, optim.OPTIMIZERS[kind], sspec, si, path)
     sched = schedule(wb, sspec, si, path, hyper.get("lr"))
     opt = optim.make(kind, **meta["options"], **hyper)
-    theta0 = shape.pack(*(part[n] for n in ("W1_init", "b1_init", "W2_init", "b2_init")))
+    theta0 = np.concatenate([part[name] for name in start])
     bounded_work(path, steps * X.shape[0] * shape.size, steps)
     n, h = X.shape[0], shape.hidden
     masks, p = dropout_masks(wb, meta, path, steps, n, h, f"{n} examples × {h} units")
+    norm = None
+    if bn:
+        norm = mlp.BatchNorm(numbers(wb, "bn_momentum", si, path)[0],
+                             numbers(wb, "bn_eps", si, path)[0])
+        if not (0 <= norm.momentum <= 1 and norm.eps > 0) or n < 2:
+            raise VerifyError(f"{path}: batch norm needs bn_momentum from 0 to 1, bn_eps above "
+                              f"0 and 2 examples or more, got {norm.momentum}, {norm.eps}, {n}")
     with np.errstate(all="ignore"):
         tr = mlp.train(opt, shape, X, y, theta0, steps, sched,
-                       numbers(wb, "fd_h", si, path)[0], masks=masks, dropout=p)
-    W1, b1, W2, b2 = shape.unpack(tr.theta[-1])
+                       numbers(wb, "fd_h", si, path)[0], masks=masks, dropout=p, norm=norm)
+    final = shape.parts(tr.theta[-1])
     want = {"loss_trace": [s.loss for s in tr.steps], "dead_trace": [s.dead for s in tr.steps],
-            "W1_final": W1, "b1_final": b1, "W2_final": W2, "b2_final": b2}
-    if masks is not None:
+            "W1_final": final["W1"]}
+    if bn:
+        want.update(bn_gamma_final=final["gamma"], bn_beta_final=final["beta"],
+                    bn_running_mean_final=tr.steps[-1].running_mean,
+                    bn_running_var_final=tr.steps[-1].running_var)
+    else:
+        want["b1_final"] = final["b1"]
+    want.update(W2_final=final["W2"], b2_final=final["b2"])
+    if (masks is not None or bn) and not (sspec and sspec.get("kind") == "lrfind"):
         want["loss_eval_trace"] = [s.loss_eval for s in tr.steps]
     if sched is not None:
         want["lr_trace"] = [s["lr"] for s in tr.shown]
