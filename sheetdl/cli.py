@@ -185,7 +185,7 @@ def build_mlp(args):
         preset=args.preset, steps=args.steps, seed=args.seed, data_label=label,
         schedule=args.schedule, schedule_options=_schedule_options(args),
         dropout=args.dropout or 0.0, batchnorm=bool(args.batchnorm), bn_momentum=args.bn_momentum,
-        bn_eps=args.bn_eps, **_overrides(args))
+        bn_eps=args.bn_eps, freeze_steps=args.freeze_steps or 0, **_overrides(args))
     if args.lrfind:
         lesson.finder = mlp_book.make_finder(lesson, **_finder_options(args))
     return mlp_book.build(lesson)

@@ -54,6 +54,20 @@ def _hyper(name: str, dest: str) -> Flag:
                 f"{_torch_defaults(dest)})", group="hyperparameters")
 
 
+def learning_rate(text: str):
+    """``--lr``: a rate, or LO:HI (two rates, the mlp lesson's layer groups)."""
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (mlp also takes LO:HI, two "
+                                         "rates)")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (mlp also takes LO:HI, two "
+                                         "rates)") from None
+    return values[0] if len(values) == 1 else values
+
+
 FLAGS: list[Flag] = [
     Flag("--out", "output file (default workbooks/LESSON.xlsx)", type=str, group="output",
          metavar="FILE.xlsx"),
@@ -91,6 +105,9 @@ FLAGS: list[Flag] = [
          lessons=("mlp",), group="training", metavar="P",
          summary="dropout p on mlp's hidden units or conv's pooled features, masks drawn "
                  "from --seed at build time"),
+    Flag("--freeze-steps", "train only layer 2 for the first N steps, then every layer "
+         "(fastai's freeze / unfreeze; layer 1's optimizer state starts at the unfreezing, as "
+         "torch's)", lessons=("mlp",), type=int, metavar="N"),
     Flag("--batchnorm", "batch norm on z1 before the ReLU, torch's BatchNorm1d in training "
          "mode: batch μ and σ², learned γ and β, running statistics for an eval-mode ŷ "
          "beside (layer 1 then has no bias)", lessons=("mlp",), type=None,
@@ -130,7 +147,9 @@ FLAGS: list[Flag] = [
          "for lessons too large to recalculate as formulas", lessons=("graddesc", "collab"),
          type=None, action="store_true"),
     Flag("--lr", "learning rate η; the lesson's rate for the optimizer unless given (see "
-         "sheetdl list)", group="hyperparameters"),
+         "sheetdl list); mlp also takes LO:HI, layer 1 at LO and layer 2 at HI (fastai's "
+         "slice: discriminative rates)", type=learning_rate, group="hyperparameters",
+         metavar="LR", summary="learning rate η, or LO:HI for mlp's two layer groups"),
     _hyper("--momentum", "momentum"),
     _hyper("--dampening", "dampening"),
     _hyper("--beta1", "beta1"),
@@ -197,6 +216,7 @@ EXAMPLES = {
             "sheetdl build mlp --optimizer sgd --lr 0.2",
             "sheetdl build mlp --hidden 16 --dropout 0.3 --steps 200",
             "sheetdl build mlp --batchnorm --optimizer sgd --lr 0.3",
+            "sheetdl build mlp --lr 0.005:0.05 --freeze-steps 20",
             "sheetdl build mlp --data points.csv --hidden 4"],
     "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
 }
@@ -380,6 +400,14 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
                 raise OptionError(f"{f.name} has no effect: {', '.join(kinds)} has no {dest} "
                                   f"(it is for {', '.join(takes)})")
         value = getattr(args, dest)
+        if isinstance(value, tuple):  # --lr LO:HI
+            if lesson != "mlp":
+                raise OptionError(f"{f.name} LO:HI (a rate per layer group) is the mlp lesson's; "
+                                  "give one rate")
+            for v in value:
+                if v != v or abs(v) == float("inf") or out_of_range(dest, v):
+                    raise OptionError(f"{f.name} {':'.join(f'{x:g}' for x in value)}: each "
+                                      "rate must be a finite number above 0")
         if isinstance(value, float):
             if value != value or abs(value) == float("inf"):
                 raise OptionError(f"{f.name} must be a finite number, got {value}")

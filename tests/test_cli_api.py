@@ -69,7 +69,8 @@ def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
     (["softmax", "--optimizer", "sgd,adam"], "softmax trains one optimizer"),
     (["graddesc", "--optimizer", "adma"], "unknown optimizer 'adma'"),
     (["graddesc", "--optimzer", "adam"], "did you mean --optimizer?"),
-    (["graddesc", "--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+    (["graddesc", "--lr", "abc"],
+     "argument --lr: 'abc' is not a number (mlp also takes LO:HI, two rates)"),
     (["softmx"], "invalid choice: 'softmx'"),
 ])
 def test_a_useless_or_wrong_flag_is_one_line_that_says_why(tmp_path, args, message):

@@ -104,11 +104,15 @@ def configs(draw, lessons=("graddesc", "softmax", "collab", "mlp", "conv")):
                                             max_size=n * d))).reshape(n, d), 2)
         y = np.round(np.array(draw(st.lists(st.floats(-2, 2, **finite), min_size=n,
                                             max_size=n))), 2)
+        steps = draw(st.integers(1, 6))
+        if sched == "constant" and draw(st.booleans()):  # discriminative rates
+            h = {**h, "lr": (h["lr"] / draw(st.sampled_from([3.0, 10.0])), h["lr"])}
         return lesson, mlp_book.build(built(
             mlp_book.make_lesson, sched, opts, X=X, y=y, hidden=draw(st.integers(1, 5)),
-            optimizer=kind, preset=preset, steps=draw(st.integers(1, 6)), seed=seed,
+            optimizer=kind, preset=preset, steps=steps, seed=seed,
             dropout=draw(st.sampled_from([0.0, 0.0, 0.4])),
-            batchnorm=draw(st.sampled_from([False, False, True])), **h))
+            batchnorm=draw(st.sampled_from([False, False, True])),
+            freeze_steps=draw(st.integers(0, steps - 1)), **h))
     if lesson == "conv":
         n, c = draw(st.integers(1, 6)), draw(st.integers(2, 4))
         rows, cols = draw(st.integers(4, 9)), draw(st.integers(4, 9))

@@ -57,7 +57,11 @@ def torch_replay(lesson, theta0=None, eval_losses=None):
             for p in net.parameters():
                 p.copy_(torch.tensor(theta[at:at + p.numel()]).reshape(p.shape))
                 at += p.numel()
-        opt = torch_optimizer(lesson.kind, lesson.opt, list(net.parameters()))
+        head = list(net[-1].parameters())
+        body = [p for p in net.parameters() if all(p is not q for q in head)]
+        lr1 = lesson.opt.lr if lesson.lr_layer1 is None else lesson.lr_layer1
+        opt = torch_optimizer(lesson.kind, lesson.opt,
+                              [{"params": body, "lr": lr1}, {"params": head}])
         scheduler = torch_scheduler(opt, lesson.schedule)
         X, y = torch.tensor(lesson.X), torch.tensor(lesson.y)
         mse = torch.nn.functional.mse_loss
@@ -68,6 +72,8 @@ def torch_replay(lesson, theta0=None, eval_losses=None):
                 with torch.no_grad():
                     eval_losses.append(mse(net(X).squeeze(1), y).item())
                 net.train()
+            for p in body:  # fastai's freeze: the body has no grad, torch.optim skips it
+                p.requires_grad_(t >= lesson.freeze_steps)
             opt.zero_grad()
             if lesson.masks is None:
                 out = net(X)
@@ -227,6 +233,94 @@ def test_batchnorm_finite_difference_and_refusals(tmp_path):
             mlp_book.make_lesson(X, y, steps=2, **bad)
     with pytest.raises(ValueError, match="at least 2 examples"):
         mlp_book.make_lesson(X[:1], y[:1], steps=2, batchnorm=True)
+
+
+def test_layer_rates_and_freezing_match_torch_parameter_groups(soffice, tmp_path):
+    """--lr LO:HI and --freeze-steps N, every optimizer (with batch norm on some): torch with
+    two parameter groups (body at LO, head at HI) whose body has requires_grad off for the
+    first N steps gives the sheet's losses and weights, through IronCalc and LibreOffice.
+    While frozen, layer 1's θ and optimizer state do not move and its intermediates say
+    "frozen"; its step count (Adam's bias correction, Adagrad's decay, NAdam's μ) starts at
+    the unfreezing, as torch's state does for a parameter that had no grad."""
+    paths, wants, books = [], [], []
+    for kind in KINDS:
+        base = random_lesson(kind, 6)
+        k = KINDS.index(kind)
+        options = dict(lr=(base.opt.lr / 10, base.opt.lr), freeze_steps=min(2, base.steps - 1),
+                       batchnorm=k % 3 == 0)
+        hyper = {**base.opt.hyper(), **options}
+        lesson = mlp_book.make_lesson(base.X, base.y, hidden=base.shape.hidden, optimizer=kind,
+                                      steps=base.steps, seed=6, **hyper)
+        want = torch_replay(lesson)
+        names = BN_NAMES if lesson.shape.batchnorm else NAMES
+        path = xlsx.write(mlp_book.build(lesson), tmp_path / f"{kind}.xlsx")
+        report = verify.verify(path)
+        assert report.ok, report.summary()
+        wb = verify.recalculated(path)
+        for name, w in zip(names, want):
+            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{kind} {options} {name}")
+        paths.append(path)
+        wants.append((names, want))
+        books.append(lesson)
+    for path, out, (names, want) in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo"),
+                                        wants):
+        lo = openpyxl.load_workbook(out, data_only=True)
+        for name, w in zip(names, want):
+            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{path.stem} {name} (LibreOffice)")
+    # adam's block 1: layer 1's new θ is its θ, its m̂ "frozen", layer 2 moved
+    lesson, path = books[KINDS.index("adam")], paths[KINDS.index("adam")]
+    ws = openpyxl.load_workbook(path, data_only=True)["train"]
+    first = step_rows(path)[1]
+    title = lambda text: next(c for row in ws.iter_rows(min_row=first, max_row=first + 200)
+                              for c in row if c.value == text)
+    m_hat = title("m̂ (layer 1)")
+    assert ws.cell(m_hat.row + 2, m_hat.column).value == "frozen"
+    p1, new1 = title("θ (layer 1)"), title("new θ (layer 1)")
+    assert ws.cell(p1.row + 2, p1.column).value == ws.cell(new1.row + 2, new1.column).value
+    p2, new2 = title("θ (layer 2)"), title("new θ (layer 2)")
+    assert ws.cell(p2.row + 2, p2.column).value != ws.cell(new2.row + 2, new2.column).value
+
+
+def test_typing_another_freeze_steps_retrains_as_torch(tmp_path):
+    """freeze_steps is a yellow input: typing 1 where the build froze 4 steps retrains the
+    sheet as torch does with one frozen step (adam: bias correction from the unfreezing)."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=8, freeze_steps=4, optimizer="adam")
+    path = xlsx.write(mlp_book.build(lesson), tmp_path / "f.xlsx")
+    wb = verify.recalculated(path)
+    sheet, cell = openpyxl.load_workbook(path).defined_names["freeze_steps"].attr_text.split("!")
+    m = re.fullmatch(r"\$([A-Z]+)\$(\d+)", cell)
+    wb.model.set_user_input(wb.index[sheet], int(m.group(2)), ord(m.group(1)) - 64, "1")
+    wb.model.evaluate()
+    want = torch_replay(mlp_book.make_lesson(X, y, steps=8, freeze_steps=1, optimizer="adam"))
+    np.testing.assert_allclose(wb.values("loss_trace"), want[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(wb.values("W1_final"), want[1], rtol=1e-9, atol=1e-12)
+    assert not np.allclose(want[0], torch_replay(lesson)[0])
+
+
+def test_udf_layer_rates_and_freezing_match_torch():
+    """SHEETDL.MLP_TRAIN's lr_layer1 and freeze_steps are the workbook's --lr LO:HI and
+    --freeze-steps: torch's parameter groups and requires_grad toggling."""
+    X, y = mlp.curve()
+    lesson = mlp_book.make_lesson(X, y, steps=12, seed=2, optimizer="nadam", lr=(0.005, 0.05),
+                                  freeze_steps=4)
+    want = torch_replay(lesson)
+    table = udfs.mlp_train(X, y, 6, 12, 0.05, "nadam", 2, None, "loss", None, None, 0.005, 4)
+    np.testing.assert_allclose([r[1] for r in table[1:]], want[0], rtol=1e-9)
+    with pytest.raises(udfs.UdfError, match="freeze_steps must be a whole number from 0 to 11"):
+        udfs.mlp_train(X, y, 6, 12, 0.05, "nadam", 2, None, "loss", None, None, None, 12)
+
+
+def test_layer_rate_and_freeze_refusals():
+    X, y = mlp.curve()
+    for kw, message in ((dict(lr=(0.01, 0.1), schedule="cosine"), "--lr LO:HI with --schedule"),
+                        (dict(freeze_steps=5, steps=5), "--freeze-steps must be from 0 to 4")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            mlp_book.make_lesson(X, y, **{"steps": 10, **kw})
+    with pytest.raises(ValueError, match="--lrfind with --lr LO:HI or --freeze-steps"):
+        mlp_book.make_finder(mlp_book.make_lesson(X, y, steps=10, freeze_steps=2))
 
 
 def test_dropout_status_and_an_edited_mask(tmp_path):

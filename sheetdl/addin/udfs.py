@@ -366,7 +366,7 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
 
 
 def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weight_decay=None,
-              output="loss", dropout=None, batchnorm=None):
+              output="loss", dropout=None, batchnorm=None, lr_layer1=None, freeze_steps=None):
     """Train ŷ = W2·relu(W1·x + b1) + b2 full batch on x (examples × features) and y, from
     torch's nn.Linear start drawn with ``seed``, as the mlp workbook does. ``output``
     "loss": step, MSE and dead ReLUs per step, with a header row; "params": the trained
@@ -375,7 +375,8 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     (``sheetdl build mlp --dropout p --seed seed``); "loss" then adds the eval-mode MSE.
     ``batchnorm`` TRUE: torch's BatchNorm1d on z1 (momentum 0.1, ε 1e-5, layer 1 without a
     bias), as ``--batchnorm``; "params" then gives W1 | γ | β | W2 per unit, "loss" the
-    eval-mode MSE (running statistics)."""
+    eval-mode MSE (running statistics). ``lr_layer1``: layer 1's own rate (``--lr LO:HI``);
+    ``freeze_steps`` N: only layer 2 trains for the first N steps (``--freeze-steps``)."""
     X = _matrix(x, "x")
     ys = _matrix(y, "y").reshape(-1)
     if X.shape[0] != ys.size:
@@ -409,10 +410,13 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     shape = mlp.Shape(X.shape[1], h, bn)
     seed = _whole(seed, "seed", default=0, minimum=0)
     theta0 = mlp.init_params(shape, seed)
+    lr1 = None if _missing(lr_layer1) else _number(lr_layer1, "lr_layer1", positive=True)
+    frozen = _whole(freeze_steps, "freeze_steps", default=0, minimum=0, maximum=n_steps - 1)
     masks = inverted_dropout.draw(n_steps, X.shape[0], h, p, seed) if p else None
     with np.errstate(all="ignore"):
         tr = mlp.train(opt, shape, X, ys, theta0, n_steps, masks=masks, dropout=p,
-                       keep=lambda st: (st.loss, st.dead, st.loss_eval))
+                       keep=lambda st: (st.loss, st.dead, st.loss_eval),
+                       groups=mlp.param_groups(shape, opt, lr1, frozen))
     evaluated = masks is not None or bn
     if what == "params":
         final = shape.parts(tr.theta[-1])

@@ -11,6 +11,7 @@ is the same cell one block up, whatever the step.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -79,6 +80,42 @@ class Group:
     row_labels: list[str]
     col_labels: list[str]
     band: int = 0   # block-relative row of element row 0 (set by the layout)
+    #: inputs this group reads under another name (discriminative rates: lr → lr_layer1)
+    inputs: dict[str, str] = field(default_factory=dict)
+    #: steps at the start the optimizer skips this group (as torch does a parameter with
+    #: no grad), while the named input ``freeze_steps`` is the step it last skips
+    frozen: int = 0
+
+    @property
+    def own_steps(self) -> bool:
+        """Whether its per-step optimizer quantities (β₁ᵗ...) are its own, not the
+        shared ones: a frozen group counts its own steps, a renamed input changes them."""
+        return bool(self.frozen or self.inputs)
+
+
+#: the input naming the last step a frozen group is skipped
+FREEZE_STEPS = "freeze_steps"
+#: what a frozen group's intermediates show while the optimizer skips it
+FROZEN = "frozen"
+_BARE_NAME = re.compile(r"(?<![{\w@])([A-Za-z_]\w*)\b(?![(@}])")
+
+
+def for_group(group: Group, column: Column, texts: list[str]) -> list[str]:
+    """``column``'s [first step, later steps] templates as ``group`` reads them: its inputs
+    renamed and, when frozen, each wrapped so that through step ``freeze_steps`` a state
+    keeps its value (θ its own, an intermediate shows "frozen") and the group's own step
+    count, ``{step} − freeze_steps``, drives everything after."""
+    if group.inputs:
+        texts = [_BARE_NAME.sub(lambda m: group.inputs.get(m.group(1), m.group(1)), t)
+                 for t in texts]
+    if not group.frozen:
+        return texts
+    first, rest = (t.replace("{step}", f"({{step}}-{FREEZE_STEPS})")[1:] for t in texts)
+    body = rest if first == rest else f"IF({{step}}={FREEZE_STEPS}+1,{first},{rest})"
+    kept = ("{p}" if column.key == "new" else
+            f"{{{column.key}@prev}}" if column.init is not None else f'"{FROZEN}"')
+    wrapped = f"=IF({{step}}<={FREEZE_STEPS},{kept},{body})"
+    return [wrapped, wrapped]
 
 
 @dataclass
@@ -116,6 +153,8 @@ class Layout:
         self.quantities += [Quantity(c.key, c.header, c.note, c) for c in cols if c.per_param]
         self.scalar_columns = [c for c in cols if not c.per_param]
         keys = ["step"] + [k for k, _, _ in self.scalars] + [c.key for c in self.scalar_columns]
+        keys += [f"{c.key}|{g.name}" for g in self.groups if g.own_steps
+                 for c in self.scalar_columns]
         self.scalar_col = {k: 1 + i for i, k in enumerate(keys)}
         row = 3 + self.lesson_rows + (1 if self.lesson_rows else 0)
         for g in self.groups:
@@ -147,13 +186,17 @@ class Layout:
 
     # -- templates -----------------------------------------------------------------
 
-    def _resolver(self, group: Group | None, i: int):
-        """Tokens for element row i of ``group``, or for the scalar row if None."""
+    def _resolver(self, group: Group | None, i: int, owner: Group | None = None):
+        """Tokens for element row i of ``group``, or for the scalar row if None (there,
+        ``owner``'s own per-step quantities where it has them)."""
         here = SCALAR_ROW if group is None else group.band + i
         coupled = any(q.key == "grad" for q in self.quantities)
+        owner = owner or group
 
         def resolve(key: str, prev: bool) -> tuple[int, int]:
             back = -self.height if prev else 0
+            if owner is not None and f"{key}|{owner.name}" in self.scalar_col:
+                return self.scalar_col[f"{key}|{owner.name}"], SCALAR_ROW - here + back
             if key in self.scalar_col:
                 return self.scalar_col[key], SCALAR_ROW - here + back
             if key == "grad" and not coupled:
@@ -170,11 +213,19 @@ class Layout:
             return (col + j, drow) if key not in self.scalar_col else (col, drow)
 
         texts = column.formula if isinstance(column.formula, list) else [column.formula] * 2
-        return [Template(t, shifted) for t in texts]
+        return [Template(t, shifted) for t in for_group(group, column, texts)]
 
-    def scalar_templates(self, column: Column) -> list[Template]:
+    def scalar_templates(self, column: Column, owner: Group | None = None) -> list[Template]:
+        """``column``'s per-step templates, shared or ``owner``'s own copy."""
         texts = column.formula if isinstance(column.formula, list) else [column.formula] * 2
-        return [Template(t, self._resolver(None, 0)) for t in texts]
+        if owner is not None:
+            texts = for_group(owner, column, texts)
+        return [Template(t, self._resolver(None, 0, owner)) for t in texts]
+
+    def own_scalars(self):
+        """(group, column, its key) of each group's own per-step quantities."""
+        return [(g, c, f"{c.key}|{g.name}") for g in self.groups if g.own_steps
+                for c in self.scalar_columns]
 
 
     def schedule_cells(self, block: int, shown: dict) -> list[tuple[str, str, float]]:
@@ -196,6 +247,9 @@ class Layout:
             for c in self.scalar_columns:
                 if trace.shown:
                     self.formats[c.key] = number_format([sh[c.key] for sh in trace.shown])
+            for _, c, key in self.own_scalars():
+                if trace.shown:
+                    self.formats[key] = number_format([sh[key] for sh in trace.shown])
 
     def start_validations(self) -> list[tuple[int, int, dict]]:
         """Validation of block 0's yellow starting values (when they are inputs there)."""
@@ -227,16 +281,21 @@ class Layout:
 
         first = block == 1
         put(SCALAR_LABEL_ROW, 0, None, f"step {block}" if block else "start", "bold")
+        own = {key: (g, c) for g, c, key in self.own_scalars()}
         for key, col in self.scalar_col.items():
             label = {"step": "step"}.get(key) or next(
                 (lbl for k, lbl, _ in self.scalars if k == key), None) or next(
-                c.header for c in self.scalar_columns if c.key == key)
+                (c.header for c in self.scalar_columns if c.key == key), None) or (
+                f"{own[key][1].header} ({own[key][0].name})")
             put(SCALAR_LABEL_ROW, col, None, label, "label")
         if block == 0:
             put(SCALAR_ROW, self.scalar_col["step"], None, 0, "int")
             for c in self.scalar_columns:
                 if c.init is not None:
                     put(SCALAR_ROW, self.scalar_col[c.key], None, float(c.init), "general")
+            for key, (g, c) in own.items():
+                if c.init is not None:
+                    put(SCALAR_ROW, self.scalar_col[key], None, float(c.init), "general")
         else:
             put(SCALAR_ROW, self.scalar_col["step"], "=" + self.scalar(block - 1, "step") + "+1",
                 block, "int")
@@ -246,6 +305,11 @@ class Layout:
                 t = self.scalar_templates(c)[0 if first else 1]
                 put(SCALAR_ROW, self.scalar_col[c.key], t.render(r0 + SCALAR_ROW),
                     float(shown[c.key]), self.style(c.key))
+            for key, (g, c) in own.items():
+                t = self.scalar_templates(c, g)[0 if first else 1]
+                value = FROZEN if block <= g.frozen and c.init is None else float(shown[key])
+                put(SCALAR_ROW, self.scalar_col[key], t.render(r0 + SCALAR_ROW), value,
+                    self.style(key))
         for g in self.groups:
             for q in self.quantities:
                 base = self.matrix_col[(g.name, q.key)]
@@ -257,6 +321,18 @@ class Layout:
                     notes.append((r0 + g.band - 2, base, q.note))
                 for j, lbl in enumerate(g.col_labels):
                     put(g.band - 1, base + j, None, lbl, "label")
+            if g.frozen and block:
+                # why these cells do not move, in words that follow the yellow input
+                put(g.band - 2, 0, f'=IF({FREEZE_STEPS}>0,"frozen through step "&'
+                    f'{FREEZE_STEPS},"not frozen")', f"frozen through step {g.frozen}", "bold")
+                if notes is not None and block == 1:
+                    notes.append((r0 + g.band - 2, 0, f"{g.name} is frozen (fastai's freeze) "
+                                  "through step freeze_steps: torch.optim skips a parameter "
+                                  "with no gradient, so its new θ is its θ, its optimizer "
+                                  "state keeps its value and the rest shows \"frozen\". From "
+                                  "the step after, it trains with its own step count, so "
+                                  "Adam's bias correction starts again at 1, as torch's "
+                                  "state does."))
             for i in range(g.rows):
                 put(g.band + i, 0, None, g.row_labels[i], "bold")
                 for j in range(g.cols):
@@ -286,7 +362,10 @@ class Layout:
                                 self.style("g"))
                         else:
                             t = self.templates(g, i, j, q.column)[0 if first else 1]
-                            put(row, col, t.render(r0 + row), float(shown[q.key][idx]),
+                            skipped = (block <= g.frozen and q.key != "new"
+                                       and q.column.init is None)
+                            put(row, col, t.render(r0 + row),
+                                FROZEN if skipped else float(shown[q.key][idx]),
                                 self.style(q.key, "num" if q.key == "new" else "general"))
         return rows
 

@@ -27,6 +27,10 @@ HYPER_HELP = {
     "fd_h": "h of the central finite differences",
     "dropout": "p of dropout: the share of activations the masks zero; kept ones are scaled "
                "by 1/(1 − p), as torch's inverted dropout",
+    "lr_layer1": "layer 1's own learning rate (discriminative rates: fastai's slice(lo, hi) "
+                 "over the layer groups; lr is layer 2's)",
+    "freeze_steps": "the last step layer 1 is frozen: the optimizer skips it (no update, no "
+                    "state, as torch with requires_grad off) until the step after",
     "bn_momentum": "batch norm's momentum m: running statistics ← (1 − m)·running + m·the "
                    "batch's (torch's 0.1)",
     "bn_eps": "batch norm's ε, added to σ² under the square root (torch's 1e-5)",
@@ -40,6 +44,8 @@ VALIDATION = {
     "fd_h": {"validate": "decimal", "criteria": ">", "value": 0},
     "dropout": {"validate": "decimal", "criteria": "between", "minimum": 0,
                 "maximum": 0.999999999999},
+    "lr_layer1": {"validate": "decimal", "criteria": ">", "value": 0},
+    "freeze_steps": {"validate": "integer", "criteria": ">=", "value": 0},
     "bn_momentum": {"validate": "decimal", "criteria": "between", "minimum": 0, "maximum": 1},
     "bn_eps": {"validate": "decimal", "criteria": ">", "value": 0},
     "smooth_beta": {"validate": "decimal", "criteria": "between", "minimum": 0,

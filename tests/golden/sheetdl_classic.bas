@@ -63,13 +63,13 @@ failed:
     SHEETDL_MLP_PREDICT = Err.Description
 End Function
 
-Function SHEETDL_MLP_TRAIN(x, y, Optional hidden, Optional steps, Optional lr, Optional optimizer, Optional seed, Optional weight_decay, Optional output, Optional dropout, Optional batchnorm)
+Function SHEETDL_MLP_TRAIN(x, y, Optional hidden, Optional steps, Optional lr, Optional optimizer, Optional seed, Optional weight_decay, Optional output, Optional dropout, Optional batchnorm, Optional lr_layer1, Optional freeze_steps)
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm), ThisWorkbook, Application.Caller)
+        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm, lr_layer1, freeze_steps), ThisWorkbook, Application.Caller)
         Exit Function
     #Else
-        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm))
+        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm, lr_layer1, freeze_steps))
         Exit Function
     #End If
 failed:

@@ -23,7 +23,8 @@ from ...math import dropout as inverted_dropout
 from ...math import fullbatch, lrfind, presets, schedules
 from . import LEARNING_RATES as LESSON_LR
 from . import model as mlp
-from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, PANEL_COL, SCREEN_ROW, TRACE_COL,
+from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, FREEZE_STEPS, PANEL_COL,
+    SCREEN_ROW, TRACE_COL,
     FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder,
     step_picker, stream_blocks, training_sheet)
 from ...sheet import masks as masks_sheet
@@ -69,6 +70,8 @@ class Lesson:
     dropout: float = 0.0
     masks: np.ndarray | None = None  # (steps, N, h) dropout masks, when dropout > 0
     norm: mlp.BatchNorm | None = None  # batch norm's settings, under --batchnorm
+    lr_layer1: float | None = None     # layer 1's own rate (discriminative rates)
+    freeze_steps: int = 0              # steps layer 1 is frozen at the start
 
     @property
     def evaluated(self) -> bool:
@@ -154,17 +157,25 @@ def _groups(lesson: Lesson) -> Groups:
     h, d = lesson.shape.hidden, lesson.shape.features
     units = [f"unit {j + 1}" for j in range(h)]
     weights = [f"W1 {name}" for name in lesson.feature_names]
+    # the body (layer 1 and its batch norm) can have its own rate and be frozen
+    body = dict(inputs={"lr": LR_LAYER1} if lesson.lr_layer1 is not None else {},
+                frozen=lesson.freeze_steps)
     if lesson.shape.batchnorm:
-        layer1 = Group("layer 1", h, d, lambda i, j: i * d + j, units, weights)
-        norm = Group("batch norm", h, 2, lambda i, j: h * d + j * h + i, units, ["γ", "β"])
+        layer1 = Group("layer 1", h, d, lambda i, j: i * d + j, units, weights, **body)
+        norm = Group("batch norm", h, 2, lambda i, j: h * d + j * h + i, units, ["γ", "β"],
+                     **body)
         base = h * d + 2 * h
     else:
         layer1 = Group("layer 1", h, d + 1, lambda i, j: i * d + j if j < d else h * d + i,
-                       units, weights + ["b1"])
+                       units, weights + ["b1"], **body)
         norm, base = None, h * d + h
     layer2 = Group("layer 2", h + 1, 1, lambda i, j: base + i, units + ["b2"],
                    ["W2 | b2"])
     return Groups(layer1, layer2, norm)
+
+
+#: the input holding layer 1's own learning rate
+LR_LAYER1 = "lr_layer1"
 
 
 #: Batch norm's rows under the examples' "active on" row, in order: per unit, the batch
@@ -231,11 +242,14 @@ def _scalars(lesson: Lesson) -> list[tuple[str, str, str]]:
 def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimizer="adam",
                 preset="torch", steps=100, seed=0, data_label="", schedule="constant",
                 schedule_options=None, theta0=None, dropout=0.0, masks=None,
-                batchnorm=False, bn_momentum=None, bn_eps=None, **overrides) -> Lesson:
+                batchnorm=False, bn_momentum=None, bn_eps=None, freeze_steps=0,
+                **overrides) -> Lesson:
     """A lesson on examples ``X`` (N × features) and targets ``y``; ``theta0`` (packed as
     ``mlp.Shape.pack``) replaces the seeded torch-style start. ``dropout`` p drops hidden
     units by ``masks`` (steps × N × hidden), drawn from ``seed`` unless given;
-    ``batchnorm`` puts torch's BatchNorm1d (``bn_momentum``, ``bn_eps``) on z1."""
+    ``batchnorm`` puts torch's BatchNorm1d (``bn_momentum``, ``bn_eps``) on z1. ``lr`` as
+    (lo, hi) gives layer 1 the rate lo and layer 2 hi (fastai's ``slice(lo, hi)`` over two
+    layer groups); ``freeze_steps`` N trains only layer 2 for the first N steps."""
     X = np.asarray(X, float)
     if X.ndim == 1:
         X = X[:, None]
@@ -270,12 +284,22 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
                          f"formula cells, past the {MAX_CELLS:,} a sheet recalculates in "
                          "reasonable time; use fewer --steps, --hidden or examples")
     feature_names = list(feature_names or [f"x{j + 1}" for j in range(d)])
+    lr_layer1 = None
+    if isinstance(overrides.get("lr"), tuple):
+        lr_layer1, overrides["lr"] = overrides["lr"]
+        if schedule != "constant":
+            raise ValueError("--lr LO:HI with --schedule: each layer group would need its own "
+                             "scheduled lr column; use one --lr with a schedule")
+    if not 0 <= freeze_steps < steps:
+        raise ValueError(f"--freeze-steps must be from 0 to {steps - 1} (the steps less one, "
+                         f"so the whole network trains at the end), got {freeze_steps}")
     if overrides.get("lr") is None:
         overrides["lr"] = LESSON_LR[optimizer]
     opt, follows = presets.resolve(preset, optimizer, **overrides)
     theta0 = mlp.init_params(shape, seed) if theta0 is None else np.asarray(theta0, float)
     lesson = Lesson(X, y, feature_names, target_name, shape, optimizer, opt, follows, preset,
-                    steps, theta0, data_label, dropout=dropout, norm=norm)
+                    steps, theta0, data_label, dropout=dropout, norm=norm, lr_layer1=lr_layer1,
+                    freeze_steps=freeze_steps)
     if dropout:
         lesson.masks = inverted_dropout.draw(steps, n, hidden, dropout, seed) \
             if masks is None else np.asarray(masks, float).reshape(steps, n, hidden)
@@ -287,7 +311,8 @@ def make_lesson(X, y, feature_names=None, target_name="y", *, hidden=6, optimize
                          f"{EXCEL_MAX_ROWS:,} rows; use fewer --steps or less data")
     with np.errstate(all="ignore"):
         lesson.trace = mlp.train(opt, shape, X, y, theta0, steps, lesson.schedule, lesson.fd_h,
-                                 masks=lesson.masks, dropout=dropout, norm=norm)
+                                 masks=lesson.masks, dropout=dropout, norm=norm,
+                                 groups=mlp.param_groups(shape, opt, lr_layer1, freeze_steps))
     return lesson
 
 
@@ -691,6 +716,13 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     hyper, hvals = hyper + ["fd_h"], {**hvals, "fd_h": lesson.fd_h}
     if dropout:
         hyper, hvals = hyper + ["dropout"], {**hvals, "dropout": lesson.dropout}
+    if lesson.lr_layer1 is not None:
+        at = hyper.index("lr") + 1
+        hyper.insert(at, LR_LAYER1)
+        hvals = {**hvals, LR_LAYER1: lesson.lr_layer1}
+    if lesson.freeze_steps:
+        hyper += [FREEZE_STEPS]
+        hvals = {**hvals, FREEZE_STEPS: lesson.freeze_steps}
     if bn:
         hyper += ["bn_momentum", "bn_eps"]
         hvals = {**hvals, "bn_momentum": lesson.norm.momentum, "bn_eps": lesson.norm.eps}
@@ -923,6 +955,14 @@ def about_sheet(lesson: Lesson) -> Sheet:
             "bn_gamma_init, bn_beta_init, bn_gamma_final, bn_beta_final, "
             "bn_running_mean_final, bn_running_var_final, loss_eval_trace."]
            if lesson.shape.batchnorm else [])
+        + ([f"Layer 1 trains at its own rate lr_layer1 = {lesson.lr_layer1:g}, layer 2 at lr "
+            "(discriminative rates: fastai's fit(..., slice(lo, hi)) over two layer groups, "
+            "torch's parameter groups)."] if lesson.lr_layer1 is not None else [])
+        + ([f"Layer 1 is frozen through step freeze_steps = {lesson.freeze_steps} (fastai's "
+            "freeze, then unfreeze): the optimizer skips it as torch does a parameter with no "
+            "gradient, so its θ and state stay, its other optimizer cells say \"frozen\", and "
+            "from the step after it counts its own steps (its own β₁ᵗ, β₂ᵗ columns: Adam's bias "
+            "correction starts again at step 1)."] if lesson.freeze_steps else [])
         + ([f"Dropout p = {lesson.dropout:g} on the hidden units, as torch's F.dropout in "
             "training mode: each step's mask is drawn once from the seed (the masks sheet, "
             "yellow 0/1 inputs; the course's sheet used RAND(), which redraws at every "
@@ -936,6 +976,9 @@ def make_finder(lesson: Lesson, steps=None, lr_min=None, lr_max=None, smooth_bet
     if lesson.dropout:
         raise ValueError("--lrfind with --dropout: the finder's steps would need masks of their "
                          "own; find the lr without --dropout, then build with it")
+    if lesson.lr_layer1 is not None or lesson.freeze_steps:
+        raise ValueError("--lrfind with --lr LO:HI or --freeze-steps: the finder sweeps one lr "
+                         "for the whole network; find it first, then build with them")
     train = lambda sched, steps: mlp.train(lesson.opt, lesson.shape, lesson.X, lesson.y,
                                            lesson.theta0, steps, sched, lesson.fd_h,
                                            norm=lesson.norm)
@@ -957,6 +1000,10 @@ def build(lesson: Lesson) -> Book:
             "hidden": lesson.shape.hidden, **fullbatch.diverged(lesson.trace)}
     if lesson.shape.batchnorm:
         meta["batchnorm"] = True
+    if lesson.lr_layer1 is not None:
+        meta["lr_layer1"] = True
+    if lesson.freeze_steps:
+        meta["freeze"] = True
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
     sheets = [about_sheet(lesson), data_sheet(lesson), train]

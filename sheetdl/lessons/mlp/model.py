@@ -249,13 +249,30 @@ def forward_backward(shape: Shape, X, y, theta, fd_h: float, mask=None,
 Trace = fullbatch.Trace
 
 
+def param_groups(shape: Shape, opt: Optimizer, lr_layer1: float | None = None,
+                 freeze_steps: int = 0) -> list[fullbatch.ParamGroup] | None:
+    """torch's parameter groups, one per matrix of the sheet (θ's slices in order): layer 1
+    (and batch norm, the body) at ``lr_layer1`` and frozen for ``freeze_steps``, layer 2 at
+    ``opt``'s rate; None when every parameter trains alike."""
+    if lr_layer1 is None and not freeze_steps:
+        return None
+    h, d = shape.hidden, shape.features
+    body = opt if lr_layer1 is None else opt.replace(lr=lr_layer1)
+    bounds = [("layer 1", 0, h * d + (0 if shape.batchnorm else h))]
+    if shape.batchnorm:
+        bounds.append(("batch norm", h * d, h * d + 2 * h))
+    groups = [fullbatch.ParamGroup(name, a, b, body, freeze_steps) for name, a, b in bounds]
+    return groups + [fullbatch.ParamGroup("layer 2", bounds[-1][2], shape.size, opt)]
+
+
 def train(opt: Optimizer, shape: Shape, X, y, theta0, steps: int, schedule=None,
           fd_h: float = 1e-4, keep=None, masks=None, dropout: float = 0.0,
-          norm: BatchNorm | None = None) -> Trace:
+          norm: BatchNorm | None = None, groups=None) -> Trace:
     """Full-batch steps: each runs forward and backward on every example, then updates θ
     (``keep``: see ``fullbatch.train``); ``masks`` (steps, N, h): each step's dropout mask
     of the hidden units, kept ones scaled by 1/(1 − ``dropout``); under batch norm
-    (``shape.batchnorm``) the running statistics start at torch's 0 and 1."""
+    (``shape.batchnorm``) the running statistics start at torch's 0 and 1; ``groups``
+    (``fullbatch.ParamGroup``) give layers their own rates or freeze them."""
     per_step = iter(masks) if masks is not None else None
     h = shape.hidden
     running = [(np.zeros(h), np.ones(h))]
@@ -267,7 +284,7 @@ def train(opt: Optimizer, shape: Shape, X, y, theta0, steps: int, schedule=None,
             running[0] = (st.running_mean, st.running_var)
         return st, st.grad
 
-    return fullbatch.train(opt, theta0, steps, step, schedule, keep)
+    return fullbatch.train(opt, theta0, steps, step, schedule, keep, groups)
 
 
 def init_params(shape: Shape, seed: int) -> np.ndarray:

@@ -47,9 +47,11 @@ def _mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
         if not (0 <= norm.momentum <= 1 and norm.eps > 0) or n < 2:
             raise VerifyError(f"{path}: batch norm needs bn_momentum from 0 to 1, bn_eps above "
                               f"0 and 2 examples or more, got {norm.momentum}, {norm.eps}, {n}")
+    groups = _param_groups(wb, meta, si, path, shape, opt, steps)
     with np.errstate(all="ignore"):
         tr = mlp.train(opt, shape, X, y, theta0, steps, sched,
-                       numbers(wb, "fd_h", si, path)[0], masks=masks, dropout=p, norm=norm)
+                       numbers(wb, "fd_h", si, path)[0], masks=masks, dropout=p, norm=norm,
+                       groups=groups)
     final = shape.parts(tr.theta[-1])
     want = {"loss_trace": [s.loss for s in tr.steps], "dead_trace": [s.dead for s in tr.steps],
             "W1_final": final["W1"]}
@@ -67,3 +69,20 @@ def _mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
     if sspec and sspec.get("kind") == "lrfind":
         want.update(finder_want(wb, si, path, want["lr_trace"], want["loss_trace"]))
     return [compare(wb, label, name, si, w, rtol, atol) for name, w in want.items()]
+
+
+def _param_groups(wb, meta, si, path, shape, opt, steps):
+    """The layer groups of a workbook built with --lr LO:HI or --freeze-steps, from its
+    named ``lr_layer1`` and ``freeze_steps``; None otherwise."""
+    from ...lessons.mlp import model as mlp
+
+    if not (meta.get("lr_layer1") or meta.get("freeze")):
+        return None
+    lr1 = numbers(wb, "lr_layer1", si, path)[0] if meta.get("lr_layer1") else None
+    frozen = numbers(wb, "freeze_steps", si, path)[0] if meta.get("freeze") else 0
+    if lr1 is not None and not lr1 > 0:
+        raise VerifyError(f"{path}: lr_layer1 {lr1} is not a rate above 0")
+    if frozen != int(frozen) or not 0 <= frozen <= steps:
+        raise VerifyError(f"{path}: freeze_steps {frozen} is not a whole number of steps from "
+                          f"0 to {steps}")
+    return mlp.param_groups(shape, opt, lr1, int(frozen))
