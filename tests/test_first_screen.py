@@ -348,3 +348,100 @@ def test_readme_function_list_covers_every_formula():
     assert "SUMPRODUCT" in used
     missing = {fn: where for fn, where in used.items() if fn not in allowed}
     assert not missing, f"functions not in the README's list: {missing}"
+
+
+# --------------------------------------------------------------------------- colour
+
+#: what each block lesson's training sheet colours: (colour scales at least, highlights)
+COLOURED = {"softmax.xlsx": (3, 1), "collab.xlsx": (2, 1), "mlp.xlsx": (3, 1),
+            "conv.xlsx": (1, 0)}
+
+
+def rules(ws):
+    out = {"colorScale": [], "expression": []}
+    for cf in ws.conditional_formatting:
+        for rule in cf.rules:
+            out[rule.type].append((str(cf.sqref), rule.formula[0] if rule.formula else None))
+    return out
+
+
+@pytest.mark.parametrize("book", sorted(COLOURED))
+def test_training_sheets_carry_colour(loaded, book):
+    """Colour that carries meaning (issue: no conditional format anywhere): heatmaps of
+    weights, probabilities, masks or predictions, and a highlight where something is wrong
+    (a dead unit, a misclassified example, a prediction far off its rating), each with a
+    legend line on the sheet; the committed files still verify (test_cli)."""
+    scales, marks = COLOURED[book]
+    found = rules(loaded[book]["train"])
+    assert len(found["colorScale"]) >= scales, found
+    assert len(found["expression"]) == marks, found
+    if marks:
+        legend = [c.value for row in loaded[book]["train"].iter_rows(max_row=ROWS)
+                  for c in row if isinstance(c.value, str) and c.value.startswith(
+                      ("colour:", "below:", "red fill"))]
+        assert legend, book
+
+
+def condition_at(wb, sheet: str, rule: tuple[str, str], target: str):
+    """The highlight ``rule`` (ranges, its condition for their top-left cell) evaluated by
+    IronCalc for cell ``target``: moved there as Excel moves it, then written, with its
+    references made absolute, into a spare cell of the sheet."""
+    from openpyxl.formula.translate import Translator
+
+    origin = rule[0].split()[0].split(":")[0]
+    moved = Translator("=" + rule[1], origin=origin).translate_formula(target)
+    absolute = re.sub(r"(?<![A-Za-z$])([A-Z]{1,3})(\d+)", r"$\1$\2", moved)
+    si = wb.index[sheet]
+    wb.model.set_user_input(si, 1, 300, absolute)
+    wb.model.evaluate()
+    return wb.model.get_cell_value(si, 1, 300)
+
+
+def test_highlights_mark_what_their_legends_say():
+    """Each highlight's condition, evaluated by IronCalc, is true exactly where its legend
+    says: softmax's misclassified examples (target ≠ predicted) at the shown step; mlp's
+    dead unit once a starting b1 of −100 kills it; collab's predictions more than a star
+    from a rating at epoch 1."""
+    from openpyxl.utils import get_column_letter
+
+    ws = openpyxl.load_workbook(BOOKS / "softmax.xlsx")["train"]
+    (rule,) = rules(ws)["expression"]
+    wb = verify.recalculated(BOOKS / "softmax.xlsx")
+    si = wb.index["train"]
+    c0, r0, c1, r1 = range_boundaries(rule[0])
+    wrong = []
+    for r in range(r0, r1 + 1):
+        target, predicted = (wb.model.get_cell_value(si, r, c) for c in (c0 + 1, c1))
+        assert condition_at(wb, "train", rule, f"{get_column_letter(c0)}{r}") == \
+            (target != predicted)
+        wrong.append(target != predicted)
+    assert 0 < sum(wrong) < len(wrong)
+
+    path = BOOKS / "mlp.xlsx"
+    book = openpyxl.load_workbook(path)
+    b1 = book.defined_names["b1_init"].attr_text.split("!")[1].replace("$", "").split(":")[0]
+    wb = edited(path, {("train", b1): "-100"})
+    (rule,) = rules(book["train"])["expression"]
+    c0, r0, _, r1 = range_boundaries(rule[0])
+    dead = [condition_at(wb, "train", rule, f"{get_column_letter(c0)}{r}")
+            for r in range(r0, r1 + 1)]
+    assert dead[0] is True and not any(dead[1:]), dead
+
+    path = BOOKS / "collab.xlsx"
+    ws = openpyxl.load_workbook(path)["train"]
+    (rule,) = rules(ws)["expression"]
+    show = next(c for row in ws.iter_rows(max_row=ROWS) for c in row
+                if c.value == "show epoch")
+    wb = edited(path, {("train", show.offset(0, 1).coordinate): "1"})
+    c0, r0, c1, r1 = range_boundaries(rule[0].split()[0])
+    R = wb.values("ratings").reshape(r1 - r0 + 1, c1 - c0 + 1)
+    si = wb.index["train"]
+    off = []
+    for i, r in enumerate(range(r0, r1 + 1)):
+        for j, c in enumerate(range(c0, c1 + 1)):
+            prediction = wb.model.get_cell_value(si, r, c)
+            want = bool(np.isfinite(R[i, j]) and abs(prediction - R[i, j]) > 1)
+            got = condition_at(wb, "train", rule, f"{get_column_letter(c)}{r}")
+            assert got == want, (r, c)
+            off.append(want)
+    assert any(off)

@@ -48,6 +48,15 @@ def blocks_top(*bottoms: int) -> int:
     return max(SCREEN_ROWS, *bottoms) + 2
 
 
+def across_blocks(lay: "Layout", steps: int, rows: tuple[int, int],
+                  cols: tuple[int, int]) -> str:
+    """The same block-relative cells (``rows``, ``cols``: first and last) of every step's
+    block, as space-separated A1 ranges: one conditional format colours them all."""
+    (r0, r1), (c0, c1) = rows, cols
+    return " ".join(f"{ref(lay.block_row(b) + r0, c0)}:{ref(lay.block_row(b) + r1, c1)}"
+                    for b in range(1, steps + 1))
+
+
 def at_step(lay: "Layout", row_in_block: int, col: int, show: str, steps: int) -> str:
     """A formula showing the cell at (``row_in_block``, ``col``) of the block whose step is
     in cell ``show`` (1..steps): INDEX down the column, one block height at a time, so a

@@ -137,6 +137,8 @@ class Chart:
 SEQUENTIAL = "sequential"
 #: blue for negative, white at 0, red for positive: a kernel, a gradient
 DIVERGING = "diverging"
+#: Excel's "light red fill with dark red text": a dead unit, a misclassified example
+HIGHLIGHT = {"bg_color": "#FFC7CE", "font_color": "#9C0006"}
 
 
 @dataclass
@@ -155,6 +157,9 @@ class Sheet:
     #: heatmaps: (space-separated A1 ranges, ``SEQUENTIAL`` or ``DIVERGING``), each a
     #: colour-scale conditional format over the union of its ranges
     color_scales: list[tuple[str, str]] = field(default_factory=list)
+    #: cells that stand out: (space-separated A1 ranges, a condition written for the first
+    #: range's top-left cell, e.g. "=K9=0"), filled in ``HIGHLIGHT``'s light red
+    highlights: list[tuple[str, str]] = field(default_factory=list)
     #: sheet-scoped defined names: name → absolute A1 reference on this sheet
     names: dict[str, str] = field(default_factory=dict)
     #: workbook-scoped names this sheet's formulas use: name → ``sheet!$A$1``

@@ -21,7 +21,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from . import sheet_xml
-from ..sheet.workbook import DIVERGING, SEQUENTIAL, Book, Run, Sheet
+from ..sheet.workbook import DIVERGING, HIGHLIGHT, SEQUENTIAL, Book, Run, Sheet
 
 #: Fixed document timestamp: the same inputs give the same bytes.
 EPOCH = _dt.datetime(2024, 1, 1)
@@ -278,6 +278,13 @@ def _decorate(wb, ws, sheet: Sheet) -> None:
     for *where, options in sheet.validations:
         row, col, last_row, last_col = where if len(where) == 4 else where * 2
         ws.data_validation(row, col, last_row, last_col, options)
+    # highlights first: a rule added earlier has priority, so a misclassified row or a
+    # prediction far off its rating keeps its fill inside a heatmap
+    if sheet.highlights:
+        marked = wb.add_format(HIGHLIGHT)
+        for ranges, condition in sheet.highlights:
+            ws.conditional_format(ranges.split()[0], {"type": "formula", "criteria": condition,
+                                                      "format": marked, "multi_range": ranges})
     for ranges, kind in sheet.color_scales:
         ws.conditional_format(ranges.split()[0], {**_COLOR_SCALES[kind], "multi_range": ranges})
     for name, target in sheet.names.items():

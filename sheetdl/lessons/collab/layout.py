@@ -16,8 +16,8 @@ from ...math import fullbatch, lrfind, presets, schedules
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
     Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder, stream_blocks,
     training_sheet)
-from ...sheet.workbook import (ArrayFormula, Book, Chart, Series, Sheet, area, col_name,
-    number_format, ref, static_rows)
+from ...sheet.workbook import (DIVERGING, SEQUENTIAL, ArrayFormula, Book, Chart, Series, Sheet,
+    area, col_name, number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, fit_headers,
     input_notes, input_rows, lr_input, input_validations, schedule_inputs)
@@ -133,11 +133,18 @@ def ratings_sheet(lesson: Lesson) -> Sheet:
         rows.append((RATINGS_TOP + i, [(0, None, uid, "bold")] + [
             (j + 1, None, float(R[i, j]) if np.isfinite(R[i, j]) else None, "input")
             for j in range(M)]))
-    rating = {"validate": "decimal", "criteria": "between", "minimum": -1e300,
-              "maximum": 1e300, "input_title": "rating",
-              "input_message": "a rating, or blank for not rated; the train sheet retrains"}
+    # a rating outside y_range cannot be predicted: the sigmoid never reaches it
+    low, high = lesson.y_range if lesson.y_range else (-1e300, 1e300)
+    within = f" from {low:g} to {high:g} (y_range)" if lesson.y_range else ""
+    rating = {"validate": "decimal", "criteria": "between", "minimum": low, "maximum": high,
+              "input_title": "rating",
+              "input_message": f"a rating{within}, or blank for not rated; the train sheet "
+                               "retrains",
+              "error_message": f"a rating must be a number{within}"}
     return Sheet("ratings", static_rows(rows), widths={0: 14}, freeze=(RATINGS_TOP, 1),
-                 validations=[(RATINGS_TOP, 1, RATINGS_TOP + U - 1, M, rating)])
+                 validations=[(RATINGS_TOP, 1, RATINGS_TOP + U - 1, M, rating)],
+                 color_scales=[(f"{ref(RATINGS_TOP, 1)}:{ref(RATINGS_TOP + U - 1, M)}",
+                                SEQUENTIAL)])
 
 
 def train_sheet(lesson: Lesson, sheet_name: str = "train",
@@ -222,8 +229,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        ("rmse", "RMSE"), finder)
     notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows),
                         "the prediction range (fastai's y_range)")
-    panel, panel_notes, panel_validations = ({}, [], []) if finder else \
-        _dotprod_panel(lesson, lay, users, movies, pc["pred"])
+    panel, panel_notes, panel_validations, panel_colours = (
+        ({}, [], [], ([], [])) if finder else
+        _dotprod_panel(lesson, lay, users, movies, pc["pred"]))
     notes += panel_notes
     status = table.status(hyper)
 
@@ -285,13 +293,17 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                            unique_names=finder is not None or lesson.finder is not None)
     if finder is None:  # the panel's label on one line
         fit_headers(sheet.widths, [(CHART_COL, SHOW_LABEL)])
+    sheet.color_scales += panel_colours[0]
+    sheet.highlights += panel_colours[1]
     return sheet, names
 
 
 def _dotprod_panel(lesson: Lesson, lay: Layout, users: Group, movies: Group, pred_col: int):
     """The course's dotprod sheet, at an epoch the learner picks: the movie factors above
     the prediction grid, the user factors left of it, each an INDEX into that epoch's
-    block. Returns (cells by row, notes, validations)."""
+    block. Returns (cells by row, notes, validations, (colour scales, highlights)): the
+    predictions white → red as the ratings sheet's stars, a prediction more than a star from
+    its rating filled red, the factors blue < 0 < red."""
     tr, epochs = lesson.trace, lesson.epochs
     M, F = lesson.shape.movies, lesson.shape.factors
     top, c0 = _panel_top(), CHART_COL
@@ -338,7 +350,16 @@ def _dotprod_panel(lesson: Lesson, lay: Layout, users: Group, movies: Group, pre
                                   "maximum": epochs, "input_title": "show epoch",
                                   "input_message": f"an epoch from 1 to {epochs}",
                                   "error_message": f"a whole epoch number, 1 to {epochs}"})]
-    return rows, notes, validations
+    U = lesson.shape.users
+    put(top + 1, c0, None, "colour: stars white → red", "subtitle")
+    put(top + 2, c0, None, "red fill: > 1 star off", "subtitle")
+    grid_area = f"{ref(head + 1, grid)}:{ref(head + U, grid + M - 1)}"
+    rating = f"ratings!{ref(RATINGS_TOP, 1)}"
+    off = f"=AND(ISNUMBER({rating}),ABS({ref(head + 1, grid)}-{rating})>1)"
+    factors = (f"{ref(top + 1, grid)}:{ref(top + F, grid + M - 1)} "
+               f"{ref(head + 1, c0 + 1)}:{ref(head + U, c0 + F)}")
+    return rows, notes, validations, ([(grid_area, SEQUENTIAL), (factors, DIVERGING)],
+                                      [(grid_area, off)])
 
 
 def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:

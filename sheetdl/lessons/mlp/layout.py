@@ -25,11 +25,12 @@ from . import LEARNING_RATES as LESSON_LR
 from . import model as mlp
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, CHART_ROWS, FREEZE_STEPS, PANEL_COL,
     SCREEN_ROW, TRACE_COL,
-    FinderRun, Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder,
+    FinderRun, Group, Layout, TraceTable, across_blocks, add_finder_sheet, at_step, blocks_top,
+    run_finder,
     step_picker, stream_blocks, training_sheet)
 from ...sheet import masks as masks_sheet
-from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format, ref,
-    static_rows)
+from ...sheet.workbook import (DIVERGING, SEQUENTIAL, Book, Chart, Series, Sheet, area,
+    col_name, number_format, ref, static_rows)
 from ..data import (EXCEL_MAX_COLS, EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header,
                     is_number, not_a_number, number, read_text)
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, input_notes,
@@ -733,8 +734,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        ("dead", "dead ReLUs"), finder, metric_style="summary|0",
                        extras=(("loss_eval", "eval loss", "loss_eval"),)
                        if lesson.evaluated and finder is None else ())
-    panel, panel_notes, panel_validations, fit = ({}, [], [], None) if finder else \
-        _panel(lesson, lay, groups, ec, sheet_name)
+    panel, panel_notes, panel_validations, fit, panel_colours = (
+        ({}, [], [], None, ([], [])) if finder else _panel(lesson, lay, groups, ec, sheet_name))
     status = table.status(hyper, DATA_PROBLEM, _dropout_clause(table, tr) if dropout else None)
     notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows))
     notes += panel_notes
@@ -821,6 +822,14 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         sheet.widths.setdefault(c, 10)
     if dropout:  # "(ŷ eval − y)²" on one line
         sheet.widths[ec["lev"]] = max(sheet.widths.get(ec["lev"], 10), 13)
+    # colour that carries meaning: the ReLU mask and the squared errors of every block
+    # (red: active, large), and on the panel the weights and a dead unit
+    examples = (3, 2 + n)
+    sheet.color_scales += [
+        (across_blocks(lay, steps, examples, (ec["mask"], ec["mask"] + h - 1)), SEQUENTIAL),
+        (across_blocks(lay, steps, examples, (ec["loss"], ec["loss"])), SEQUENTIAL)]
+    sheet.color_scales += panel_colours[0]
+    sheet.highlights += panel_colours[1]
     for q in lay.quantities:
         sheet.widths[lay.matrix_col[(layer2.name, q.key)]] = 14
     return sheet, names
@@ -842,7 +851,8 @@ def _panel(lesson: Lesson, lay: Layout, groups: Groups, ec: dict, sheet: str):
     b1 (or batch norm's γ, β), W2 and how many examples it is active on at that step, then
     b2; and every example's
     first feature, target and ŷ at that step, which the fit chart plots. Each is an INDEX
-    into that step's block. Returns (cells by row, notes, validations, the fit chart)."""
+    into that step's block. Returns (cells by row, notes, validations, the fit chart, its
+    (colour scales, highlights)): the weights blue < 0 < red, a dead unit's count red."""
     tr, steps = lesson.trace, lesson.steps
     n, d = lesson.X.shape
     h = lesson.shape.hidden
@@ -916,7 +926,12 @@ def _panel(lesson: Lesson, lay: Layout, groups: Groups, ec: dict, sheet: str):
                          "ŷ eval beside is the whole network's (dropout off)." if lesson.dropout
                          else ""))]
     validations = [picker_rule]
-    return rows, notes, validations, fit
+    weights = f"{ref(units + 1, c0 + 1)}:{ref(units + h, c0 + len(per_unit))}"
+    active = f"{ref(units + 1, active_col)}:{ref(units + h, active_col)}"
+    put(units + 2 + h, c0, None, "colour: weights blue < 0 < red; a red 'active on' is a dead "
+        "ReLU", "subtitle")
+    return rows, notes, validations, fit, ([(weights, DIVERGING)],
+                                           [(active, f"={ref(units + 1, active_col)}=0")])
 
 
 def about_sheet(lesson: Lesson) -> Sheet:

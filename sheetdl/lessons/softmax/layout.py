@@ -15,10 +15,10 @@ from ...math import fullbatch, lrfind, presets, schedules
 from . import LEARNING_RATES as LESSON_LR
 from . import model as softmax
 from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRACE_COL, FinderRun,
-    Group, Layout, TraceTable, add_finder_sheet, at_step, blocks_top, run_finder, stream_blocks,
-    step_picker, training_sheet)
-from ...sheet.workbook import (Book, Chart, Series, Sheet, area, col_name, number_format,
-    number_style, ref, static_rows)
+    Group, Layout, TraceTable, across_blocks, add_finder_sheet, at_step, blocks_top, run_finder,
+    stream_blocks, step_picker, training_sheet)
+from ...sheet.workbook import (DIVERGING, SEQUENTIAL, Book, Chart, Series, Sheet, area, col_name,
+    number_format, number_style, ref, static_rows)
 from ..data import (EXCEL_MAX_ROWS, DataError, check_label, csv_rows, is_header, is_number,
                     not_a_number, number, read_text)
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, fit_headers,
@@ -414,8 +414,9 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
         hyper, hvals = hyper + list(finder.inputs()), {**hvals, **finder.inputs()}
     table = TraceTable(lay, tr, SCREEN_ROW + 1, TRACE_COL, sheet_name, "step", "loss",
                        ("accuracy", "accuracy"), finder, metric_style="summary|0.0%")
-    panel, start_ref, panel_notes, panel_validations = ({}, None, [], []) if finder else \
-        _model_panel(lesson, lay, group, first_example=3, p_col=ec["p"])
+    panel, start_ref, panel_notes, panel_validations, panel_colours = (
+        ({}, None, [], [], ([], [])) if finder else
+        _model_panel(lesson, lay, group, first_example=3, p_col=ec["p"]))
     status = table.status(hyper, DATA_PROBLEM)
 
     def rows():
@@ -482,6 +483,11 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
     sheet = training_sheet(sn, rows, lay, table, hyper, names, notes=notes,
                            validations=validations, charts=charts,
                            unique_names=finder is not None or lesson.finder is not None)
+    # every block's probabilities white → red, as the panel's
+    sheet.color_scales.append((across_blocks(lay, steps, (3, 2 + n), (ec["p"], ec["p"] + k - 1)),
+                               SEQUENTIAL))
+    sheet.color_scales += panel_colours[0]
+    sheet.highlights += panel_colours[1]
     return sheet, names
 
 
@@ -501,7 +507,9 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, 
     that step, the yellow starting W | b (block 0 reads them), and each example's target,
     probabilities and predicted class at that step, each an INDEX into that step's block.
     ``first_example`` is the block row of example 1 and ``p_col`` the column of its first
-    probability. Returns (cells by row, init_ref for block 0, notes, validations)."""
+    probability. Returns (cells by row, init_ref for block 0, notes, validations, (colour
+    scales, highlights)): W | b blue < 0 < red, probabilities white → red, a misclassified
+    example's row red."""
     tr, steps = lesson.trace, lesson.steps
     n, d = lesson.X.shape
     k = len(lesson.class_names)
@@ -560,7 +568,15 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, 
                 "validate": "decimal", "criteria": "between", "minimum": -1e6,
                 "maximum": 1e6, "input_title": "starting weight",
                 "input_message": "a starting weight; every step recomputes from it"}))
-    return rows, init_ref, notes, validations
+    put(at + 2 + k, c0, None, "colour: weights blue < 0 < red", "subtitle")
+    put(start + 2 + k, c0, None, "below: p white → red; a red row is misclassified",
+        "subtitle")
+    weights = f"{ref(at + 2, c0 + 1)}:{ref(at + 1 + k, c0 + 1 + d)}"
+    table = f"{ref(examples + 1, c0 + 2)}:{ref(examples + n, c0 + 1 + k)}"
+    marked = f"{ref(examples + 1, c0)}:{ref(examples + n, c0 + 2 + k)}"
+    wrong = (f"=${col_name(c0 + 1)}{examples + 2}<>${col_name(c0 + 2 + k)}{examples + 2}")
+    return rows, init_ref, notes, validations, ([(weights, DIVERGING), (table, SEQUENTIAL)],
+                                                [(marked, wrong)])
 
 
 def about_sheet(lesson: Lesson) -> Sheet:
