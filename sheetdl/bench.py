@@ -294,13 +294,21 @@ def bench_conv(folder: Path, repeats: int) -> list[Row]:
                 "LibreOffice headless, fresh process (convert-to xlsx)", "—",
                 note="" if fresh else "not measured: LibreOffice is not installed",
                 extra=peak)]
+    from .addin import udfs
+
     opt = optim.make("adam", lr=0.01)
     math = median_time(lambda: conv.train(opt, lesson.shape, images, labels, lesson.theta0,
                                           lesson.steps), repeats)
+    torch_time = _torch_conv(lesson, repeats)
+    torch_note = "" if _has_torch() else "not measured: torch is not installed"
     rows.append(Row("conv", f"conv reference math, {lesson.steps} full-batch adam steps "
-                    "(every intermediate kept)", math, _torch_conv(lesson, repeats),
-                    "torch CPU autograd + torch.optim.Adam, float64", "—",
-                    note="" if _has_torch() else "not measured: torch is not installed"))
+                    "(every intermediate kept)", math, torch_time,
+                    "torch CPU autograd + torch.optim.Adam, float64", "—", note=torch_note))
+    one_call = median_time(lambda: udfs.conv_train(images.reshape(len(images), -1), labels,
+                                                   lesson.shape.kernels, lesson.steps), repeats)
+    rows.append(Row("conv", f"SHEETDL.CONV_TRAIN: the same {lesson.steps} steps in one call "
+                    "(losses and accuracies only)", one_call, torch_time,
+                    "torch CPU autograd + torch.optim.Adam, float64", "—", note=torch_note))
     return rows
 
 

@@ -27,11 +27,12 @@ def test_kernel_rows_are_measured_ratios(monkeypatch):
 
 def test_conv_rows_are_measured_ratios(monkeypatch, soffice):
     """The conv area: verify of the default conv workbook against LibreOffice's
-    recalculation of it, and the reference math against torch CPU, both timed in the run."""
+    recalculation of it, and the reference math and SHEETDL.CONV_TRAIN against torch CPU,
+    each timed in the run."""
     monkeypatch.setitem(bench.QUICK, "repeats", 1)
     rows = [r for r in bench.run(only=["conv"])["rows"] if r["area"] == "conv"]
     assert [r["what"].split(" of ")[0] for r in rows][:1] == ["sheetdl verify"]
-    assert len(rows) == 2
+    assert len(rows) == 3 and rows[2]["what"].startswith("SHEETDL.CONV_TRAIN")
     for r in rows:
         assert r["ours"] > 0 and r["theirs"] > 0
         assert math.isclose(r["ratio"], r["theirs"] / r["ours"])

@@ -2,6 +2,7 @@
 (F.conv2d → relu → max_pool2d(2) → flatten → linear → cross_entropy, float64, full batch,
 torch.optim), through IronCalc and LibreOffice; max-pool's ties routed as torch routes
 them; the finite-difference tap; its options and data."""
+import re
 import subprocess
 import sys
 
@@ -269,3 +270,75 @@ def test_dropout_matches_torch_with_the_same_masks(kind, tmp_path, soffice):
     plain = torch_replay(conv_book.make_lesson(images, labels, names, optimizer=kind, steps=6,
                                                seed=2))
     assert not np.allclose(plain[0], want[0])  # the masks change the training
+
+
+@pytest.mark.parametrize("kind,dropout,init", [("adam", 0.0, "random"), ("sgd", 0.3, "edges"),
+                                               ("rmsprop", 0.0, "edges")])
+def test_conv_train_and_predict_udfs_match_torch(kind, dropout, init):
+    """SHEETDL.CONV_TRAIN's losses, accuracies, kernels and dense layer are torch's for the
+    start the workbook draws (dropout masks too), and SHEETDL.CONV_PREDICT's probabilities
+    are torch's softmax of the trained network: the conv lesson in one call, past the
+    sheet's size limits (32×32 images here)."""
+    from sheetdl.addin import udfs
+
+    rng = np.random.default_rng(3)
+    # unrounded pixels: with 2-decimal ones the edge filters make pool windows whose cells
+    # are equal in exact arithmetic, and which one is "first" then depends on each engine's
+    # summation order (the 9-decimal rule of the sheet, torch's exact compare)
+    images = rng.uniform(0, 1, (10, 32, 32))
+    labels = rng.integers(0, 4, 10)
+    labels[:4] = np.arange(4)
+    X = images.reshape(10, -1)
+    args = (X, labels.reshape(-1, 1), 3, 12, None, kind, 5)
+    table = udfs.conv_train(*args, "loss", dropout or None, init)
+    # the sheet refuses 32×32 (its cell limit): torch replays the start the workbook would
+    # draw (conv.init_params) with the lesson's rate and masks
+    from sheetdl.lessons import conv as conv_lesson
+    from sheetdl.math import dropout as inverted_dropout, presets
+
+    shape = conv.Shape(32, 32, 3, 4)
+    theta0 = conv.init_params(shape, 5, init)
+    opt, _ = presets.resolve("torch", kind, lr=conv_lesson.LEARNING_RATES[kind])
+    fake = type("L", (), dict(shape=shape, theta0=theta0, kind=kind, opt=opt, schedule=None,
+                              images=images, labels=labels, steps=12, dropout=dropout,
+                              masks=inverted_dropout.draw(12, 10, shape.features, dropout, 5)
+                              if dropout else None))
+    losses, K, kb, Wd, bd = torch_replay(fake)
+    assert table[0] == ["step", "loss", "accuracy"]
+    np.testing.assert_allclose([r[1] for r in table[1:]], losses, rtol=1e-9)
+    kernels = np.array(udfs.conv_train(*args, "kernels", dropout or None, init))
+    dense = np.array(udfs.conv_train(*args, "dense", dropout or None, init))
+    np.testing.assert_allclose(kernels[:, :9].ravel(), K, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(kernels[:, 9], kb, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dense[:, :-1].ravel(), Wd, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(dense[:, -1], bd, rtol=1e-9, atol=1e-12)
+    probs = udfs.conv_predict(X, kernels[:, :9], kernels[:, 9], dense[:, :-1], dense[:, -1])
+    with torch.no_grad():
+        x = torch.tensor(images)[:, None]
+        Kt = torch.tensor(K.reshape(3, 1, 3, 3))
+        flat = torch.flatten(F.max_pool2d(F.relu(F.conv2d(x, Kt, torch.tensor(kb))), 2), 1)
+        want = F.softmax(F.linear(flat, torch.tensor(Wd.reshape(4, -1)), torch.tensor(bd)), 1)
+    np.testing.assert_allclose(probs, want.numpy(), rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda u: u.conv_train(np.zeros((2, 30)), [[0], [1]]), "30 pixels a row, not a square"),
+    (lambda u: u.conv_train(np.zeros((2, 16)), [[0]]), "images has 2 rows and labels 1"),
+    (lambda u: u.conv_train(np.zeros((2, 16)), [[0], [0.5]]), "whole class numbers"),
+    (lambda u: u.conv_train(np.zeros((2, 16)), [[0], [0]]), "1 classes; 2 to 10"),
+    (lambda u: u.conv_train(np.zeros((2, 9)), [[0], [1]]), "each side must be from 4 to 64"),
+    (lambda u: u.conv_train(np.zeros((2, 16)), [[0], [1]], 2, 5, None, "adam", 0, "maps"),
+     'output must be "loss", "kernels" or "dense"'),
+    (lambda u: u.conv_train(np.zeros((4000, 4096)), np.arange(4000) % 2, 16, 1000),
+     "a call may take"),
+    (lambda u: u.conv_predict(np.zeros((1, 16)), np.zeros((2, 8)), [0, 0], np.zeros((2, 8)),
+                              [0, 0]), "kernels must have 9 columns"),
+    (lambda u: u.conv_predict(np.zeros((1, 16)), np.zeros((2, 9)), [0, 0], np.zeros((3, 5)),
+                              [0, 0, 0]),
+     "dense must be classes × 2 (the pooled features of 2 kernel(s))"),
+])
+def test_conv_udf_arguments_are_checked(call, message):
+    from sheetdl.addin import udfs
+
+    with pytest.raises(udfs.UdfError, match=re.escape(message)):
+        call(udfs)

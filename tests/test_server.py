@@ -259,6 +259,10 @@ GOOD = {
     "mlp_train": [[[0.0], [1.0], [2.0]], [[0.0], [1.0], [0.5]], [[3]], [[4]], None, None,
                   None, None, None],
     "mlp_predict": [[[0.5]], [[1.0], [-1.0]], [[0.0], [0.0]], [[1.0, 1.0]], [[0.0]]],
+    "conv_train": [[[v / 16 for v in range(16)], [1 - v / 16 for v in range(16)]], [[0], [1]],
+                   [[1]], [[2]], None, None, None, None, None, None, None],
+    "conv_predict": [[[v / 16 for v in range(16)]], [[0.1] * 9], [[0.0]], [[1.0], [-1.0]],
+                     [[0.0], [0.0]], None],
 }
 #: what a hostile or careless caller sends in place of one argument
 HOSTILE = [[], [[]], [[], []], {"type": "x"}, [[{"a": 1}]], [[1.0], [2.0, 3.0]], "text",

@@ -457,6 +457,122 @@ def mlp_predict(x, W1, b1, W2, b2):
     return _finite(mlp.predict(shape, X, shape.pack(w1, bias1, w2, bias2)).reshape(-1, 1))
 
 
+#: conv_train's image sides: a 3×3 kernel and a 2×2 pool need 4; past 64 a call is a job
+CONV_MIN_SIDE, CONV_MAX_SIDE, CONV_MAX_KERNELS, CONV_MAX_CLASSES = 4, 64, 16, 10
+
+
+def _images(images, height, name: str = "images"):
+    """(N, H, W) from one image per row (its pixels row by row), H from ``height`` or the
+    square the pixel count makes."""
+    X = _matrix(images, name)
+    pixels = X.shape[1]
+    if _missing(height):
+        side = int(round(pixels ** 0.5))
+        if side * side != pixels:
+            raise UdfError(f"{name} has {pixels} pixels a row, not a square: give height")
+        h = side
+    else:
+        h = _whole(height, "height", minimum=CONV_MIN_SIDE, maximum=CONV_MAX_SIDE)
+        if pixels % h:
+            raise UdfError(f"{name} has {pixels} pixels a row, not a multiple of height {h}")
+    w = pixels // h
+    if not (CONV_MIN_SIDE <= h <= CONV_MAX_SIDE and CONV_MIN_SIDE <= w <= CONV_MAX_SIDE):
+        raise UdfError(f"images of {h}×{w}: each side must be from {CONV_MIN_SIDE} to "
+                       f"{CONV_MAX_SIDE}")
+    return X.reshape(X.shape[0], h, w)
+
+
+def conv_train(images, labels, kernels=2, steps=40, lr=None, optimizer="adam", seed=0,
+               output="loss", dropout=None, kernel_init="random", height=None):
+    """Train the conv lesson's network full batch: 3×3 convolution with ``kernels`` kernels
+    and biases → ReLU → 2×2 max-pool → dense → softmax → cross-entropy, from the start
+    ``sheetdl build conv`` draws with ``seed`` (``kernel_init`` "edges": the 2022 course's
+    edge filters first). ``images``: one image per row, pixels row by row (``height`` when
+    not square); ``labels``: each image's class, 0 to C − 1. ``output`` "loss": step, loss
+    and accuracy per step; "kernels": each kernel's 9 taps and its bias; "dense": each
+    class's weights over the flattened pooled maps and its bias. ``dropout`` p: the
+    workbook's masks from ``seed``."""
+    from ..lessons import conv as conv_lesson
+    from ..lessons.conv import model as conv
+
+    X = _images(images, height)
+    n = X.shape[0]
+    ys = _matrix(labels, "labels").reshape(-1)
+    if ys.size != n:
+        raise UdfError(f"images has {n} rows and labels {ys.size} values")
+    if not np.all((ys == np.round(ys)) & (ys >= 0)):
+        raise UdfError("labels must be whole class numbers from 0")
+    classes = int(ys.max()) + 1
+    if not 2 <= classes <= CONV_MAX_CLASSES:
+        raise UdfError(f"labels name {classes} classes; 2 to {CONV_MAX_CLASSES} are taken")
+    k = _whole(kernels, "kernels", maximum=CONV_MAX_KERNELS)
+    n_steps = _whole(steps, "steps", maximum=MAX_EPOCHS)
+    kind = _optimizer(optimizer)
+    what = str(output).strip().lower()
+    if what not in ("loss", "kernels", "dense"):
+        raise UdfError(f'output must be "loss", "kernels" or "dense", got {output!r}')
+    init = str(kernel_init).strip().lower()
+    if init not in ("random", "edges"):
+        raise UdfError(f'kernel_init must be "random" or "edges", got {kernel_init!r}')
+    shape = conv.Shape(X.shape[1], X.shape[2], k, classes)
+    pixels = X.shape[1] * X.shape[2]
+    if n_steps * n * pixels * k * (conv.TAP ** 2 + classes) > MAX_WORK:
+        raise UdfError(f"{n_steps:,} steps × {n:,} images of {pixels:,} pixels × {k} kernels is "
+                       f"past the {MAX_WORK:,} a call may take; use fewer steps or images")
+    p = 0.0 if _missing(dropout) else _number(dropout, "dropout")
+    # one step's intermediates (windows, maps, routes and their gradients: ~40 arrays of
+    # images × kernels × pixels), with dropout every step's masks, and the answer's rows
+    _budget(n * k * pixels * 40 * 8 + (n_steps * n * shape.features * 8 if p else 0)
+            + n_steps * 3 * TABLE_BYTES_PER_VALUE,
+            f"{n:,} images × {pixels:,} pixels × {k} kernels × {n_steps:,} steps")
+    opt, _ = presets.resolve("torch", kind, lr=_number(
+        lr, "lr", positive=True, default=conv_lesson.LEARNING_RATES[kind]))
+    seed = _whole(seed, "seed", default=0, minimum=0)
+    theta0 = conv.init_params(shape, seed, init)
+    masks = inverted_dropout.draw(n_steps, n, shape.features, p, seed) if p else None
+    with np.errstate(all="ignore"):
+        tr = conv.train(opt, shape, X, ys.astype(int), theta0, n_steps, masks=masks, dropout=p,
+                        keep=lambda st: (st.loss, st.accuracy))
+    if what == "loss":
+        table = np.array([[t + 1, loss, acc] for t, (loss, acc) in enumerate(tr.steps)])
+        _finite(table, "training")
+        return [["step", "loss", "accuracy"]] + table.tolist()
+    K, kb, Wd, bd = shape.unpack(tr.theta[-1])
+    table = (np.column_stack([K.reshape(k, -1), kb]) if what == "kernels"
+             else np.column_stack([Wd, bd]))
+    return _finite(table, "training").tolist()
+
+
+def conv_predict(images, kernels, kernel_bias, dense, dense_bias, height=None):
+    """Class probabilities of each image (one per row, as conv_train takes them) under the
+    conv network with ``kernels`` (one per row, its 9 taps row by row), their biases, the
+    dense weights (one row per class, over the flattened pooled maps) and biases: what the
+    conv workbook's K_final, kb_final, Wd_final and bd_final hold."""
+    from ..lessons.conv import model as conv
+
+    X = _images(images, height)
+    K = _matrix(kernels, "kernels")
+    if K.shape[1] != conv.TAP ** 2:
+        raise UdfError(f"kernels must have {conv.TAP ** 2} columns (the 3×3 taps), got "
+                       f"{K.shape[1]}")
+    kb = _matrix(kernel_bias, "kernel_bias").reshape(-1)
+    Wd = _matrix(dense, "dense")
+    bd = _matrix(dense_bias, "dense_bias").reshape(-1)
+    shape = conv.Shape(X.shape[1], X.shape[2], K.shape[0], Wd.shape[0])
+    if kb.size != shape.kernels:
+        raise UdfError(f"{shape.kernels} kernels need {shape.kernels} biases, got {kb.size}")
+    if Wd.shape[1] != shape.features or bd.size != shape.classes:
+        raise UdfError(f"dense must be classes × {shape.features} (the pooled features of "
+                       f"{shape.kernels} kernel(s)) with one bias per class, got "
+                       f"{Wd.shape[0]} × {Wd.shape[1]} and {bd.size} biases")
+    if X.shape[0] * X.shape[1] * X.shape[2] * shape.kernels * conv.TAP ** 2 > MAX_WORK:
+        raise UdfError(f"{X.shape[0]:,} images is past the {MAX_WORK:,} a call may take")
+    _budget(X.size * shape.kernels * 40 * 8, f"{X.shape[0]:,} images × {shape.kernels} kernels")
+    theta = shape.pack(K.reshape(-1, conv.TAP, conv.TAP), kb, Wd, bd)
+    with np.errstate(all="ignore"):
+        return _finite(conv.predict(shape, X, theta))
+
+
 #: collab_train's bounds, checked before any allocation: parameters (a few float64 arrays
 #: of them, ~80 MB each at the limit), epochs, and epochs × ratings cells of work
 MAX_PARAMETERS = 10_000_000
@@ -473,14 +589,16 @@ TABLE_BYTES_PER_VALUE = 60
 DENSE_LIMIT = 2_000_000
 
 PUBLIC = ["softmax", "cross_entropy", "sgd_step", "momentum_step", "rmsprop_step", "adam_step",
-          "train_linear", "collab_predict", "collab_train", "mlp_train", "mlp_predict"]
+          "train_linear", "collab_predict", "collab_train", "mlp_train", "mlp_predict",
+          "conv_train", "conv_predict"]
 
 
 # --------------------------------------------------------------------------- decorators
 
 _ARRAYS = {"logits", "targets", "params", "grads", "velocity", "square_avg", "exp_avg",
            "exp_avg_sq", "x", "y", "user_factors", "movie_factors", "user_bias", "movie_bias",
-           "ratings", "W1", "b1", "W2", "b2"}
+           "ratings", "W1", "b1", "W2", "b2", "images", "labels", "kernels", "kernel_bias",
+           "dense", "dense_bias"}
 
 
 def _off_the_loop(f):

@@ -37,6 +37,32 @@ failed:
     SHEETDL_COLLAB_TRAIN = Err.Description
 End Function
 
+Function SHEETDL_CONV_PREDICT(images, kernels, kernel_bias, dense, dense_bias, Optional height)
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        SHEETDL_CONV_PREDICT = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_CONV_PREDICT", Array(images, kernels, kernel_bias, dense, dense_bias, height), ThisWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        SHEETDL_CONV_PREDICT = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_CONV_PREDICT", Array(images, kernels, kernel_bias, dense, dense_bias, height))
+        Exit Function
+    #End If
+failed:
+    SHEETDL_CONV_PREDICT = Err.Description
+End Function
+
+Function SHEETDL_CONV_TRAIN(images, labels, Optional kernels, Optional steps, Optional lr, Optional optimizer, Optional seed, Optional output, Optional dropout, Optional kernel_init, Optional height)
+    #If App = "Microsoft Excel" Then
+        If TypeOf Application.Caller Is Range Then On Error GoTo failed
+        SHEETDL_CONV_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_CONV_TRAIN", Array(images, labels, kernels, steps, lr, optimizer, seed, output, dropout, kernel_init, height), ThisWorkbook, Application.Caller)
+        Exit Function
+    #Else
+        SHEETDL_CONV_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_CONV_TRAIN", Array(images, labels, kernels, steps, lr, optimizer, seed, output, dropout, kernel_init, height))
+        Exit Function
+    #End If
+failed:
+    SHEETDL_CONV_TRAIN = Err.Description
+End Function
+
 Function SHEETDL_CROSS_ENTROPY(logits, targets)
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed

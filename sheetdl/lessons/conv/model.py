@@ -187,8 +187,12 @@ def forward_backward(shape: Shape, images, labels, theta, fd_h: float, mask=None
     dpool = dflat.reshape(n, shape.kernels, p, q)
     routed = np.arange(1, POOL * POOL + 1) == which[..., None]
     live = a[:, :, :POOL * p, :POOL * q] > 0
-    dz = np.where(_unpool(routed, shape) & live,
-                  np.repeat(np.repeat(dpool, POOL, axis=2), POOL, axis=3), 0.0)
+    # AND(route = pos, a > 0) as numbers: #NUM! (NaN, from cells.Cells' comparisons) in
+    # either makes the cell #NUM!, as the sheet's IF(AND(...)) does
+    both = _unpool(routed, shape) * live
+    dz = np.where(np.isnan(both), np.nan,
+                  np.where(both == 1, np.repeat(np.repeat(dpool, POOL, axis=2), POOL, axis=3),
+                           0.0))
     hz, wz = POOL * p, POOL * q
     gK = np.empty((shape.kernels, TAP, TAP))
     for u in range(TAP):
