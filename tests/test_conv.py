@@ -342,3 +342,21 @@ def test_conv_udf_arguments_are_checked(call, message):
 
     with pytest.raises(udfs.UdfError, match=re.escape(message)):
         call(udfs)
+
+
+def test_an_overflowing_lr_caches_what_the_engines_show(tmp_path):
+    """lr 1e200 overflows the maps to #NUM! within a few steps: the cached routes (the
+    nested IF reads a #NUM! cell: #NUM!), predicted classes and losses are what IronCalc
+    recalculates, so verify passes and the status says OVERFLOWED (before: the routes
+    cached 1 where every engine shows #NUM!, and an lr of 1e308 crashed the build)."""
+    images, labels, names = conv.glyph_images(4, 2, 0)
+    lesson = conv_book.make_lesson(images, labels, names, steps=5, lr=1e200, optimizer="sgd")
+    assert not np.isfinite(lesson.trace.steps[-1].loss)
+    path = xlsx.write(conv_book.build(lesson), tmp_path / "over.xlsx")
+    report = verify.verify(path)
+    assert report.ok, report.summary()
+    wb = verify.recalculated(path)
+    status = next(v for v in (wb.model.get_cell_value(wb.index["train"], r, 1)
+                              for r in range(1, 12)) if isinstance(v, str)
+                  and v.startswith(("OVERFLOWED", "training", "DIVERGING")))
+    assert status.startswith("OVERFLOWED"), status

@@ -13,6 +13,7 @@ Data flows one way: options → ``conv.train`` → this layout → ``xlsx.write`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -772,7 +773,8 @@ def _panel(lesson: Lesson, lay: Layout, band: _Band, sheet: str):
         probs = st.soft.probs[i]
         first = ref(r, c0 + 3)
         last = ref(r, c0 + 2 + shown)
-        predicted = classes[int(np.argmax(probs[:shown]))]
+        predicted = (classes[int(np.argmax(probs[:shown]))]
+                     if np.all(np.isfinite(probs[:shown])) else math.nan)  # #NUM! overflowed
         put(r, c0 + 2, f"=INDEX({names},MATCH(MAX({first}:{last}),{first}:{last},0))",
             predicted, None)
         for c in range(shown):

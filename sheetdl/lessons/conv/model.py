@@ -136,6 +136,20 @@ def _unpool(per_window, shape):
         n, k, POOL * p, POOL * q)
 
 
+def _route(equal) -> np.ndarray:
+    """1 to 4, the first window cell equal to its max, as the sheet's nested
+    IF(TL=m,1,IF(TR=m,2,IF(BL=m,3,4))): #NUM! (NaN) once a cell it compares is #NUM!
+    (``equal`` is then ``cells.Cells``' NaN), and the bottom-right never compared."""
+    compared = POOL * POOL - 1
+    hit = cells.plain(equal).astype(float)[..., :compared]
+    found = hit == 1
+    first = np.where(found.any(axis=-1), np.argmax(found, axis=-1), compared)
+    unknown = np.cumsum(np.isnan(hit), axis=-1)
+    read = np.minimum(first, compared - 1)[..., None]  # the last cell the IFs compared
+    which = np.where(np.take_along_axis(unknown, read, axis=-1)[..., 0] > 0, np.nan, first + 1.0)
+    return cells.cells(which) if isinstance(equal, cells.Cells) else which
+
+
 def forward(shape: Shape, images, theta, mask=None, dropout: float = 0.0):
     """(a, pool, which, flat, dropped, logits); ``mask`` (N, F) of 0s and 1s drops pooled
     features, the kept ones scaled by 1/(1 − dropout) (torch's inverted dropout)."""
@@ -145,8 +159,7 @@ def forward(shape: Shape, images, theta, mask=None, dropout: float = 0.0):
     pool = win.max(axis=-1)
     # the first cell equal to the max to TIE_DECIMALS (argmax of a boolean is its first
     # True): torch's CPU max_pool2d routes an exact tie to the first maximum too
-    which = np.argmax(np.round(win, TIE_DECIMALS) == np.round(pool, TIE_DECIMALS)[..., None],
-                      axis=-1) + 1.0
+    which = _route(np.round(win, TIE_DECIMALS) == np.round(pool, TIE_DECIMALS)[..., None])
     flat = pool.reshape(len(images), shape.features)
     dropped = inverted_dropout.apply(flat, mask, dropout)
     logits = seqsum(dropped[:, None, :] * Wd[None], axis=2) + bd[None, :]
