@@ -285,15 +285,19 @@ def test_layer_rates_and_freezing_match_torch_parameter_groups(soffice, tmp_path
 
 def test_typing_another_freeze_steps_retrains_as_torch(tmp_path):
     """freeze_steps is a yellow input: typing 1 where the build froze 4 steps retrains the
-    sheet as torch does with one frozen step (adam: bias correction from the unfreezing)."""
+    sheet as torch does with one frozen step (adam: bias correction from the unfreezing),
+    and the status says how long layer 1 is frozen."""
     X, y = mlp.curve()
     lesson = mlp_book.make_lesson(X, y, steps=8, freeze_steps=4, optimizer="adam")
     path = xlsx.write(mlp_book.build(lesson), tmp_path / "f.xlsx")
     wb = verify.recalculated(path)
     sheet, cell = openpyxl.load_workbook(path).defined_names["freeze_steps"].attr_text.split("!")
     m = re.fullmatch(r"\$([A-Z]+)\$(\d+)", cell)
+    status = lambda: wb.model.get_cell_value(wb.index["train"], *_status_cell(path))
+    assert status().endswith("; layer 1 frozen through step 4"), status()
     wb.model.set_user_input(wb.index[sheet], int(m.group(2)), ord(m.group(1)) - 64, "1")
     wb.model.evaluate()
+    assert status().endswith("; layer 1 frozen through step 1"), status()
     want = torch_replay(mlp_book.make_lesson(X, y, steps=8, freeze_steps=1, optimizer="adam"))
     np.testing.assert_allclose(wb.values("loss_trace"), want[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(wb.values("W1_final"), want[1], rtol=1e-9, atol=1e-12)

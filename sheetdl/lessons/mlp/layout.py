@@ -736,7 +736,11 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        if lesson.evaluated and finder is None else ())
     panel, panel_notes, panel_validations, fit, panel_colours = (
         ({}, [], [], None, ([], [])) if finder else _panel(lesson, lay, groups, ec, sheet_name))
-    status = table.status(hyper, DATA_PROBLEM, _dropout_clause(table, tr) if dropout else None)
+    clauses = ([_dropout_clause(table, tr)] if dropout else []) + (
+        [(f'IF({FREEZE_STEPS}>0,"; layer 1 frozen through step "&{FREEZE_STEPS},"")',
+          f"; layer 1 frozen through step {lesson.freeze_steps}")] if lesson.freeze_steps else [])
+    also = ("&".join(f for f, _ in clauses), "".join(t for _, t in clauses)) if clauses else None
+    status = table.status(hyper, DATA_PROBLEM, also)
     notes = input_notes(hyper, conventions(lesson.kind, lesson.opt, lesson.follows))
     notes += panel_notes
 
