@@ -353,15 +353,16 @@ def test_readme_function_list_covers_every_formula():
 # --------------------------------------------------------------------------- colour
 
 #: what each block lesson's training sheet colours: (colour scales at least, highlights)
-COLOURED = {"softmax.xlsx": (3, 1), "collab.xlsx": (2, 1), "mlp.xlsx": (3, 1),
+COLOURED = {"softmax.xlsx": (3, 2), "collab.xlsx": (2, 1), "mlp.xlsx": (3, 1),
             "conv.xlsx": (1, 0)}
 
 
 def rules(ws):
-    out = {"colorScale": [], "expression": []}
+    """{"colorScale": [sqref...], "cellIs": [(sqref, operator, bound formulas)...]}"""
+    out = {"colorScale": [], "cellIs": [], "expression": []}
     for cf in ws.conditional_formatting:
         for rule in cf.rules:
-            out[rule.type].append((str(cf.sqref), rule.formula[0] if rule.formula else None))
+            out[rule.type].append((str(cf.sqref), rule.operator, list(rule.formula or [])))
     return out
 
 
@@ -370,11 +371,12 @@ def test_training_sheets_carry_colour(loaded, book):
     """Colour that carries meaning (issue: no conditional format anywhere): heatmaps of
     weights, probabilities, masks or predictions, and a highlight where something is wrong
     (a dead unit, a misclassified example, a prediction far off its rating), each with a
-    legend line on the sheet; the committed files still verify (test_cli)."""
+    legend line on the sheet; the committed files still verify (test_cli). Highlights are
+    cell-value rules: a formula rule changed how IronCalc evaluates an overflow."""
     scales, marks = COLOURED[book]
     found = rules(loaded[book]["train"])
     assert len(found["colorScale"]) >= scales, found
-    assert len(found["expression"]) == marks, found
+    assert len(found["cellIs"]) == marks and not found["expression"], found
     if marks:
         legend = [c.value for row in loaded[book]["train"].iter_rows(max_row=ROWS)
                   for c in row if isinstance(c.value, str) and c.value.startswith(
@@ -382,38 +384,50 @@ def test_training_sheets_carry_colour(loaded, book):
         assert legend, book
 
 
-def condition_at(wb, sheet: str, rule: tuple[str, str], target: str):
-    """The highlight ``rule`` (ranges, its condition for their top-left cell) evaluated by
-    IronCalc for cell ``target``: moved there as Excel moves it, then written, with its
-    references made absolute, into a spare cell of the sheet."""
+def condition_at(wb, sheet: str, rule, target: str) -> bool:
+    """The highlight ``rule`` (ranges, operator, its bounds written for the ranges'
+    top-left cell) evaluated by IronCalc for cell ``target``: each bound moved there as
+    Excel moves it, made absolute and written into a spare cell, then compared with the
+    target's value."""
     from openpyxl.formula.translate import Translator
+    from openpyxl.utils import coordinate_to_tuple
 
     origin = rule[0].split()[0].split(":")[0]
-    moved = Translator("=" + rule[1], origin=origin).translate_formula(target)
-    absolute = re.sub(r"(?<![A-Za-z$])([A-Z]{1,3})(\d+)", r"$\1$\2", moved)
     si = wb.index[sheet]
-    wb.model.set_user_input(si, 1, 300, absolute)
+    bounds = []
+    for k, bound in enumerate(rule[2]):
+        moved = Translator("=" + bound, origin=origin).translate_formula(target)
+        absolute = re.sub(r"(?<![A-Za-z$])([A-Z]{1,3})(\d+)", r"$\1$\2", moved)
+        wb.model.set_user_input(si, 1, 300 + k, absolute)
     wb.model.evaluate()
-    return wb.model.get_cell_value(si, 1, 300)
+    bounds = [wb.model.get_cell_value(si, 1, 300 + k) for k in range(len(rule[2]))]
+    value = wb.model.get_cell_value(si, *coordinate_to_tuple(target))
+    if rule[1] == "equal":
+        return value == bounds[0]
+    if rule[1] == "notEqual":
+        return value != bounds[0]
+    assert rule[1] == "notBetween", rule
+    return not bounds[0] <= value <= bounds[1]
 
 
 def test_highlights_mark_what_their_legends_say():
     """Each highlight's condition, evaluated by IronCalc, is true exactly where its legend
-    says: softmax's misclassified examples (target ≠ predicted) at the shown step; mlp's
-    dead unit once a starting b1 of −100 kills it; collab's predictions more than a star
-    from a rating at epoch 1."""
+    says: softmax's misclassified examples (target ≠ predicted, both cells) at the shown
+    step; mlp's dead unit once a starting b1 of −100 kills it; collab's predictions more
+    than a star from a rating at epoch 1."""
     from openpyxl.utils import get_column_letter
 
     ws = openpyxl.load_workbook(BOOKS / "softmax.xlsx")["train"]
-    (rule,) = rules(ws)["expression"]
+    marks = rules(ws)["cellIs"]
     wb = verify.recalculated(BOOKS / "softmax.xlsx")
     si = wb.index["train"]
-    c0, r0, c1, r1 = range_boundaries(rule[0])
+    (t0, r0, _, r1), (p0, _, _, _) = (range_boundaries(m[0]) for m in marks)
     wrong = []
     for r in range(r0, r1 + 1):
-        target, predicted = (wb.model.get_cell_value(si, r, c) for c in (c0 + 1, c1))
-        assert condition_at(wb, "train", rule, f"{get_column_letter(c0)}{r}") == \
-            (target != predicted)
+        target, predicted = (wb.model.get_cell_value(si, r, c) for c in (t0, p0))
+        for rule, col in zip(marks, (t0, p0)):
+            assert condition_at(wb, "train", rule, f"{get_column_letter(col)}{r}") == \
+                (target != predicted)
         wrong.append(target != predicted)
     assert 0 < sum(wrong) < len(wrong)
 
@@ -421,7 +435,7 @@ def test_highlights_mark_what_their_legends_say():
     book = openpyxl.load_workbook(path)
     b1 = book.defined_names["b1_init"].attr_text.split("!")[1].replace("$", "").split(":")[0]
     wb = edited(path, {("train", b1): "-100"})
-    (rule,) = rules(book["train"])["expression"]
+    (rule,) = rules(book["train"])["cellIs"]
     c0, r0, _, r1 = range_boundaries(rule[0])
     dead = [condition_at(wb, "train", rule, f"{get_column_letter(c0)}{r}")
             for r in range(r0, r1 + 1)]
@@ -429,7 +443,7 @@ def test_highlights_mark_what_their_legends_say():
 
     path = BOOKS / "collab.xlsx"
     ws = openpyxl.load_workbook(path)["train"]
-    (rule,) = rules(ws)["expression"]
+    (rule,) = rules(ws)["cellIs"]
     show = next(c for row in ws.iter_rows(max_row=ROWS) for c in row
                 if c.value == "show epoch")
     wb = edited(path, {("train", show.offset(0, 1).coordinate): "1"})

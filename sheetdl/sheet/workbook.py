@@ -157,9 +157,11 @@ class Sheet:
     #: heatmaps: (space-separated A1 ranges, ``SEQUENTIAL`` or ``DIVERGING``), each a
     #: colour-scale conditional format over the union of its ranges
     color_scales: list[tuple[str, str]] = field(default_factory=list)
-    #: cells that stand out: (space-separated A1 ranges, a condition written for the first
-    #: range's top-left cell, e.g. "=K9=0"), filled in ``HIGHLIGHT``'s light red
-    highlights: list[tuple[str, str]] = field(default_factory=list)
+    #: cells that stand out, filled in ``HIGHLIGHT``'s light red: (space-separated A1 ranges,
+    #: a comparison "==", "!=" or "not between", its bound(s) written for the first range's
+    #: top-left cell, e.g. ("P9:P14", "==", ("0",))). A cell-value rule, not a formula
+    #: rule: a formula rule on the sheet changes how IronCalc evaluates an overflow
+    highlights: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
     #: sheet-scoped defined names: name → absolute A1 reference on this sheet
     names: dict[str, str] = field(default_factory=dict)
     #: workbook-scoped names this sheet's formulas use: name → ``sheet!$A$1``

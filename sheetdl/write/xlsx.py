@@ -282,9 +282,12 @@ def _decorate(wb, ws, sheet: Sheet) -> None:
     # prediction far off its rating keeps its fill inside a heatmap
     if sheet.highlights:
         marked = wb.add_format(HIGHLIGHT)
-        for ranges, condition in sheet.highlights:
-            ws.conditional_format(ranges.split()[0], {"type": "formula", "criteria": condition,
-                                                      "format": marked, "multi_range": ranges})
+        for ranges, compare, bounds in sheet.highlights:
+            limits = ({"minimum": bounds[0], "maximum": bounds[1]} if len(bounds) == 2
+                      else {"value": bounds[0]})
+            ws.conditional_format(ranges.split()[0], {"type": "cell", "criteria": compare,
+                                                      **limits, "format": marked,
+                                                      "multi_range": ranges})
     for ranges, kind in sheet.color_scales:
         ws.conditional_format(ranges.split()[0], {**_COLOR_SCALES[kind], "multi_range": ranges})
     for name, target in sheet.names.items():

@@ -355,11 +355,13 @@ def _dotprod_panel(lesson: Lesson, lay: Layout, users: Group, movies: Group, pre
     put(top + 2, c0, None, "red fill: > 1 star off", "subtitle")
     grid_area = f"{ref(head + 1, grid)}:{ref(head + U, grid + M - 1)}"
     rating = f"ratings!{ref(RATINGS_TOP, 1)}"
-    off = f"=AND(ISNUMBER({rating}),ABS({ref(head + 1, grid)}-{rating})>1)"
+    # outside rating ± 1; a blank rating's bounds take every prediction in
+    off = ("not between", (f"IF(ISNUMBER({rating}),{rating}-1,-1E+300)",
+                           f"IF(ISNUMBER({rating}),{rating}+1,1E+300)"))
     factors = (f"{ref(top + 1, grid)}:{ref(top + F, grid + M - 1)} "
                f"{ref(head + 1, c0 + 1)}:{ref(head + U, c0 + F)}")
     return rows, notes, validations, ([(grid_area, SEQUENTIAL), (factors, DIVERGING)],
-                                      [(grid_area, off)])
+                                      [(grid_area, *off)])
 
 
 def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:

@@ -935,7 +935,7 @@ def _panel(lesson: Lesson, lay: Layout, groups: Groups, ec: dict, sheet: str):
     put(units + 2 + h, c0, None, "colour: weights blue < 0 < red; a red 'active on' is a dead "
         "ReLU", "subtitle")
     return rows, notes, validations, fit, ([(weights, DIVERGING)],
-                                           [(active, f"={ref(units + 1, active_col)}=0")])
+                                           [(active, "==", ("0",))])
 
 
 def about_sheet(lesson: Lesson) -> Sheet:

@@ -569,14 +569,16 @@ def _model_panel(lesson: Lesson, lay: Layout, group: Group, first_example: int, 
                 "maximum": 1e6, "input_title": "starting weight",
                 "input_message": "a starting weight; every step recomputes from it"}))
     put(at + 2 + k, c0, None, "colour: weights blue < 0 < red", "subtitle")
-    put(start + 2 + k, c0, None, "below: p white → red; a red row is misclassified",
-        "subtitle")
+    put(start + 2 + k, c0, None, "below: p white → red; red: misclassified", "subtitle")
     weights = f"{ref(at + 2, c0 + 1)}:{ref(at + 1 + k, c0 + 1 + d)}"
     table = f"{ref(examples + 1, c0 + 2)}:{ref(examples + n, c0 + 1 + k)}"
-    marked = f"{ref(examples + 1, c0)}:{ref(examples + n, c0 + 2 + k)}"
-    wrong = (f"=${col_name(c0 + 1)}{examples + 2}<>${col_name(c0 + 2 + k)}{examples + 2}")
+    # target and predicted each red where they differ
+    column = lambda c: f"{ref(examples + 1, c)}:{ref(examples + n, c)}"
+    target, predicted = c0 + 1, c0 + 2 + k
+    wrong = [(column(target), "!=", (f"${col_name(predicted)}{examples + 2}",)),
+             (column(predicted), "!=", (f"${col_name(target)}{examples + 2}",))]
     return rows, init_ref, notes, validations, ([(weights, DIVERGING), (table, SEQUENTIAL)],
-                                                [(marked, wrong)])
+                                                wrong)
 
 
 def about_sheet(lesson: Lesson) -> Sheet:
