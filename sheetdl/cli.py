@@ -415,6 +415,38 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_example_data(args) -> int:
+    from .lessons import examples
+
+    written = examples.write(args.dir, force=args.force)
+    for name, (lessons, _) in examples.files().items():
+        state = "wrote" if args.dir / name in written else "kept"
+        print(f"{state} {args.dir / name}  ({lessons})")
+    print(f"try: sheetdl build graddesc --data {args.dir / 'points.csv'}")
+    return 0
+
+
+#: --data values a lesson reads by name, not as a file
+BUILT_IN_DATA = {"softmax": "iris", "collab": "movielens", "conv": "digits"}
+
+
+def _data_hint(error, args) -> str:
+    """After a missing --data file: a built-in name it may have meant, the columns the
+    lesson reads, and the command that writes example files."""
+    lesson = getattr(args, "lesson", None)
+    given = getattr(args, "data", None)
+    if not (given and lesson and str(error).endswith("no such file")):
+        return ""
+    name = Path(given).name.lower()
+    if BUILT_IN_DATA.get(lesson) == name:
+        return f" (did you mean --data {name}, the built-in data?)"
+    flag = next((f for f in options.flags(lesson) if f.name == "--data"), None)
+    columns = flag.for_lesson(flag.help, lesson) if flag else None
+    columns = f"; --data takes {columns}" if columns else ""
+    return f"{columns} (sheetdl example-data . writes points.csv, flowers.csv, ratings.csv " \
+           "and glyphs.csv)"
+
+
 def cmd_list(args) -> int:
     for name, text in LESSONS.items():
         print(f"{name:10s} {text}")
@@ -439,6 +471,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default 1e-9)")
     sub.add_parser("list", help="the lessons, optimizers and presets")
+    p = sub.add_parser("example-data", help="write the small CSV files the README's --data "
+                       "examples use", description="Write points.csv (graddesc, lrfind, mlp), "
+                       "flowers.csv (softmax), ratings.csv (collab) and glyphs.csv (conv) into "
+                       "DIR, so every README command runs as pasted.",
+                       epilog="example: sheetdl example-data . && sheetdl build graddesc "
+                       "--data points.csv")
+    p.add_argument("dir", nargs="?", default=".", type=Path, help="the folder (default: here)")
+    p.add_argument("--force", action="store_true",
+                   help="replace files there that have other content")
     p = sub.add_parser("addin", help="the Excel add-in: install, steps, build the demo, Lite")
     p.add_argument("action", choices=["install", "steps", "build", "lite"],
                    help="install (classic xlwings, Windows), steps (print how), build "
@@ -507,13 +548,14 @@ def _main(argv=None) -> int:
             (top.lesson_parsers.get(getattr(args, "lesson", None)) or top).error(
                 f"unrecognized arguments: {' '.join(extra)}")
         return {"build": cmd_build, "verify": cmd_verify, "list": cmd_list,
-                "serve": cmd_serve, "addin": cmd_addin, "bench": cmd_bench}[args.command](args)
+                "serve": cmd_serve, "addin": cmd_addin, "bench": cmd_bench,
+                "example-data": cmd_example_data}[args.command](args)
     except options.OptionError as e:  # one line, and where the flags are listed
         where = str(e).split(":")[0]
         print(f"{e}\n(see: {where} --help)", file=sys.stderr)
         return 2
     except (UserError, data.DataError, ValueError) as e:
-        print(f"sheetdl: error: {e}", file=sys.stderr)
+        print(f"sheetdl: error: {e}{_data_hint(e, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # temporary files are removed by the writer on the way out
         print("sheetdl: interrupted", file=sys.stderr)

@@ -244,15 +244,11 @@ def readme_commands() -> list[str]:
 
 
 def test_every_readme_command_runs_as_pasted_in_an_empty_folder(tmp_path):
-    """Each `sheetdl ...` line of the README's shell blocks, in order, in one empty folder
-    holding only the small files the examples name."""
-    (tmp_path / "points.csv").write_text("x,y\n1,32\n2,34\n3,36.5\n4,37.5\n")
-    (tmp_path / "flowers.csv").write_text(
-        "length,width,label\n1.0,0.5,rose\n1.2,0.4,rose\n3.1,2.0,tulip\n3.3,2.2,tulip\n"
-        "5.0,1.0,lily\n5.2,1.1,lily\n")
-    (tmp_path / "ratings.csv").write_text("user,item,rating\nann,m1,4\nann,m2,3\nbob,m1,5\n"
-                                          "bob,m3,2\ncat,m2,4\ncat,m3,1\n")
+    """Each `sheetdl ...` line of the README's shell blocks, in order, in one empty folder:
+    the files the examples name come from the README's own `sheetdl example-data .`."""
     commands = readme_commands()
+    assert commands.index("sheetdl example-data .") < next(
+        i for i, c in enumerate(commands) if ".csv" in c and "example-data" not in c)
     assert len(commands) >= 20
     bin_dir = os.path.dirname(sys.executable)
     for cmd in commands:
@@ -291,3 +287,31 @@ def test_the_api_warns_as_python_does_and_shows_only_itself(tmp_path):
     assert issubclass(sheetdl.VerifyError, ValueError)
     assert dir(sheetdl) == sorted(sheetdl.__all__)
     assert "annotations" not in dir(sheetdl) and "Path" not in dir(sheetdl)
+
+
+def test_example_data_writes_each_lessons_format_and_keeps_an_edited_file(tmp_path):
+    """sheetdl example-data writes one file per --data format, each of which its lessons
+    build from and verify; a second run keeps them; a file edited since is refused
+    unless --force; a missing --data file's error names the columns and this command."""
+    r = sheetdl_cli("example-data", tmp_path / "ex")
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "ex"
+    for name, lesson in (("points.csv", "mlp"), ("flowers.csv", "softmax"),
+                         ("ratings.csv", "collab"), ("glyphs.csv", "conv")):
+        out = tmp_path / f"{lesson}.xlsx"
+        b = sheetdl_cli("build", lesson, "--data", folder / name, "-o", out)
+        assert b.returncode == 0, b.stderr
+        assert verifier.verify(out).ok
+    again = sheetdl_cli("example-data", folder)
+    assert again.returncode == 0 and "kept" in again.stdout and "wrote" not in again.stdout
+    (folder / "points.csv").write_text("x,y\n1,2\n")
+    refused = sheetdl_cli("example-data", folder)
+    assert refused.returncode == 2 and "exists with other content" in refused.stderr
+    assert (folder / "points.csv").read_text() == "x,y\n1,2\n"
+    assert sheetdl_cli("example-data", folder, "--force").returncode == 0
+    assert (folder / "points.csv").read_text() != "x,y\n1,2\n"
+    missing = sheetdl_cli("build", "collab", "--data", tmp_path / "nope.csv",
+                          "-o", tmp_path / "n.xlsx")
+    assert "columns user,item,rating" in missing.stderr and "example-data" in missing.stderr
+    iris = sheetdl_cli("build", "softmax", "--data", "Iris", "-o", tmp_path / "i.xlsx")
+    assert "did you mean --data iris" in iris.stderr
