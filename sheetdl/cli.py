@@ -285,7 +285,10 @@ def build_one(args, say=print, warn=_print_warning) -> Path:
         with progress.bar(f"writing {out.name}", unit=" rows") as bar:
             _safe_write(book, out, args.force, on_row=bar.update)
     except OSError as e:  # a parent that is a file, a read-only folder, a full disk...
-        raise UserError(f"{e.filename or out}: cannot write: {e.strerror or e}") from None
+        # the temporary file beside it is ours, not a name the user knows: name the target
+        where = out if e.filename is None or Path(e.filename).parent == out.parent \
+            else e.filename
+        raise UserError(f"{where}: cannot write: {e.strerror or e}") from None
     for sheet in book.sheets:
         for warning in _divergence(book, sheet.name):
             warn(f"{out}: {warning}")
@@ -406,6 +409,13 @@ def cmd_addin(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench
 
+    if args.plot:  # said before minutes of timing, not after
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UserError("--plot needs matplotlib (pip install matplotlib); nothing was run")
+        if args.only and "scaling" not in args.only:
+            raise UserError("--plot draws the scaling area: add scaling to --only")
     report = bench.run(full=args.full, plot=args.plot, only=args.only)
     if args.json:
         json.dump(report, sys.stdout, indent=2, default=str)
@@ -448,6 +458,12 @@ def _data_hint(error, args) -> str:
 
 
 def cmd_list(args) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"lessons": dict(LESSONS), "optimizers": list(optim.NAMES),
+                          "presets": list(presets.PRESETS),
+                          "default_preset": graddesc.DEFAULT_PRESET,
+                          "schedules": list(schedules.KINDS) + ["anneal"]}, indent=2))
+        return 0
     for name, text in LESSONS.items():
         print(f"{name:10s} {text}")
     print(f"\noptimizers: {', '.join(optim.NAMES)}")
@@ -466,11 +482,18 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sheetdl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=options.Parser)
     parser.lesson_parsers = _add_build(sub)
-    p = sub.add_parser("verify", help="recalculate workbooks with IronCalc and check them")
+    p = sub.add_parser("verify", help="recalculate workbooks with IronCalc and check them",
+                       description="Recalculate every formula with IronCalc, compare each with "
+                       "its cached value, and for a sheetdl workbook replay the lesson's math "
+                       "from its named inputs. Exit 0 when all agree, 1 when not, 2 on bad "
+                       "input.", epilog="examples:\n  sheetdl verify workbooks/*.xlsx\n  "
+                       "sheetdl verify --json my.xlsx > report.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default 1e-9)")
-    sub.add_parser("list", help="the lessons, optimizers and presets")
+    p = sub.add_parser("list", help="the lessons, optimizers and presets")
+    p.add_argument("--json", action="store_true", help="machine-readable")
     p = sub.add_parser("example-data", help="write the small CSV files the README's --data "
                        "examples use", description="Write points.csv (graddesc, lrfind, mlp), "
                        "flowers.csv (softmax), ratings.csv (collab) and glyphs.csv (conv) into "
@@ -480,13 +503,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default=".", type=Path, help="the folder (default: here)")
     p.add_argument("--force", action="store_true",
                    help="replace files there that have other content")
-    p = sub.add_parser("addin", help="the Excel add-in: install, steps, build the demo, Lite")
+    p = sub.add_parser("addin", help="the Excel add-in: install, steps, build the demo, Lite",
+                       description="The sheetdl Excel add-in: its functions "
+                       "(=SHEETDL.ADAM_STEP(...) and the rest) for classic xlwings, xlwings "
+                       "Server (sheetdl serve) and xlwings Lite.",
+                       epilog="examples:\n  sheetdl addin steps\n  sheetdl addin build "
+                       "-o demo.xlsm\n  sheetdl addin lite -o main.py",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["install", "steps", "build", "lite"],
                    help="install (classic xlwings, Windows), steps (print how), build "
                         "(addin/sheetdl.xlsm), lite (addin/lite/main.py)")
     p.add_argument("-o", "--out", help="output file for build or lite")
     p.add_argument("--force", action="store_true", help="build: replace a changed demo")
-    p = sub.add_parser("bench", help="measure ratios against the alternatives, in one run")
+    p = sub.add_parser("bench", help="measure ratios against the alternatives, in one run",
+                       description="Time sheetdl against the alternatives (openpyxl, "
+                       "LibreOffice, torch, plain Python) in one run and print each ratio; a "
+                       "quick run by default.", epilog="examples:\n  sheetdl bench\n  sheetdl "
+                       "bench --only conv,writing --json\n  sheetdl bench --full --plot "
+                       "scaling.png", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--full", action="store_true", help="the large sizes (100,000 rows, 10M "
                    "parameters, 1,000,000 training rows); slow")
     p.add_argument("--json", action="store_true", help="machine-readable report")

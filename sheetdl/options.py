@@ -277,6 +277,11 @@ class Parser(argparse.ArgumentParser):
     """argparse that raises ``OptionError`` with one line (and a "did you mean") instead of
     printing the usage and exiting: the CLI prints that line, the API raises it."""
 
+    def __init__(self, *args, **kwargs):
+        # --epoch 3 must not quietly mean --epochs 3: a flag is spelled out or suggested
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         m = re.search(r"unrecognized arguments: (\S+)", message)
         if m:

@@ -72,6 +72,7 @@ def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
     (["graddesc", "--lr", "abc"],
      "argument --lr: 'abc' is not a number (mlp also takes LO:HI, two rates)"),
     (["softmx"], "invalid choice: 'softmx'"),
+    (["graddesc", "--epoch", "3"], "unrecognized arguments: --epoch 3; did you mean --epochs?"),
 ])
 def test_a_useless_or_wrong_flag_is_one_line_that_says_why(tmp_path, args, message):
     r = sheetdl_cli("build", *args, cwd=tmp_path)
@@ -82,6 +83,31 @@ def test_a_useless_or_wrong_flag_is_one_line_that_says_why(tmp_path, args, messa
         lines[1].endswith("--help)"), r.stderr
     assert "usage:" not in r.stderr and "Traceback" not in r.stderr
     assert not list(tmp_path.iterdir()), "nothing is written"
+
+
+def test_newcomer_paths_are_one_line_and_documented(tmp_path):
+    """python -m sheetdl works; sheetdl list --json parses; verify, addin and bench --help
+    describe the command and show examples; an unwritable -o names the target, not the
+    temporary file beside it; bench --plot without matplotlib says so before running."""
+    import importlib.util
+    import json
+
+    r = subprocess.run([sys.executable, "-m", "sheetdl", "--version"], capture_output=True,
+                       text=True, env=ENV)
+    assert r.returncode == 0 and r.stdout.strip() == f"sheetdl {sheetdl.__version__}"
+    listed = json.loads(sheetdl_cli("list", "--json").stdout)
+    assert "conv" in listed["lessons"] and "adam" in listed["optimizers"]
+    for command in ("verify", "addin", "bench"):
+        text = sheetdl_cli(command, "--help").stdout
+        assert "examples:" in text and len(text.split("\n\n")[1]) > 60, text
+    bad = sheetdl_cli("build", "graddesc", "-o", "/proc/sheetdl-test.xlsx")
+    assert bad.returncode == 2 and "/proc/sheetdl-test.xlsx: cannot write" in bad.stderr, \
+        bad.stderr
+    assert ".tmp" not in bad.stderr
+    if importlib.util.find_spec("matplotlib") is None:
+        plot = sheetdl_cli("bench", "--plot", tmp_path / "p.png")
+        assert plot.returncode == 2 and "nothing was run" in plot.stderr
+        assert not (tmp_path / "p.png").exists()
 
 
 def test_did_you_mean_a_lesson():
