@@ -360,8 +360,11 @@ def cmd_serve(args) -> int:
         import uvicorn
         import xlwings_server  # noqa: F401
     except ImportError:
-        raise UserError('sheetdl serve needs xlwings Server: pip install "sheetdl[addin]"') \
+        from .extras import pip_install
+
+        raise UserError(f"sheetdl serve needs xlwings Server: {pip_install('addin')}") \
             from None
+    _port_is_free(args.host, args.port)
     project = Path(__file__).parent / "addin" / "server_project"
     os.environ["XLWINGS_PROJECT_DIR"] = str(project)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -378,6 +381,21 @@ def cmd_serve(args) -> int:
           f"{LICENSE_TERMS.split('. ')[0]}.)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _port_is_free(host: str, port: int) -> None:
+    """Refuse, before the banner, a port another program listens on (the banner then the
+    failure read as if the server had started)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"{host}:{port} is in use ({e.strerror or e}); choose another with "
+                            f"--port, e.g. --port {port + 1 if port < 65535 else 8001}") from None
 
 
 def cmd_addin(args) -> int:

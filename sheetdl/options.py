@@ -49,9 +49,15 @@ def _torch_defaults(dest: str) -> str:
     return ", ".join(f"{v:g} ({'/'.join(k)})" for v, k in seen.items())
 
 
+#: the README table's text where a hyperparameter's help has a parenthesis mid-sentence
+#: (the table keeps what comes before the first " (")
+_HYPER_SUMMARY = {"dampening": "τ: the new gradient enters the buffer times 1 − τ"}
+
+
 def _hyper(name: str, dest: str) -> Flag:
     return Flag(name, f"{HYPER_HELP[dest]} (default: the preset's; torch: "
-                f"{_torch_defaults(dest)})", group="hyperparameters")
+                f"{_torch_defaults(dest)})", group="hyperparameters",
+                summary=_HYPER_SUMMARY.get(dest))
 
 
 def learning_rate(text: str):
@@ -157,15 +163,19 @@ FLAGS: list[Flag] = [
     _hyper("--eps", "eps"),
     _hyper("--alpha", "alpha"),
     _hyper("--weight-decay", "weight_decay"),
-    Flag("--nesterov", "Nesterov momentum on the momentum sheet", type=None, action="bool",
-         group="hyperparameters"),
+    Flag("--nesterov", "Nesterov momentum, for the momentum optimizer (graddesc: on its "
+         "momentum sheet)", type=None, action="bool", group="hyperparameters",
+         summary="Nesterov momentum, for the momentum optimizer"),
     Flag("--init-b", "starting intercept b", lessons=LINE, default=1.0,
          group="hyperparameters"),
     Flag("--init-a", "starting slope a", lessons=LINE, default=1.0, group="hyperparameters"),
+    # KIND, not the choices, in the help: anneal is graddesc's alone, and another lesson's
+    # --schedule anneal gets the error that says so rather than argparse's
     Flag("--schedule", "constant, step (StepLR), exp (ExponentialLR), cosine "
-         "(CosineAnnealingLR), onecycle (fit_one_cycle / OneCycleLR)"
-         " or, on graddesc, anneal (the course's adam_ann rule)", lessons=TRAINED, type=str,
-         default="constant", group="schedule", choices=schedules.KINDS + ("anneal",)),
+         "(CosineAnnealingLR) or onecycle (fit_one_cycle / OneCycleLR); graddesc also takes "
+         "anneal (the course's adam_ann rule)", lessons=TRAINED, type=str,
+         default="constant", group="schedule", choices=schedules.KINDS + ("anneal",),
+         metavar="KIND", summary="constant, step, exp, cosine, onecycle, anneal (graddesc)"),
     Flag("--lr-max", {"lrfind": "the finder's last lr (default 10)"},
          lessons=ALL, group="schedule", needs=("onecycle", "finder")),
     Flag("--lr-min", {"lrfind": "the finder's first lr (default 1e-7)"},

@@ -7,6 +7,7 @@ under the PolyForm Noncommercial terms (XLWINGS_LICENSE_KEY=noncommercial)."""
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -303,6 +304,22 @@ def test_a_malformed_call_is_a_400_that_says_why(server, body, status, message):
     assert got == status and message in out, (got, out)
 
 
+def _whole_answer(s) -> bytes:
+    """The status, headers and body of one answer: a single recv may hold only the headers
+    (the body can come in its own segment on a loaded machine)."""
+    s.settimeout(30)
+    answer = b""
+    while True:
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        length = re.search(rb"content-length: (\d+)", head, re.I) if sep else None
+        if length and len(body) >= int(length.group(1)):
+            return answer
+        more = s.recv(4096)
+        if not more:
+            return answer
+        answer += more
+
+
 def test_a_body_past_the_limit_is_refused_before_it_is_read(server):
     from sheetdl.addin.server_guard import MAX_BODY
 
@@ -311,7 +328,7 @@ def test_a_body_past_the_limit_is_refused_before_it_is_read(server):
         s.sendall(b"POST /xlwings/custom-functions-call HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                   % (MAX_BODY + 1))
-        answer = s.recv(4096)
+        answer = _whole_answer(s)
     assert answer.startswith(b"HTTP/1.1 413") and b"at most 64 MB" in answer, answer[:300]
     # not announced (chunked): refused as it streams past the limit
     with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) as s:
@@ -537,3 +554,36 @@ def test_a_call_that_is_not_json_is_refused(server):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=60)
         assert e.value.code == 415 and b"application/json" in e.value.read()
+
+
+def test_the_http_examples_of_the_docs_run_as_written(server, tmp_path):
+    """docs/http.md's curl and Python examples, pointed at the test server, answer the row
+    they promise (torch's first Adam step); and serve on a port in use says so in one line
+    with a --port to try, before any banner."""
+    import shutil
+
+    doc = (ROOT / "docs" / "http.md").read_text()
+    port = server.rsplit(":", 1)[1]
+    want = [0.900000002, 2.099999998, 0.05, -0.05, 0.00025, 0.00025]
+    (shell,) = re.findall(r"```sh\n(.*?)```", doc, re.S)
+    (code,) = re.findall(r"```python\n(.*?)```", doc, re.S)
+    if shutil.which("curl"):
+        out = subprocess.run(shell.replace("8000", port), shell=True, capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["result"][0] == pytest.approx(want, rel=1e-9)
+    script = tmp_path / "call.py"
+    script.write_text(code.replace("8000", port) + "\nimport sys; json.dump(rows, sys.stderr)\n")
+    out = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stderr)[0] == pytest.approx(want, rel=1e-9)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "sheetdl.cli", "serve", "--port", str(taken)],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, XLWINGS_LICENSE_KEY="noncommercial",
+                                    PYTHONPATH=str(ROOT)))
+    assert r.returncode == 2 and f"127.0.0.1:{taken} is in use" in r.stderr, r.stderr
+    assert "--port" in r.stderr and "sheetdl functions on" not in r.stdout + r.stderr

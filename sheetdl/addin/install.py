@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import pip_install
 from ..lessons import data
 from ..lessons.graddesc import layout as graddesc
 from . import kernels, udfs
@@ -36,7 +37,7 @@ def vba_project() -> bytes:
     try:
         import xlwings
     except ImportError:
-        raise RuntimeError('building the demo needs xlwings: pip install "sheetdl[addin]"') \
+        raise RuntimeError(f"building the demo needs xlwings: {pip_install('addin')}") \
             from None
     template = Path(xlwings.__file__).parent / "quickstart_standalone.xlsm"
     with zipfile.ZipFile(template) as z:
@@ -129,7 +130,7 @@ def demo_book() -> Book:
 def install_steps() -> str:
     return (
         "Classic xlwings add-in (Windows desktop Excel):\n"
-        '  1. pip install "sheetdl[addin]" && xlwings addin install\n'
+        f"  1. {pip_install('addin')} && xlwings addin install\n"
         "  2. In %USERPROFILE%\\.xlwings\\xlwings.conf set \"UDF Modules\",\n"
         "     \"sheetdl.addin.classic\" and \"Interpreter_Win\",\"<path to python.exe>\";\n"
         "     then in Excel: xlwings ribbon → Import Functions.\n"
