@@ -405,6 +405,9 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
             raise OptionError(f"{f.name} has no effect without {' or '.join(what)}")
     if schedule == "anneal" and lesson != "graddesc":
         raise OptionError("--schedule anneal is graddesc's (the course's adam_ann rule)")
+    if lesson == "lrfind" and "lr" in given:
+        raise OptionError("--lr has no effect on lrfind: the finder sweeps the lr itself, from "
+                          "--lr-min to --lr-max")
     kinds = _optimizer_kinds(lesson, args.optimizer or f_default("--optimizer", lesson))
     args.optimizer = kinds
     fields = lambda kind: {x.name for x in dataclasses.fields(optim.OPTIMIZERS[kind])}

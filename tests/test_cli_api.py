@@ -73,6 +73,7 @@ def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
      "argument --lr: 'abc' is not a number (mlp also takes LO:HI, two rates)"),
     (["softmx"], "invalid choice: 'softmx'"),
     (["graddesc", "--epoch", "3"], "unrecognized arguments: --epoch 3; did you mean --epochs?"),
+    (["lrfind", "--lr", "5"], "--lr has no effect on lrfind: the finder sweeps the lr itself"),
 ])
 def test_a_useless_or_wrong_flag_is_one_line_that_says_why(tmp_path, args, message):
     r = sheetdl_cli("build", *args, cwd=tmp_path)
