@@ -197,12 +197,13 @@ def _overrides(args) -> dict:
                                           "eps", "alpha", "weight_decay", "nesterov")}
 
 
-def _safe_write(book, out: Path, force: bool, on_row=None) -> None:
+def _safe_write(book, out: Path, force: bool, on_row=None, on_phase=None) -> None:
     """Refuse to replace a workbook that is not sheetdl's own untouched output: checked
     before the build, and again at the moment of the rename, so an edit saved while a long
     build ran is not lost either."""
     _guard(out, force)
-    xlsx.write(book, out, on_row=on_row, before_replace=lambda: _guard(out, force))
+    xlsx.write(book, out, on_row=on_row, before_replace=lambda: _guard(out, force),
+               on_phase=on_phase)
 
 
 def _guard(out: Path, force: bool) -> None:
@@ -283,7 +284,8 @@ def build_one(args, say=print, warn=_print_warning) -> Path:
         raise UserError(f"{out}: {out.parent} is a file, not a folder")
     try:
         with progress.bar(f"writing {out.name}", unit=" rows") as bar:
-            _safe_write(book, out, args.force, on_row=bar.update)
+            _safe_write(book, out, args.force, on_row=bar.update,
+                        on_phase=progress.stages(bar, out.name))
     except OSError as e:  # a parent that is a file, a read-only folder, a full disk...
         # the temporary file beside it is ours, not a name the user knows: name the target
         where = out if e.filename is None or Path(e.filename).parent == out.parent \
@@ -328,7 +330,8 @@ def cmd_verify(args) -> int:
             continue
         try:
             with progress.bar(f"verifying {Path(f).name}", unit=" cells") as bar:
-                r = verify.verify(f, rtol=args.rtol, on_cells=bar.update)
+                r = verify.verify(f, rtol=args.rtol, on_cells=bar.update,
+                                  on_phase=progress.stages(bar, Path(f).name))
         except verify.VerifyError as e:
             failed = True
             reports.append({"path": f, "ok": False, "error": str(e)})

@@ -14,6 +14,12 @@ class _Silent:
     def set_description(self, text: str) -> None:
         pass
 
+    def set_description_str(self, text: str) -> None:
+        pass
+
+    def reset(self, total: int | None = None) -> None:
+        pass
+
 
 def watched() -> bool:
     """True when stderr is a terminal and this is not CI (SHEETDL_PROGRESS=0 turns it off,
@@ -26,7 +32,9 @@ def watched() -> bool:
 
 @contextlib.contextmanager
 def bar(description: str, total: int | None = None, unit: str = ""):
-    """A bar with ``.update(n)`` and ``.set_description(text)``; silent when not watched."""
+    """A bar with ``.update(n)``, ``.set_description(text)`` and ``.reset(total)`` (a new
+    stage: with a total it shows a percentage and the time left); silent when not
+    watched."""
     if not watched():
         yield _Silent()
         return
@@ -35,3 +43,13 @@ def bar(description: str, total: int | None = None, unit: str = ""):
     with tqdm(total=total, desc=description, unit=unit, unit_scale=True, leave=False,
               file=sys.stderr, dynamic_ncols=True, mininterval=0.2) as t:
         yield t
+
+
+def stages(bar, name: str):
+    """``on_phase(stage, total=None)`` for work reported in stages: the bar says which
+    stage ``name`` is in and, where the stage's size is known, counts it afresh."""
+    def on_phase(stage: str, total: int | None = None) -> None:
+        bar.set_description_str(f"{stage} {name}")
+        if total is not None:
+            bar.reset(total=total)
+    return on_phase

@@ -122,3 +122,24 @@ def test_a_value_that_is_not_a_number_names_its_cell(tmp_path):
     with pytest.raises(ValueError, match=r"s!C5"):
         xlsx.write(book.Book([sheet], {}, "t", {}), tmp_path / "c.xlsx")
     assert not list(tmp_path.iterdir())
+
+
+def test_long_work_reports_its_stages_with_totals(tmp_path):
+    """A bar that says what it is doing: build reports "zipping" once every row is written
+    (its bar used to stop seconds before the file existed); verify reports loading,
+    evaluating, comparing with the number of cells it will compare (a percentage and the
+    time left) and replaying, in that order, and the cells it then counts reach that total."""
+    from sheetdl.verification import verifier
+
+    events = []
+    x, y = data.course_points()
+    path = xlsx.write(graddesc.build(graddesc.make_lesson(x, y, optimizers=["sgd"], epochs=1)),
+                      tmp_path / "g.xlsx", on_row=lambda n: events.append("row"),
+                      on_phase=lambda stage: events.append(stage))
+    assert events[-1] == "zipping" and events.count("zipping") == 1 and "row" in events
+    stages, counted = [], []
+    verifier.verify(path, on_cells=counted.append,
+                    on_phase=lambda stage, total=None: stages.append((stage, total)))
+    assert [s for s, _ in stages] == ["loading", "evaluating", "comparing", "replaying"]
+    total = dict(stages)["comparing"]
+    assert total and sum(counted) == total

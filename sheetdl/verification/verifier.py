@@ -152,13 +152,17 @@ def _dependencies(wb: Workbook, si: int, formula: str) -> list[tuple[int, int, i
 
 
 def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
-           on_cells=None) -> Report:
+           on_cells=None, on_phase=None) -> Report:
     """Recalculate ``path`` and check it; ``on_cells(n)`` hears of every ``n`` cells
     compared (for a progress bar: every listed cell where the XML was scanned, else
-    every formula cell). A tolerance that is no number from 0 to 1 is a ValueError."""
+    every formula cell); ``on_phase(name, total)`` of each stage: "loading",
+    "evaluating", "comparing" (``total`` the cells to compare) and "replaying". A
+    tolerance that is no number from 0 to 1 is a ValueError."""
+    phase = on_phase or (lambda name, total=None: None)
     rtol, atol = tolerance("rtol", rtol), tolerance("atol", atol)
     path = Path(path)
     check_container(path)
+    phase("loading")
     model = load(path)
     wb = Workbook(model)
     report = Report(path=str(path))
@@ -190,12 +194,14 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
         # checked as cached, the numbers it shows (the model before it recalculates),
         # against the reference math.
         traces = replay(wb, meta, path, rtol, atol)
+    phase("evaluating")
     try:
         model.evaluate()
     except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
         raise VerifyError(f"{path}: IronCalc could not recalculate it: {e}") from None
+    phase("comparing", len(keys))
     for lo in range(0, len(keys), CHUNK):
         chunk = list(zip(*(keys[lo:lo + CHUNK, i].tolist() for i in range(3))))
         before = cached.chunk(lo, lo + CHUNK)
@@ -209,6 +215,7 @@ def verify(path: str | os.PathLike, rtol: float = RTOL, atol: float = ATOL,
                         formulas, pending, pending_keys, unsupported_roots)
         if on_cells is not None:
             on_cells(len(chunk))
+    phase("replaying")
     return _finish(path, model, wb, report, meta, traces, formulas, volatile_roots,
                    unsupported_roots, pending, pending_keys, rtol, atol)
 

@@ -74,12 +74,14 @@ STYLES = {
 }
 
 
-def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Path:
+def write(book: Book, path: str | Path, on_row=None, before_replace=None,
+          on_phase=None) -> Path:
     """Write ``book`` to ``path`` via a temporary file in the same folder.
 
     A crash or kill mid-write leaves any previous file at ``path`` untouched.
     ``on_row(1)`` hears of each row written (for a progress bar); ``before_replace()``
-    runs just before the rename and may raise to keep whatever is at ``path`` now.
+    runs just before the rename and may raise to keep whatever is at ``path`` now;
+    ``on_phase("zipping")`` hears when the rows are done and the parts are compressed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,7 @@ def write(book: Book, path: str | Path, on_row=None, before_replace=None) -> Pat
     try:
         # the file, and XlsxWriter's package of the parts around the cells
         tmp, scratch = _new_temp(path, temps), _new_temp(path, temps)
-        _write(book, tmp, scratch, on_row)
+        _write(book, tmp, scratch, on_row, on_phase)
         # the temporary file is private (0600); a workbook gets the usual umask's mode
         mask = os.umask(0)
         os.umask(mask)
@@ -175,7 +177,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _write(book: Book, filename: str, scratch: str, on_row=None) -> None:
+def _write(book: Book, filename: str, scratch: str, on_row=None, on_phase=None) -> None:
     """XlsxWriter writes the package around the cells into a scratch file; each sheet's cells
     stream into a temporary file of their own; ``_package`` then joins them into
     ``filename``, compressing each part once, with the fingerprint."""
@@ -222,6 +224,8 @@ def _write(book: Book, filename: str, scratch: str, on_row=None) -> None:
         for name, target in book_names.items():
             wb.define_name(name, "=" + target)
         wb.close()
+        if on_phase is not None:
+            on_phase("zipping")
         _package(scratch, cells, filename)
     finally:
         for fh in cells.values():
