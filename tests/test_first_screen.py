@@ -459,3 +459,17 @@ def test_highlights_mark_what_their_legends_say():
             assert got == want, (r, c)
             off.append(want)
     assert any(off)
+
+
+def test_softmax_block_columns_each_name_their_class(loaded):
+    """Every per-class column of a softmax block says its class (before: the first carried
+    the stage's name, so no column said A), and the rules moved to the first column's note."""
+    ws = loaded["softmax.xlsx"]["train"]
+    first = next(c.row for c in ws["A"] if c.value == "step 1")
+    header = [c.value for c in ws[first + 2]]
+    for stage in ("z", "exp", "p", "∂L/∂z"):
+        assert [f"{stage}({name})" for name in "ABC"] == [h for h in header
+                                                         if isinstance(h, str) and
+                                                         h.startswith(stage + "(")], header
+    noted = {c.comment.text for c in ws[first + 2] if c.comment}
+    assert any(t.startswith("p = softmax(z)") for t in noted), noted

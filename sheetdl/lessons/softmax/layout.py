@@ -354,19 +354,27 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
           "loss": 4 + 3 * k, "correct": 5 + 3 * k, "dz": 6 + 3 * k}
     band_titles = [("y", "target"), ("z", "logits z = W·x + b"), ("max", "max z"),
                    ("e", "exp(z − max)"), ("sum", "Σ exp"), ("p", "p = softmax(z)"),
-                   ("loss", "loss = LN(Σ) − (z_y − max)"), ("correct", "correct"),
+                   ("loss", "loss"), ("correct", "correct"),
                    ("dz", "∂L/∂z = (p − y)/N")]
     data_x = lambda i: f"data!$A${i + 2}:${col_name(d - 1)}${i + 2}"
     data_col = lambda j: f"data!${col_name(j)}$2:${col_name(j)}${n + 1}"
     lab_cell = lambda i: f"data!${col_name(d)}${i + 2}"
     wide = ("z", "e", "p", "dz")
+    #: a per-class column's label, "p(A)", as the panel's: every column says its class; the
+    #: rule in full ("p = softmax(z)") is the note of its first column
+    short = {"z": "z", "e": "exp", "p": "p", "dz": "∂L/∂z"}
 
     def example_cells(block: int, st: softmax.Step) -> dict[int, list]:
         r0 = lay.block_row(block)
         rows: dict[int, list] = {r0 + 2: [
-            (ec[key] + j, None, (title if j == 0 else lesson.class_names[j]) if key in wide
+            (ec[key] + j, None, f"{short[key]}({lesson.class_names[j]})" if key in wide
              else title, "label")
             for key, title in band_titles for j in (range(k) if key in wide else [0])]}
+        if block == 1:
+            notes.extend((r0 + 2, ec[key], title) for key, title in band_titles if key in wide)
+            notes.append((r0 + 2, ec["loss"], "loss = LN(Σ exp) − (z_y − max z): the "
+                          "cross-entropy −log p(target), from the max-shifted logits so that "
+                          "no EXP overflows"))
         for i in range(n):
             R = r0 + 3 + i
             a = lambda key, j=0: f"{col_name(ec[key] + j)}{R + 1}"
