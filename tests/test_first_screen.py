@@ -473,3 +473,16 @@ def test_softmax_block_columns_each_name_their_class(loaded):
                                                          h.startswith(stage + "(")], header
     noted = {c.comment.text for c in ws[first + 2] if c.comment}
     assert any(t.startswith("p = softmax(z)") for t in noted), noted
+
+
+def test_mlp_block_columns_each_name_their_unit(loaded):
+    """Every per-unit column of an mlp block says its unit ("a1 u3"; before: one centred
+    title over six unlabelled columns), the rule in the first column's note."""
+    ws = loaded["mlp.xlsx"]["train"]
+    first = next(c.row for c in ws["A"] if c.value == "step 1")
+    header = [c.value for c in ws[first + 2]]
+    for quantity in ("z1", "a1", "∂L/∂a1", "relu'", "∂L/∂z1"):
+        assert [h for h in header if isinstance(h, str) and h.startswith(quantity + " u")] == \
+            [f"{quantity} u{u}" for u in range(1, 7)], header
+    noted = {c.comment.text for c in ws[first + 2] if c.comment}
+    assert any(t.startswith("z1 = W1·x + b1: ") for t in noted), noted

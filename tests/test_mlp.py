@@ -442,7 +442,7 @@ def test_a_dead_relu_is_visible_and_gets_no_gradient(tmp_path):
     sheet = openpyxl.load_workbook(path)["train"]
     first = step_rows(path)[1]
     active = next(c.row for c in sheet["A"] if c.value == "active on" and c.row > first)
-    mask_col = next(c.column for c in sheet[first + 2] if c.value == "relu'(z1) = [z1 > 0]")
+    mask_col = next(c.column for c in sheet[first + 2] if c.value == "relu' u1")
     assert wb.model.get_cell_value(si, active, mask_col) == 0
     grad_col = next(c.column for c in sheet[active + 2] if c.value == "∂L/∂θ (layer 1)")
     unit1 = next(c.row for c in sheet["A"] if c.value == "unit 1" and c.row > active)

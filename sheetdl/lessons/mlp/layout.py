@@ -179,6 +179,13 @@ def _groups(lesson: Lesson) -> Groups:
 LR_LAYER1 = "lr_layer1"
 
 
+#: the short name of each per-unit quantity, for its columns' labels ("a1 u3"); the whole
+#: rule is the note of the quantity's first column
+UNIT_LABEL = {"z": "z1", "c": "z1−μ", "xh": "x̂", "zb": "γx̂+β", "a": "a1", "drop": "mask",
+              "kept": "kept", "ae": "a1 eval", "da": "∂L/∂a1", "mask": "relu'",
+              "dzb": "∂L/∂γx̂+β", "dxh": "∂L/∂x̂", "dz": "∂L/∂z1"}
+
+
 #: Batch norm's rows under the examples' "active on" row, in order: per unit, the batch
 #: mean, variance and √(σ² + ε), the two sums of its backward pass, the running statistics
 BN_ROWS = ("mean", "var", "sd", "s1", "s2", "rmean", "rvar")
@@ -510,13 +517,15 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             if key == "x":
                 labels += [(ec["x"] + j, None, name, "label")
                            for j, name in enumerate(lesson.feature_names)]
-            elif key in per_unit:
-                labels += [(ec[key] + j, None, None if j else title, "label_span")
+            elif key in per_unit and h > 1:
+                # each column says its unit, as the panel's rows do; the rule is the note
+                labels += [(ec[key] + j, None, f"{UNIT_LABEL[key]} u{j + 1}", "label")
                            for j in range(h)]
             else:
                 labels.append((ec[key], None, title, "label"))
             if notes_out is not None and key in band_notes:
-                notes_out.append((r0 + 2, ec[key], band_notes[key]))
+                rule = f"{title}: " if key in per_unit and h > 1 else ""
+                notes_out.append((r0 + 2, ec[key], rule + band_notes[key]))
         rows: dict[int, list] = {r0 + 2: labels}
         p1 = lambda i, j: lay.cell(block, layer1, "p", i, j)      # W1[i, j], b1[i] at j = d
         p2 = lambda i: lay.cell(block, layer2, "p", i, 0)         # W2[0, i], b2 at i = h
