@@ -230,10 +230,23 @@ def test_diverging_sgd_is_finite_but_growing():
     ("mlp.xlsx", {("train", "F4"): "x"}, "input F4 (fd_h) is empty or not a number"),
     ("mlp.xlsx", {("data", "B9"): ""}, "input data!B9 is empty or not a number"),
     ("mlp.xlsx", {("train", "A4"): "30"}, "DIVERGING"),
+    ("collab.xlsx", {("train", "A4"): "1E+300"}, "OVERFLOWED: the loss is #NUM! from epoch "),
 ])
 def test_block_lesson_status_names_what_happened(book, edits, starts):
     wb = edited(BOOKS / book, edits)
     assert str(status(wb, "train")).startswith(starts), status(wb, "train")
+
+
+def test_mlp_status_names_dead_relus():
+    """Before: "training fine" with units dead. A starting b1 of −100 kills unit 1: the
+    status says so after the loss; the default network, with none dead, says nothing."""
+    path = BOOKS / "mlp.xlsx"
+    assert "dead" not in status(edited(path, {}), "train")
+    book = openpyxl.load_workbook(path)
+    b1 = book.defined_names["b1_init"].attr_text.split("!")[1].replace("$", "").split(":")[0]
+    text = status(edited(path, {("train", b1): "-100"}), "train")
+    assert text.startswith("training fine") and text.endswith(
+        "; 1 of 6 ReLUs dead at the last step (no gradient reaches them)"), text
 
 
 def test_a_rating_typed_in_or_cleared_retrains_the_collab_sheet():

@@ -617,11 +617,15 @@ class TraceTable:
         return status_cell(f"{ref(self.top, col, True)}:{ref(self.last, col, True)}", losses,
                            (ref(self.top, col), losses[0]), (ref(self.last, col), losses[-1]),
                            inputs=[(ref(INPUT_ROW, i), h) for i, h in enumerate(hyper)],
-                           data_problem=data_problem, also=also)
+                           data_problem=data_problem, also=also, counter=self.counter)
 
     def cell(self, step: int, extra: int = -1) -> str:
         """Step ``step``'s (1-based) loss cell, or its ``extras[extra]`` cell."""
         return ref(self.top + step - 1, self.col + 1 if extra < 0 else self.col + 3 + extra)
+
+    def metric_cell(self, step: int) -> str:
+        """Step ``step``'s (1-based) metric cell (dead ReLUs, accuracy...)."""
+        return ref(self.top + step - 1, self.col + 2)
 
     def names(self) -> dict[str, str]:
         """loss_trace, the metric's trace, each extra's, lr_trace and the finder's, as

@@ -188,8 +188,8 @@ def renamer(names: dict[str, str]):
 
 def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[str, float],
                 inputs: list[tuple[str, str]] = (), data_problem: str | None = None,
-                advice: str = "lower lr", also: tuple[str, str] | None = None
-                ) -> tuple[str, str]:
+                advice: str = "lower lr", also: tuple[str, str] | None = None,
+                counter: str = "step") -> tuple[str, str]:
     """A cell that says in words how training went, in one of four states:
 
     an input is empty or not a number (naming its cell, checked first, so a typo is
@@ -199,7 +199,8 @@ def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[st
     order may round a displayed digit differently, and the text must be the same in all.
     ``inputs`` are (cell, label) pairs, ``data_problem`` a cell holding the first bad
     data cell's address or "", ``start``/``end`` (cell, value) pairs of the loss, ``also``
-    (a text formula, the text it shows now) a clause after "training fine".
+    (a text formula, the text it shows now) a clause after "training fine", ``counter``
+    what a row of the trace is ("step", or "epoch" where the sheet counts epochs).
     Returns (formula, the text it shows now)."""
     import numpy as np
 
@@ -210,12 +211,13 @@ def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[st
     grew = f"DIVERGING: the loss grew from {s_cell} to {e_cell}; {advice}"
     fell = f"training fine: the loss fell from {s_cell} to {e_cell}"
     if finite < steps or not np.isfinite(e_val):
-        shown = f"OVERFLOWED: the loss is #NUM! from step {min(finite + 1, steps)}; {advice}"
+        shown = (f"OVERFLOWED: the loss is #NUM! from {counter} {min(finite + 1, steps)}; "
+                 f"{advice}")
     else:
         shown = grew if e_val > s_val else fell + (also[1] if also else "")
     fine = f'"{fell}"' + (f"&{also[0]}" if also else "")
     formula = (f'IF(OR(COUNT({loss_trace})<ROWS({loss_trace}),NOT(ISNUMBER({e_cell}))),'
-               f'"OVERFLOWED: the loss is #NUM! from step "&MIN(COUNT({loss_trace})+1,'
+               f'"OVERFLOWED: the loss is #NUM! from {counter} "&MIN(COUNT({loss_trace})+1,'
                f'ROWS({loss_trace}))&"; {advice}",IF({e_cell}>{s_cell},"{grew}",{fine}))')
     if data_problem:
         formula = (f'IF({data_problem}<>"","input "&{data_problem}&" is empty or not a '

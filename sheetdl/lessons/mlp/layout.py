@@ -745,7 +745,12 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                        if lesson.evaluated and finder is None else ())
     panel, panel_notes, panel_validations, fit, panel_colours = (
         ({}, [], [], None, ([], [])) if finder else _panel(lesson, lay, groups, ec, sheet_name))
-    clauses = ([_dropout_clause(table, tr)] if dropout else []) + (
+    dead_now, last_dead = table.metric_cell(steps), tr.steps[-1].dead
+    dead = (f'IF({dead_now}>0,"; "&{dead_now}&" of {h} ReLUs dead at the last step (no '
+            f'gradient reaches them)","")',
+            f"; {last_dead:g} of {h} ReLUs dead at the last step (no gradient reaches them)"
+            if last_dead > 0 else "")
+    clauses = [dead] + ([_dropout_clause(table, tr)] if dropout else []) + (
         [(f'IF({FREEZE_STEPS}>0,"; layer 1 frozen through step "&{FREEZE_STEPS},"")',
           f"; layer 1 frozen through step {lesson.freeze_steps}")] if lesson.freeze_steps else [])
     also = ("&".join(f for f, _ in clauses), "".join(t for _, t in clauses)) if clauses else None
