@@ -499,3 +499,15 @@ def test_mlp_block_columns_each_name_their_unit(loaded):
             [f"{quantity} u{u}" for u in range(1, 7)], header
     noted = {c.comment.text for c in ws[first + 2] if c.comment}
     assert any(t.startswith("z1 = W1·x + b1: ") for t in noted), noted
+
+
+@pytest.mark.parametrize("book,label", [("mlp.xlsx", "step 1"), ("conv.xlsx", "step 1"),
+                                        ("collab.xlsx", "epoch 1")])
+def test_the_first_screen_points_at_step_one_worked_out(loaded, book, label):
+    """A whole step in view starts with knowing where it is: the first screen's hint names
+    the row of the first worked-out block, which says what it is (collab counts epochs)."""
+    ws = loaded[book]["train"]
+    hint = next(c.value for row in ws.iter_rows(max_row=8) for c in row
+                if isinstance(c.value, str) and "worked out, from row" in c.value)
+    row = int(re.search(r"worked out, from row (\d+)", hint).group(1))
+    assert ws.cell(row, 1).value == label

@@ -150,6 +150,8 @@ class Layout:
     height: int = 0
     #: number formats by quantity or scalar key (``book.number_format``), else General
     formats: dict[str, str] = field(default_factory=dict)
+    #: what a block is, in its label and its count's header: "step", or "epoch" (collab)
+    counter: str = "step"
 
     def __post_init__(self):
         self.scalars = list(self.scalars) + [(c.key, c.header, c.note)
@@ -289,10 +291,10 @@ class Layout:
             rows.setdefault(r0 + row, []).append((col, formula, value, style))
 
         first = block == 1
-        put(SCALAR_LABEL_ROW, 0, None, f"step {block}" if block else "start", "bold")
+        put(SCALAR_LABEL_ROW, 0, None, f"{self.counter} {block}" if block else "start", "bold")
         own = {key: (g, c) for g, c, key in self.own_scalars()}
         for key, col in self.scalar_col.items():
-            label = {"step": "step"}.get(key) or next(
+            label = {"step": self.counter}.get(key) or next(
                 (lbl for k, lbl, _ in self.scalars if k == key), None) or next(
                 (c.header for c in self.scalar_columns if c.key == key), None) or (
                 f"{own[key][1].header} ({own[key][0].name})")

@@ -158,7 +158,7 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
                            "before this epoch's update"),
                           ("rmse", "RMSE", "√MSE, in stars")],
                  top=blocks_start(lesson.epochs, shape, finder is not None),
-                 schedule=lesson.schedule)
+                 schedule=lesson.schedule, counter="step" if finder else "epoch")
     with np.errstate(all="ignore"):
         lay.set_formats(tr)
         lay.formats.update(g=number_format([st.grad for st in tr.steps]),
@@ -248,7 +248,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             sentence, hyper, hvals, FINDER_HINT if finder else
             f"Change a yellow cell ({lr_input(lesson.schedule)}, or a starting factor in the "
             f"'start' block at row {lay.top + 1}) and every epoch recomputes; pick an epoch in "
-            "the panel to see the model then.", status,
+            f"the panel to see the model then. Epoch 1, worked out, from row "
+            f"{lay.block_row(1) + 1}.", status,
             derived={"steps": table.steps_formula()})
         def step_cells(block):
             st = tr.steps[block - 1]

@@ -672,7 +672,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train") -> tuple[Sheet, dict]
             title, sentence, hyper, hvals,
             f"Change a yellow cell ({lr_input(lesson.schedule)}, a pixel on the data sheet, or "
             f"a starting kernel in the 'start' block at row {lay.top + 1}) and every step "
-            "recomputes; type a step in the panel to see the network then.",
+            "recomputes; type a step in the panel to see the network then. Step 1, worked out, "
+            f"from row {lay.block_row(1) + 1}.",
             table.status(hyper), derived={"steps": table.steps_formula()})
 
         def step_cells(block):

@@ -775,7 +775,8 @@ def train_sheet(lesson: Lesson, sheet_name: str = "train",
             title, sentence, hyper, hvals, FINDER_HINT if finder else
             f"Change a yellow cell ({lr_input(lesson.schedule)}, or a starting weight in the "
             f"'start' block at row {lay.top + 1}) and every step recomputes; type a step in "
-            "the panel to see the network's fit then.", status,
+            "the panel to see the network's fit then. Step 1, worked out, from row "
+            f"{lay.block_row(1) + 1}.", status,
             derived={"steps": table.steps_formula()})
         def step_cells(block):
             st = tr.steps[block - 1]
