@@ -504,6 +504,17 @@ def test_udf_dropout_matches_torch():
     np.testing.assert_allclose([r[3] for r in table[1:]], eval_losses, rtol=1e-9)
     params = np.array(udfs.mlp_train(lesson.X, lesson.y, 6, 15, None, "adam", 4, None, "params",
                                      None, True)[:-1])
+    tuned = mlp_book.make_lesson(lesson.X, lesson.y, steps=15, seed=4, optimizer="adam",
+                                 batchnorm=True, bn_momentum=0.3, bn_eps=1e-3)
+    eval_tuned = []
+    want_tuned = torch_replay(tuned, eval_losses=eval_tuned)
+    table = udfs.mlp_train(lesson.X, lesson.y, 6, 15, None, "adam", 4, None, "loss", None, True,
+                           None, None, 0.3, 1e-3)
+    np.testing.assert_allclose([r[1] for r in table[1:]], want_tuned[0], rtol=1e-9)
+    np.testing.assert_allclose([r[3] for r in table[1:]], eval_tuned, rtol=1e-9)
+    with pytest.raises(udfs.UdfError, match="bn_momentum set batch norm"):
+        udfs.mlp_train(lesson.X, lesson.y, 6, 15, None, "adam", 4, None, "loss", None, None,
+                       None, None, 0.3)
     for col, w in enumerate(want[1:5]):  # W1, γ, β, W2
         np.testing.assert_allclose(params[:, col], w, rtol=1e-9, atol=1e-12)
 

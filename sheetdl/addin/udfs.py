@@ -366,17 +366,19 @@ def collab_train(ratings, factors=5, epochs=20, lr=None, weight_decay=0.0, seed=
 
 
 def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weight_decay=None,
-              output="loss", dropout=None, batchnorm=None, lr_layer1=None, freeze_steps=None):
+              output="loss", dropout=None, batchnorm=None, lr_layer1=None, freeze_steps=None,
+              bn_momentum=None, bn_eps=None):
     """Train ŷ = W2·relu(W1·x + b1) + b2 full batch on x (examples × features) and y, from
     torch's nn.Linear start drawn with ``seed``, as the mlp workbook does. ``output``
     "loss": step, MSE and dead ReLUs per step, with a header row; "params": the trained
     network, one row per unit (W1 | b1 | W2) and a last row with b2 in its W2 column.
     ``dropout`` p: inverted dropout on the hidden units with the masks the workbook draws
     (``sheetdl build mlp --dropout p --seed seed``); "loss" then adds the eval-mode MSE.
-    ``batchnorm`` TRUE: torch's BatchNorm1d on z1 (momentum 0.1, ε 1e-5, layer 1 without a
-    bias), as ``--batchnorm``; "params" then gives W1 | γ | β | W2 per unit, "loss" the
-    eval-mode MSE (running statistics). ``lr_layer1``: layer 1's own rate (``--lr LO:HI``);
-    ``freeze_steps`` N: only layer 2 trains for the first N steps (``--freeze-steps``)."""
+    ``batchnorm`` TRUE: torch's BatchNorm1d on z1 (``bn_momentum``, default 0.1, ``bn_eps``,
+    default 1e-5; layer 1 without a bias), as ``--batchnorm``; "params" then gives
+    W1 | γ | β | W2 per unit, "loss" the eval-mode MSE (running statistics).
+    ``lr_layer1``: layer 1's own rate (``--lr LO:HI``); ``freeze_steps`` N: only layer 2
+    trains for the first N steps (``--freeze-steps``)."""
     X = _matrix(x, "x")
     ys = _matrix(y, "y").reshape(-1)
     if X.shape[0] != ys.size:
@@ -407,6 +409,11 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     bn = _flag(batchnorm, "batchnorm")
     if bn and X.shape[0] < 2:
         raise UdfError("batchnorm needs at least 2 examples: one has no batch variance")
+    given_bn = {k: v for k, v in (("bn_momentum", bn_momentum), ("bn_eps", bn_eps))
+                if not _missing(v)}
+    if given_bn and not bn:
+        raise UdfError(f"{' and '.join(given_bn)} set batch norm: give batchnorm TRUE too")
+    norm = mlp.BatchNorm(**{k[3:]: _number(v, k) for k, v in given_bn.items()}) if bn else None
     shape = mlp.Shape(X.shape[1], h, bn)
     seed = _whole(seed, "seed", default=0, minimum=0)
     theta0 = mlp.init_params(shape, seed)
@@ -414,7 +421,7 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
     frozen = _whole(freeze_steps, "freeze_steps", default=0, minimum=0, maximum=n_steps - 1)
     masks = inverted_dropout.draw(n_steps, X.shape[0], h, p, seed) if p else None
     with np.errstate(all="ignore"):
-        tr = mlp.train(opt, shape, X, ys, theta0, n_steps, masks=masks, dropout=p,
+        tr = mlp.train(opt, shape, X, ys, theta0, n_steps, masks=masks, dropout=p, norm=norm,
                        keep=lambda st: (st.loss, st.dead, st.loss_eval),
                        groups=mlp.param_groups(shape, opt, lr1, frozen))
     evaluated = masks is not None or bn

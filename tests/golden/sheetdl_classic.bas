@@ -89,13 +89,13 @@ failed:
     SHEETDL_MLP_PREDICT = Err.Description
 End Function
 
-Function SHEETDL_MLP_TRAIN(x, y, Optional hidden, Optional steps, Optional lr, Optional optimizer, Optional seed, Optional weight_decay, Optional output, Optional dropout, Optional batchnorm, Optional lr_layer1, Optional freeze_steps)
+Function SHEETDL_MLP_TRAIN(x, y, Optional hidden, Optional steps, Optional lr, Optional optimizer, Optional seed, Optional weight_decay, Optional output, Optional dropout, Optional batchnorm, Optional lr_layer1, Optional freeze_steps, Optional bn_momentum, Optional bn_eps)
     #If App = "Microsoft Excel" Then
         If TypeOf Application.Caller Is Range Then On Error GoTo failed
-        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm, lr_layer1, freeze_steps), ThisWorkbook, Application.Caller)
+        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm, lr_layer1, freeze_steps, bn_momentum, bn_eps), ThisWorkbook, Application.Caller)
         Exit Function
     #Else
-        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm, lr_layer1, freeze_steps))
+        SHEETDL_MLP_TRAIN = XLPy.CallUDF("sheetdl.addin.classic", "SHEETDL_MLP_TRAIN", Array(x, y, hidden, steps, lr, optimizer, seed, weight_decay, output, dropout, batchnorm, lr_layer1, freeze_steps, bn_momentum, bn_eps))
         Exit Function
     #End If
 failed:
