@@ -130,12 +130,35 @@ def test_libreoffice_recalculates_identically(built, soffice, tmp_path):
                                        rtol=1e-9, atol=1e-12, err_msg=f"{key} {name}")
 
 
+def agree_with_torch(tmp_path, cases):
+    """Each case (label, lesson, {name: torch's values}) built, verified, recalculated by
+    IronCalc and, all in one call, by LibreOffice, every named value torch's to 1e-9.
+    Returns each case's path and IronCalc workbook, for what a test checks beyond."""
+    done = []
+    for i, (label, lesson, want) in enumerate(cases):
+        path = xlsx.write(mlp_book.build(lesson), tmp_path / f"case{i}.xlsx")
+        report = verify.verify(path)
+        assert report.ok, report.summary()
+        wb = verify.recalculated(path)
+        for name, w in want.items():
+            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{label} {name}")
+        done.append((path, wb))
+    outs = libreoffice.recalculate([path for path, _ in done], tmp_path / "lo")
+    for out, (label, _, want) in zip(outs, cases):
+        lo = openpyxl.load_workbook(out, data_only=True)
+        for name, w in want.items():
+            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{label} {name} (LibreOffice)")
+    return done
+
+
 def test_dropout_matches_torch_with_the_same_masks(soffice, tmp_path):
     """--dropout on the hidden units, every optimizer, random sizes and p: the masks are
     0/1 inputs drawn at build time, kept units scaled by 1/(1 − p), the same mask on the way
     back; torch with those masks gives the losses, eval-mode losses and weights, through
     IronCalc and LibreOffice. The status names dropout's effect; the masks change training."""
-    paths, wants = [], []
+    cases = []
     for kind in KINDS:
         base = random_lesson(kind, 3)
         p = float(np.random.default_rng(KINDS.index(kind)).uniform(0.1, 0.6))
@@ -148,22 +171,11 @@ def test_dropout_matches_torch_with_the_same_masks(soffice, tmp_path):
         plain = torch_replay(base)
         assert not np.allclose(plain[0], want[0]), kind
         np.testing.assert_allclose(plain[0][0], eval_losses[0], rtol=1e-12)  # same start
-        path = xlsx.write(mlp_book.build(lesson), tmp_path / f"{kind}.xlsx")
-        report = verify.verify(path)
-        assert report.ok, report.summary()
-        wb = verify.recalculated(path)
+        names = NAMES + ("loss_eval_trace",)
+        cases.append((kind, lesson, dict(zip(names, want + [np.array(eval_losses)]))))
+    for (_, lesson, _), (_, wb) in zip(cases, agree_with_torch(tmp_path, cases)):
         np.testing.assert_array_equal(wb.values("dropout_masks").reshape(lesson.masks.shape),
                                       lesson.masks)
-        for name, w in zip(NAMES + ("loss_eval_trace",), want + [np.array(eval_losses)]):
-            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{kind} {name}")
-        paths.append(path)
-        wants.append(want + [np.array(eval_losses)])
-    for path, out, want in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo"), wants):
-        lo = openpyxl.load_workbook(out, data_only=True)
-        for name, w in zip(NAMES + ("loss_eval_trace",), want):
-            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{path.stem} {name} (LibreOffice)")
 
 
 BN_NAMES = ("loss_trace", "W1_final", "bn_gamma_final", "bn_beta_final", "W2_final",
@@ -175,7 +187,7 @@ def test_batchnorm_matches_torch_batchnorm1d(soffice, tmp_path):
     nn.Linear(bias=False) → nn.BatchNorm1d in training mode → relu → nn.Linear gives the
     sheet's losses, weights, γ, β and running statistics, and in eval mode (running
     statistics, dropout off) its eval losses, through IronCalc and LibreOffice."""
-    paths, wants = [], []
+    cases = []
     for kind in KINDS:
         base = random_lesson(kind, 5)
         rng = np.random.default_rng(7 + KINDS.index(kind))
@@ -186,22 +198,10 @@ def test_batchnorm_matches_torch_batchnorm1d(soffice, tmp_path):
                                       steps=base.steps, seed=5, **options, **base.opt.hyper())
         eval_losses = []
         want = torch_replay(lesson, eval_losses=eval_losses) + [np.array(eval_losses)]
-        names = BN_NAMES + ("loss_eval_trace",)
-        path = xlsx.write(mlp_book.build(lesson), tmp_path / f"{kind}.xlsx")
-        report = verify.verify(path)
-        assert report.ok, report.summary()
-        wb = verify.recalculated(path)
-        for name, w in zip(names, want):
-            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{kind} {options} {name}")
+        cases.append((f"{kind} {options}", lesson,
+                      dict(zip(BN_NAMES + ("loss_eval_trace",), want))))
+    for _, wb in agree_with_torch(tmp_path, cases):
         assert wb.values("bn_running_var_final").min() > 0
-        paths.append(path)
-        wants.append(want)
-    for path, out, want in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo"), wants):
-        lo = openpyxl.load_workbook(out, data_only=True)
-        for name, w in zip(BN_NAMES + ("loss_eval_trace",), want):
-            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{path.stem} {name} (LibreOffice)")
 
 
 def test_batchnorm_finite_difference_and_refusals(tmp_path):
@@ -242,7 +242,7 @@ def test_layer_rates_and_freezing_match_torch_parameter_groups(soffice, tmp_path
     While frozen, layer 1's θ and optimizer state do not move and its intermediates say
     "frozen"; its step count (Adam's bias correction, Adagrad's decay, NAdam's μ) starts at
     the unfreezing, as torch's state does for a parameter that had no grad."""
-    paths, wants, books = [], [], []
+    cases = []
     for kind in KINDS:
         base = random_lesson(kind, 6)
         k = KINDS.index(kind)
@@ -251,26 +251,11 @@ def test_layer_rates_and_freezing_match_torch_parameter_groups(soffice, tmp_path
         hyper = {**base.opt.hyper(), **options}
         lesson = mlp_book.make_lesson(base.X, base.y, hidden=base.shape.hidden, optimizer=kind,
                                       steps=base.steps, seed=6, **hyper)
-        want = torch_replay(lesson)
         names = BN_NAMES if lesson.shape.batchnorm else NAMES
-        path = xlsx.write(mlp_book.build(lesson), tmp_path / f"{kind}.xlsx")
-        report = verify.verify(path)
-        assert report.ok, report.summary()
-        wb = verify.recalculated(path)
-        for name, w in zip(names, want):
-            np.testing.assert_allclose(wb.values(name), w, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{kind} {options} {name}")
-        paths.append(path)
-        wants.append((names, want))
-        books.append(lesson)
-    for path, out, (names, want) in zip(paths, libreoffice.recalculate(paths, tmp_path / "lo"),
-                                        wants):
-        lo = openpyxl.load_workbook(out, data_only=True)
-        for name, w in zip(names, want):
-            np.testing.assert_allclose(named_values(lo, name), w, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{path.stem} {name} (LibreOffice)")
+        cases.append((f"{kind} {options}", lesson, dict(zip(names, torch_replay(lesson)))))
+    done = agree_with_torch(tmp_path, cases)
     # adam's block 1: layer 1's new θ is its θ, its m̂ "frozen", layer 2 moved
-    lesson, path = books[KINDS.index("adam")], paths[KINDS.index("adam")]
+    path = done[KINDS.index("adam")][0]
     ws = openpyxl.load_workbook(path, data_only=True)["train"]
     first = step_rows(path)[1]
     title = lambda text: next(c for row in ws.iter_rows(min_row=first, max_row=first + 200)
