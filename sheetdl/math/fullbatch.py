@@ -59,26 +59,38 @@ def train(opt: Optimizer, theta0, steps: int, step: Callable, schedule=None,
     return like_a_sheet(lambda wrap: _train(opt, wrap(theta0), steps, step, schedule, keep))
 
 
-def _train(opt, theta, steps, step, schedule, keep) -> Trace:
-    state = opt.init(theta)
-    initial = {key: v for key, v in state.items() if key != "t"}
+def _steps(theta, steps: int, step: Callable, advance: Callable, keep) -> tuple:
+    """The loop both trainers share: each step's model at θ, then ``advance(t, θ, ∂L/∂θ)``
+    → (new θ, what the optimizer shows); returns the trace's steps, θs and shown."""
     thetas, out, shown = [theta], [], []
-    opt_at = stepping(opt, schedule)
     for t in range(1, steps + 1):
         cancel.check()
         st, grad = step(theta)
-        step_opt = opt_at(t)
-        theta, state, sh = step_opt.update(theta, grad, state)
+        theta, sh = advance(t, theta, grad)
         if keep is not None:
             out.append(keep(st))
             continue
-        sh.update(scheduled_values(step_opt, schedule))
         out.append(st)
         shown.append(sh)
         thetas.append(theta)
     if keep is not None:
         thetas.append(theta)
-    return Trace(out, np.array(thetas), shown, initial)
+    return out, np.array(thetas), shown
+
+
+def _train(opt, theta, steps, step, schedule, keep) -> Trace:
+    state = opt.init(theta)
+    initial = {key: v for key, v in state.items() if key != "t"}
+    opt_at = stepping(opt, schedule)
+
+    def advance(t, theta, grad):
+        nonlocal state
+        step_opt = opt_at(t)
+        theta, state, sh = step_opt.update(theta, grad, state)
+        sh.update(scheduled_values(step_opt, schedule))
+        return theta, sh
+
+    return Trace(*_steps(theta, steps, step, advance, keep), initial)
 
 
 def _train_groups(groups, theta, steps, step, schedule, keep) -> Trace:
@@ -95,11 +107,9 @@ def _train_groups(groups, theta, steps, step, schedule, keep) -> Trace:
         else:
             initial.update({f"{c.key}|{g.name}": st[c.key] for g, st in zip(groups, states)})
             initial[c.key] = states[-1][c.key]
-    thetas, out, shown = [theta], [], []
     opt_at = [stepping(g.opt, schedule) for g in groups]
-    for t in range(1, steps + 1):
-        cancel.check()
-        st, grad = step(theta)
+
+    def advance(t, theta, grad):
         shs, extra = [], {}
         for k, (g, sl) in enumerate(zip(groups, slices)):
             step_opt = opt_at[k](t)
@@ -110,17 +120,9 @@ def _train_groups(groups, theta, steps, step, schedule, keep) -> Trace:
                 shs.append(sh)
             extra.update(scheduled_values(step_opt, schedule))
         sh = _shown(groups, slices, states, shs, theta, columns)
-        theta = sh["new"]
-        if keep is not None:
-            out.append(keep(st))
-            continue
-        sh.update(extra)
-        out.append(st)
-        shown.append(sh)
-        thetas.append(theta)
-    if keep is not None:
-        thetas.append(theta)
-    return Trace(out, np.array(thetas), shown, initial)
+        return sh["new"], {**sh, **extra}
+
+    return Trace(*_steps(theta, steps, step, advance, keep), initial)
 
 
 def _shown(groups, slices, states, shs, theta, columns) -> dict:
