@@ -11,7 +11,6 @@ is the same cell one block up, whatever the step.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -106,17 +105,13 @@ class Group:
 FREEZE_STEPS = "freeze_steps"
 #: what a frozen group's intermediates show while the optimizer skips it
 FROZEN = "frozen"
-_BARE_NAME = re.compile(r"(?<![{\w@])([A-Za-z_]\w*)\b(?![(@}])")
-
-
 def for_group(group: Group, column: Column, texts: list[str]) -> list[str]:
     """``column``'s [first step, later steps] templates as ``group`` reads them: its inputs
     renamed and, when frozen, each wrapped so that through step ``freeze_steps`` a state
     keeps its value (θ its own, an intermediate shows "frozen") and the group's own step
     count, ``{step} − freeze_steps``, drives everything after."""
     if group.inputs:
-        texts = [_BARE_NAME.sub(lambda m: group.inputs.get(m.group(1), m.group(1)), t)
-                 for t in texts]
+        texts = list(map(renamer(group.inputs), texts))
     if not group.frozen:
         return texts
     first, rest = (t.replace("{step}", f"({{step}}-{FREEZE_STEPS})")[1:] for t in texts)
