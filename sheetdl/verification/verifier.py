@@ -101,22 +101,18 @@ CARRIED_OVERFLOW = ("IronCalc carries an overflow inside a formula (=1/(1+EXP(10
                     "there) where Excel and LibreOffice show #NUM!, the cached value")
 
 
-def _carried_overflow(mm) -> bool:
-    return mm.cached == "#NUM!" and isinstance(mm.recalculated, (int, float)) \
-        and not isinstance(mm.recalculated, bool) and "EXP(" in mm.formula.upper()
-
-
-def _reads_an_overflowed_exp(wb: Workbook, model, key, mm) -> bool:
-    """A cell cached #NUM! that IronCalc computes as a number from an EXP cell it reads:
-    the overflow carried one cell further (=H1/J1 with H1 =EXP(...)). Which of the two
-    cells shows it depends on IronCalc's evaluation order, which a conditional format on
-    the sheet changes (measured: with one, the EXP cell agrees with its cache and its
-    reader does not), so the reader is a root too. LibreOffice, the tests' second
-    engine, still has to match the cache exactly."""
+def _carried_overflow(wb: Workbook, model, key, mm) -> bool:
+    """A cell cached #NUM! that IronCalc computes as a number, with an EXP in its formula
+    or in one it reads up to ``OVERFLOW_DEPTH`` cells back (EXP → SUM → LN). IronCalc keeps
+    the overflow as ±inf and carries it on; which cell shows it depends on its evaluation
+    order, which a conditional format on the sheet changes (measured: with one, the EXP
+    cell agreed with its #NUM! cache and its reader =H1/J1 did not), so the reader is a
+    root too. LibreOffice, the tests' second engine, still has to match the cache exactly."""
     if not (mm.cached == "#NUM!" and isinstance(mm.recalculated, (int, float))
             and not isinstance(mm.recalculated, bool)):
         return False
-    # the carried value can pass a few cells (EXP → SUM → LN) before it shows
+    if "EXP(" in mm.formula.upper():
+        return True
     frontier, seen = [(key[0], mm.formula)], set()
     for _ in range(OVERFLOW_DEPTH):
         nxt = []
@@ -134,7 +130,7 @@ def _reads_an_overflowed_exp(wb: Workbook, model, key, mm) -> bool:
     return False
 
 
-#: how many cells back ``_reads_an_overflowed_exp`` looks for the EXP
+#: how many cells back ``_carried_overflow`` looks for the EXP
 OVERFLOW_DEPTH = 3
 
 
@@ -320,8 +316,8 @@ def _finish(path, model, wb, report, meta, traces, formulas, volatile_roots,
             unsupported_roots, pending, pending_keys, rtol, atol) -> "Report":
     """Sort the pending mismatches (volatile, from unsupported functions, carried overflow,
     engine differences, real), then replay the lesson's traces."""
-    overflow_roots = {k for k, mm in zip(pending_keys, pending) if _carried_overflow(mm)
-                      or _reads_an_overflowed_exp(wb, model, k, mm)}
+    overflow_roots = {k for k, mm in zip(pending_keys, pending)
+                      if _carried_overflow(wb, model, k, mm)}
     tainted: set = set()
     if volatile_roots or unsupported_roots or overflow_roots:
         arrays = _array_members(path, wb.sheets)
