@@ -419,10 +419,13 @@ def cmd_addin(args) -> int:
         _safe_write(book, out, args.force)
         print(f"wrote {out}")
     elif args.action == "lite":
+        from .addin import lite
+        from .write.text import write_text
+
         out = Path(args.out or "addin/lite/main.py")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(addin.lite_main())
-        (out.parent / "requirements.txt").write_text("numpy\narray-api-compat\n")
+        write_text(out, lite.main_py())
+        write_text(out.parent / "requirements.txt", lite.requirements_txt())
         print(f"wrote {out} and {out.parent / 'requirements.txt'}")
     return 0
 

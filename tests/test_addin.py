@@ -1,7 +1,6 @@
-"""The Excel side: the demo .xlsm, the install steps, and xlwings Lite's main.py."""
+"""The Excel side: the demo .xlsm and the install steps (Lite: test_lite.py)."""
 import subprocess
 import sys
-import types
 import zipfile
 
 import numpy as np
@@ -14,7 +13,6 @@ from sheetdl.write import xlsx
 from conftest import ROOT
 
 DEMO = ROOT / "addin" / "sheetdl.xlsm"
-LITE = ROOT / "addin" / "lite" / "main.py"
 
 
 def test_demo_is_reproduced_byte_for_byte(tmp_path):
@@ -62,29 +60,3 @@ def test_install_elsewhere_prints_the_steps():
     assert r.returncode == 0
     assert "xlwings addin install" in r.stdout
     assert '"UDF Modules",\n     "sheetdl.addin.classic"' in r.stdout
-
-
-def test_lite_main_is_generated_from_the_kernels():
-    assert LITE.read_text() == addin.lite_main(), "run `sheetdl addin lite` and commit"
-    assert (LITE.parent / "requirements.txt").read_text().split() == ["numpy", "array-api-compat"]
-
-
-def test_lite_main_runs_and_equals_the_add_in(monkeypatch):
-    """Run main.py as Pyodide would, with xlwings Lite's decorators as identities."""
-    lite = types.ModuleType("xlwings")
-    lite.func = lambda f=None, **k: f if f else (lambda g: g)
-    lite.arg = lambda *a, **k: (lambda g: g)
-    monkeypatch.setitem(sys.modules, "xlwings", lite)
-    ns = {"__name__": "main"}
-    exec(compile(LITE.read_text(), str(LITE), "exec"), ns)
-    rng = np.random.default_rng(0)
-    p, g, m = rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
-    v = np.abs(m)
-    np.testing.assert_array_equal(ns["adam_step_"](p, g, m, v, 2, 0.1),
-                                  udfs.adam_step(p, g, m, v, 2, 0.1))
-    np.testing.assert_array_equal(ns["softmax_"](p), udfs.softmax(p))
-    np.testing.assert_array_equal(ns["sgd_step_"](p, g, 0.1, 0.01), udfs.sgd_step(p, g, 0.1, 0.01))
-    np.testing.assert_array_equal(ns["rmsprop_step_"](p, g, v, 0.01),
-                                  udfs.rmsprop_step(p, g, v, 0.01))
-    with pytest.raises(ValueError, match="overflowed"):
-        ns["sgd_step_"](np.array([[1e308]]), np.array([[1e308]]), 10.0)

@@ -68,7 +68,7 @@ def classic():
     added = "excel" not in xlwings.engines.engines_by_name
     if added:
         xlwings.engines.add(xlwings.main.Engine(impl=ComValues()))
-    functions = udfs.decorate(xludfs.xlfunc, xludfs.xlarg, xludfs.xlret, classic=True)
+    functions = udfs.decorate(xludfs.xlfunc, xludfs.xlarg, xludfs.xlret, "classic")
     yield xludfs, conversion, functions
     if added:  # leave no fake engine for the tests that run after
         engine = xlwings.engines.engines_by_name.pop("excel")

@@ -22,6 +22,7 @@ from sheetdl.lessons import data
 from sheetdl.lessons.softmax import layout as softmax_book
 from sheetdl.verification import verifier as verify
 from conftest import ROOT, softmax_example
+from officejs import GOOD, HOSTILE
 
 # Only looked up, not imported: importing xlwings_server sets XLWINGS_ON_SERVER in this
 # process, after which `import xlwings` (the add-in's tests) needs a license key.
@@ -241,35 +242,6 @@ def raw_call(base, body: bytes, headers=None, timeout=60):
 def envelope(name, args) -> bytes:
     return json.dumps({"client": "Office.js", "func_name": name, "args": args,
                        "version": "0.37.8", "runtime": "1.4"}).encode()
-
-
-#: one good call of each function, whose arguments the fuzz below replaces one at a time
-GOOD = {
-    "softmax": [[[1.0, 2.0]], None],
-    "cross_entropy": [[[1.0, 2.0], [0.5, 0.1]], [[0], [1]]],
-    "sgd_step": [[[1.0, 2.0]], [[0.1, 0.2]], [[0.1]], None, None],
-    "momentum_step": [[[1.0]], [[0.5]], [[0.0]], [[0.1]], None, None, None],
-    "rmsprop_step": [[[1.0]], [[0.5]], [[0.0]], [[0.01]], None, None],
-    "adam_step": [[[1.0]], [[0.5]], [[0.0]], [[0.0]], [[1]], None, None, None, None, None,
-                  None],
-    "train_linear": [[[1.0], [2.0], [3.0]], [[3.0], [5.0], [7.0]], [["sgd"]], [[0.01]],
-                     [[2]], None, None, None, None, None, None, None, None],
-    "collab_predict": [[[1.0, 0.5]], [[1.0], [0.5]], [[0.1]], [[0.2]], None, None],
-    "collab_train": [[[4.0, 3.0], [5.0, None]], [[2]], [[3]], None, None, None, None, None,
-                     None],
-    "mlp_train": [[[0.0], [1.0], [2.0]], [[0.0], [1.0], [0.5]], [[3]], [[4]], None, None,
-                  None, None, None],
-    "mlp_predict": [[[0.5]], [[1.0], [-1.0]], [[0.0], [0.0]], [[1.0, 1.0]], [[0.0]]],
-    "conv_train": [[[v / 16 for v in range(16)], [1 - v / 16 for v in range(16)]], [[0], [1]],
-                   [[1]], [[2]], None, None, None, None, None, None, None],
-    "conv_predict": [[[v / 16 for v in range(16)]], [[0.1] * 9], [[0.0]], [[1.0], [-1.0]],
-                     [[0.0], [0.0]], None],
-}
-#: what a hostile or careless caller sends in place of one argument
-HOSTILE = [[], [[]], [[], []], {"type": "x"}, [[{"a": 1}]], [[1.0], [2.0, 3.0]], "text",
-           [["text"]], [[True]], [[10 ** 4299]], [[1e308]], [[-1e308]], [[None]],
-           [[1.0, 2.0], [3.0, 4.0]], [[[1.0]]], 7, [["1e999"]], [[-1]], [[0]], [[0.5]],
-           [["adam"]], [[""]]]
 
 
 def test_no_malformed_argument_gets_a_500(server):

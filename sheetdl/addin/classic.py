@@ -5,4 +5,4 @@ from xlwings import arg, func, ret
 
 from . import udfs
 
-globals().update(udfs.decorate(func, arg, ret, classic=True))
+globals().update(udfs.decorate(func, arg, ret, "classic"))

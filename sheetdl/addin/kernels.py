@@ -86,8 +86,6 @@ def _elementwise(opt, params, grads, state, step, out: dict) -> dict:
     return result
 
 
-# --- the kernels: Lite's main.py carries what follows as it is ------------------------
-
 def _written(result: dict, out: dict | None) -> dict:
     """``result`` with each array of ``out`` (key: array) holding its key's value in
     place, as torch's optimizers update their tensors: a training loop on large arrays

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lessons import collab as collab_lesson, graddesc as graddesc_lesson, mlp as mlp_lesson
+from ..lessons import collab as collab_lesson, conv as conv_lesson, graddesc as graddesc_lesson
+from ..lessons import mlp as mlp_lesson
 from ..lessons.collab import model as collab
+from ..lessons.conv import model as conv
+from ..lessons.mlp import model as mlp
 from ..lessons.graddesc import compiled
 from . import kernels
 from ..math import dropout as inverted_dropout
@@ -386,7 +389,6 @@ def mlp_train(x, y, hidden=6, steps=100, lr=None, optimizer="adam", seed=0, weig
             X = X.T
         else:
             raise UdfError(f"x has {X.shape[0]} examples (rows) and y has {ys.size} values")
-    from ..lessons.mlp import model as mlp
     kind = _optimizer(optimizer)
     h = _whole(hidden, "hidden", maximum=max(1, MAX_PARAMETERS // (X.shape[1] + 2)))
     n_steps = _whole(steps, "steps", maximum=MAX_EPOCHS)
@@ -458,7 +460,6 @@ def mlp_predict(x, W1, b1, W2, b2):
     if X.size * h > MAX_WORK:  # the N × units × features temporaries
         raise UdfError(f"{X.shape[0]:,} examples × {d:,} features × {h:,} units is past the "
                        f"{MAX_WORK:,} a call may take")
-    from ..lessons.mlp import model as mlp
 
     shape = mlp.Shape(d, h)
     return _finite(mlp.predict(shape, X, shape.pack(w1, bias1, w2, bias2)).reshape(-1, 1))
@@ -499,8 +500,6 @@ def conv_train(images, labels, kernels=2, steps=40, lr=None, optimizer="adam", s
     and accuracy per step; "kernels": each kernel's 9 taps and its bias; "dense": each
     class's weights over the flattened pooled maps and its bias. ``dropout`` p: the
     workbook's masks from ``seed``."""
-    from ..lessons import conv as conv_lesson
-    from ..lessons.conv import model as conv
 
     X = _images(images, height)
     n = X.shape[0]
@@ -555,7 +554,6 @@ def conv_predict(images, kernels, kernel_bias, dense, dense_bias, height=None):
     conv network with ``kernels`` (one per row, its 9 taps row by row), their biases, the
     dense weights (one row per class, over the flattened pooled maps) and biases: what the
     conv workbook's K_final, kb_final, Wd_final and bd_final hold."""
-    from ..lessons.conv import model as conv
 
     X = _images(images, height)
     K = _matrix(kernels, "kernels")
@@ -648,40 +646,51 @@ def _as_json(f):
     return converted
 
 
-def decorate(func, arg, ret, classic: bool = False, threaded: bool = False) -> dict:
+#: The xlwings runtimes: classic (Windows desktop, VBA wrappers named SHEETDL_NAME),
+#: xlwings Server and xlwings Lite (Office.js custom functions, SHEETDL.NAME)
+RUNTIMES = ("classic", "server", "lite")
+
+
+def excel_name(name: str, runtime: str) -> str:
+    """How a formula calls public function ``name`` under ``runtime``."""
+    sep = "_" if runtime == "classic" else "."
+    return f"{NAMESPACE}{sep}{name.upper()}"
+
+
+def decorate(func, arg, ret, runtime: str) -> dict:
     """Apply a runtime's xlwings decorators to every public function.
 
-    Array arguments are converted to 2-D arrays, which ``_matrix`` reads as
-    numbers (empty and error cells become NaN, text is refused by name). Classic
-    xlwings names functions SHEETDL_NAME; the Office.js runtimes put them in the
-    SHEETDL namespace. ``threaded`` (xlwings Server) runs
-    each call in a worker thread.
+    Classic xlwings names functions SHEETDL_NAME (VBA has no namespaces) and converts
+    each array argument to a 2-D array. The Office.js runtimes put them in the SHEETDL
+    namespace and pass arrays through as the JSON lists they arrive as (xlwings cleans
+    every cell of an argument and of the result in Python otherwise: a 100,000-cell call
+    spent ~90% of its time there); ``_matrix`` reads them in one NumPy call, names the
+    argument of a text cell, and the result goes back as plain lists. xlwings Server runs
+    each call in a worker thread; Lite (Pyodide, one thread) calls it directly.
     """
     import functools
     import inspect
 
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    office = runtime != "classic"
     out = {}
     for name in PUBLIC:
         f = globals()[name]
-        if threaded:
+        if runtime == "server":
             f = _off_the_loop(f)
-        if classic:
+        if runtime == "classic":
             f = functools.wraps(f)(lambda *a, _f=f: _f(*a))
-            f.__name__ = f"{NAMESPACE}_{name.upper()}"
+            f.__name__ = excel_name(name, runtime)
             f.__signature__ = inspect.signature(globals()[name])
-        if threaded:
-            # xlwings Server cleans every cell of an argument and of the result in Python
-            # (a 100,000-cell call spent ~90% of its time there): the arrays pass through as
-            # the JSON lists they are, _matrix reads them in one NumPy call, and the result
-            # goes back as plain lists
+        if office:
             f = ret("raw")(_as_json(f))
         wrapped = f
         for p in reversed(inspect.signature(globals()[name]).parameters):
             if p in _ARRAYS:
                 # no dtype here: a text cell would make the conversion itself fail (HTTP
                 # 500); _matrix reads the cells and names the argument instead
-                wrapped = arg(p, "raw")(wrapped) if threaded else \
-                    arg(p, np.array, ndim=2)(wrapped)
-        wrapped = func(namespace=NAMESPACE)(wrapped) if not classic else func(wrapped)
-        out[wrapped.__name__ if classic else name] = wrapped
+                wrapped = arg(p, "raw")(wrapped) if office else arg(p, np.array, ndim=2)(wrapped)
+        wrapped = func(namespace=NAMESPACE)(wrapped) if office else func(wrapped)
+        out[name if office else wrapped.__name__] = wrapped
     return out

@@ -6,9 +6,9 @@ flowers with two measurements, nine ratings of three movies, and the conv lesson
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from ..write.text import write_text
 
 #: file name → (the lessons that read it, its text)
 FILES: dict[str, tuple[str, str]] = {
@@ -62,13 +62,6 @@ def write(folder: Path, force: bool = False) -> list[Path]:
         path = folder / name
         if path.exists() and path.read_bytes() == text.encode():
             continue
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(path, text)
         written.append(path)
     return written

@@ -3,6 +3,6 @@ five lessons are still wired into ``options``, ``cli`` and ``verification.replay
 hand.)"""
 from __future__ import annotations
 
-from .conv import LESSON as CONV
+from .conv.options import LESSON as CONV
 
 REGISTRY = (CONV,)

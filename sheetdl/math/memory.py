@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import mmap
 import sys
 import threading
 
@@ -41,6 +40,8 @@ _LIBC = _libc()
 
 def page_range(array: np.ndarray) -> tuple[int, int]:
     """(address, bytes) of the whole pages inside ``array``'s memory: what madvise takes."""
+    import mmap  # here, not above: the add-in's Lite bundle (Pyodide) never gets this far
+
     page = mmap.PAGESIZE
     start = -(-array.ctypes.data // page) * page
     return start, max(0, (array.ctypes.data + array.nbytes - start) // page * page)

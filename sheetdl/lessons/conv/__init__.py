@@ -5,5 +5,3 @@ from ...math import optim
 #: measured; an optimizer registered ``lr_as`` another takes that one's.
 LEARNING_RATES = optim.learning_rates(
     "conv", dict(sgd=0.2, momentum=0.02, rmsprop=0.002, adam=0.01, adagrad=0.05))
-
-from .options import LESSON  # noqa: E402,F401  (its layout reads LEARNING_RATES)

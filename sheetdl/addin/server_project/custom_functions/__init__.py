@@ -18,4 +18,4 @@ from xlwings.server import arg, func, ret  # noqa: E402
 from sheetdl.addin import udfs  # noqa: E402
 
 # every public function, so a new one needs no edit here
-globals().update(udfs.decorate(func, arg, ret, threaded=True))
+globals().update(udfs.decorate(func, arg, ret, "server"))
