@@ -19,7 +19,7 @@ from .lessons.graddesc import layout as graddesc
 from .lessons.registry import REGISTRY
 from .lessons.spec import Flag, LessonSpec
 from .math import optim, presets, schedules
-from .sheet.formulas import HYPER_HELP, out_of_range
+from .sheet.formulas import HYPER_HELP, UDF_FLAVOURS, out_of_range
 
 LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
@@ -150,8 +150,11 @@ FLAGS: list[Flag] = [
          "(default: only with --preset course)", lessons=("graddesc",), type=None,
          action="bool"),
     Flag("--udf", "write each big table as one call to the sheetdl add-in with cached values, "
-         "for lessons too large to recalculate as formulas", lessons=("graddesc", "collab"),
-         type=None, action="store_true"),
+         "for lessons too large to recalculate as formulas; NAMES office (the default: "
+         "SHEETDL.TRAIN_LINEAR, for xlwings Lite and Server, which run wherever Excel does) or "
+         "classic (SHEETDL_TRAIN_LINEAR, for the classic add-in on Windows desktop Excel)",
+         lessons=("graddesc", "collab"), type=str, choices=tuple(UDF_FLAVOURS),
+         const="office", metavar="NAMES"),
     Flag("--lr", "learning rate η; the lesson's rate for the optimizer unless given (see "
          "sheetdl list); mlp also takes LO:HI, layer 1 at LO and layer 2 at HI (fastai's "
          "slice: discriminative rates)", type=learning_rate, group="hyperparameters",
@@ -348,6 +351,8 @@ def add_flags(p: argparse.ArgumentParser, lesson: str) -> None:
             kw.update(type=f.type, metavar=f.metavar, action=_Once)
             if f.choices:
                 kw["choices"] = f.choices
+            if f.const is not None:
+                kw.update(nargs="?", const=f.const)
         groups[f.group].add_argument(*names, **kw)
     if lesson == "graddesc":  # the older spelling, kept working
         p.add_argument("--optimizers", dest="optimizer", type=str, help=argparse.SUPPRESS,
@@ -459,7 +464,7 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
         except ValueError as e:
             raise OptionError(str(e)) from None
     args.force = bool(getattr(args, "force", False))
-    args.lrfind, args.udf = bool(args.lrfind), bool(args.udf)
+    args.lrfind, args.udf = bool(args.lrfind), args.udf or None
     if args.cycle_momentum is None:
         args.cycle_momentum = True
     args.lesson = lesson
@@ -490,6 +495,9 @@ def to_argv(options: dict) -> list[str]:
                 argv.append(f.name)
         elif f.action == "bool":
             argv.append(f.name if value else "--no-" + f.name[2:])
+        elif f.const is not None and isinstance(value, bool):  # udf=True: the bare flag
+            if value:
+                argv.append(f.name)
         else:
             if isinstance(value, (list, tuple)):
                 if not value:  # "" would read as the flag not given: the default list

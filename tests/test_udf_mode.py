@@ -19,21 +19,23 @@ def cached_table(ws, first_row, n_rows, n_cols):
             ws.iter_rows(min_row=first_row, max_row=first_row + n_rows - 1, max_col=n_cols)]
 
 
-def test_graddesc_udf_tables_are_what_the_add_in_returns(tmp_path):
+@pytest.mark.parametrize("flavour,call", [("office", "SHEETDL.TRAIN_LINEAR"),
+                                          ("classic", "SHEETDL_TRAIN_LINEAR")])
+def test_graddesc_udf_tables_are_what_the_add_in_returns(tmp_path, flavour, call):
     x, y = data.course_points()
     lesson = graddesc.make_lesson(x, y, optimizers=graddesc.ALL_OPTIMIZERS, epochs=2)
-    lesson.udf = True
+    lesson.udf = flavour
     path = xlsx.write(graddesc.build(lesson), tmp_path / "udf.xlsx")
     report = verify.verify(path)
     assert report.ok, report.summary()
-    assert sorted(report.unsupported) == ["sheetdl_train_linear"]
+    assert sorted(report.unsupported) == [call.lower()]
     wb = openpyxl.load_workbook(path)
     values = openpyxl.load_workbook(path, data_only=True)
     for kind in graddesc.ALL_OPTIMIZERS:
         ws = wb[kind]
         anchor = ws["A6"].value
         formula = anchor.text if hasattr(anchor, "text") else anchor
-        assert formula.startswith(f'=SHEETDL_TRAIN_LINEAR(x,y,"{kind}",lr,2,"torch",b_init,a_init')
+        assert formula.startswith(f'={call}(x,y,"{kind}",lr,2,"torch",b_init,a_init')
         named = {n: values[kind][d.attr_text.split("!")[1].replace("$", "")].value
                  for n, d in ws.defined_names.items() if "trace" not in n}
         arg = lambda h: named.get(h, "")
@@ -55,7 +57,7 @@ def test_graddesc_udf_tables_are_what_the_add_in_returns(tmp_path):
 def test_collab_udf_table_is_what_the_add_in_returns(tmp_path):
     R, users, movies = collab.synthetic_ratings(6, 5, seed=2)
     lesson = collab_book.make_lesson(R, users, movies, factors=2, epochs=7, seed=2)
-    lesson.udf = True
+    lesson.udf = "office"
     path = xlsx.write(collab_book.build(lesson), tmp_path / "c.xlsx")
     assert verify.verify(path).ok
     want = udfs.collab_train(R, 2, 7, lesson.opt.lr, 0.0, 2, "adam", 0.0, 5.5)
@@ -91,3 +93,26 @@ def test_empty_arguments_mean_not_given():
     assert a == b
     with pytest.raises(udfs.UdfError, match="lr must be a number, got 'fast'"):
         udfs.train_linear([[1]], [[1]], "sgd", "fast")
+
+
+@pytest.mark.parametrize("lesson", ["graddesc", "collab"])
+@pytest.mark.parametrize("given,flavour", [(True, "office"), ("office", "office"),
+                                           ("classic", "classic")])
+def test_a_udf_workbook_holds_only_its_flavours_names(tmp_path, lesson, given, flavour):
+    """--udf alone (udf=True) writes the Office.js names, which Lite and Server recompute on
+    every platform; --udf classic the classic add-in's; the about sheet says which."""
+    import re
+    import zipfile
+
+    import sheetdl
+
+    path = sheetdl.build(lesson, tmp_path / "u.xlsx", udf=given, epochs=2)
+    with zipfile.ZipFile(path) as z:
+        text = "".join(z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/"))
+    called = set(re.findall(r"SHEETDL[._][A-Z_]+(?=\()", text))
+    function = "TRAIN_LINEAR" if lesson == "graddesc" else "COLLAB_TRAIN"
+    assert called == {f"SHEETDL{'.' if flavour == 'office' else '_'}{function}"}
+    about = [c.value for c in openpyxl.load_workbook(path)["about"]["A"] if c.value]
+    line = next(v for v in about if f"--udf {flavour}" in v)
+    assert ("xlwings Lite" if flavour == "office" else "classic xlwings add-in") in line
+    assert verify.verify(path).ok

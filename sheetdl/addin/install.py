@@ -20,6 +20,7 @@ from ..lessons import data
 from ..lessons.graddesc import layout as graddesc
 from . import udfs
 from ..lessons.softmax import layout as softmax_book
+from ..sheet.formulas import addin_function
 from ..sheet.workbook import ArrayFormula, Book, Sheet, ref, static_rows
 
 CONF_KEYS = ["Interpreter_Win", "Interpreter_Mac", "PYTHONPATH", "Conda Path", "Conda Env",
@@ -67,7 +68,8 @@ def calls_sheet(lesson: graddesc.Lesson, sheets: list[Sheet]) -> Sheet:
         # sheet-scoped names, which Excel accepts.
         inputs = next(s for s in sheets if s.name == kind).names
         cell = lambda h: f"{kind}!{inputs[h]}" if h in inputs else '""'
-        call = (f'=SHEETDL_TRAIN_LINEAR(x,y,"{kind}",{cell("lr")},{lesson.epochs},"torch",'
+        call = (f'={addin_function("train_linear", "classic")}(x,y,"{kind}",{cell("lr")},'
+                f'{lesson.epochs},"torch",'
                 f'{cell("b_init")},{cell("a_init")},'
                 + ",".join(cell(h) for h in ("momentum", "beta1", "beta2", "eps", "weight_decay"))
                 + ")")
@@ -105,8 +107,9 @@ def calls_sheet(lesson: graddesc.Lesson, sheets: list[Sheet]) -> Sheet:
     area = f"{ref(row + 1, 0)}:{ref(row + len(z), z.shape[1] - 1)}"
     for i in range(len(z)):
         for j in range(z.shape[1]):
-            formula = (ArrayFormula(f"=SHEETDL_SOFTMAX({area})", row + len(z), 2 * z.shape[1])
-                       if (i, j) == (0, 0) else None)
+            call = f"={addin_function('softmax', 'classic')}({area})"
+            formula = (ArrayFormula(call, row + len(z), 2 * z.shape[1]) if (i, j) == (0, 0)
+                       else None)
             put(row + 1 + i, z.shape[1] + 1 + j, formula, float(sm[i, j]), "general")
     return Sheet("calls", lambda: iter(sorted((r, sorted(c, key=lambda x: x[0]))
                                              for r, c in cells.items())),

@@ -34,9 +34,7 @@ from . import kernels
 from ..math import dropout as inverted_dropout
 from ..math import optim, presets
 from ..lessons.data import EXCEL_MAX_ROWS
-from ..sheet.formulas import out_of_range
-
-NAMESPACE = "SHEETDL"
+from ..sheet.formulas import ADDIN_NAMESPACE as NAMESPACE, addin_function, out_of_range
 
 try:  # xlwings shows an XlwingsError's message in the cell (Server: HTTP 400, no retry)
     from xlwings import XlwingsError as _ShownError
@@ -653,8 +651,7 @@ RUNTIMES = ("classic", "server", "lite")
 
 def excel_name(name: str, runtime: str) -> str:
     """How a formula calls public function ``name`` under ``runtime``."""
-    sep = "_" if runtime == "classic" else "."
-    return f"{NAMESPACE}{sep}{name.upper()}"
+    return addin_function(name, "classic" if runtime == "classic" else "office")
 
 
 def decorate(func, arg, ret, runtime: str) -> dict:

@@ -24,6 +24,8 @@ class Flag:
     needs: tuple[str, ...] = ()
     metavar: str | None = None
     summary: str | None = None          # the README table's text, where the help varies
+    #: the value of the flag given bare (``--udf`` alone); its own value is then optional
+    const: object = None
 
     @property
     def dest(self) -> str:

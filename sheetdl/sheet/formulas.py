@@ -228,6 +228,37 @@ def status_cell(loss_trace: str, losses, start: tuple[str, float], end: tuple[st
     return "=" + formula, shown
 
 
+#: The add-in's functions as a formula names them, by ``--udf`` flavour: the Office.js
+#: runtimes (xlwings Lite and Server, on Windows, Mac and the web) put them in a namespace,
+#: SHEETDL.TRAIN_LINEAR; classic xlwings (Windows desktop, VBA) has none, SHEETDL_TRAIN_LINEAR.
+ADDIN_NAMESPACE = "SHEETDL"
+UDF_FLAVOURS = {"office": ".", "classic": "_"}
+
+#: What recomputes a --udf workbook's calls, said on its about sheet.
+UDF_RECOMPUTED_BY = {
+    "office": "xlwings Lite (Excel on Windows, Mac and the web: paste addin/lite/main.py into "
+              "its editor) or xlwings Server (sheetdl serve) recomputes them. Classic xlwings "
+              "on Windows does not know these names: build with --udf classic for it.",
+    "classic": "the classic xlwings add-in on Windows desktop Excel recomputes them once its "
+               "functions are imported (xlwings ribbon → Import Functions, then save as .xlsm "
+               "to keep them). xlwings Lite and Server do not know these names: build with "
+               "--udf office for them.",
+}
+
+
+def addin_function(name: str, flavour: str) -> str:
+    """How a ``--udf`` workbook of ``flavour`` calls the add-in's function ``name``."""
+    return f"{ADDIN_NAMESPACE}{UDF_FLAVOURS[flavour]}{name.upper()}"
+
+
+def addin_note(name: str, flavour: str) -> str:
+    """The about sheet's line on what recomputes a --udf workbook."""
+    call = addin_function(name, flavour)
+    return (f"The big tables are one call each to the sheetdl add-in, {call} "
+            f"(--udf {flavour}); the values shown are cached, computed by sheetdl. "
+            + UDF_RECOMPUTED_BY[flavour] + " Elsewhere the cached values stay as they are.")
+
+
 def out_of_range(name: str, value: float) -> str | None:
     """What is wrong with ``value`` for input ``name`` under its cell's validation rule (the
     same rule the CLI, the UDFs and the sheet apply), or None when it is fine."""

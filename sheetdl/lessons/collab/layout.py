@@ -19,6 +19,7 @@ from ...sheet.blocks import (BELOW_CHART, CHART_COL, PANEL_COL, SCREEN_ROW, TRAC
 from ...sheet.workbook import (DIVERGING, SEQUENTIAL, ArrayFormula, Book, Chart, Series, Sheet,
     area, col_name, number_format, ref, static_rows)
 from ..data import EXCEL_MAX_COLS, EXCEL_MAX_FORMULA, EXCEL_MAX_ROWS
+from ...sheet.formulas import addin_function, addin_note
 from ...sheet.formulas import (FINDER_HINT, INPUT_ROW, PLAIN, about_page, conventions, fit_headers,
     input_notes, input_rows, lr_input, input_validations, schedule_inputs)
 from ...math.optim import Optimizer
@@ -59,7 +60,7 @@ class Lesson:
     trace: collab.Trace = field(default=None)
     seed: int = 0
     #: write training as one call to the add-in (SHEETDL_COLLAB_TRAIN)
-    udf: bool = False
+    udf: str | None = None  # the --udf flavour (formulas.UDF_FLAVOURS), or formulas
     schedule: schedules.Schedule | None = None
     finder: "FinderRun | None" = None
 
@@ -371,7 +372,8 @@ def udf_train_sheet(lesson: Lesson) -> tuple[Sheet, dict]:
     values = {**lesson.opt.hyper(), **({"y_min": lesson.y_range[0], "y_max": lesson.y_range[1]}
                                        if lesson.y_range else {})}
     lo_hi = "y_min,y_max" if lesson.y_range else '"",""'
-    call = (f'=SHEETDL_COLLAB_TRAIN(ratings,{lesson.shape.factors},{lesson.epochs},lr,'
+    call = (f'={addin_function("collab_train", lesson.udf)}(ratings,{lesson.shape.factors},'
+            f'{lesson.epochs},lr,'
             f'weight_decay,{lesson.seed},"{lesson.kind}",{lo_hi})')
     steps = lesson.trace.steps
     top, last = UDF_TOP - 1, UDF_TOP - 1 + lesson.epochs
@@ -467,7 +469,8 @@ def about_sheet(lesson: Lesson) -> Sheet:
          "state and new value. No Solver, no pivot tables, no macros.",
          "Defined names: ratings, user_factors_init, movie_factors_init, user_bias_init, "
          "movie_bias_init, the hyperparameters under torch's names, loss_trace (MSE per "
-         "epoch), rmse_trace, user_factors_final, movie_factors_final and the final biases."])
+         "epoch), rmse_trace, user_factors_final, movie_factors_final and the final biases."]
+        + ([addin_note("collab_train", lesson.udf)] if lesson.udf else []))
 
 
 FINDER_LR_MAX = 1.0
@@ -494,7 +497,7 @@ def build(lesson: Lesson) -> Book:
     U, M = lesson.R.shape
     names["ratings"] = f"ratings!$B${RATINGS_TOP + 1}:${col_name(M)}${RATINGS_TOP + U}"
     meta = {"lesson": "collab", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
-            "udf": lesson.udf, "seed": lesson.seed,
+            "udf": lesson.udf or False, "seed": lesson.seed,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             **fullbatch.diverged(lesson.trace),
             "factors": lesson.shape.factors, "y_range": lesson.y_range}

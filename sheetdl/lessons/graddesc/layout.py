@@ -26,6 +26,7 @@ from ...sheet.workbook import (ArrayFormula, Book, Chart, Run, RunColumn, Series
     number_style, ref, static_rows)
 from ...math.cells import cells
 from ..data import EXCEL_MAX_ROWS
+from ...sheet.formulas import addin_function, addin_note
 from ...sheet.formulas import (FINDER_HINT, HYPER_HELP, INPUT_ROW, LABEL_ROW, PLAIN, Column,
     Template, about_page, conventions, finder_chart, finder_columns, finder_status,
     finder_summary, fit_headers, fit_inputs, input_notes, input_rows, input_validations, lr_input,
@@ -85,7 +86,7 @@ class Lesson:
     data_label: str = "the course's 29 points, y = 2x + 30"
     traces: dict[str, linear.Trace] = field(default_factory=dict)
     #: write each optimizer's table as one add-in call (SHEETDL_TRAIN_LINEAR)
-    udf: bool = False
+    udf: str | None = None  # the --udf flavour (formulas.UDF_FLAVOURS), or formulas
     #: each optimizer sheet's lr schedule (absent: a constant lr)
     schedules: dict[str, schedules.Schedule] = field(default_factory=dict)
     #: the course's adam_ann annealing, on every optimizer sheet
@@ -621,7 +622,6 @@ def _epoch_summary(lesson: Lesson, kind: str, trace, s_col: int, where: dict,
 
 
 
-UDF_FUNCTION = "SHEETDL_TRAIN_LINEAR"
 UDF_HEADER = ["step", "epoch", "x", "y", "b", "a", "pred", "loss", "dL/db", "dL/da",
               "new b", "new a"]  # the columns SHEETDL_TRAIN_LINEAR returns
 
@@ -635,7 +635,8 @@ def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
     hyper = [h for h in opt.hyperparameters] + ["b_init", "a_init"]
     values = {**opt.hyper(), "b_init": lesson.b_init, "a_init": lesson.a_init}
     arg = lambda h: h if h in hyper else '""'
-    call = (f'={UDF_FUNCTION}(x,y,"{kind}",lr,{lesson.epochs},"{lesson.preset}",b_init,a_init,'
+    call = (f'={addin_function("train_linear", lesson.udf)}(x,y,"{kind}",lr,{lesson.epochs},'
+            f'"{lesson.preset}",b_init,a_init,'
             f'{arg("momentum")},{arg("beta1")},{arg("beta2")},{arg("eps")},{arg("weight_decay")})')
     top = UDF_TOP
     last = top + steps
@@ -651,8 +652,8 @@ def udf_sheet(lesson: Lesson, kind: str) -> Sheet:
             f"{kind}: the whole trajectory is one call to the sheetdl add-in ({steps:,} steps)",
             conventions(kind, opt, lesson.follows[kind]), hyper, values,
             f"Rows {top + 1}.. are one array formula, {call}. It needs the sheetdl add-in "
-            "(README: Excel add-in); the values shown are cached, computed by sheetdl's "
-            "reference math.")
+            f"(README: Excel add-in, --udf {lesson.udf}); the values shown are cached, computed "
+            "by sheetdl's reference math.")
         header = [(0, ArrayFormula(call, last, cols - 1), UDF_HEADER[0], "header")]
         header += [(j, None, h, "header") for j, h in enumerate(UDF_HEADER) if j]
         header += [(s_col + i, None, h, "header")
@@ -819,6 +820,8 @@ def about_sheet(lesson: Lesson) -> Sheet:
         "formulas themselves use the workbook-wide names sheet_input (adam_lr), so a copy in "
         "Google Sheets, with one namespace of names, computes the same.",
     ]
+    if lesson.udf:
+        details.insert(0, addin_note("train_linear", lesson.udf))
     if lesson.schedules or lesson.anneal:
         details.append("Each optimizer sheet's lr column is a schedule computed from the step "
                        "number and named inputs (row 2 says which); lr_trace names it.")
@@ -836,7 +839,7 @@ def build(lesson: Lesson) -> Book:
     n = len(lesson.x)
     meta = {
         "lesson": "graddesc", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
-        "samples": n, "drop_last_update": lesson.drop_last_update, "udf": lesson.udf,
+        "samples": n, "drop_last_update": lesson.drop_last_update, "udf": lesson.udf or False,
         "sheets": {k: {"optimizer": k, "options": opt.options()}
                    for k, opt in lesson.optimizers.items()},
     }
