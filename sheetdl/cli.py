@@ -380,9 +380,25 @@ def cmd_serve(args) -> int:
     answer_calls(fastapi_app)
     app = Guard(main_app, allowed_hosts=[args.host, *args.allow_host], running=args.running,
                 waiting=args.waiting)
-    print(f"sheetdl functions on http://{args.host}:{args.port} (xlwings Server; "
-          f"{LICENSE_TERMS.split('. ')[0]}.)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    tls = {}
+    if args.https:
+        from .addin import certs
+
+        try:
+            files, new = certs.ensure()
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
+        tls = {"ssl_certfile": str(files.certificate), "ssl_keyfile": str(files.key)}
+        trust = certs.trust_command(files.authority)
+        print(("made a localhost certificate; " if new else "") + "trust its authority once "
+              f"on this machine (then restart Excel and the browser): {trust}", flush=True)
+    scheme = "https" if args.https else "http"
+    name = "localhost" if args.https and args.host in ("127.0.0.1", "::1") else args.host
+    print(f"sheetdl functions on {scheme}://{name}:{args.port} (xlwings Server; "
+          f"{LICENSE_TERMS.split('. ')[0]}.)"
+          + (f" Manifest to sideload: {scheme}://{name}:{args.port}/manifest" if args.https
+             else ""), flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **tls)
     return 0
 
 
@@ -418,6 +434,18 @@ def cmd_addin(args) -> int:
             raise UserError(str(e)) from None
         _safe_write(book, out, args.force)
         print(f"wrote {out}")
+    elif args.action == "manifest":
+        from .addin import manifest
+        from .write.text import write_text
+
+        out = Path(args.out or "manifest.xml")
+        out.parent.mkdir(parents=True, exist_ok=True)  # Excel for Mac's wef folder, say
+        text = manifest.manifest_xml(f"https://localhost:{args.port}")
+        if out.exists() and not args.force and out.read_text(errors="replace") != text:
+            raise UserError(f"{out} exists with other content; --force replaces it")
+        write_text(out, text)
+        print(f"wrote {out}: sideload it in Excel (README: Excel add-in) while "
+              f"sheetdl serve --https --port {args.port} runs")
     elif args.action == "lite":
         from .addin import lite
         from .write.text import write_text
@@ -532,13 +560,18 @@ def parser() -> argparse.ArgumentParser:
                        "(=SHEETDL.ADAM_STEP(...) and the rest) for classic xlwings, xlwings "
                        "Server (sheetdl serve) and xlwings Lite.",
                        epilog="examples:\n  sheetdl addin steps\n  sheetdl addin build "
-                       "-o demo.xlsm\n  sheetdl addin lite -o main.py",
+                       "-o demo.xlsm\n  sheetdl addin lite -o main.py\n  sheetdl addin manifest "
+                       "-o manifest.xml",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("action", choices=["install", "steps", "build", "lite"],
+    p.add_argument("action", choices=["install", "steps", "build", "lite", "manifest"],
                    help="install (classic xlwings, Windows), steps (print how), build "
-                        "(addin/sheetdl.xlsm), lite (addin/lite/main.py)")
-    p.add_argument("-o", "--out", help="output file for build or lite")
-    p.add_argument("--force", action="store_true", help="build: replace a changed demo")
+                        "(addin/sheetdl.xlsm), lite (addin/lite/main.py), manifest (the "
+                        "manifest.xml to sideload for sheetdl serve --https)")
+    p.add_argument("-o", "--out", help="output file for build, lite or manifest")
+    p.add_argument("--port", type=_port, default=8000,
+                   help="manifest: the port sheetdl serve --https listens on (default 8000)")
+    p.add_argument("--force", action="store_true",
+                   help="build, manifest: replace a file with other content")
     p = sub.add_parser("bench", help="measure ratios against the alternatives, in one run",
                        description="Time sheetdl against the alternatives (openpyxl, "
                        "LibreOffice, torch, plain Python) in one run and print each ratio; a "
@@ -567,6 +600,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host name requests may carry besides 127.0.0.1, localhost, ::1 and "
                         "--host (repeatable); any other is refused, against DNS rebinding")
+    p.add_argument("--https", action="store_true",
+                   help="serve over HTTPS with a localhost certificate (made on first use in "
+                        "sheetdl's config folder; trust it once with the command printed), "
+                        "and sheetdl's manifest at /manifest: Office loads add-ins over HTTPS "
+                        "only")
     return parser
 
 

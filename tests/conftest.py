@@ -86,3 +86,12 @@ def softmax_example(wb, si: int, i: int) -> dict:
             "z": [(r, header.index("logit z") + 1) for r in rows],
             "p": [(r, header.index("p = softmax") + 1) for r in rows],
             "loss": (loss_row, label_col + 1)}
+
+
+def free_port() -> int:
+    """A TCP port nothing on 127.0.0.1 listens on now, for a server a test starts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -21,19 +21,13 @@ import pytest
 from sheetdl.lessons import data
 from sheetdl.lessons.softmax import layout as softmax_book
 from sheetdl.verification import verifier as verify
-from conftest import ROOT, softmax_example
+from conftest import ROOT, free_port, softmax_example
 from officejs import GOOD, HOSTILE
 
 # Only looked up, not imported: importing xlwings_server sets XLWINGS_ON_SERVER in this
 # process, after which `import xlwings` (the add-in's tests) needs a license key.
 if importlib.util.find_spec("xlwings_server") is None:
     pytest.skip("xlwings Server is not installed", allow_module_level=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +87,13 @@ def test_metadata_lists_every_function_in_the_sheetdl_namespace(server):
     with urllib.request.urlopen(server + "/xlwings/custom-functions-code") as r:
         code = r.read().decode()
     assert "SHEETDL" in code or "custom-functions-call" in code
+
+
+def test_plain_http_serves_no_manifest_excel_would_refuse(server):
+    """Office loads add-ins over HTTPS only: over http /manifest says how to get one."""
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(server + "/manifest", timeout=30)
+    assert e.value.code == 404 and "sheetdl serve --https" in e.value.read().decode()
 
 
 def test_train_linear_through_the_server_equals_the_workbook(server):

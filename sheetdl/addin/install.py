@@ -136,8 +136,9 @@ def install_steps() -> str:
         "     then in Excel: xlwings ribbon → Import Functions.\n"
         "     Formulas: =SHEETDL_ADAM_STEP(...), =SHEETDL_TRAIN_LINEAR(...).\n"
         "Or open addin/sheetdl.xlsm and click Import Functions once.\n"
-        "Excel on Mac or the web: xlwings Lite (addin/lite/main.py) or `sheetdl serve` "
-        "(xlwings Server).")
+        "Excel on Mac, the web or Windows: xlwings Lite (paste addin/lite/main.py into its "
+        "editor), or\n  XLWINGS_LICENSE_KEY=noncommercial sheetdl serve --https and sideload "
+        "`sheetdl addin manifest -o sheetdl.xml`\n  (README: Excel add-in).")
 
 
 def install() -> str:

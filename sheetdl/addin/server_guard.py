@@ -23,12 +23,15 @@ import inspect
 import json
 import threading
 
-from . import udfs
+from . import manifest, udfs
 from ..math import cancel
 
 CALL_PATH = "/xlwings/custom-functions-call"
 STATUS_PATH = "/sheetdl/calls"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: sheetdl's manifest in place of xlwings Server's (its paths), and the icons it names
+MANIFEST_PATHS = ("/manifest", "/manifest.xml", "/manifest/download")
+ICONS = {manifest.ICON_PATH.format(size=s): manifest.icon_png(s) for s in manifest.ICON_SIZES}
 
 #: the largest call body read: a 1,000,000-cell range is about 20 MB of JSON
 MAX_BODY = 64 * 1024 * 1024
@@ -187,6 +190,10 @@ class Guard:
         if self.calls is None:
             self.calls = Calls(*self.limits)
         path = scope.get("path", "")
+        if scope["type"] == "http" and path in MANIFEST_PATHS:
+            return await self.serve_manifest(scope, send)
+        if scope["type"] == "http" and path in ICONS:
+            return await _answer(send, 200, ICONS[path], "image/png")
         if scope["type"] == "http" and path == STATUS_PATH:
             return await _answer(send, 200, json.dumps(
                 {"running": self.calls.running, "waiting": self.calls.waiting}),
@@ -195,6 +202,23 @@ class Guard:
                 path.endswith(CALL_PATH):
             return await self.serve_call(scope, receive, send)
         return await self.app(scope, receive, send)
+
+    async def serve_manifest(self, scope, send):
+        """sheetdl's manifest for this server as the request names it: its Host (already
+        checked) over https; over plain http there is none Office would load."""
+        if scope.get("scheme") != "https":
+            return await _answer(send, 404, "sheetdl serve: Office loads add-ins over HTTPS "
+                                 "only; start sheetdl serve --https for a manifest Excel "
+                                 "accepts (or write one with sheetdl addin manifest -o FILE)")
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        name = hostname(host) or "localhost"
+        # the port the server listens on, not whatever follows a colon in the header
+        port = (scope.get("server") or (None, 443))[1]
+        text = manifest.manifest_xml(f"https://{f'[{name}]' if ':' in name else name}:{port}")
+        disposition = [(b"content-disposition", b'attachment; filename="manifest.xml"')] \
+            if scope["path"].endswith("/download") else []
+        return await _answer(send, 200, text, "application/xml; charset=utf-8",
+                             headers=disposition)
 
     def refuse_host(self, scope) -> tuple[int, str] | None:
         hosts = [v for k, v in scope.get("headers") or [] if k == b"host"]
@@ -338,7 +362,7 @@ def _replay(body: bytes, disconnected):
 
 async def _answer(send, status: int, text: str, media: str = "text/plain; charset=utf-8",
                   headers=()) -> None:
-    body = text.encode()
+    body = text if isinstance(text, bytes) else text.encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", media.encode()),
                             (b"content-length", str(len(body)).encode()), *headers]})
