@@ -277,7 +277,9 @@ def _print_warning(text: str) -> None:
 def build_one(args, say=print, warn=_print_warning) -> Path:
     """Build the lesson ``args`` (resolved by ``options.resolve``) and write it; ``say``
     hears what was written, ``warn`` each training that diverged."""
-    out = Path(args.out) if args.out else DEFAULT_DIR / f"{args.lesson}.xlsx"
+    spec = options.SPECS.get(args.lesson)
+    stem = spec.file_stem(args) if spec is not None and spec.file_stem else args.lesson
+    out = Path(args.out) if args.out else DEFAULT_DIR / f"{stem}.xlsx"
     t0 = time.perf_counter()
     book = BUILDERS[args.lesson](args)
     if out.parent.exists() and not out.parent.is_dir():

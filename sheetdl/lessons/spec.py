@@ -58,3 +58,6 @@ class LessonSpec:
     #: checks across the lesson's options: ``check(args, given)`` raises ValueError with
     #: one line; ``given`` is the set of dests the user gave
     check: Callable | None = None
+    #: the default file's name (no suffix) from resolved options, where it is not the
+    #: lesson's name (a variant that must not replace the lesson's own workbook)
+    file_stem: Callable | None = None

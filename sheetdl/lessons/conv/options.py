@@ -9,7 +9,7 @@ import numpy as np
 from ..data import (DataError, check_label, csv_rows, is_header, is_number, not_a_number,
                     number, read_text)
 from ..spec import Flag, LessonSpec
-from . import layout
+from . import course, layout
 from . import model as conv
 
 NAME = "conv"
@@ -36,7 +36,10 @@ TAKES = {
     "--seed": "seed of the glyphs' variants and of the starting weights (torch's ranges)",
     "--optimizer": "the training sheet's optimizer",
     "--steps": "full-batch steps, one block each",
-    "--preset": None, "--lr": None, "--momentum": None, "--dampening": None, "--beta1": None,
+    "--preset": "framework conventions; course lays out the course's conv-example.xlsx "
+                "itself (its 28×28 7, two conv layers, max-pool, dense output), corrected and "
+                "forward only, as conv-course.xlsx",
+    "--lr": None, "--momentum": None, "--dampening": None, "--beta1": None,
     "--beta2": None, "--eps": None, "--alpha": None, "--weight-decay": None,
     "--nesterov": None, "--schedule": None,
     "--lr-max": "onecycle: the peak lr (default the lesson's lr)",
@@ -48,6 +51,7 @@ TAKES = {
 }
 DEFAULTS = {"--optimizer": "adam", "--steps": DEFAULT_STEPS, "--seed": 0}
 EXAMPLES = ("sheetdl build conv --kernels 3 --steps 60",
+            "sheetdl build conv --preset course",
             "sheetdl build conv --optimizer sgd --kernel-init edges",
             "sheetdl build conv --dropout 0.25 --steps 60",
             "sheetdl build conv --data digits --images 12 --classes 4")
@@ -135,7 +139,18 @@ def _data(args):
                                    f"shifted and faded (seed {args.seed})")
 
 
+#: what --preset course takes: it lays out the course's sheet, which trains nothing
+COURSE_TAKES = {"out", "force", "preset"}
+
+
 def check(args, given: set[str]) -> None:
+    if args.preset == "course":
+        extra = sorted(given - COURSE_TAKES)
+        if extra:
+            flag = "--" + extra[0].replace("_", "-")
+            raise ValueError(f"--preset course lays out the course's own sheet (its image, "
+                             f"weights and forward pass), so it takes no {flag}; build conv "
+                             "without --preset course to train")
     if "image_size" in given and not (args.data and args.data != "digits"):
         raise ValueError("--image-size is the size of a CSV's images; give --data FILE.csv")
     if "classes" in given and args.data and args.data != "digits":
@@ -144,6 +159,8 @@ def check(args, given: set[str]) -> None:
 
 
 def build(args):
+    if args.preset == "course":
+        return course.build()
     images, labels, names, label = _data(args)
     overrides = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
                                                "eps", "alpha", "weight_decay", "nesterov")}
@@ -162,4 +179,5 @@ LESSON = LessonSpec(
     name=NAME,
     summary="a convolutional network trained cell by cell: conv, ReLU, max-pool, softmax",
     build=build, replay=f"{__package__}.replay", examples=EXAMPLES, flags=FLAGS,
-    takes=TAKES, defaults=DEFAULTS, check=check)
+    takes=TAKES, defaults=DEFAULTS, check=check,
+    file_stem=lambda args: "conv-course" if args.preset == "course" else NAME)

@@ -8,11 +8,13 @@ from ...math import optim
 from ...verification.report import TraceCheck, VerifyError
 from ...verification.replay.common import (bounded_work, compare, dropout_masks, numbers,
                                            schedule, sheet_hyper)
-from . import layout
+from . import course, layout
 from . import model as conv
 
 
 def replay(wb, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    if meta.get("course"):
+        return replay_course(wb, path, rtol, atol)
     image, steps = meta["image"], meta["steps"]
     sides = range(layout.MIN_SIDE, layout.MAX_SIDE + 1)
     if not (isinstance(image, list) and len(image) == 2
@@ -53,3 +55,35 @@ def replay(wb, meta: dict, path, rtol, atol) -> list[TraceCheck]:
     if sched is not None:
         want["lr_trace"] = [s["lr"] for s in tr.shown]
     return [compare(wb, "train", name, None, v, rtol, atol) for name, v in want.items()]
+
+
+def replay_course(wb, path, rtol, atol) -> list[TraceCheck]:
+    """``--preset course``: every map and the output, recomputed from the named image and
+    weights (a kernel a learner typed over included)."""
+    c = course.course()
+    read = lambda name, like: _shaped(wb, name, like, path)
+    given = course.Course(
+        read("course_image", c.image),
+        np.stack([read(f"conv1_kernel_{k + 1}", c.conv1[k]) for k in range(course.MAPS)]),
+        np.stack([[read(f"conv2_kernel_{k + 1}_{m + 1}", c.conv2[k, m])
+                   for m in range(course.MAPS)] for k in range(course.MAPS)]),
+        c.dense, c.source)
+    values = course.forward(given)
+    dense = np.stack([read(f"dense_{k + 1}", values["dense"][k]) for k in range(course.MAPS)])
+    values = course.forward(course.Course(given.image, given.conv1, given.conv2,
+                                          np.pad(dense, ((0, 0), (0, 0), (0, 1))), c.source))
+    checks = []
+    for k in range(course.MAPS):
+        for name, key in ((f"conv1_map_{k + 1}", "conv1"), (f"conv2_map_{k + 1}", "conv2"),
+                          (f"pool_{k + 1}", "pool")):
+            checks.append(compare(wb, "course", name, None, values[key][k], rtol, atol))
+    checks.append(compare(wb, "course", "course_output", None, values["output"], rtol, atol))
+    return checks
+
+
+def _shaped(wb, name: str, like: np.ndarray, path) -> np.ndarray:
+    got = np.array(numbers(wb, name, None, path))
+    if got.size != like.size:
+        raise VerifyError(f"{path}: name {name} holds {got.size} cells, not the course's "
+                          f"{like.size}")
+    return got.reshape(like.shape)
