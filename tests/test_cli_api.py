@@ -35,8 +35,8 @@ def sheetdl_cli(*args, cwd=None, env=None):
     ("lrfind", ["--steps", "(default 100)", "--lr-max", "--smooth-beta"],
      ["--schedule", "--epochs", "--lrfind "]),
     ("conv", ["--kernels", "(default 2)", "--steps", "(default 40)", "--kernel-init",
-              "--schedule", "examples:"],
-     ["--epochs", "--hidden", "--lrfind", "--udf", "--smooth-beta", "--rows"]),
+              "--schedule", "--udf", "examples:"],
+     ["--epochs", "--hidden", "--lrfind", "--smooth-beta", "--rows"]),
 ])
 def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
     r = sheetdl_cli("build", lesson, "--help")
@@ -52,7 +52,7 @@ def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
 @pytest.mark.parametrize("args,message", [
     (["softmax", "--epochs", "3"], "--epochs is a flag of graddesc and collab, not softmax"),
     (["collab", "--steps", "3"], "--steps is a flag of softmax, mlp, lrfind and conv, not collab"),
-    (["softmax", "--udf"], "--udf is a flag of graddesc and collab, not softmax"),
+    (["softmax", "--udf"], "--udf is a flag of graddesc, collab and conv, not softmax"),
     (["softmax", "--gamma", "0.5"], "--gamma has no effect without --schedule step or"),
     (["graddesc", "--lr-max", "0.5"], "--lr-max has no effect without --schedule onecycle or "
                                       "--lrfind"),

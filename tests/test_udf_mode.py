@@ -11,6 +11,7 @@ from sheetdl.lessons.graddesc import layout as graddesc
 from sheetdl.addin import udfs
 from sheetdl.verification import verifier as verify
 from sheetdl.write import xlsx
+from conftest import named_values
 from torch_reference import torch_trace
 
 
@@ -116,3 +117,53 @@ def test_a_udf_workbook_holds_only_its_flavours_names(tmp_path, lesson, given, f
     line = next(v for v in about if f"--udf {flavour}" in v)
     assert ("xlwings Lite" if flavour == "office" else "classic xlwings add-in") in line
     assert verify.verify(path).ok
+
+
+@pytest.mark.parametrize("flavour", ["office", "classic"])
+def test_conv_udf_tables_are_what_the_add_in_returns(tmp_path, flavour):
+    """conv --udf: each cached table is SHEETDL.CONV_TRAIN's answer for the sheet's own data
+    and inputs, for more 28×28 images than the formula sheet takes (32);
+    the calls carry only their flavour's name."""
+    import re
+    import zipfile
+
+    import sheetdl
+
+    rng = np.random.default_rng(4)
+    csv = tmp_path / "digits.csv"
+    images = rng.random((40, 28 * 28)).round(3)
+    labels = rng.integers(0, 3, size=40)
+    csv.write_text("".join(f"{y}," + ",".join(map(str, row)) + "\n"
+                           for y, row in zip(labels, images)))
+    with pytest.raises(ValueError, match="--images must be from 1 to 32"):
+        sheetdl.build("conv", tmp_path / "f.xlsx", data=str(csv), images=40, steps=30)
+    path = sheetdl.build("conv", tmp_path / "u.xlsx", data=str(csv), images=40, steps=30,
+                         udf=flavour, dropout=0.2, seed=3, optimizer="sgd", lr=0.05)
+    report = verify.verify(path)
+    assert report.ok, report.summary()
+    name = "SHEETDL.CONV_TRAIN" if flavour == "office" else "SHEETDL_CONV_TRAIN"
+    assert sorted(report.unsupported) == [name.lower()]
+    with zipfile.ZipFile(path) as z:
+        text = "".join(z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/"))
+    assert set(re.findall(r"SHEETDL[._][A-Z_]+(?=\()", text)) == {name}
+    cached = openpyxl.load_workbook(path, data_only=True)
+    values = lambda name: np.array(named_values(cached, name), float)
+    args = (images, labels.reshape(-1, 1), 2, 30, 0.05, "sgd", 3)
+    loss = np.array(udfs.conv_train(*args, "loss", 0.2)[1:])
+    np.testing.assert_allclose(values("loss_trace"), loss[:, 1], rtol=1e-15)
+    np.testing.assert_allclose(values("accuracy_trace"), loss[:, 2], rtol=1e-15)
+    kernels = np.array(udfs.conv_train(*args, "kernels", 0.2))
+    np.testing.assert_allclose(values("K_final"), kernels[:, :9].ravel(), rtol=1e-15)
+    np.testing.assert_allclose(values("kb_final"), kernels[:, 9], rtol=1e-15)
+    dense = np.array(udfs.conv_train(*args, "dense", 0.2))
+    np.testing.assert_allclose(values("Wd_final"), dense[:, :-1].ravel(), rtol=1e-15)
+    assert loss[-1, 1] < loss[0, 1]  # it trains
+
+
+def test_conv_udf_refuses_what_a_call_does_not_take():
+    import sheetdl
+
+    with pytest.raises(sheetdl.OptionError, match="not --beta1; leave it out"):
+        sheetdl.build("conv", udf=True, beta1=0.8)
+    with pytest.raises(sheetdl.OptionError, match="not --schedule"):
+        sheetdl.build("conv", udf=True, schedule="cosine")

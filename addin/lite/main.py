@@ -681,8 +681,9 @@ def mlp_predict(x, W1, b1, W2, b2):
     return _finite(mlp.predict(shape, X, shape.pack(w1, bias1, w2, bias2)).reshape(-1, 1))
 
 
-#: conv_train's image sides: a 3×3 kernel and a 2×2 pool need 4; past 64 a call is a job
-CONV_MIN_SIDE, CONV_MAX_SIDE, CONV_MAX_KERNELS, CONV_MAX_CLASSES = 4, 64, 16, 10
+#: conv_train's sizes (the model's, which a --udf conv workbook is held to as well)
+CONV_MIN_SIDE, CONV_MAX_SIDE = conv.CALL_MIN_SIDE, conv.CALL_MAX_SIDE
+CONV_MAX_KERNELS, CONV_MAX_CLASSES = conv.CALL_MAX_KERNELS, conv.CALL_MAX_CLASSES
 
 
 def _images(images, height, name: str = "images"):
@@ -738,9 +739,10 @@ def conv_train(images, labels, kernels=2, steps=40, lr=None, optimizer="adam", s
         raise UdfError(f'kernel_init must be "random" or "edges", got {kernel_init!r}')
     shape = conv.Shape(X.shape[1], X.shape[2], k, classes)
     pixels = X.shape[1] * X.shape[2]
-    if n_steps * n * pixels * k * (conv.TAP ** 2 + classes) > MAX_WORK:
+    if conv.call_work(n_steps, n, shape) > conv.CALL_MAX_WORK:
         raise UdfError(f"{n_steps:,} steps × {n:,} images of {pixels:,} pixels × {k} kernels is "
-                       f"past the {MAX_WORK:,} a call may take; use fewer steps or images")
+                       f"past the {conv.CALL_MAX_WORK:,} a call may take; use fewer steps or "
+                       "images")
     p = 0.0 if _missing(dropout) else _number(dropout, "dropout")
     # one step's intermediates (windows, maps, routes and their gradients: ~40 arrays of
     # images × kernels × pixels), with dropout every step's masks, and the answer's rows
@@ -1272,6 +1274,11 @@ from ..softmax.model import SoftmaxRows, seqsum, softmax_rows
 
 #: the kernel's side: a 3×3 convolution, as the course's sheet
 TAP = 3
+#: What one SHEETDL.CONV_TRAIN call (and a ``--udf`` workbook of its calls) takes: a 3×3
+#: kernel and a 2×2 pool need 4 pixels a side; past 64 a call is a job; and its work,
+#: steps × images × pixels × kernels × (9 + classes), before any of it is done
+CALL_MIN_SIDE, CALL_MAX_SIDE, CALL_MAX_KERNELS, CALL_MAX_CLASSES = 4, 64, 16, 10
+CALL_MAX_WORK = 2_000_000_000
 #: the max-pool's side and stride
 POOL = 2
 #: Decimals to which a pool window's cells are compared with its max to find where the
@@ -1349,6 +1356,11 @@ class Step:
     fd_logits: np.ndarray  # (2, N, C) the logits from them
     fd_loss: np.ndarray  # (2, N) each image's loss with the tap + h, − h
     fd: float            # (mean loss₊ − mean loss₋)/(2h): ∂L/∂K[1,1,1] numerically
+
+
+def call_work(steps: int, n: int, shape: Shape) -> int:
+    """The work bound of one conv_train call (``CALL_MAX_WORK``)."""
+    return steps * n * shape.height * shape.width * shape.kernels * (TAP ** 2 + shape.classes)
 
 
 def windows(images, shape: Shape) -> np.ndarray:

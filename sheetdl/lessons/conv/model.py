@@ -28,6 +28,11 @@ from ..softmax.model import SoftmaxRows, seqsum, softmax_rows
 
 #: the kernel's side: a 3×3 convolution, as the course's sheet
 TAP = 3
+#: What one SHEETDL.CONV_TRAIN call (and a ``--udf`` workbook of its calls) takes: a 3×3
+#: kernel and a 2×2 pool need 4 pixels a side; past 64 a call is a job; and its work,
+#: steps × images × pixels × kernels × (9 + classes), before any of it is done
+CALL_MIN_SIDE, CALL_MAX_SIDE, CALL_MAX_KERNELS, CALL_MAX_CLASSES = 4, 64, 16, 10
+CALL_MAX_WORK = 2_000_000_000
 #: the max-pool's side and stride
 POOL = 2
 #: Decimals to which a pool window's cells are compared with its max to find where the
@@ -105,6 +110,11 @@ class Step:
     fd_logits: np.ndarray  # (2, N, C) the logits from them
     fd_loss: np.ndarray  # (2, N) each image's loss with the tap + h, − h
     fd: float            # (mean loss₊ − mean loss₋)/(2h): ∂L/∂K[1,1,1] numerically
+
+
+def call_work(steps: int, n: int, shape: Shape) -> int:
+    """The work bound of one conv_train call (``CALL_MAX_WORK``)."""
+    return steps * n * shape.height * shape.width * shape.kernels * (TAP ** 2 + shape.classes)
 
 
 def windows(images, shape: Shape) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from ..data import (DataError, check_label, csv_rows, is_header, is_number, not_a_number,
                     number, read_text)
 from ..spec import Flag, LessonSpec
-from . import course, layout
+from . import course, layout, udf
 from . import model as conv
 
 NAME = "conv"
@@ -48,10 +48,17 @@ TAKES = {
     "--gamma": None, "--cycle-momentum": None,
     "--dropout": "dropout p on the pooled features: masks drawn from --seed at build time (a "
                  "masks sheet of 0/1 inputs), kept ones scaled by 1/(1 − p) as torch",
+    "--udf": "write the training as SHEETDL.CONV_TRAIN calls with cached values, for data the "
+             "formula sheet cannot hold (images up to 64×64, hundreds of them); NAMES office "
+             "(default) or classic, as for graddesc",
 }
+#: what a SHEETDL.CONV_TRAIN call takes besides the data: the rest is refused with --udf
+UDF_TAKES = {"out", "force", "data", "seed", "optimizer", "steps", "lr", "dropout", "udf",
+             "kernels", "images", "classes", "image_size", "kernel_init"}
 DEFAULTS = {"--optimizer": "adam", "--steps": DEFAULT_STEPS, "--seed": 0}
 EXAMPLES = ("sheetdl build conv --kernels 3 --steps 60",
             "sheetdl build conv --preset course",
+            "sheetdl build conv --udf --images 200 --steps 100",
             "sheetdl build conv --optimizer sgd --kernel-init edges",
             "sheetdl build conv --dropout 0.25 --steps 60",
             "sheetdl build conv --data digits --images 12 --classes 4")
@@ -151,6 +158,13 @@ def check(args, given: set[str]) -> None:
             raise ValueError(f"--preset course lays out the course's own sheet (its image, "
                              f"weights and forward pass), so it takes no {flag}; build conv "
                              "without --preset course to train")
+    if args.udf:
+        extra = sorted(given - UDF_TAKES)
+        if extra:
+            flag = "--" + extra[0].replace("_", "-")
+            raise ValueError(f"--udf writes SHEETDL.CONV_TRAIN calls, which take lr, the "
+                             f"optimizer, steps, seed, kernels, dropout and --kernel-init, not "
+                             f"{flag}; leave it out, or build without --udf")
     if "image_size" in given and not (args.data and args.data != "digits"):
         raise ValueError("--image-size is the size of a CSV's images; give --data FILE.csv")
     if "classes" in given and args.data and args.data != "digits":
@@ -162,6 +176,12 @@ def build(args):
     if args.preset == "course":
         return course.build()
     images, labels, names, label = _data(args)
+    if args.udf:
+        lesson = udf.make_lesson(images, labels, names, kernels=args.kernels,
+                                 optimizer=args.optimizer[0], steps=args.steps, seed=args.seed,
+                                 kernel_init=args.kernel_init, data_label=label, lr=args.lr,
+                                 dropout=args.dropout or 0.0)
+        return udf.build(lesson, args.udf, args.seed)
     overrides = {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
                                                "eps", "alpha", "weight_decay", "nesterov")}
     schedule_options = {k: getattr(args, k) for k in (

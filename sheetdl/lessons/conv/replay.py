@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...math import dropout as inverted_dropout
 from ...math import optim
 from ...verification.report import TraceCheck, VerifyError
 from ...verification.replay.common import (bounded_work, compare, dropout_masks, numbers,
@@ -15,6 +16,8 @@ from . import model as conv
 def replay(wb, meta: dict, path, rtol, atol) -> list[TraceCheck]:
     if meta.get("course"):
         return replay_course(wb, path, rtol, atol)
+    if meta.get("udf"):
+        return replay_udf(wb, meta, path, rtol, atol)
     image, steps = meta["image"], meta["steps"]
     sides = range(layout.MIN_SIDE, layout.MAX_SIDE + 1)
     if not (isinstance(image, list) and len(image) == 2
@@ -87,3 +90,38 @@ def _shaped(wb, name: str, like: np.ndarray, path) -> np.ndarray:
         raise VerifyError(f"{path}: name {name} holds {got.size} cells, not the course's "
                           f"{like.size}")
     return got.reshape(like.shape)
+
+
+def replay_udf(wb, meta: dict, path, rtol, atol) -> list[TraceCheck]:
+    """``--udf``: the calls' cached tables, from the start conv_train draws from the seed."""
+    image, steps, seed, kernels = meta["image"], meta["steps"], meta["seed"], meta["kernels"]
+    sides = range(conv.CALL_MIN_SIDE, conv.CALL_MAX_SIDE + 1)
+    if not (isinstance(image, list) and len(image) == 2 and all(
+            type(s) is int and s in sides for s in image) and type(seed) is int and seed >= 0
+            and type(kernels) is int and 1 <= kernels <= conv.CALL_MAX_KERNELS
+            and meta.get("kernel_init") in ("random", "edges")):
+        raise VerifyError(f"{path}: its sheetdl metadata is not what sheetdl writes for a "
+                          "--udf conv workbook: not replayed")
+    h, w = image
+    labels = np.array(numbers(wb, "y_index", None, path))
+    X = np.array(numbers(wb, "X", None, path))
+    n, c = len(labels), len(wb.cells(wb.name_formula("classes", None) or "", 0))
+    if n == 0 or X.size != n * h * w:
+        raise VerifyError(f"{path}: names X ({X.size} cells) and y_index ({n}) do not hold "
+                          f"{h}×{w} images")
+    if not np.all((labels == np.round(labels)) & (labels >= 0) & (labels < c)):
+        raise VerifyError(f"{path}: y_index holds a label that is not a class 0 to {c - 1}")
+    shape = conv.Shape(h, w, kernels, c)
+    bounded_work(path, conv.call_work(steps, n, shape), steps)
+    opt = optim.make(meta["optimizer"], **meta["options"], lr=numbers(wb, "lr", None, path)[0])
+    p = numbers(wb, "dropout", None, path)[0] if meta.get("dropout") else 0.0
+    masks = inverted_dropout.draw(steps, n, shape.features, p, seed) if p else None
+    with np.errstate(all="ignore"):
+        tr = conv.train(opt, shape, X.reshape(n, h, w), labels.astype(int),
+                        conv.init_params(shape, seed, meta["kernel_init"]), steps, masks=masks,
+                        dropout=p)
+    K, kb, Wd, bd = shape.unpack(tr.theta[-1])
+    want = {"loss_trace": [s.loss for s in tr.steps],
+            "accuracy_trace": [s.accuracy for s in tr.steps],
+            "K_final": K, "kb_final": kb, "Wd_final": Wd, "bd_final": bd}
+    return [compare(wb, "train", name, None, v, rtol, atol) for name, v in want.items()]
