@@ -314,3 +314,9 @@ def test_finder_status_says_whether_the_loss_blew_up(tmp_path):
     wb.model.evaluate()
     assert wb.model.get_cell_value(si, 6, 1) == \
         "the loss blew up within the first steps: lower the yellow lr_min"
+    # and the summary says no step was used, where it said "steps used 5 to -3"
+    where = next((r, c) for r in range(1, 40) for c in range(1, 40)
+                 if wb.model.get_cell_value(si, r, c) == "steps used")
+    used = next(v for c in range(where[1] + 1, where[1] + 6)
+                if (v := wb.model.get_cell_value(si, where[0], c)) not in ("", None))
+    assert used == f"none: it stopped after step {stop():g}"

@@ -5230,7 +5230,12 @@ def finder_summary(r, steps: int, s_col: int, top: int, col_area,
         ("stops after step", f"=IF(SUM({stopped})>0,ROWS({stopped})-SUM({stopped})+1,"
          f"ROWS({stopped}))", r.stop_step),
         ("lr there", f"=INDEX({lr_col},{ref(top, v_col)})", r.lr_at_stop),
-        ("steps used", f'=(INT(steps/10)+1)&" to "&({ref(top, v_col)}-5)',
+        # the first tenth is skipped and the last 5 before the stop are left out: a finder
+        # that stopped within them used no step ("11 to -3" said otherwise)
+        ("steps used", f'=IF({ref(top, v_col)}-5<INT(steps/10)+1,"none: it stopped after step "'
+         f'&{ref(top, v_col)},(INT(steps/10)+1)&" to "&({ref(top, v_col)}-5))',
+         f"none: it stopped after step {r.stop_step}"
+         if r.stop_step - 5 < lrfind.skip_start(steps) + 1 else
          f"{lrfind.skip_start(steps) + 1} to {r.stop_step - 5}"),
         ("lowest smoothed loss", f'=IF(COUNT({smooth_in})>0,MIN({smooth_in}),"")', v(r.min_loss)),
         ("lr at the lowest", f'=IF(COUNT({smooth_in})>0,INDEX({lr_col},MATCH(MIN({smooth_in}),'
