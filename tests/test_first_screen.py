@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import openpyxl
 import pytest
+
+import sheetdl
 from openpyxl.utils import range_boundaries
 
 from sheetdl.verification import verifier as verify
@@ -207,6 +209,19 @@ def edited(path, edits):
 def test_graddesc_status_names_what_happened(edits, sheet, starts):
     wb = edited(BOOKS / "graddesc.xlsx", edits)
     assert str(status(wb, sheet)).startswith(starts), status(wb, sheet)
+
+
+def test_graddesc_status_says_fine_is_not_done(tmp_path):
+    """Before: the default sgd said "training fine" at b = 1.30 against the best fit's 30.00.
+    The clause is the sheet's own IF on its results box: gone once training gets there."""
+    wb = edited(BOOKS / "graddesc.xlsx", {})
+    far = "; still far from the best fit (row 11): more epochs, or another lr"
+    assert status(wb, "sgd") == "training fine: the loss fell from D9 to D10" + far
+    path = sheetdl.build("graddesc", tmp_path / "long.xlsx", optimizer="adam", epochs=200)
+    wb = edited(path, {})
+    assert status(wb, "adam") == "training fine: the loss fell from D9 to D10"
+    wb = edited(path, {("adam", "A4"): "0.003"})  # a learner's smaller lr: not there yet
+    assert status(wb, "adam").endswith(far)
 
 
 def test_diverging_sgd_is_finite_but_growing():

@@ -431,7 +431,7 @@ def optimizer_sheet(lesson: Lesson, kind: str, finder: Finder | None = None) -> 
             (ref(BOX_ROW + 2, BOX_VALUE_COL), start_loss[2]),
             (ref(BOX_ROW + 3, BOX_VALUE_COL), end_loss[2]),
             inputs=[(ref(INPUT_ROW, i), h) for i, h in enumerate(hyper)],
-            data_problem=DATA_PROBLEM)
+            data_problem=DATA_PROBLEM, also=_far_from_best_fit(box))
 
     def rows():
         hint = FINDER_HINT if finder else (
@@ -576,6 +576,22 @@ def _results_box(lesson: Lesson, trace, where: dict, last_row: int) -> dict[int,
                      (BOX_COL + 3, f"=SUMPRODUCT(({cell(i, 0)}+{cell(i, 1)}*x-y)^2)/ROWS(x)",
                       loss, loss_style)]
     return box
+
+
+#: "far from the best fit": more than this share of the way from the start's loss down to
+#: the best fit's is still to go
+FAR_SHARE = 0.01
+
+
+def _far_from_best_fit(box: dict) -> tuple[str, str]:
+    """The status's clause after "training fine" when the loss fell but is still far above
+    the best fit's (the default sgd ends at b = 1.3 where the best fit has b = 30), as (a
+    text formula, the text it shows now): a learner should not read "fine" as "done"."""
+    start, end, best = (ref(BOX_ROW + 2 + i, BOX_VALUE_COL) for i in range(3))
+    s, e, b = (box[BOX_ROW + 2 + i][3][2] for i in range(3))
+    text = (f"; still far from the best fit (row {BOX_ROW + 5}): more epochs, or another lr")
+    formula = f'IF({end}-{best}>{FAR_SHARE}*({start}-{best}),"{text}","")'
+    return formula, text if e - b > FAR_SHARE * (s - b) else ""
 
 
 def _epoch_summary(lesson: Lesson, kind: str, trace, s_col: int, where: dict,
