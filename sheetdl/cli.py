@@ -307,12 +307,19 @@ BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
 
 
 def _divergence(book, sheet: str) -> list[str]:
-    """What the reference math says overflowed, so the user hears it at build time."""
+    """What the reference math says overflowed, or bounced, so the user hears it at build
+    time."""
     diverged = book.meta.get("diverged", {})
     if sheet in diverged:
         return [f"sheet {sheet}: training diverged at step {diverged[sheet]} (a value "
                 "overflowed; the sheet shows #NUM! from there and its status says OVERFLOWED); "
                 "lower --lr (--lr-max under one-cycle)"]
+    unsteady = book.meta.get("unsteady", {})
+    if sheet in unsteady:  # finite, but an lr too large for this data bounces the loss
+        rose, steps = unsteady[sheet]
+        unit = "epochs" if book.meta.get("lesson") == "collab" else "steps"
+        return [f"sheet {sheet}: the loss rose on {rose} of {steps} {unit}: the lr may be too "
+                "large for this data; try a smaller --lr (a tenth, say)"]
     return []
 
 

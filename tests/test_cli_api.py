@@ -9,6 +9,7 @@ import sys
 import time
 
 import openpyxl
+import numpy as np
 import pytest
 
 import sheetdl
@@ -293,6 +294,29 @@ def test_every_readme_command_runs_as_pasted_in_an_empty_folder(tmp_path):
         r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                            text=True, env=ENV, timeout=600)
         assert r.returncode == 0, f"{code}\n{r.stderr}"
+
+
+def test_a_bouncing_loss_gets_a_hint_at_build_time(tmp_path):
+    """Before: an lr too large for the data (finite, but the loss up on almost half the
+    steps) built without a word. The count is the reference trace's, which the sheet's
+    loss column holds (IronCalc checks it equals it)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = sheetdl.build("mlp", tmp_path / "m.xlsx", lr=1.0)
+    (w,) = caught
+    assert w.category is sheetdl.DivergenceWarning
+    loss = verifier.recalculated(path).values("loss_trace")
+    rose = int((np.diff(loss) > 0).sum())
+    assert rose >= len(loss) // 4
+    assert f"the loss rose on {rose} of {len(loss)} steps" in str(w.message)
+    r = sheetdl_cli("build", "collab", "--optimizer", "sgd", "-o", tmp_path / "c.xlsx")
+    assert r.returncode == 0 and "of 20 epochs: the lr may be too large" in r.stderr
+    with warnings.catch_warnings(record=True) as caught:  # the defaults train steadily
+        warnings.simplefilter("always")
+        sheetdl.build("mlp", tmp_path / "d.xlsx")
+    assert not caught
 
 
 def test_the_api_warns_as_python_does_and_shows_only_itself(tmp_path):

@@ -158,3 +158,19 @@ def diverged(trace: Trace, sheet: str = "train") -> dict:
         if not (np.isfinite(st.loss) and np.all(np.isfinite(theta))):
             return {"diverged": {sheet: t}}
     return {}
+
+
+#: "unsteady": the loss rose on at least this share of the steps (an lr too large for the
+#: data makes it bounce from step to step instead of falling), over at least MIN_STEPS
+UNSTEADY_SHARE, UNSTEADY_MIN_STEPS = 0.25, 8
+
+
+def unsteady(trace: Trace, sheet: str = "train") -> dict:
+    """{"unsteady": {sheet: [steps the loss rose, steps]}} when training stayed finite but
+    bounced, or {}: the build metadata from which the CLI hints at a smaller lr."""
+    loss = np.array([st.loss for st in trace.steps], float)
+    if len(loss) < UNSTEADY_MIN_STEPS or not np.all(np.isfinite(loss)):
+        return {}
+    rose = int(np.sum(np.diff(loss) > 0))
+    return {"unsteady": {sheet: [rose, len(loss)]}} if rose >= UNSTEADY_SHARE * len(loss) \
+        else {}

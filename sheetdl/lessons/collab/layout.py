@@ -499,7 +499,7 @@ def build(lesson: Lesson) -> Book:
     meta = {"lesson": "collab", "format": 1, "preset": lesson.preset, "epochs": lesson.epochs,
             "udf": lesson.udf or False, "seed": lesson.seed,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
-            **fullbatch.diverged(lesson.trace),
+            **fullbatch.diverged(lesson.trace), **fullbatch.unsteady(lesson.trace),
             "factors": lesson.shape.factors, "y_range": lesson.y_range}
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()

@@ -957,7 +957,7 @@ def build(lesson: Lesson) -> Book:
     meta = {"lesson": "conv", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
             "image": [h, w], "kernels": lesson.shape.kernels,
-            **fullbatch.diverged(lesson.trace)}
+            **fullbatch.diverged(lesson.trace), **fullbatch.unsteady(lesson.trace)}
     sheets = [about_sheet(lesson), maps_sheet(lesson), data_sheet(lesson), train]
     if lesson.dropout:
         meta["dropout"] = True

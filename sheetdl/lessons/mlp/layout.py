@@ -1031,7 +1031,8 @@ def build(lesson: Lesson) -> Book:
     names[DATA_PROBLEM] = f"data!${col_name(d + 1)}${n + 1}"
     meta = {"lesson": "mlp", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
-            "hidden": lesson.shape.hidden, **fullbatch.diverged(lesson.trace)}
+            "hidden": lesson.shape.hidden, **fullbatch.diverged(lesson.trace),
+            **fullbatch.unsteady(lesson.trace)}
     if lesson.shape.batchnorm:
         meta["batchnorm"] = True
     if lesson.lr_layer1 is not None:

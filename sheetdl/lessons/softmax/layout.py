@@ -631,7 +631,7 @@ def build(lesson: Lesson) -> Book:
     names[DATA_PROBLEM] = f"data!${col_name(d + 2)}${n + 1}"
     meta = {"lesson": "softmax", "format": 1, "preset": lesson.preset, "steps": lesson.steps,
             "optimizer": lesson.kind, "options": lesson.opt.options(),
-            **fullbatch.diverged(lesson.trace),
+            **fullbatch.diverged(lesson.trace), **fullbatch.unsteady(lesson.trace),
             "classes": len(lesson.class_names)}
     if lesson.schedule is not None and lesson.schedule.scheduled:
         meta["schedule"] = lesson.schedule.options()
