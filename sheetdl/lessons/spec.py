@@ -61,3 +61,31 @@ class LessonSpec:
     #: the default file's name (no suffix) from resolved options, where it is not the
     #: lesson's name (a variant that must not replace the lesson's own workbook)
     file_stem: Callable | None = None
+    #: takes ``--lr LO:HI``, a rate per layer group (the others refuse it)
+    lr_range: bool = False
+
+
+#: The hyperparameters a lesson's build passes on as given (``options.resolve`` has checked
+#: each is finite and in range), and the schedule and finder options it reads.
+HYPERPARAMETERS = ("lr", "momentum", "dampening", "beta1", "beta2", "eps", "alpha",
+                   "weight_decay", "nesterov")
+SCHEDULE_OPTIONS = ("lr_max", "lr_min", "pct_start", "div", "div_final", "step_size", "gamma",
+                    "anneal_ratio", "anneal_factor")
+
+
+def overrides(args) -> dict:
+    """The hyperparameters of resolved options, by torch's names (None where not given)."""
+    return {k: getattr(args, k) for k in HYPERPARAMETERS}
+
+
+def schedule_options(args) -> dict:
+    opts = {k: getattr(args, k) for k in SCHEDULE_OPTIONS}
+    opts["cycle_momentum"] = args.cycle_momentum
+    return opts
+
+
+def finder_options(args, steps=None) -> dict:
+    """The lr finder's options (``steps`` where --lrfind-steps is not given)."""
+    return {"steps": args.lrfind_steps if args.lrfind_steps is not None else steps,
+            "lr_min": args.lr_min, "lr_max": args.lr_max,
+            "smooth_beta": args.smooth_beta, "stop_factor": args.stop_factor}

@@ -1,14 +1,16 @@
-"""The neural-network lesson: the train sheet's loss, dead units and final weights (and
-its lr finder's), replayed from the named start, inputs and examples."""
+"""verify's replay of the mlp lesson: the train sheet's loss, dead units and final weights
+(and its lr finder's), recomputed from the named start, inputs and examples. Imported by
+verify only."""
 from __future__ import annotations
 
 import numpy as np
 
 from ...math import optim
-from ..report import TraceCheck, VerifyError
-from ..workbook import Workbook
-from .common import (bounded_work, compare, dropout_masks, examples, finder_want, numbers, schedule,
-                     sheet_hyper, train_and_finder)
+from ...verification.report import TraceCheck, VerifyError
+from ...verification.workbook import Workbook
+from ...verification.replay.common import (bounded_work, compare, dropout_masks, examples,
+                                           finder_want, numbers, schedule, sheet_hyper,
+                                           train_and_finder)
 
 
 def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
@@ -19,7 +21,7 @@ def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
 
 def _mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
     """One training sheet of the mlp lesson, from its named start and inputs."""
-    from ...lessons.mlp import model as mlp
+    from . import model as mlp
 
     label = "train" if si is None else wb.sheets[si]
     bn = bool(meta.get("batchnorm"))
@@ -74,7 +76,7 @@ def _mlp_sheet(wb, meta, sspec, steps, si, X, y, path, rtol, atol):
 def _param_groups(wb, meta, si, path, shape, opt, steps):
     """The layer groups of a workbook built with --lr LO:HI or --freeze-steps, from its
     named ``lr_layer1`` and ``freeze_steps``; None otherwise."""
-    from ...lessons.mlp import model as mlp
+    from . import model as mlp
 
     if not (meta.get("lr_layer1") or meta.get("freeze")):
         return None
