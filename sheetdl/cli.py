@@ -98,28 +98,6 @@ def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
     return lesson
 
 
-def build_softmax(args):
-    from .lessons.softmax import model as softmax, layout as softmax_book
-
-    if args.data == "iris":
-        X, labels, classes, features = softmax_book.load_iris()
-        label = "iris (150 flowers, 4 measurements, 3 species; scikit-learn)"
-    elif args.data:
-        X, labels, classes, features = softmax_book.read_csv(args.data)
-        label = f"{Path(args.data).name} ({len(X)} rows)"
-    else:
-        X, labels = softmax.synthetic_blobs(seed=args.seed)
-        classes, features = ["A", "B", "C"], ["x1", "x2"]
-        label = f"30 synthetic points in 3 seeded Gaussian blobs, seed {args.seed}"
-    lesson = softmax_book.make_lesson(
-        X, labels, classes, features, optimizer=args.optimizer[0], preset=args.preset,
-        steps=args.steps, seed=args.seed, data_label=label,
-        schedule=args.schedule, schedule_options=schedule_options(args), **overrides(args))
-    if args.lrfind:
-        lesson.finder = softmax_book.make_finder(lesson, **finder_options(args))
-    return softmax_book.build(lesson)
-
-
 def build_collab(args):
     from .lessons.collab import model as collab, layout as collab_book
 
@@ -262,7 +240,7 @@ def build_one(args, say=print, warn=_print_warning) -> Path:
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
             "lrfind": lambda args: graddesc.build(build_graddesc(args, finder_only=True)),
-            "softmax": build_softmax, "collab": build_collab,
+            "collab": build_collab,
             **{name: spec.build for name, spec in options.SPECS.items()}}
 
 

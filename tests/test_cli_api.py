@@ -52,7 +52,7 @@ def test_each_lesson_offers_its_own_flags_with_defaults(lesson, has, lacks):
 
 @pytest.mark.parametrize("args,message", [
     (["softmax", "--epochs", "3"], "--epochs is a flag of graddesc and collab, not softmax"),
-    (["collab", "--steps", "3"], "--steps is a flag of softmax, lrfind, mlp and conv, not collab"),
+    (["collab", "--steps", "3"], "--steps is a flag of lrfind, softmax, mlp and conv, not collab"),
     (["softmax", "--udf"], "--udf is a flag of graddesc, collab and conv, not softmax"),
     (["softmax", "--gamma", "0.5"], "--gamma has no effect without --schedule step or"),
     (["graddesc", "--lr-max", "0.5"], "--lr-max has no effect without --schedule onecycle or "

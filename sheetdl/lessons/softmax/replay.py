@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...math import optim
-from ..report import TraceCheck, VerifyError
-from ..workbook import Workbook
-from .common import (bounded_work, compare, examples, finder_want, numbers, schedule,
-                     sheet_hyper, train_and_finder)
+from ...verification.report import TraceCheck, VerifyError
+from ...verification.workbook import Workbook
+from ...verification.replay.common import (bounded_work, compare, examples, finder_want,
+                                           numbers, schedule, sheet_hyper, train_and_finder)
 
 
 def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
@@ -21,7 +21,7 @@ def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
 
 def _softmax_sheet(wb, meta, sspec, steps, si, X, labels, path, rtol, atol):
     """One training sheet (``si`` None: the workbook-scoped train sheet)."""
-    from ...lessons.softmax import model as softmax
+    from . import model as softmax
 
     label = "train" if si is None else wb.sheets[si]
     bias = np.array(numbers(wb, "bias_init", si, path))
