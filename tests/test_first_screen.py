@@ -222,6 +222,12 @@ def test_graddesc_status_says_fine_is_not_done(tmp_path):
     assert status(wb, "adam") == "training fine: the loss fell from D9 to D10"
     wb = edited(path, {("adam", "A4"): "0.003"})  # a learner's smaller lr: not there yet
     assert status(wb, "adam").endswith(far)
+    # every x the same: no best fit (its slope is #DIV/0!), and the status must still read
+    csv = tmp_path / "flat.csv"
+    csv.write_text("x,y\n3,1\n3,2\n3,4\n")
+    path = sheetdl.build("graddesc", tmp_path / "flat.xlsx", data=str(csv), optimizer="sgd")
+    assert verify.verify(path).ok
+    assert status(edited(path, {}), "sgd").startswith("training fine")
 
 
 def test_diverging_sgd_is_finite_but_growing():

@@ -590,8 +590,10 @@ def _far_from_best_fit(box: dict) -> tuple[str, str]:
     start, end, best = (ref(BOX_ROW + 2 + i, BOX_VALUE_COL) for i in range(3))
     s, e, b = (box[BOX_ROW + 2 + i][3][2] for i in range(3))
     text = (f"; still far from the best fit (row {BOX_ROW + 5}): more epochs, or another lr")
-    formula = f'IF({end}-{best}>{FAR_SHARE}*({start}-{best}),"{text}","")'
-    return formula, text if e - b > FAR_SHARE * (s - b) else ""
+    # no best fit when every x is the same (its slope is #DIV/0!): then nothing to say, and
+    # the IF must not read the error (AND would: it does not stop at its first FALSE)
+    formula = f'IF(ISNUMBER({best}),IF({end}-{best}>{FAR_SHARE}*({start}-{best}),"{text}",""),"")'
+    return formula, text if np.isfinite(b) and e - b > FAR_SHARE * (s - b) else ""
 
 
 def _epoch_summary(lesson: Lesson, kind: str, trace, s_col: int, where: dict,
