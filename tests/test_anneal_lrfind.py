@@ -209,7 +209,7 @@ def test_cli_builds_the_finder_and_refuses_what_it_cannot_do(tmp_path):
             (("build", "lrfind", "-o", "x.xlsx", "--lr-min", "5", "--lr-max", "1"),
              "0 < --lr-min < --lr-max"),
             (("build", "lrfind", "-o", "x.xlsx", "--schedule", "onecycle"),
-             "--schedule is a flag of graddesc, collab, softmax, mlp and conv, not lrfind"),
+             "--schedule is a flag of graddesc, softmax, collab, mlp and conv, not lrfind"),
             (("build", "graddesc", "-o", "x.xlsx", "--schedule", "anneal"), "does not keep"),
             (("build", "softmax", "-o", "x.xlsx", "--schedule", "anneal"),
              "--schedule anneal is graddesc's"),

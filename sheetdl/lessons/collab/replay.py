@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...math import optim
-from ..report import TraceCheck, VerifyError
-from ..workbook import Workbook
-from .common import (bounded_work, compare, finder_want, matrix, numbers, schedule,
-                     sheet_hyper, train_and_finder)
+from ...verification.report import TraceCheck, VerifyError
+from ...verification.workbook import Workbook
+from ...verification.replay.common import (bounded_work, compare, finder_want, matrix,
+                                           numbers, schedule, sheet_hyper, train_and_finder)
 
 
 def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
@@ -21,7 +21,7 @@ def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
 
 
 def _collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
-    from ...lessons.collab import model as collab
+    from . import model as collab
 
     label = "train" if si is None else wb.sheets[si]
     m = lambda name: matrix(wb, name, path, si=si)
@@ -52,7 +52,7 @@ def _collab_sheet(wb, meta, sspec, epochs, si, R, path, rtol, atol):
 
 
 def _collab_udf(wb, meta, R, path, rtol, atol) -> list[TraceCheck]:
-    from ...lessons.collab import model as collab
+    from . import model as collab
 
     factors, epochs = meta["factors"], meta["epochs"]
     bounded_work(path, 0, epochs)  # a whole number of steps before it enters a product

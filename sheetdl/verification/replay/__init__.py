@@ -7,11 +7,11 @@ import importlib
 
 from ..report import TraceCheck, VerifyError
 from ..workbook import Workbook
-from . import collab, graddesc
+from . import graddesc
 from ...lessons.registry import REGISTRY
 
 #: Each lesson's replay of its traces, by the lesson its metadata names.
-REPLAYS = {"graddesc": graddesc.replay, "collab": collab.replay}
+REPLAYS = {"graddesc": graddesc.replay}
 
 
 def _registered(module: str):
