@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .lessons import data
 from .lessons.graddesc import layout as graddesc
-from .lessons.spec import finder_options, overrides, schedule_options
 from .math import optim, presets, schedules
 from . import options, progress
 from .write import xlsx
@@ -64,36 +63,6 @@ def _add_build(sub) -> dict:
                    help="replace workbooks changed since sheetdl wrote them (.bak copies kept)")
     lessons = p.add_subparsers(dest="lesson", metavar="LESSON", parser_class=options.Parser)
     return {name: options.lesson_parser(name, parent=lessons) for name in options.LESSONS}
-
-
-def build_graddesc(args, finder_only: bool = False) -> graddesc.Lesson:
-    if args.data and args.rows is not None:
-        raise UserError("give --data or --rows, not both")
-    if args.data:
-        x, y = data.read_xy_csv(args.data)
-        label = f"{Path(args.data).name} ({len(x)} rows)"
-    elif args.rows is not None:
-        x, y = data.synthetic_line(args.rows, args.seed)
-        label = f"{args.rows} synthetic points, y = 2x + 30 + N(0, 5²), seed {args.seed}"
-    else:
-        x, y = data.course_points()
-        label = None
-    given = overrides(args)
-    optimizers = () if finder_only else tuple(args.optimizer)
-    if args.udf and (args.schedule != "constant" or args.lrfind):
-        raise UserError("--udf writes constant-lr tables only; leave out --schedule and --lrfind")
-    lesson = graddesc.make_lesson(
-        x, y, optimizers=optimizers, preset=args.preset,
-        # lrfind trains no epochs; the lesson keeps graddesc's default in its metadata
-        epochs=options.f_default("--epochs", "graddesc") if args.epochs is None else args.epochs,
-        b_init=args.b_init, a_init=args.a_init,
-        drop_last_update=args.drop_last_update, data_label=label,
-        schedule=args.schedule or "constant", schedule_options=schedule_options(args),
-        lrfind_optimizer=args.optimizer[0] if (finder_only or args.lrfind) else None,
-        lrfind_options=finder_options(args, args.steps if finder_only else None),
-        **given)
-    lesson.udf = args.udf
-    return lesson
 
 
 def _safe_write(book, out: Path, force: bool, on_row=None, on_phase=None) -> None:
@@ -199,9 +168,7 @@ def build_one(args, say=print, warn=_print_warning) -> Path:
     return out
 
 
-BUILDERS = {"graddesc": lambda args: graddesc.build(build_graddesc(args)),
-            "lrfind": lambda args: graddesc.build(build_graddesc(args, finder_only=True)),
-            **{name: spec.build for name, spec in options.SPECS.items()}}
+BUILDERS = {name: spec.build for name, spec in options.SPECS.items()}
 
 
 def _divergence(book, sheet: str) -> list[str]:

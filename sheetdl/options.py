@@ -2,9 +2,11 @@
 checks that a flag has an effect, the Python API and the README's flag table all come
 from ``FLAGS``.
 
-A flag lists the lessons that take it; ``sheetdl build LESSON`` offers only those. A
-flag that applies only under a schedule or with the lr finder says so in ``needs``, and
-giving it without them is an error that says why, rather than a silent no-op.
+The flags here are the shared ones; each lesson (``lessons.registry``) names those it takes,
+with its own help and defaults, and declares its own flags in its folder. A flag lists the
+lessons that take it; ``sheetdl build LESSON`` offers only those. A flag that applies only
+under a schedule or with the lr finder says so in ``needs``, and giving it without them is
+an error that says why, rather than a silent no-op.
 """
 from __future__ import annotations
 
@@ -15,19 +17,13 @@ import importlib
 import importlib.util
 import re
 
-from .lessons.graddesc import layout as graddesc
 from .lessons.registry import REGISTRY
 from .lessons.spec import Flag, LessonSpec
 from .math import optim, presets, schedules
 from .sheet.formulas import HYPER_HELP, UDF_FLAVOURS, out_of_range
 
-LESSONS = {
-    "graddesc": "SGD, momentum, RMSProp, Adam... on y = b + a·x, one sample per row",
-    "lrfind": "the learning-rate finder on y = b + a·x: lr grows per step, suggestions as formulas",
-}
-ALL = tuple(LESSONS)  # the lessons wired in here; a registered lesson names what it takes
-TRAINED = ("graddesc",)  # the lessons with a training sheet to schedule
-LINE = ("graddesc", "lrfind")                # y = b + a·x
+#: Every lesson by name, with its summary, in the registry's order.
+LESSONS: dict[str, str] = {}
 
 
 class OptionError(ValueError):
@@ -76,42 +72,27 @@ FLAGS: list[Flag] = [
          metavar="FILE.xlsx"),
     Flag("--force", "replace a workbook changed since sheetdl wrote it (keeps a numbered .bak)",
          type=None, action="store_true", group="output"),
-    Flag("--data", {"graddesc": "FILE.csv with two columns x,y (a header line is fine)",
-                    "lrfind": "FILE.csv with two columns x,y (a header line is fine)"},
-         type=str, group="data", metavar="SOURCE",
+    Flag("--data", "the data", type=str, group="data", metavar="SOURCE",
          summary="the data: a CSV of the lesson's columns, or iris (softmax), movielens (collab)"),
-    Flag("--rows", "synthetic data: N points of y = 2x + 30 + noise instead of the course's 29",
-         lessons=LINE, type=int, group="data", metavar="N"),
-    Flag("--seed", {"graddesc": "seed of the --rows synthetic data", "lrfind": "seed of the "
-                    "--rows synthetic data"}, type=int, default=0, group="data",
+    Flag("--seed", "seed of the synthetic data", type=int, default=0, group="data",
          summary="seed of the synthetic data (and of the starting values of softmax, collab, mlp)"),
-    Flag("--dropout", "dropout p, masks drawn from --seed at build time", lessons=(),
-         group="training", metavar="P",
+    Flag("--dropout", "dropout p, masks drawn from --seed at build time", group="training",
+         metavar="P",
          summary="dropout p on mlp's hidden units or conv's pooled features, masks drawn "
                  "from --seed at build time"),
-    Flag("--optimizer", {"graddesc": "one or a comma list, one sheet each, from "
-                         + ",".join(optim.NAMES),
-                         "lrfind": "the optimizer the finder trains"},
-         type=str, default={"graddesc": ",".join(graddesc.DEFAULT_OPTIMIZERS),
-                            "lrfind": "sgd"},
+    Flag("--optimizer", "the optimizer", type=str,
          summary="the optimizer; on graddesc a comma list, one sheet each"),
-    Flag("--epochs", {"graddesc": "passes over the data, one sample per row"},
-         lessons=("graddesc",), type=int, default={"graddesc": 5},
+    Flag("--epochs", "passes over the data", type=int,
          summary="passes over the data (graddesc 5, collab 20)"),
-    Flag("--steps", {"lrfind": "finder steps, one full-batch step per row"},
-         lessons=("lrfind",), type=int, default={"lrfind": 100},
+    Flag("--steps", "full-batch steps", type=int,
          summary="full-batch steps (softmax 50, mlp 100, lrfind 100)"),
-    Flag("--preset", "framework conventions", type=str, default=graddesc.DEFAULT_PRESET,
+    Flag("--preset", "framework conventions", type=str, default=presets.DEFAULT,
          choices=tuple(sorted(presets.PRESETS))),
-    Flag("--drop-last-update", "reproduce the course VBA's dropped last update of each epoch "
-         "(default: only with --preset course)", lessons=("graddesc",), type=None,
-         action="bool"),
     Flag("--udf", "write each big table as one call to the sheetdl add-in with cached values, "
          "for lessons too large to recalculate as formulas; NAMES office (the default: "
          "SHEETDL.TRAIN_LINEAR, for xlwings Lite and Server, which run wherever Excel does) or "
          "classic (SHEETDL_TRAIN_LINEAR, for the classic add-in on Windows desktop Excel)",
-         lessons=("graddesc",), type=str, choices=tuple(UDF_FLAVOURS),
-         const="office", metavar="NAMES"),
+         type=str, choices=tuple(UDF_FLAVOURS), const="office", metavar="NAMES"),
     Flag("--lr", "learning rate η; the lesson's rate for the optimizer unless given (see "
          "sheetdl list); mlp also takes LO:HI, layer 1 at LO and layer 2 at HI (fastai's "
          "slice: discriminative rates)", type=learning_rate, group="hyperparameters",
@@ -126,40 +107,31 @@ FLAGS: list[Flag] = [
     Flag("--nesterov", "Nesterov momentum, for the momentum optimizer (graddesc: on its "
          "momentum sheet)", type=None, action="bool", group="hyperparameters",
          summary="Nesterov momentum, for the momentum optimizer"),
-    Flag("--init-b", "starting intercept b", lessons=LINE, default=1.0,
-         group="hyperparameters"),
-    Flag("--init-a", "starting slope a", lessons=LINE, default=1.0, group="hyperparameters"),
     # KIND, not the choices, in the help: anneal is graddesc's alone, and another lesson's
     # --schedule anneal gets the error that says so rather than argparse's
     Flag("--schedule", "constant, step (StepLR), exp (ExponentialLR), cosine "
          "(CosineAnnealingLR) or onecycle (fit_one_cycle / OneCycleLR); graddesc also takes "
-         "anneal (the course's adam_ann rule)", lessons=TRAINED, type=str,
+         "anneal (the course's adam_ann rule)", type=str,
          default="constant", group="schedule", choices=schedules.KINDS + ("anneal",),
          metavar="KIND", summary="constant, step, exp, cosine, onecycle, anneal (graddesc)"),
-    Flag("--lr-max", {"lrfind": "the finder's last lr (default 10)"},
-         lessons=ALL, group="schedule", needs=("onecycle", "finder")),
-    Flag("--lr-min", {"lrfind": "the finder's first lr (default 1e-7)"},
-         lessons=ALL, group="schedule", needs=("cosine", "finder")),
-    Flag("--pct-start", "onecycle: warm-up fraction (torch 0.3, fastai 0.25)", lessons=TRAINED,
-         group="schedule", needs=("onecycle",)),
-    Flag("--div", "onecycle: first lr = lr_max/div (default 25)", lessons=TRAINED,
-         group="schedule", needs=("onecycle",)),
-    Flag("--div-final", "onecycle: final lr = lr_max/div_final (fastai, default 1e5) or "
-         "lr_max/div/div_final (torch, default 1e4)", lessons=TRAINED, group="schedule",
+    Flag("--lr-max", {}, group="schedule", needs=("onecycle", "finder")),
+    Flag("--lr-min", {}, group="schedule", needs=("cosine", "finder")),
+    Flag("--pct-start", "onecycle: warm-up fraction (torch 0.3, fastai 0.25)", group="schedule",
          needs=("onecycle",)),
-    Flag("--step-size", "step: steps between decays (default 1)", lessons=TRAINED, type=int,
+    Flag("--div", "onecycle: first lr = lr_max/div (default 25)", group="schedule",
+         needs=("onecycle",)),
+    Flag("--div-final", "onecycle: final lr = lr_max/div_final (fastai, default 1e5) or "
+         "lr_max/div/div_final (torch, default 1e4)", group="schedule",
+         needs=("onecycle",)),
+    Flag("--step-size", "step: steps between decays (default 1)", type=int,
          group="schedule", needs=("step",)),
     Flag("--gamma", "step: decay factor (default 0.1); exp: per step (default 0.99)",
-         lessons=TRAINED, group="schedule", needs=("step", "exp")),
-    Flag("--anneal-ratio", "anneal: the proxy/best ratio that triggers (default 2)",
-         lessons=("graddesc",), group="schedule", needs=("anneal",)),
-    Flag("--anneal-factor", "anneal: the lr divisor (default 4)", lessons=("graddesc",),
-         group="schedule", needs=("anneal",)),
+         group="schedule", needs=("step", "exp")),
     Flag("--cycle-momentum", "onecycle: cycle momentum or β₁ 0.95 → 0.85 → 0.95 (default on)",
-         lessons=TRAINED, type=None, action="bool", group="schedule", needs=("onecycle",)),
+         type=None, action="bool", group="schedule", needs=("onecycle",)),
     Flag("--lrfind", "add an lr finder sheet (for --optimizer, or the first of a list)",
-         lessons=TRAINED, type=None, action="store_true", group="lr finder"),
-    Flag("--lrfind-steps", "the finder's steps (default 100)", lessons=TRAINED, type=int,
+         type=None, action="store_true", group="lr finder"),
+    Flag("--lrfind-steps", "the finder's steps (default 100)", type=int,
          group="lr finder", needs=("finder",)),
     Flag("--smooth-beta", "smoothing β of the finder's loss (default 0.98)", group="lr finder",
          needs=("finder",)),
@@ -171,15 +143,8 @@ _LR_RANGE_HELP = {"--lr-max": "onecycle: the peak lr (default the lesson's lr); 
                   "--lr-min": "cosine: the floor (default 0); with the lr finder: its first lr "
                               "(default 1e-7)"}
 
-EXAMPLES = {
-    "graddesc": ["sheetdl build graddesc --optimizer sgd,adam,nadam --epochs 20 -o my.xlsx",
-                 "sheetdl build graddesc --rows 1000 --seed 3",
-                 "sheetdl build graddesc --preset course",
-                 "sheetdl build graddesc --optimizer adam --schedule onecycle --lr-max 0.5"],
-    "lrfind": ["sheetdl build lrfind --optimizer adam --steps 200 --lr-min 1e-6 --lr-max 100"],
-}
+EXAMPLES: dict[str, list[str]] = {}
 GROUPS = ("output", "data", "training", "hyperparameters", "schedule", "lr finder")
-FLAGS = [f if f.lessons is not None else dataclasses.replace(f, lessons=ALL) for f in FLAGS]
 
 
 def _per_lesson(value, lessons) -> dict:
@@ -299,9 +264,8 @@ def add_flags(p: argparse.ArgumentParser, lesson: str) -> None:
             if f.const is not None:
                 kw.update(nargs="?", const=f.const)
         groups[f.group].add_argument(*names, **kw)
-    if lesson == "graddesc":  # the older spelling, kept working
-        p.add_argument("--optimizers", dest="optimizer", type=str, help=argparse.SUPPRESS,
-                       action=_Once)
+    for spelling, dest in SPECS[lesson].aliases.items():  # older spellings, kept working
+        p.add_argument(spelling, dest=dest, type=str, help=argparse.SUPPRESS, action=_Once)
 
 
 def lesson_parser(lesson: str, prog: str | None = None, parent=None) -> Parser:
@@ -320,7 +284,7 @@ def lesson_parser(lesson: str, prog: str | None = None, parent=None) -> Parser:
 
 def _optimizer_kinds(lesson: str, value: str) -> list[str]:
     kinds = [k.strip() for k in value.split(",") if k.strip()]
-    if lesson != "graddesc" and len(kinds) != 1:
+    if not SPECS[lesson].optimizer_list and len(kinds) != 1:
         raise OptionError(f"--optimizer: {lesson} trains one optimizer, got {value!r}")
     for k in kinds:
         if k not in optim.OPTIMIZERS:
@@ -348,16 +312,14 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, f.dest, None)
     given = {f.dest: f for f in flags(lesson) if getattr(args, f.dest, None) is not None}
     schedule = args.schedule if getattr(args, "schedule", None) is not None else "constant"
-    finder = lesson == "lrfind" or bool(getattr(args, "lrfind", None))
+    spec = SPECS[lesson]
+    finder = spec.finder or bool(getattr(args, "lrfind", None))
     for dest, f in given.items():
         if f.needs and schedule not in f.needs and not ("finder" in f.needs and finder):
             what = [("--lrfind" if n == "finder" else f"--schedule {n}") for n in f.needs]
             raise OptionError(f"{f.name} has no effect without {' or '.join(what)}")
-    if schedule == "anneal" and lesson != "graddesc":
+    if schedule == "anneal" and not spec.anneal:
         raise OptionError("--schedule anneal is graddesc's (the course's adam_ann rule)")
-    if lesson == "lrfind" and "lr" in given:
-        raise OptionError("--lr has no effect on lrfind: the finder sweeps the lr itself, from "
-                          "--lr-min to --lr-max")
     kinds = _optimizer_kinds(lesson, args.optimizer or f_default("--optimizer", lesson))
     args.optimizer = kinds
     fields = lambda kind: {x.name for x in dataclasses.fields(optim.OPTIMIZERS[kind])}
@@ -369,7 +331,7 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
                                   f"(it is for {', '.join(takes)})")
         value = getattr(args, dest)
         if isinstance(value, tuple):  # --lr LO:HI
-            if not (lesson in SPECS and SPECS[lesson].lr_range):
+            if not spec.lr_range:
                 raise OptionError(f"{f.name} LO:HI (a rate per layer group) is the mlp lesson's; "
                                   "give one rate")
             for v in value:
@@ -385,8 +347,6 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
         if isinstance(value, int) and not isinstance(value, bool) and f.type is int \
                 and dest != "seed" and value < 1:
             raise OptionError(f"{f.name} must be at least 1, got {value}")
-    if "seed" in given and lesson in LINE and "rows" not in given:
-        raise OptionError("--seed seeds the synthetic data of --rows; give --rows too")
     if "seed" in given and args.seed < 0:
         raise OptionError(f"--seed must be 0 or more, got {args.seed}")
     if getattr(args, "out", None) and not str(args.out).lower().endswith((".xlsx", ".xlsm")):
@@ -396,8 +356,7 @@ def _resolve(lesson: str, args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, f.dest, None) is None and f.default is not None \
                 and f.dest != "optimizer":
             setattr(args, f.dest, f.for_lesson(f.default, lesson))
-    spec = SPECS.get(lesson)
-    if spec is not None and spec.check is not None:
+    if spec.check is not None:
         try:
             spec.check(args, set(given))
         except ValueError as e:

@@ -1,11 +1,12 @@
-"""The lessons that declare themselves with a ``LessonSpec``, one line each. (graddesc and
-lrfind, its variant, are still wired into ``options``, ``cli`` and
-``verification.replay`` by hand.)"""
+"""Every lesson, declared with a ``LessonSpec`` in its folder and listed here on one line:
+the CLI, the Python API, ``sheetdl list``, verify's replay and the README's tables read
+this tuple, in its order."""
 from __future__ import annotations
 
 from .collab.options import LESSON as COLLAB
 from .conv.options import LESSON as CONV
+from .graddesc.options import LESSON as GRADDESC, LRFIND
 from .mlp.options import LESSON as MLP
 from .softmax.options import LESSON as SOFTMAX
 
-REGISTRY = (SOFTMAX, COLLAB, MLP, CONV)
+REGISTRY = (GRADDESC, LRFIND, SOFTMAX, COLLAB, MLP, CONV)

@@ -10,11 +10,12 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Flag:
-    """A build option. ``lessons`` None: every lesson built into ``options.FLAGS``."""
+    """A build option: shared ones are declared in ``options.FLAGS`` and taken by a lesson's
+    ``LessonSpec.takes``, a lesson's own in its ``LessonSpec.flags``."""
 
     name: str
     help: str | dict[str, str]         # one text, or one per lesson
-    lessons: tuple[str, ...] | None = None
+    lessons: tuple[str, ...] = ()
     type: object = float
     default: object = None              # one value, or one per lesson (shown in the help)
     group: str = "training"
@@ -63,6 +64,16 @@ class LessonSpec:
     file_stem: Callable | None = None
     #: takes ``--lr LO:HI``, a rate per layer group (the others refuse it)
     lr_range: bool = False
+    #: trains a comma list of optimizers, a sheet each (the others train one)
+    optimizer_list: bool = False
+    #: is an lr finder itself: the finder's flags apply without ``--lrfind``
+    finder: bool = False
+    #: takes ``--schedule anneal``, the course's adam_ann rule
+    anneal: bool = False
+    #: older spellings of its flags, kept working: spelling → dest
+    aliases: dict[str, str] = field(default_factory=dict)
+    #: the lesson this one is a variant of (lrfind of graddesc: the same data and model)
+    variant_of: str | None = None
 
 
 #: The hyperparameters a lesson's build passes on as given (``options.resolve`` has checked

@@ -35,7 +35,7 @@ from ...math.optim import Optimizer
 
 DEFAULT_OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 ALL_OPTIMIZERS = optim.NAMES
-DEFAULT_PRESET = "torch"
+DEFAULT_PRESET = presets.DEFAULT
 
 #: The course sheet's own learning rates (adam after the lr was set to 0.1 by hand).
 COURSE_LR = {"sgd": 1e-4, "momentum": 1e-4, "rmsprop": 0.02, "adam": 0.1}

@@ -1,17 +1,14 @@
 """Each lesson's replay: the reference math run again from the workbook's own named inputs
-and data, its traces compared with the recalculated cells. One module a lesson; the
-reading, rebuilding and comparing they share is in ``common``."""
+and data, its traces compared with the recalculated cells. Each lives in its lesson's
+folder (``LessonSpec.replay``); the reading, rebuilding and comparing they share is in
+``common``."""
 from __future__ import annotations
 
 import importlib
 
 from ..report import TraceCheck, VerifyError
 from ..workbook import Workbook
-from . import graddesc
 from ...lessons.registry import REGISTRY
-
-#: Each lesson's replay of its traces, by the lesson its metadata names.
-REPLAYS = {"graddesc": graddesc.replay}
 
 
 def _registered(module: str):
@@ -19,7 +16,9 @@ def _registered(module: str):
     return lambda *args: importlib.import_module(module).replay(*args)
 
 
-REPLAYS.update({spec.name: _registered(spec.replay) for spec in REGISTRY})
+#: Each lesson's replay of its traces, by the lesson its metadata names (an lrfind
+#: workbook names graddesc, whose replay reads its finder sheet).
+REPLAYS = {spec.name: _registered(spec.replay) for spec in REGISTRY}
 
 
 def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...lessons.graddesc import compiled, model as linear
+from . import compiled, model as linear
 from ...math import optim
-from ..report import TraceCheck, VerifyError
-from ..workbook import Workbook
-from .common import (bounded_work, compare, finder_want, named_inputs, numbers, schedule,
-                     sheet_hyper, sheet_index)
+from ...verification.report import TraceCheck, VerifyError
+from ...verification.workbook import Workbook
+from ...verification.replay.common import (bounded_work, compare, finder_want, named_inputs,
+                                           numbers, schedule, sheet_hyper, sheet_index)
 
 
 def replay(wb: Workbook, meta: dict, path, rtol, atol) -> list[TraceCheck]:
