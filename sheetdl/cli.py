@@ -182,7 +182,8 @@ def _divergence(book, sheet: str) -> list[str]:
     unsteady = book.meta.get("unsteady", {})
     if sheet in unsteady:  # finite, but an lr too large for this data bounces the loss
         rose, steps = unsteady[sheet]
-        unit = "epochs" if book.meta.get("lesson") == "collab" else "steps"
+        spec = options.SPECS.get(book.meta.get("lesson"))
+        unit = (spec.counter if spec is not None else "step") + "s"
         return [f"sheet {sheet}: the loss rose on {rose} of {steps} {unit}: the lr may be too "
                 "large for this data; try a smaller --lr (a tenth, say)"]
     return []
@@ -362,10 +363,6 @@ def cmd_example_data(args) -> int:
     return 0
 
 
-#: --data values a lesson reads by name, not as a file
-BUILT_IN_DATA = {"softmax": "iris", "collab": "movielens", "conv": "digits"}
-
-
 def _data_hint(error, args) -> str:
     """After a missing --data file: a built-in name it may have meant, the columns the
     lesson reads, and the command that writes example files."""
@@ -374,7 +371,8 @@ def _data_hint(error, args) -> str:
     if not (given and lesson and str(error).endswith("no such file")):
         return ""
     name = Path(given).name.lower()
-    if BUILT_IN_DATA.get(lesson) == name:
+    spec = options.SPECS.get(lesson)
+    if spec is not None and spec.built_in_data == name:
         return f" (did you mean --data {name}, the built-in data?)"
     flag = next((f for f in options.flags(lesson) if f.name == "--data"), None)
     columns = flag.for_lesson(flag.help, lesson) if flag else None

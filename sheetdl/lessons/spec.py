@@ -74,6 +74,10 @@ class LessonSpec:
     aliases: dict[str, str] = field(default_factory=dict)
     #: the lesson this one is a variant of (lrfind of graddesc: the same data and model)
     variant_of: str | None = None
+    #: a ``--data`` value it reads by name, not as a file (iris), for the hint after a typo
+    built_in_data: str | None = None
+    #: what one row of its trace is, as its warnings say it ("step", or collab's "epoch")
+    counter: str = "step"
 
 
 #: The hyperparameters a lesson's build passes on as given (``options.resolve`` has checked

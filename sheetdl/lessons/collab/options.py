@@ -93,4 +93,4 @@ LESSON = LessonSpec(
     name=NAME,
     summary="collaborative filtering: matrix factorisation trained in formulas, no Solver",
     build=build, replay=f"{__package__}.replay", examples=EXAMPLES, flags=FLAGS,
-    takes=TAKES, defaults=DEFAULTS, check=check)
+    takes=TAKES, defaults=DEFAULTS, check=check, built_in_data="movielens", counter="epoch")

@@ -200,4 +200,5 @@ LESSON = LessonSpec(
     summary="a convolutional network trained cell by cell: conv, ReLU, max-pool, softmax",
     build=build, replay=f"{__package__}.replay", examples=EXAMPLES, flags=FLAGS,
     takes=TAKES, defaults=DEFAULTS, check=check,
-    file_stem=lambda args: "conv-course" if args.preset == "course" else NAME)
+    file_stem=lambda args: "conv-course" if args.preset == "course" else NAME,
+    built_in_data="digits")

@@ -55,4 +55,4 @@ LESSON = LessonSpec(
     name=NAME,
     summary="softmax and cross-entropy cell by cell; softmax regression trained full batch",
     build=build, replay=f"{__package__}.replay", examples=EXAMPLES, takes=TAKES,
-    defaults=DEFAULTS)
+    defaults=DEFAULTS, built_in_data="iris")
