@@ -4428,6 +4428,8 @@ PRESETS = {framework: {name: r.presets[framework] for name, r in optim.REGISTRY.
 
 #: What a preset does not define falls back to torch's rule; the sheet says so.
 FALLBACK = "torch"
+#: The preset a build uses unless told.
+DEFAULT = "torch"
 
 #: The course's VBA carried each epoch's last-row *inputs* into the next epoch,
 #: dropping that row's update. Only the course preset reproduces it.
